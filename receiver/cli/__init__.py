@@ -1,0 +1,61 @@
+"""The admin CLI: `threads-receiver COMMAND`. Each command group lives in its own module.
+
+Errors an admin can fix come out as one line `error: ...` and exit status 1, never
+as a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+from peewee import InterfaceError, OperationalError
+
+from receiver.cli.context import AppContext, CliError
+from receiver.config import ConfigError
+from receiver.store.db import StoreError
+from receiver.store.mailboxes import MailboxError
+
+
+class _Group(click.Group):
+    """Turns the errors an admin can act on into one line and exit status 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (CliError, ConfigError, StoreError, MailboxError) as e:
+            raise click.ClickException(str(e)) from None
+        except (OperationalError, InterfaceError) as e:
+            raise click.ClickException(f"the database is unavailable: {e}".strip()) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH", default=None,
+              help="Config file (default: $THREADS_RECEIVER_CONFIG, else the data folder's).")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details to stderr.")
+@click.version_option(package_name="threads-receiver")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+    """threads-receiver: a self-hosted SMTP push receiver for copied mail."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    # aiosmtpd logs every command at INFO; our handler logs one line per delivery.
+    logging.getLogger("mail.log").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    ctx.obj = AppContext(config_path)
+
+
+def _register() -> None:
+    from receiver.cli import mailbox, messages, setup
+
+    for module in (setup, mailbox, messages):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="threads-receiver")

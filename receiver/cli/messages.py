@@ -1,0 +1,121 @@
+"""`messages ...` and `stats`: reading what was received."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from receiver.cli.context import AppContext, CliError, emit_json, pass_app
+from receiver.cli.mailbox import json_option
+from receiver.store import queries
+
+
+@click.group()
+def messages() -> None:
+    """Read received messages."""
+
+
+@messages.command("list")
+@click.option("--mailbox", "mailbox_email", metavar="EMAIL", help="Only this mailbox's messages.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=0),
+              help="How many, newest first; 0 for all.")
+@json_option
+@pass_app
+def list_(app: AppContext, mailbox_email: str | None, limit: int, as_json: bool) -> None:
+    """List messages, newest first."""
+    app.db()
+    rows = queries.list_messages(_mailbox_key(mailbox_email), limit)
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['id']:>7}  {r['date'] or '-':<20}  {(r['from'] or '-')[:28]:<28}  "
+                   f"{r['subject'] or '(no subject)'}")
+
+
+def _mailbox_key(email: str | None) -> str | None:
+    if email is None:
+        return None
+    local, _, domain = email.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+@messages.command("show")
+@click.argument("message_id", type=int)
+@json_option
+@pass_app
+def show(app: AppContext, message_id: int, as_json: bool) -> None:
+    """Show one message: headers, bodies, attachments, deliveries and verdicts."""
+    app.db()
+    data = _found(queries.message_detail, message_id)
+    if as_json:
+        emit_json(data)
+        return
+    click.echo(f"message     {data['id']}  <{data['message_id']}>"
+               + ("  (synthetic id)" if data["synthetic_id"] else ""))
+    click.echo(f"subject     {data['subject']}")
+    click.echo(f"date        {data['date']}  ({data['date_raw']})")
+    click.echo(f"from        {data['from_name'] or ''} <{data['from']}>")
+    for label, key in (("to", "to"), ("cc", "cc")):
+        if data[key]:
+            click.echo(f"{label:<12}{', '.join(a for _, a in data[key])}")
+    if data["in_reply_to"]:
+        click.echo(f"in-reply-to {' '.join(data['in_reply_to'])}")
+    if data["references"]:
+        click.echo(f"references  {len(data['references'])} ids, parent {data['parent']}")
+    click.echo(f"thread      {data['thread_id']}")
+    for a in data["attachments"]:
+        click.echo(f"attachment  {a['name']} ({a['type']}, {a['size']} bytes)")
+    if data["defects"] or data["parse_error"]:
+        click.echo(f"defects     {', '.join(data['defects'])} {data['parse_error'] or ''}")
+    for d in data["deliveries"]:
+        click.echo(f"delivery    {d['id']} to {d['mailbox']} at {d['received_at']} via {d['source']}"
+                   f" from {d['peer']} [{d['status']}]")
+        click.echo(f"  verdict   {d['verdict']}: {'; '.join(d['reasons'])}")
+        if d["auth_results"]:
+            click.echo(f"  auth      {d['auth_results']}")
+    click.echo("")
+    click.echo(data["text_body"] or "(no text body)")
+
+
+def _found(fn, *args):
+    try:
+        return fn(*args)
+    except queries.NotFound as e:
+        raise CliError(str(e)) from None
+
+
+@messages.command("raw")
+@click.argument("message_id", type=int)
+@click.option("--delivery", type=int, help="The bytes of this delivery of the message.")
+@pass_app
+def raw(app: AppContext, message_id: int, delivery: int | None) -> None:
+    """Write the exact bytes as received to stdout."""
+    app.db()
+    data = _found(queries.message_raw, message_id, delivery)
+    out = sys.stdout.buffer
+    out.write(data)
+    out.flush()
+
+
+@click.command()
+@json_option
+@pass_app
+def stats(app: AppContext, as_json: bool) -> None:
+    """Counts per mailbox and totals."""
+    app.db()
+    data = queries.stats()
+    if as_json:
+        emit_json(data)
+        return
+    for m in data["mailboxes"]:
+        click.echo(f"{m['email']:<32} {m['deliveries']:>8} deliveries {m['messages']:>8} messages "
+                   f"{m['quarantined']:>6} quarantined")
+    t = data["totals"]
+    click.echo(f"total: {t['mailboxes']} mailboxes, {t['deliveries']} deliveries, "
+               f"{t['messages']} messages, {t['threads']} threads, "
+               f"{t['stored_bytes']} bytes ({t['compressed_bytes']} compressed)")
+
+
+COMMANDS = [messages, stats]

@@ -1,0 +1,208 @@
+"""Configuration: one TOML file, overridden by THREADS_RECEIVER_* variables, then by CLI flags.
+
+Every key has a default here, so an empty file (or none at all) is a working config.
+The generic override for any key is THREADS_RECEIVER_<SECTION>_<KEY>; a few short
+names (DB, DNS_SERVERS) exist because admins reach for them first.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "THREADS_RECEIVER_"
+CONFIG_NAME = "receiver.toml"
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "receiver": {
+        # Domains whose addresses this receiver accepts; the first one is printed.
+        "domains": ["localhost"],
+        # authserv-id written into Authentication-Results; empty means the first domain.
+        "authserv_id": "",
+        # How long a rotated-away receiver address keeps working.
+        "rotate_grace_days": 7,
+    },
+    "database": {
+        # sqlite:///relative/or/absolute/path (relative to the config's folder) or postgresql://...
+        "url": "sqlite:///receiver.db",
+        # Seconds a write may wait for a lock before the sender is told 451 and retries.
+        "lock_timeout": 10.0,
+        # Deliveries committed together in one transaction (group commit).
+        "batch_max": 64,
+    },
+    "smtp": {
+        "listen": "127.0.0.1:2525",
+        "lmtp": False,
+        # Name in the greeting and in our trace columns; empty means the host's FQDN.
+        "hostname": "",
+        "max_message_size": 50 * 1024 * 1024,
+        "max_recipients": 100,
+        # Longest DATA line accepted; RFC 5321 says 1000 but real senders exceed it.
+        "max_line_length": 10000,
+        "timeout": 300,
+    },
+    "policy": {
+        # What to do with a copy judged altered: reject | quarantine | accept.
+        "altered": "quarantine",
+        # What to do with a copy nobody can vouch for: accept | quarantine.
+        "unverifiable": "accept",
+    },
+    "threads": {
+        # Join reply-prefixed orphans to a same-subject thread with a shared participant.
+        "subject_join": True,
+        "subject_window_days": 30,
+    },
+    "dns": {
+        # host:port strings; empty means the system resolver.
+        "servers": [],
+        "timeout": 5.0,
+    },
+}
+
+
+@dataclass
+class Config:
+    """Resolved settings plus where they came from (for messages to the admin)."""
+
+    path: Path | None
+    data: dict[str, dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(DEFAULTS))
+
+    def get(self, section: str, key: str) -> Any:
+        return self.data[section][key]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    @property
+    def database_url(self) -> str:
+        return resolve_sqlite_url(self.get("database", "url"), self.base_dir)
+
+    @property
+    def domains(self) -> list[str]:
+        return [d.lower() for d in self.get("receiver", "domains")]
+
+    @property
+    def authserv_id(self) -> str:
+        return self.get("receiver", "authserv_id") or self.domains[0]
+
+
+class ConfigError(Exception):
+    """A config file or override that cannot be used; the message says which key."""
+
+
+def resolve_sqlite_url(url: str, base_dir: Path) -> str:
+    """Make a relative sqlite path absolute against the config's folder."""
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        if not path.is_absolute():
+            return "sqlite:///" + str((base_dir / path).resolve())
+    return url
+
+
+def _coerce(value: str, default: Any, name: str) -> Any:
+    if isinstance(default, bool):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    if isinstance(default, int):
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a whole number, got {value!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+    if isinstance(default, list):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+ENV_ALIASES = {
+    "DB": ("database", "url"),
+    "DNS_SERVERS": ("dns", "servers"),
+}
+
+
+def _merge(data: dict, overrides: dict, origin: str) -> None:
+    for section, values in overrides.items():
+        if section not in data:
+            raise ConfigError(f"{origin}: unknown section [{section}]")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: [{section}] must be a table")
+        for key, value in values.items():
+            if key not in data[section]:
+                raise ConfigError(f"{origin}: unknown key {section}.{key}")
+            default = DEFAULTS[section][key]
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if type(value) is not type(default):
+                raise ConfigError(
+                    f"{origin}: {section}.{key} must be {type(default).__name__}, "
+                    f"got {type(value).__name__}"
+                )
+            data[section][key] = value
+
+
+def find_config_path(explicit: str | None) -> Path | None:
+    """The config to use: --config, then THREADS_RECEIVER_CONFIG, else none."""
+    chosen = explicit or os.environ.get(ENV_PREFIX + "CONFIG")
+    return Path(chosen).expanduser().resolve() if chosen else None
+
+
+def load(path: Path | None, environ: dict[str, str] | None = None) -> Config:
+    env = os.environ if environ is None else environ
+    config = Config(path=path)
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                _merge(config.data, tomllib.load(f), str(path))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: {e}") from None
+    for section, values in DEFAULTS.items():
+        for key, default in values.items():
+            name = f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+            if name in env:
+                config.data[section][key] = _coerce(env[name], default, name)
+    for alias, (section, key) in ENV_ALIASES.items():
+        name = ENV_PREFIX + alias
+        if name in env:
+            config.data[section][key] = _coerce(env[name], DEFAULTS[section][key], name)
+    _validate(config)
+    return config
+
+
+def _validate(config: Config) -> None:
+    if not config.domains:
+        raise ConfigError("receiver.domains: at least one domain is needed")
+    if config.get("policy", "altered") not in ("reject", "quarantine", "accept"):
+        raise ConfigError("policy.altered: one of reject, quarantine, accept")
+    if config.get("policy", "unverifiable") not in ("accept", "quarantine"):
+        raise ConfigError("policy.unverifiable: one of accept, quarantine")
+    url = config.get("database", "url")
+    if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError("database.url: use sqlite:///path or postgresql://...")
+    parse_hostport(config.get("smtp", "listen"), "smtp.listen")
+
+
+def parse_hostport(value: str, name: str = "listen") -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"{name}: expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def default_data_dir() -> Path:
+    """Where `serve` without a config keeps its data: the XDG data folder."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "threads-receiver"

@@ -1,0 +1,161 @@
+"""mail-parser turns raw bytes into one `ParsedMessage`; a failure still yields a record.
+
+The record is what threading and the store need; the raw bytes stay the truth.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import email.utils
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+import mailparser
+
+from receiver.parse.headers import get_all, get_first, header_fields, split_message
+from receiver.parse.ids import clean_references, extract_ids, normalize_id
+
+log = logging.getLogger(__name__)
+
+# The author's headers: what the content hash covers. Trace fields (Received,
+# Authentication-Results, ARC-*, forwarding marks, a forwarder's DKIM-Signature)
+# differ between copies of one message and are left out.
+AUTHOR_HEADERS = (
+    "from", "sender", "to", "cc", "date", "subject", "message-id", "in-reply-to",
+    "references", "mime-version", "content-type", "content-transfer-encoding",
+)
+
+
+@dataclass
+class ParsedMessage:
+    message_id: str
+    synthetic_id: bool
+    content_hash: str
+    subject: str | None = None
+    date: dt.datetime | None = None  # naive UTC
+    date_raw: str | None = None
+    from_addr: str | None = None
+    from_name: str | None = None
+    to: list[tuple[str, str]] = field(default_factory=list)
+    cc: list[tuple[str, str]] = field(default_factory=list)
+    reply_to: list[tuple[str, str]] = field(default_factory=list)
+    in_reply_to: list[str] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
+    thread_index: str | None = None
+    text_body: str | None = None
+    html_body: str | None = None
+    attachments: list[dict] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+    parse_error: str | None = None
+
+    @property
+    def participants(self) -> set[str]:
+        people = {a for _, a in self.to + self.cc}
+        if self.from_addr:
+            people.add(self.from_addr)
+        return {p.lower() for p in people if p}
+
+
+def content_hash(raw: bytes) -> str:
+    """sha256 over the author's headers and the body, line endings folded to LF, so that
+    two copies of one message that differ only in trace headers hash alike."""
+    block, body = split_message(raw)
+    h = hashlib.sha256()
+    for name, value in header_fields(block):
+        if name.lower() in AUTHOR_HEADERS:
+            h.update(name.lower().encode() + b":" + b" ".join(value.split()) + b"\n")
+    h.update(b"\n")
+    h.update(body.replace(b"\r\n", b"\n").rstrip(b"\n"))
+    return h.hexdigest()
+
+
+def _addresses(values: list[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    out = []
+    for name, addr in values or []:
+        addr = (addr or "").strip()
+        if addr:
+            out.append(((name or "").strip(), addr.lower() if "@" in addr else addr))
+    return out
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _date_from_header(raw_date: str | None) -> dt.datetime | None:
+    if not raw_date:
+        return None
+    try:
+        return _utc(email.utils.parsedate_to_datetime(raw_date))
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _attachment_meta(att: dict) -> dict:
+    payload = att.get("payload") or ""
+    if att.get("binary"):
+        try:
+            data = base64.b64decode(payload, validate=False)
+        except ValueError:
+            data = payload.encode("utf-8", "surrogateescape")
+    else:
+        data = payload.encode("utf-8", "surrogateescape")
+    return {
+        "name": att.get("filename") or None,
+        "type": att.get("mail_content_type") or "application/octet-stream",
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+
+
+def parse_message(raw: bytes) -> ParsedMessage:
+    """Parse `raw`; never raises for bad mail (the error goes into `parse_error`)."""
+    chash = content_hash(raw)
+    block, _ = split_message(raw)
+    fields = header_fields(block)
+    raw_msgid = get_first(fields, "Message-ID")
+    msgid = normalize_id(raw_msgid) if raw_msgid else None
+    synthetic = msgid is None
+    if synthetic:
+        # Stable across copies: the same content always gets the same id.
+        msgid = f"{chash[:32]}@synthetic.threads-receiver"
+    rec = ParsedMessage(message_id=msgid, synthetic_id=synthetic, content_hash=chash)
+    rec.date_raw = get_first(fields, "Date")
+    rec.thread_index = (get_first(fields, "Thread-Index") or "").strip() or None
+    try:
+        mail = mailparser.parse_from_bytes(raw)
+        rec.subject = mail.subject or None
+        rec.date = _utc(mail.date) if isinstance(mail.date, dt.datetime) else None
+        frm = _addresses(mail.from_)
+        if frm:
+            rec.from_name, rec.from_addr = frm[0]
+        rec.to = _addresses(mail.to)
+        rec.cc = _addresses(mail.cc)
+        rec.reply_to = _addresses(getattr(mail, "reply_to", None))
+        rec.text_body = "\n".join(mail.text_plain) or None
+        rec.html_body = "\n".join(mail.text_html) or None
+        rec.attachments = [_attachment_meta(a) for a in mail.attachments]
+        rec.defects = sorted({str(d) for d in (mail.defects_categories or ())})
+    except Exception as e:  # mail-parser raises many kinds on hostile input
+        log.info("mail-parser failed on %s: %r", msgid, e)
+        rec.parse_error = f"{type(e).__name__}: {e}"[:500]
+        rec.subject = get_first(fields, "Subject")
+        for name, addr in email.utils.getaddresses(get_all(fields, "From"))[:1]:
+            rec.from_name, rec.from_addr = name, addr.lower() or None
+    if rec.date is None:
+        rec.date = _date_from_header(rec.date_raw)
+    own = {a for _, a in rec.to + rec.cc}
+    if rec.from_addr:
+        own.add(rec.from_addr)
+    rec.in_reply_to = clean_references(
+        extract_ids(" ".join(get_all(fields, "In-Reply-To"))), msgid, own)
+    rec.references = clean_references(
+        extract_ids(" ".join(get_all(fields, "References"))), msgid, own)
+    return rec
+

@@ -1,0 +1,126 @@
+"""The aiosmtpd handler: thin on purpose. RCPT asks the store, DATA hands the raw bytes
+to the pipeline, and each outcome becomes a reply line.
+
+No path lets aiosmtpd's own "500 Error: (Exception)" reach a client: a fault anywhere is
+logged with the session id and answered 451, so the sender keeps the message.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from receiver.pipeline import DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAILED, Envelope, Outcome, Pipeline
+
+log = logging.getLogger(__name__)
+
+RCPT_REPLIES = {
+    "unknown": "550 5.1.1 No such receiver address here",
+    "disabled": "550 5.2.1 This receiver address is disabled",
+    "relay": "550 5.7.1 Relaying denied: this host accepts mail for its receiver domains only",
+}
+TEMPFAIL_RCPT = "451 4.3.0 Temporary failure looking up the recipient, try again later"
+TEMPFAIL_DATA = "451 4.3.0 Temporary failure storing the message, try again later"
+TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
+
+
+def session_id(session) -> str:
+    sid = getattr(session, "receiver_id", None)
+    if sid is None:
+        sid = session.receiver_id = secrets.token_hex(6)
+    return sid
+
+
+def outcome_line(o: Outcome) -> str:
+    if o.status in (STORED, DUPLICATE, QUARANTINED):
+        return f"250 2.0.0 Ok: stored as {o.delivery_id}"
+    if o.status == REJECTED:
+        return f"550 5.7.1 {o.reason}"
+    if o.status == TEMPFAILED:
+        return f"451 4.3.0 {o.reason}" if o.reason else TEMPFAIL_DATA
+    raise ValueError(f"unknown outcome {o.status}")
+
+
+def combined_reply(outcomes: list[Outcome]) -> str:
+    """One SMTP reply for every recipient of the transaction."""
+    if any(o.status == TEMPFAILED for o in outcomes):
+        # The sender retries the whole transaction; copies already stored are then
+        # byte-identical redeliveries and are acknowledged without storing again.
+        return TEMPFAIL_DATA
+    if all(o.status == REJECTED for o in outcomes):
+        return outcome_line(outcomes[0])
+    ids = ", ".join(str(o.delivery_id) for o in outcomes if o.delivery_id is not None)
+    return f"250 2.0.0 Ok: stored as {ids}"
+
+
+class ReceiverHandler:
+    def __init__(self, pipeline: Pipeline, *, max_recipients: int, lmtp: bool = False):
+        self.pipeline = pipeline
+        self.max_recipients = max_recipients
+        self.lmtp = lmtp
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        sid = session_id(session)
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return TOO_MANY_RCPTS
+        try:
+            res = await self.pipeline.resolve_rcpt(address)
+        except Exception:
+            log.exception("session %s: RCPT lookup for %r failed", sid, address)
+            return TEMPFAIL_RCPT
+        if res.status != "ok":
+            log.info("session %s: RCPT %r refused (%s)", sid, address, res.status)
+            return RCPT_REPLIES[res.status]
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        if not hasattr(envelope, "mailboxes"):
+            envelope.mailboxes = []
+        envelope.mailboxes.append(res.mailbox)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server, session, envelope):
+        sid = session_id(session)
+        try:
+            return await self._data(session, envelope, sid)
+        except Exception:
+            log.exception("session %s: DATA failed", sid)
+            if self.lmtp:
+                return "\r\n".join(TEMPFAIL_DATA for _ in envelope.rcpt_tos)
+            return TEMPFAIL_DATA
+
+    async def _data(self, session, envelope, sid: str) -> str:
+        raw: bytes = envelope.original_content
+        env = Envelope(
+            source="lmtp" if self.lmtp else "smtp",
+            session_id=sid,
+            mail_from=envelope.mail_from,
+            peer=_peer(session),
+            helo=session.host_name,
+            tls=_tls(session),
+            auth_user=str(session.auth_data) if session.authenticated else None,
+        )
+        rcpts = list(zip(envelope.rcpt_tos, envelope.mailboxes))
+        outcomes = await self.pipeline.deliver(raw, env, rcpts, per_recipient=self.lmtp)
+        for o in outcomes:
+            log.info("session %s: delivery to %s: %s %s", sid, o.mailbox.email, o.status,
+                     o.delivery_id or o.reason)
+        if self.lmtp:
+            return "\r\n".join(outcome_line(o) for o in outcomes)
+        return combined_reply(outcomes)
+
+
+def _peer(session) -> str | None:
+    peer = session.peer
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer) if peer else None
+
+
+def _tls(session) -> dict | None:
+    info = session.ssl
+    if not info:
+        return None
+    cipher = info.get("cipher") if isinstance(info, dict) else None
+    if cipher:
+        return {"cipher": cipher[0], "version": cipher[1], "bits": cipher[2]}
+    return {"cipher": None, "version": None}

@@ -1,0 +1,87 @@
+"""Opening the database named by a URL, and creating or checking its schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from peewee import Database, PostgresqlDatabase, SqliteDatabase
+
+from receiver.store.models import MODELS, SCHEMA_VERSION, SchemaInfo, database
+
+
+class StoreError(Exception):
+    """The database cannot be used as configured; the message tells the admin why."""
+
+
+def open_database(url: str, lock_timeout: float = 10.0) -> Database:
+    """Bind the models to the database at `url` and return it (not yet connected)."""
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = SqliteDatabase(
+            str(path),
+            timeout=lock_timeout,
+            pragmas={
+                # WAL: readers never block the writer; synchronous=FULL makes every
+                # commit durable before we answer 250.
+                "journal_mode": "wal",
+                "synchronous": "full",
+                "foreign_keys": 1,
+                "busy_timeout": int(lock_timeout * 1000),
+            },
+        )
+    elif url.startswith(("postgresql://", "postgres://")):
+        u = urlparse(url)
+        db = PostgresqlDatabase(
+            unquote(u.path.lstrip("/")) or "postgres",
+            user=unquote(u.username) if u.username else None,
+            password=unquote(u.password) if u.password else None,
+            host=u.hostname,
+            port=u.port,
+            connect_timeout=int(max(1, lock_timeout)),
+            # A lock held elsewhere turns into a 451 after lock_timeout, not a hang.
+            options=f"-c lock_timeout={int(lock_timeout * 1000)}",
+            autorollback=True,
+        )
+    else:
+        raise StoreError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+    database.initialize(db)
+    return db
+
+
+def is_postgres(db: Database) -> bool:
+    return isinstance(db, PostgresqlDatabase)
+
+
+def create_schema(db: Database) -> None:
+    with db.connection_context():
+        with db.atomic():
+            db.create_tables(MODELS, safe=True)
+            if not SchemaInfo.select().exists():
+                SchemaInfo.create(version=SCHEMA_VERSION)
+
+
+def schema_version(db: Database) -> int | None:
+    """The schema version in the database, or None where no schema exists yet."""
+    with db.connection_context():
+        if not db.table_exists(SchemaInfo._meta.table_name):
+            return None
+        row = SchemaInfo.select().first()
+        return row.version if row else None
+
+
+def check_schema(db: Database) -> None:
+    version = schema_version(db)
+    if version is None:
+        raise StoreError("the database has no schema yet: run `threads-receiver init` first")
+    if version < SCHEMA_VERSION:
+        raise StoreError(
+            f"the database schema is version {version}, this code needs {SCHEMA_VERSION}: "
+            "run `threads-receiver db upgrade`"
+        )
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the database schema is version {version}, newer than this code "
+            f"({SCHEMA_VERSION}): upgrade threads-receiver"
+        )

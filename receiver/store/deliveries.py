@@ -1,0 +1,237 @@
+"""Storing deliveries: one writer thread, group commit, an answer only after COMMIT.
+
+Sessions hand `DeliveryRequest`s to the `Writer`; it commits what has queued up in one
+transaction and resolves each request's future only when that transaction is durable.
+A batch that fails is retried one request at a time, so a single bad request cannot
+fail its neighbours; a database fault fails the requests (the sender gets 451).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+
+import zstandard
+from peewee import Database, IntegrityError, InterfaceError, OperationalError
+
+from receiver.parse.record import ParsedMessage
+from receiver.store.db import is_postgres
+from receiver.store.models import Blob, Delivery, Message, database
+from receiver.store import threading as threadstore
+from receiver.threads.links import links_of
+from receiver.threads.subject import normalize_subject
+
+log = logging.getLogger(__name__)
+
+# One lock id for every receiver writing to one PostgreSQL: threading merges must see
+# each other's rows, and a transaction-scoped advisory lock serialises exactly that.
+PG_THREADING_LOCK = 0x7468726561647300
+
+
+@dataclass
+class DeliveryRequest:
+    mailbox_id: int
+    sha256: str
+    size: int
+    compressed: bytes
+    record: ParsedMessage
+    status: str = "stored"  # stored | quarantined
+    source: str = "smtp"
+    session_id: str | None = None
+    mail_from: str | None = None
+    rcpt_to: str | None = None
+    peer: str | None = None
+    helo: str | None = None
+    tls: dict | None = None
+    auth_user: str | None = None
+    verdict: str = "unverifiable"
+    reasons: list[str] = field(default_factory=list)
+    verify_detail: dict = field(default_factory=dict)
+    auth_results: str | None = None
+    smtp_defects: list[str] = field(default_factory=list)
+    wrapper: tuple[str, int, bytes] | None = None  # (sha256, size, compressed)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    delivery_id: int
+    message_id: int
+    duplicate: bool
+    status: str
+
+
+_compressor = threading.local()
+
+
+def compress(raw: bytes) -> bytes:
+    c = getattr(_compressor, "c", None)
+    if c is None:
+        c = _compressor.c = zstandard.ZstdCompressor(level=3)
+    return c.compress(raw)
+
+
+def decompress(data: bytes, codec: str = "zstd") -> bytes:
+    if codec != "zstd":
+        raise ValueError(f"unknown blob codec {codec}")
+    return zstandard.ZstdDecompressor().decompress(bytes(data))
+
+
+def _put_blob(sha256: str, size: int, compressed: bytes) -> None:
+    Blob.insert(sha256=sha256, size=size, codec="zstd", data=compressed).on_conflict_ignore().execute()
+
+
+def _message_row(rec: ParsedMessage, blob_sha: str) -> tuple[Message, bool]:
+    existing = Message.get_or_none((Message.message_id == rec.message_id)
+                                   & (Message.content_hash == rec.content_hash))
+    if existing:
+        return existing, False
+    links = links_of(rec)
+    msg = Message.create(
+        message_id=rec.message_id,
+        content_hash=rec.content_hash,
+        synthetic_id=rec.synthetic_id,
+        subject=rec.subject,
+        norm_subject=normalize_subject(rec.subject),
+        date=rec.date,
+        date_raw=rec.date_raw,
+        from_addr=rec.from_addr,
+        from_name=rec.from_name,
+        to_addrs=json.dumps(rec.to),
+        cc_addrs=json.dumps(rec.cc),
+        reply_to=json.dumps(rec.reply_to),
+        in_reply_to=" ".join(rec.in_reply_to) or None,
+        references=json.dumps(rec.references),
+        parent_msgid=links.parent_id,
+        thread_index=(rec.thread_index or None) and rec.thread_index[:64],
+        text_body=rec.text_body,
+        html_body=rec.html_body,
+        attachments=json.dumps(rec.attachments),
+        defects=json.dumps(rec.defects),
+        parse_error=rec.parse_error,
+        blob=blob_sha,
+    )
+    return msg, True
+
+
+def store_delivery(req: DeliveryRequest) -> DeliveryResult:
+    """Store one delivery; call inside a transaction. Idempotent per (mailbox, bytes)."""
+    dup = Delivery.get_or_none((Delivery.mailbox == req.mailbox_id) & (Delivery.blob == req.sha256))
+    if dup is not None:
+        return DeliveryResult(dup.id, dup.message_id, True, dup.status)
+    _put_blob(req.sha256, req.size, req.compressed)
+    if req.wrapper:
+        _put_blob(*req.wrapper)
+    msg, _ = _message_row(req.record, req.sha256)
+    d = Delivery.create(
+        mailbox=req.mailbox_id,
+        message=msg,
+        blob=req.sha256,
+        status=req.status,
+        source=req.source,
+        session_id=req.session_id,
+        mail_from=req.mail_from,
+        rcpt_to=req.rcpt_to,
+        peer=req.peer,
+        helo=req.helo,
+        tls=json.dumps(req.tls) if req.tls else None,
+        auth_user=req.auth_user,
+        verdict=req.verdict,
+        reasons=json.dumps(req.reasons),
+        verify_detail=json.dumps(req.verify_detail),
+        auth_results=req.auth_results,
+        smtp_defects=json.dumps(req.smtp_defects),
+        wrapper_blob=req.wrapper[0] if req.wrapper else None,
+    )
+    if req.status == "stored" and msg.thread_id is None:
+        threadstore.attach(msg, links_of(req.record))
+    return DeliveryResult(d.id, msg.id, False, req.status)
+
+
+class WriterStopped(Exception):
+    """The writer is shutting down; the request was not stored."""
+
+
+class Writer:
+    """The single writer thread of this process (SQLite allows one; PG batches gain)."""
+
+    def __init__(self, db: Database, batch_max: int = 64):
+        self.db = db
+        self.batch_max = max(1, batch_max)
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._stopping = False
+        self._thread.start()
+
+    def submit(self, requests: list[DeliveryRequest]) -> concurrent.futures.Future:
+        """Future of list[DeliveryResult], resolved after COMMIT (or with the error)."""
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        if self._stopping:
+            fut.set_exception(WriterStopped("the receiver is shutting down"))
+        else:
+            self._queue.put((requests, fut))
+        return fut
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish what is queued, then end the thread."""
+        self._stopping = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < self.batch_max:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            self._commit(batch)
+        self._close()
+
+    def _transaction(self, jobs) -> list[list[DeliveryResult]]:
+        with self.db.atomic():
+            if is_postgres(self.db):
+                self.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (PG_THREADING_LOCK,))
+            return [[store_delivery(r) for r in reqs] for reqs, _ in jobs]
+
+    def _commit(self, batch) -> None:
+        try:
+            results = self._transaction(batch)
+        except Exception as e:
+            if len(batch) == 1 or _is_connection_fault(e):
+                self._fail(batch, e)
+                return
+            log.warning("batch of %d failed (%r); retrying one by one", len(batch), e)
+            for job in batch:
+                self._commit([job])
+            return
+        for (_, fut), res in zip(batch, results):
+            fut.set_result(res)
+
+    def _fail(self, batch, error: Exception) -> None:
+        log.error("store failed for %d deliveries: %r", len(batch), error)
+        self._close()
+        for _, fut in batch:
+            fut.set_exception(error)
+
+    def _close(self) -> None:
+        # A broken connection must not be reused: the next batch reconnects.
+        try:
+            self.db.close()
+        except Exception as e:  # closing a dead connection can raise; nothing to save
+            log.debug("closing the database connection: %r", e)
+
+
+def _is_connection_fault(e: Exception) -> bool:
+    return isinstance(e, (InterfaceError, OperationalError)) and not isinstance(e, IntegrityError)

@@ -1,0 +1,184 @@
+"""The schema: peewee models bound at run time to SQLite or PostgreSQL.
+
+Rows, not files: a delivery points at a content-addressed blob (zstd-compressed raw
+bytes, exactly as received), at its mailbox and at the logical message it carries.
+Threading state lives in `MsgId` rows (one per Message-ID, ghosts included) so that a
+merge is one UPDATE and an old thread id still resolves through `ThreadMerge`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from peewee import (
+    AutoField,
+    BigIntegerField,
+    BlobField,
+    BooleanField,
+    CharField,
+    DatabaseProxy,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+# Bumped with every migration in receiver/store/migrations.py.
+SCHEMA_VERSION = 1
+
+database = DatabaseProxy()
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC: both backends store it the same way."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class SchemaInfo(Base):
+    version = IntegerField()
+
+
+class Mailbox(Base):
+    id = AutoField()
+    email = CharField(max_length=320, unique=True)
+    state = CharField(max_length=16, default="active")  # active | disabled
+    # None means the config's [policy] default applies.
+    policy_altered = CharField(max_length=16, null=True)
+    policy_unverifiable = CharField(max_length=16, null=True)
+    keep_days = IntegerField(null=True)
+    legal_hold = BooleanField(default=False)
+    # JSON list of networks / signing domains allowed to push (None: anyone).
+    allow_from = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+
+class MailboxAddress(Base):
+    """A receiver address; rotation retires one and adds another."""
+
+    id = AutoField()
+    mailbox = ForeignKeyField(Mailbox, backref="addresses", on_delete="CASCADE")
+    local_part = CharField(max_length=128)
+    # sha256 of the token: the lookup key, so a timing side channel leaks nothing usable.
+    token_hash = CharField(max_length=64, unique=True)
+    created_at = DateTimeField(default=utcnow)
+    # Set when rotated away: the address works until then.
+    expires_at = DateTimeField(null=True)
+
+
+class Credential(Base):
+    """SMTP AUTH secret issued to a bulk copy tool for one mailbox."""
+
+    id = AutoField()
+    mailbox = ForeignKeyField(Mailbox, backref="credentials", on_delete="CASCADE")
+    username = CharField(max_length=128, unique=True)
+    secret_hash = TextField()
+    created_at = DateTimeField(default=utcnow)
+    revoked_at = DateTimeField(null=True)
+
+
+class Blob(Base):
+    """Raw bytes, compressed, addressed by the sha256 of the uncompressed bytes."""
+
+    sha256 = CharField(max_length=64, primary_key=True)
+    size = BigIntegerField()
+    codec = CharField(max_length=8, default="zstd")
+    data = BlobField()
+
+
+class Thread(Base):
+    id = AutoField()
+    created_at = DateTimeField(default=utcnow)
+
+
+class ThreadMerge(Base):
+    """old_id was merged into new_id; lets a stale thread id still resolve."""
+
+    old_id = IntegerField(primary_key=True)
+    new_id = IntegerField(index=True)
+
+
+class MsgId(Base):
+    """One row per cleaned id seen as a Message-ID or referenced (ghosts included).
+
+    Also rows for non-Message-ID link keys such as an Outlook conversation ("ti:...").
+    """
+
+    msgid = CharField(max_length=512, primary_key=True)
+    thread_id = IntegerField(index=True)
+    # True while no threaded message carries this id.
+    ghost = BooleanField(default=True)
+
+
+class Message(Base):
+    """The logical message, shared by every mailbox that copied it."""
+
+    id = AutoField()
+    message_id = CharField(max_length=512, index=True)
+    # sha256 over the author's headers and the body (trace headers excluded).
+    content_hash = CharField(max_length=64)
+    synthetic_id = BooleanField(default=False)
+    subject = TextField(null=True)
+    norm_subject = TextField(null=True)
+    date = DateTimeField(null=True, index=True)
+    date_raw = TextField(null=True)
+    from_addr = TextField(null=True)
+    from_name = TextField(null=True)
+    to_addrs = TextField(default="[]")  # JSON [[name, addr], ...]
+    cc_addrs = TextField(default="[]")
+    reply_to = TextField(default="[]")
+    in_reply_to = TextField(null=True)
+    references = TextField(default="[]")  # JSON list of cleaned ids, in order
+    parent_msgid = CharField(max_length=512, null=True)
+    thread_index = CharField(max_length=64, null=True)
+    text_body = TextField(null=True)
+    html_body = TextField(null=True)
+    attachments = TextField(default="[]")  # JSON [{name, type, size, sha256}]
+    defects = TextField(default="[]")  # JSON list of strings
+    parse_error = TextField(null=True)
+    blob = ForeignKeyField(Blob, column_name="blob_sha256", object_id_name="blob_id", null=True)
+    # Null until some delivery of it is released into threads (quarantine holds it back).
+    thread_id = IntegerField(null=True, index=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("message_id", "content_hash"), True),)
+
+
+class Delivery(Base):
+    """One copy received for one mailbox: envelope, peer, TLS, time, bytes, verdict."""
+
+    id = AutoField()
+    mailbox = ForeignKeyField(Mailbox, backref="deliveries", on_delete="CASCADE")
+    message = ForeignKeyField(Message, backref="deliveries")
+    blob = ForeignKeyField(Blob, column_name="blob_sha256", object_id_name="blob_id")
+    received_at = DateTimeField(default=utcnow, index=True)
+    status = CharField(max_length=16, default="stored")  # stored | quarantined
+    source = CharField(max_length=8, default="smtp")  # smtp | lmtp | import
+    session_id = CharField(max_length=32, null=True)
+    mail_from = TextField(null=True)
+    rcpt_to = TextField(null=True)
+    peer = TextField(null=True)
+    helo = TextField(null=True)
+    tls = TextField(null=True)  # JSON {version, cipher} or null
+    auth_user = TextField(null=True)
+    verdict = CharField(max_length=16, default="unverifiable")
+    reasons = TextField(default="[]")  # JSON list of strings
+    verify_detail = TextField(default="{}")  # JSON: dkim, arc, alignment, copy path
+    auth_results = TextField(null=True)
+    smtp_defects = TextField(default="[]")  # JSON: e.g. bare LF seen in DATA
+    wrapper_blob = ForeignKeyField(Blob, column_name="wrapper_sha256", object_id_name="wrapper_blob_id",
+                                   null=True)
+
+    class Meta:
+        indexes = ((("mailbox", "blob"), True),)
+
+
+MODELS = [SchemaInfo, Mailbox, MailboxAddress, Credential, Blob, Thread, ThreadMerge, MsgId,
+          Message, Delivery]

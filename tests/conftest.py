@@ -1,0 +1,38 @@
+"""Fixtures: every store-backed test runs on SQLite and on PostgreSQL.
+
+TR_TEST_BACKENDS=sqlite (or postgresql) limits a local run to one backend.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.helpers import PgDatabases, Receiver
+
+BACKENDS = [b.strip() for b in os.environ.get("TR_TEST_BACKENDS", "sqlite,postgresql").split(",")
+            if b.strip()]
+
+
+@pytest.fixture(scope="session")
+def pg_databases():
+    pg = PgDatabases()
+    yield pg
+    pg.drop_all()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path, pg_databases):
+    """A fresh, empty database URL for this test."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'receiver.db'}"
+    return pg_databases.create()
+
+
+@pytest.fixture
+def receiver(tmp_path, db_url):
+    """An initialised receiver (config + schema); `receiver.start()` runs its daemon."""
+    r = Receiver(tmp_path / "rx", db_url)
+    yield r
+    r.stop()

@@ -1,0 +1,165 @@
+"""Test helpers: a real receiver process, its CLI, and per-test databases on both backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psycopg2
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+PG_DSN = os.environ.get("TR_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+DOMAIN = "push.example.com"
+
+
+def env_for(config: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THREADS_RECEIVER_")}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["THREADS_RECEIVER_CONFIG"] = str(config)
+    env.update(extra)
+    return env
+
+
+class PgDatabases:
+    """Makes a fresh PostgreSQL database per test (dropped at the end)."""
+
+    def __init__(self, dsn: str = PG_DSN):
+        self.dsn = dsn
+        self.made: list[str] = []
+
+    def _admin(self):
+        conn = psycopg2.connect(self.dsn)
+        conn.autocommit = True
+        return conn
+
+    def create(self) -> str:
+        name = "tr_" + uuid.uuid4().hex[:12]
+        conn = self._admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            conn.close()
+        self.made.append(name)
+        base = self.dsn.rsplit("/", 1)[0]
+        return f"{base}/{name}"
+
+    def drop_all(self) -> None:
+        conn = self._admin()
+        try:
+            with conn.cursor() as cur:
+                for name in self.made:
+                    cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            conn.close()
+        self.made.clear()
+
+
+class Receiver:
+    """A receiver set up in a temp folder: config, database, CLI and daemon."""
+
+    def __init__(self, directory: Path, db_url: str, extra_config: str = ""):
+        self.dir = directory
+        self.db_url = db_url
+        self.config = directory / "receiver.toml"
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.extra_env: dict[str, str] = {"THREADS_RECEIVER_DB": db_url}
+        r = subprocess.run([sys.executable, "-m", "receiver", "init", "--dir", str(directory),
+                            "--domain", DOMAIN], env=self.env(), capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        if extra_config:
+            self.config.write_text(merge_toml(self.config.read_text(), extra_config))
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return env_for(self.config, **{**getattr(self, "extra_env", {}), **extra})
+
+    def cli(self, *args: str, check: bool = True, input: bytes | None = None,
+            **env: str) -> subprocess.CompletedProcess:
+        r = subprocess.run([sys.executable, "-m", "receiver", *args], env=self.env(**env),
+                           capture_output=True, input=input, timeout=120)
+        if check:
+            assert r.returncode == 0, (args, r.stdout, r.stderr)
+        return r
+
+    def cli_json(self, *args: str):
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def add_mailbox(self, email: str) -> str:
+        return self.cli_json("mailbox", "add", email)["address"]
+
+    def start(self, *args: str, **env: str) -> int:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "receiver", "serve", "--listen", "127.0.0.1:0", *args],
+            env=self.env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.port = wait_for_listen(self.proc)
+        return self.port
+
+    def stop(self) -> tuple[int, str]:
+        if self.proc is None:
+            return 0, ""
+        self.proc.terminate()
+        try:
+            _, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        rc = self.proc.returncode
+        self.proc = None
+        return rc, err.decode(errors="replace")
+
+
+def wait_for_listen(proc: subprocess.Popen, timeout: float = 30) -> int:
+    """Read the daemon's stdout until it says where it listens; returns the port."""
+    deadline = time.monotonic() + timeout
+    seen = b""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"receiver exited: {seen!r} {proc.stderr.read()!r}")
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            line = proc.stdout.readline()
+            seen += line
+            m = re.search(rb"listening on [\d.:\[\]a-f]*:(\d+)", line)
+            if m:
+                return int(m.group(1))
+    raise RuntimeError(f"receiver did not start: {seen!r}")
+
+
+def merge_toml(base: str, extra: str) -> str:
+    """Override keys of `base` with `extra` (both TOML with [sections])."""
+    import tomllib
+
+    over = tomllib.loads(extra)
+    out, section = [], None
+    for line in base.splitlines():
+        m = re.match(r"\[(\w+)\]", line)
+        if m:
+            section = m.group(1)
+        key = re.match(r"(\w+)\s*=", line)
+        if section in over and key and key.group(1) in over[section]:
+            value = over[section].pop(key.group(1))
+            line = f"{key.group(1)} = {toml_value(value)}"
+        out.append(line)
+    for section, values in over.items():
+        for k, v in values.items():
+            raise KeyError(f"unknown config key {section}.{k}")
+    return "\n".join(out) + "\n"
+
+
+def toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return str(v)

@@ -40,6 +40,9 @@ class PgDatabases:
         conn.autocommit = True
         return conn
 
+    def check(self) -> None:
+        self._admin().close()
+
     def create(self) -> str:
         name = "tr_" + uuid.uuid4().hex[:12]
         conn = self._admin()

@@ -17,6 +17,7 @@ from receiver.pipeline import Pipeline
 from receiver.smtp.handler import ReceiverHandler
 from receiver.store.db import check_schema, open_database
 from receiver.store.deliveries import Writer
+from receiver.threads.subject import SubjectRule
 from receiver.verify import Verifier
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def protocol_factory(config: Config, handler: ReceiverHandler, lmtp: bool):
 async def start(config: Config, listen: str | None = None, lmtp: bool | None = None) -> Daemon:
     db = open_database(config.database_url, config.get("database", "lock_timeout"))
     await asyncio.get_running_loop().run_in_executor(None, check_schema, db)
-    writer = Writer(db, config.get("database", "batch_max"))
+    writer = Writer(db, config.get("database", "batch_max"), SubjectRule.from_config(config))
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="receiver")
     verifier = Verifier(config)
     pipeline = Pipeline(config, writer, verifier, executor)

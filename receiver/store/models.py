@@ -126,6 +126,10 @@ class Message(Base):
     synthetic_id = BooleanField(default=False)
     subject = TextField(null=True)
     norm_subject = TextField(null=True)
+    # A reply by its subject with no In-Reply-To/References: the subject rule may join it.
+    subject_orphan = BooleanField(default=False)
+    # Lower-cased From/To/Cc addresses, space-separated: the subject rule's shared participant.
+    participants = TextField(default="")
     date = DateTimeField(null=True, index=True)
     date_raw = TextField(null=True)
     from_addr = TextField(null=True)
@@ -136,7 +140,7 @@ class Message(Base):
     in_reply_to = TextField(null=True)
     references = TextField(default="[]")  # JSON list of cleaned ids, in order
     parent_msgid = CharField(max_length=512, null=True)
-    thread_index = CharField(max_length=64, null=True)
+    thread_index = TextField(null=True)
     text_body = TextField(null=True)
     html_body = TextField(null=True)
     attachments = TextField(default="[]")  # JSON [{name, type, size, sha256}]
@@ -148,7 +152,11 @@ class Message(Base):
     created_at = DateTimeField(default=utcnow)
 
     class Meta:
-        indexes = ((("message_id", "content_hash"), True),)
+        indexes = (
+            (("message_id", "content_hash"), True),
+            # The subject rule's lookup: same normalised subject, date within the window.
+            (("norm_subject", "date"), False),
+        )
 
 
 class Delivery(Base):

@@ -21,6 +21,9 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    NodeList,
+    SQL,
+    SqliteDatabase,
     TextField,
 )
 
@@ -92,8 +95,23 @@ class Blob(Base):
     data = BlobField()
 
 
+class NeverReusedAutoField(AutoField):
+    """An id that never comes back after its row is deleted.
+
+    SQLite hands out the largest deleted rowid again unless the key is AUTOINCREMENT; a
+    thread merged away keeps resolving through ThreadMerge, so its id must stay unused.
+    PostgreSQL sequences never reuse ids anyway.
+    """
+
+    def ddl(self, ctx):
+        node = super().ddl(ctx)
+        if isinstance(database.obj, SqliteDatabase):
+            return NodeList((node, SQL("AUTOINCREMENT")))
+        return node
+
+
 class Thread(Base):
-    id = AutoField()
+    id = NeverReusedAutoField()
     created_at = DateTimeField(default=utcnow)
 
 

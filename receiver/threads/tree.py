@@ -7,8 +7,8 @@ messages, never stored, and comes out the same whatever order they arrived in.
 - A parent that was never received is a ghost node; its own parent is taken from the
   References chain of the messages below it (JWZ's "empty containers").
 - A link that would close a loop is dropped (References loops, two messages naming
-  each other); messages are visited in a fixed order (date, then id), so the same link
-  is dropped every time.
+  each other); messages are visited in a fixed order (latest date first, then id), so
+  the same link is dropped every time and the earliest message of a loop is its root.
 - A root with an Outlook Thread-Index goes under the message whose Thread-Index is its
   own minus the last child block.
 - A subject orphan (reply subject, no In-Reply-To/References) that is still a root goes
@@ -87,7 +87,9 @@ class _Forest:
 def build_tree(messages: list[TreeMessage]) -> list[Node]:
     """The roots of the thread's tree; see the module docstring for the rules."""
     f = _Forest(messages)
-    for n in f.nodes:
+    # Latest first: in a loop, the link a later message makes to an earlier one is the
+    # one that stays, so the earliest message of the loop is its root.
+    for n in reversed(f.nodes):
         if n.message.parent_id:
             f.link(n, f.node(n.message.parent_id))
     for n in f.nodes:

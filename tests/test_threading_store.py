@@ -239,14 +239,14 @@ def parents(db) -> set[tuple]:
                                   Message.parent_msgid).tuples())
 
 
-@settings(max_examples=15, deadline=None,
+@settings(max_examples=12, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(records=forests(), seed=st.integers(0, 2**32 - 1))
 def test_every_arrival_order_gives_the_same_threads_and_trees(db_url, records, seed):
     shuffled = records[:]
     random.Random(seed).shuffle(shuffled)
     results = []
-    for order, batch in ((records, 1), (records[::-1], 5), (shuffled, 3)):
+    for order, batch in ((records, 2), (records[::-1], 5), (shuffled, 3)):
         db = fresh_store(db_url)
         ingest(db, order, batch=batch)
         results.append((partition(db), parents(db), shapes(db)))
@@ -267,7 +267,7 @@ def _writer_process(db_url: str, records, seed: int) -> None:
     writer.stop()
 
 
-@settings(max_examples=6, deadline=None,
+@settings(max_examples=4, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(records=forests(), seed=st.integers(0, 2**16))
 def test_two_writer_processes_on_postgresql_agree_with_one(db_url, records, seed):

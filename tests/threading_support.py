@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 from receiver.parse.record import ParsedMessage
 from receiver.store.db import create_schema, open_database
 from receiver.store.deliveries import DeliveryRequest, store_delivery
-from receiver.store.models import MODELS, Mailbox, Message
+from receiver.store.models import MODELS, Mailbox, Message, SchemaInfo
 from receiver.store.threading import DEFAULT_RULE, lock_threading
 from receiver.threads.subject import SubjectRule
 from tests.helpers import SHARED
@@ -61,13 +61,15 @@ def fedora_archive_threads() -> list[set[int]]:
 
 
 def fresh_store(db_url: str):
-    """Open `db_url` with every table empty (dropped and made again) and one mailbox."""
+    """Open `db_url` with every table empty and one mailbox (id 1)."""
     db = open_database(db_url)
-    with db.connection_context():
-        db.drop_tables(MODELS, safe=True)
     create_schema(db)
-    with db.connection_context():
-        Mailbox.create(email="threads@corp.example")
+    with db.connection_context(), db.atomic():
+        # DELETE, not TRUNCATE or DROP: far cheaper on PostgreSQL for a few rows.
+        for m in reversed(MODELS):
+            if m is not SchemaInfo:
+                m.delete().execute()
+        Mailbox.create(id=1, email="threads@corp.example")
     return db
 
 

@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 
 from receiver.parse.record import ParsedMessage
 from receiver.store.db import create_schema, open_database
+from receiver.store.bulk import store_messages
 from receiver.store.deliveries import DeliveryRequest, store_delivery
 from receiver.store.models import MODELS, Mailbox, Message, SchemaInfo
 from receiver.store.threading import DEFAULT_RULE, lock_threading
@@ -89,6 +90,16 @@ def ingest(db, records: list[ParsedMessage], rule: SubjectRule = DEFAULT_RULE,
                 lock_threading(db)
                 for rec in records[i:i + batch]:
                     store_delivery(request_for(rec), rule)
+
+
+def ingest_bulk(db, records: list[ParsedMessage], batch: int,
+                rule: SubjectRule = DEFAULT_RULE) -> None:
+    """Store and thread `records` in this order through store_messages, `batch` at a time."""
+    with db.connection_context():
+        for i in range(0, len(records), batch):
+            with db.atomic():
+                lock_threading(db)
+                store_messages(records[i:i + batch], rule)
 
 
 def partition(db) -> set[frozenset[tuple[str, str]]]:

@@ -85,12 +85,9 @@ def _put_blob(sha256: str, size: int, compressed: bytes) -> None:
     Blob.insert(sha256=sha256, size=size, codec="zstd", data=compressed).on_conflict_ignore().execute()
 
 
-def _message_row(rec: ParsedMessage, links: ThreadLinks, blob_sha: str) -> tuple[Message, bool]:
-    existing = Message.get_or_none((Message.message_id == rec.message_id)
-                                   & (Message.content_hash == rec.content_hash))
-    if existing:
-        return existing, False
-    msg = Message.create(
+def message_fields(rec: ParsedMessage, links: ThreadLinks, blob_sha: str | None) -> dict:
+    """The Message row of a parsed record (thread_id stays unset until it is threaded)."""
+    return dict(
         message_id=rec.message_id,
         content_hash=rec.content_hash,
         synthetic_id=rec.synthetic_id,
@@ -116,7 +113,14 @@ def _message_row(rec: ParsedMessage, links: ThreadLinks, blob_sha: str) -> tuple
         parse_error=rec.parse_error,
         blob=blob_sha,
     )
-    return msg, True
+
+
+def _message_row(rec: ParsedMessage, links: ThreadLinks, blob_sha: str) -> tuple[Message, bool]:
+    existing = Message.get_or_none((Message.message_id == rec.message_id)
+                                   & (Message.content_hash == rec.content_hash))
+    if existing:
+        return existing, False
+    return Message.create(**message_fields(rec, links, blob_sha)), True
 
 
 def store_delivery(req: DeliveryRequest, rule: SubjectRule = threadstore.DEFAULT_RULE,

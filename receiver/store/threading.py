@@ -18,7 +18,7 @@ from __future__ import annotations
 from peewee import Database
 
 from receiver.store.db import is_postgres
-from receiver.store.models import Message, MsgId, Thread, ThreadMerge
+from receiver.store.models import Message, MsgId, Thread, ThreadMerge, utcnow
 from receiver.threads.links import ThreadLinks
 from receiver.threads.subject import SubjectFacts, SubjectRule
 
@@ -42,42 +42,160 @@ def attach(message: Message, links: ThreadLinks, rule: SubjectRule = DEFAULT_RUL
     one subject lookup (when the message has a normalised subject), one insert of new
     keys, one update of the message, plus the merge statements when threads join.
     """
-    keys = list(dict.fromkeys(links.keys))
-    existing = dict(MsgId.select(MsgId.msgid, MsgId.thread_id)
-                    .where(MsgId.msgid.in_(keys)).tuples())
-    found = set(existing.values())
-    found.update(_subject_partners(message.id, links, rule))
-    target = min(found) if found else Thread.insert().execute()
-    merged = sorted(found - {target})
-    if merged:
-        _merge(merged, target)
-    missing = [k for k in keys if k not in existing]
-    if missing:
-        MsgId.insert_many([(k, target, k != links.own_id) for k in missing],
-                          fields=[MsgId.msgid, MsgId.thread_id, MsgId.ghost]).execute()
-    if links.own_id in existing:
-        MsgId.update(ghost=False).where((MsgId.msgid == links.own_id) & MsgId.ghost).execute()
-    message.thread_id = target
-    Message.update(thread_id=target).where(Message.id == message.id).execute()
-    return target
+    return attach_many([(message, links)], rule)[0]
 
 
-def _subject_partners(message_pk: int, links: ThreadLinks, rule: SubjectRule) -> set[int]:
-    """Thread ids of threaded messages the subject rule joins with this one."""
-    facts = links.subject
-    if not (rule.enabled and facts.norm_subject and facts.date is not None):
-        return set()
-    # The SQL narrows to candidates; `rule.joins` decides.
-    q = (Message.select(Message.thread_id, Message.subject_orphan, Message.date,
-                        Message.participants)
-         .where((Message.norm_subject == facts.norm_subject)
-                & Message.date.between(facts.date - rule.window, facts.date + rule.window)
-                & Message.thread_id.is_null(False) & (Message.id != message_pk)))
-    if not facts.orphan:
-        q = q.where(Message.subject_orphan)
-    return {tid for tid, orphan, date, people in q.tuples()
-            if rule.joins(facts, SubjectFacts(facts.norm_subject, orphan, date,
-                                              frozenset(people.split())))}
+def attach_many(items: list[tuple[Message, ThreadLinks]],
+                rule: SubjectRule = DEFAULT_RULE) -> list[int]:
+    """`attach` for many unthreaded messages at once, with the same few statements.
+
+    The batch is united in memory first (its messages' keys, the rows they hit, subject
+    partners inside and outside the batch), then written set-wise: the result is the
+    same as attaching them one by one, in any order.
+    """
+    uf = _UnionFind()
+    keys = list(dict.fromkeys(k for _, links in items for k in links.keys))
+    existing: dict[str, int] = {}
+    for chunk in chunks(keys):
+        existing.update(MsgId.select(MsgId.msgid, MsgId.thread_id)
+                        .where(MsgId.msgid.in_(chunk)).tuples())
+    for i, (_, links) in enumerate(items):
+        for k in links.keys:
+            uf.union(("m", i), ("k", k))
+    for k, tid in existing.items():
+        uf.union(("k", k), ("t", tid))
+    tids = set(existing.values())
+    for i, tid in _subject_partners(items, rule):
+        uf.union(("m", i), ("t", tid))
+        tids.add(tid)
+    for i, j in _subject_pairs(items, rule):
+        uf.union(("m", i), ("m", j))
+
+    found: dict[object, set[int]] = {uf.find(("m", i)): set() for i in range(len(items))}
+    for tid in tids:
+        found[uf.find(("t", tid))].add(tid)
+    fresh = iter(_new_threads(sum(1 for group in found.values() if not group)))
+    target: dict[object, int] = {}
+    for root, group in found.items():
+        target[root] = min(group) if group else next(fresh)
+        if len(group) > 1:
+            _merge(sorted(group - {target[root]}), target[root])
+
+    own = {links.own_id for _, links in items}
+    missing = [(k, target[uf.find(("k", k))], k not in own) for k in keys if k not in existing]
+    insert_rows(MsgId, ["msgid", "thread_id", "ghost"], missing)
+    revived = [k for k in own if k in existing]
+    for chunk in chunks(revived):
+        MsgId.update(ghost=False).where(MsgId.msgid.in_(chunk) & MsgId.ghost).execute()
+    for i, (message, _) in enumerate(items):
+        message.thread_id = target[uf.find(("m", i))]
+    db = Message._meta.database
+    db.cursor().executemany(
+        f'UPDATE "{Message._meta.table_name}" SET "thread_id" = {db.param} WHERE "id" = {db.param}',
+        [(m.thread_id, m.id) for m, _ in items])
+    return [m.thread_id for m, _ in items]
+
+
+def _new_threads(n: int) -> list[int]:
+    """Ids of n new Thread rows, made with one statement per chunk."""
+    ids: list[int] = []
+    db = Thread._meta.database
+    now = Thread.created_at.db_value(utcnow())
+    for chunk in chunks([now] * n):
+        values = ", ".join(f"({db.param})" for _ in chunk)
+        cursor = db.execute_sql(
+            f'INSERT INTO "{Thread._meta.table_name}" ("created_at") VALUES {values} RETURNING "id"',
+            chunk)
+        ids.extend(row[0] for row in cursor.fetchall())
+    return ids
+
+
+def insert_rows(model, fields: list[str], rows: list[tuple]) -> None:
+    """Plain multi-row INSERT: peewee's per-value query building is the cost at bulk sizes."""
+    if not rows:
+        return
+    db = model._meta.database
+    # Columns left out get their model defaults, as Model.create would give them.
+    defaults = [name for name, f in model._meta.fields.items()
+                if name not in fields and f.default is not None]
+    fresh = [f.default() if callable(f.default) else f.default
+             for f in (model._meta.fields[name] for name in defaults)]
+    fields = [*fields, *defaults]
+    rows = [(*row, *fresh) for row in rows]
+    columns = [model._meta.fields[f] for f in fields]
+    names = ", ".join(f'"{c.column_name}"' for c in columns)
+    marks = ", ".join([db.param] * len(columns))
+    db.cursor().executemany(
+        f'INSERT INTO "{model._meta.table_name}" ({names}) VALUES ({marks})',
+        [tuple(c.db_value(v) for c, v in zip(columns, row)) for row in rows])
+
+
+def _subject_partners(items: list[tuple[Message, ThreadLinks]], rule: SubjectRule):
+    """(index in items, thread id) for each threaded message the subject rule joins."""
+    if not rule.enabled:
+        return []
+    mine = [(i, links.subject) for i, (_, links) in enumerate(items)
+            if links.subject.norm_subject and links.subject.date is not None]
+    out: set[tuple[int, int]] = set()
+    # An orphan joins any same-subject message; a message with links joins only orphans.
+    for orphans in (True, False):
+        group = [(i, f) for i, f in mine if f.orphan == orphans]
+        if not group:
+            continue
+        by_subject: dict[str, list[tuple[int, SubjectFacts]]] = {}
+        for i, f in group:
+            by_subject.setdefault(f.norm_subject, []).append((i, f))
+        dates = [f.date for _, f in group]
+        # The SQL narrows to candidates (unthreaded rows, this batch included, have no
+        # thread yet and drop out); `rule.joins` decides.
+        q = (Message.select(Message.norm_subject, Message.thread_id, Message.subject_orphan,
+                            Message.date, Message.participants)
+             .where(Message.norm_subject.in_(list(by_subject))
+                    & Message.date.between(min(dates) - rule.window, max(dates) + rule.window)
+                    & Message.thread_id.is_null(False)))
+        if not orphans:
+            q = q.where(Message.subject_orphan)
+        for subject, tid, orphan, date, people in q.tuples():
+            candidates = [(i, f) for i, f in by_subject[subject] if (i, tid) not in out]
+            if not candidates:
+                continue
+            other = SubjectFacts(subject, orphan, date, frozenset(people.split()))
+            out.update((i, tid) for i, f in candidates if rule.joins(f, other))
+    return sorted(out)
+
+
+def _subject_pairs(items: list[tuple[Message, ThreadLinks]], rule: SubjectRule):
+    """Pairs inside the batch that the subject rule joins."""
+    groups: dict[str, list[int]] = {}
+    for i, (_, links) in enumerate(items):
+        if links.subject.norm_subject:
+            groups.setdefault(links.subject.norm_subject, []).append(i)
+    return [(a, b) for group in groups.values() if len(group) > 1
+            for n, a in enumerate(group) for b in group[n + 1:]
+            if rule.joins(items[a][1].subject, items[b][1].subject)]
+
+
+class _UnionFind:
+    def __init__(self):
+        self.parent: dict = {}
+
+    def find(self, x):
+        root = x
+        while self.parent.setdefault(root, root) != root:
+            root = self.parent[root]
+        while x != root:
+            self.parent[x], x = root, self.parent[x]
+        return root
+
+    def union(self, a, b) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[ra] = rb
+
+
+def chunks(values: list, size: int = 500):
+    """Slices small enough for any backend's limit on bound parameters."""
+    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 def _merge(merged: list[int], target: int) -> None:

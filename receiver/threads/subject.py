@@ -11,6 +11,7 @@ whenever either of the two arrives gives the same threads in every arrival order
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 
@@ -63,7 +64,7 @@ class SubjectRule:
         return cls(bool(config.get("threads", "subject_join")),
                    int(config.get("threads", "subject_window_days")))
 
-    @property
+    @functools.cached_property
     def window(self) -> dt.timedelta:
         return dt.timedelta(days=self.window_days)
 

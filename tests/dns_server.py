@@ -7,6 +7,7 @@ play a broken DNS; any other name is NXDOMAIN. The dict may be changed while it 
 
 from __future__ import annotations
 
+import threading
 import time
 
 from dnslib import QTYPE, RCODE, RR, TXT
@@ -53,7 +54,10 @@ class TestDNS:
         self.resolver = DictResolver(self.records)
         self.server = DNSServer(self.resolver, port=0, address="127.0.0.1",
                                 logger=DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data"))
-        self.server.start_thread()
+        # A short poll interval: shutdown() waits for it, and every test stops a server.
+        self._thread = threading.Thread(target=self.server.server.serve_forever,
+                                        kwargs={"poll_interval": 0.02}, daemon=True)
+        self._thread.start()
         self.port = self.server.server.server_address[1]
         self.address = f"127.0.0.1:{self.port}"
 

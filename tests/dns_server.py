@@ -46,7 +46,7 @@ class DictResolver(BaseResolver):
         return reply
 
 
-class TestDNS:
+class DnsServer:
     """Running server: `.address` is "127.0.0.1:PORT" for THREADS_RECEIVER_DNS_SERVERS."""
 
     def __init__(self, records: dict | None = None):

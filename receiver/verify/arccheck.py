@@ -18,6 +18,7 @@ from receiver.verify.dnskeys import KeyAnswer
 
 log = logging.getLogger(__name__)
 
+ARC_HEADERS = (b"arc-seal", b"arc-message-signature", b"arc-authentication-results")
 _INSTANCE = re.compile(r"^\s*i\s*=\s*(\d+)\s*;", re.I)
 _DKIM_PASS = re.compile(r"\bdkim\s*=\s*pass\b([^;]*)", re.I)
 _HEADER_D = re.compile(r"\bheader\.(?:d\s*=\s*|i\s*=\s*[^@\s;]*@)([A-Za-z0-9.-]+)", re.I)
@@ -58,7 +59,7 @@ def dkim_pass_domains(results: str) -> list[str]:
 
 def check_arc(raw: bytes, headers: list[tuple[bytes, bytes]],
               keys: dict[str, KeyAnswer]) -> ArcResult:
-    if not any(n.lower() == b"arc-seal" for n, _ in headers):
+    if not any(n.lower() in ARC_HEADERS for n, _ in headers):
         return ArcResult(reason="no ARC sets")
     res = ArcResult()
     try:

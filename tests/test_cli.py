@@ -205,3 +205,10 @@ def test_readme_commands_and_ci_agree():
     assert "threads-receiver serve" in install_run and "pytest" in install_test
     ci = (ROOT / ".ci" / "run").read_text()
     assert install_test in ci.splitlines()
+
+
+def test_every_package_folder_is_a_regular_package():
+    """`pip install .` (not editable) ships only folders with an __init__.py."""
+    folders = [p for p in (ROOT / "receiver").rglob("*") if p.is_dir() and p.name != "__pycache__"
+               and any(p.glob("*.py"))]
+    assert folders and [str(p) for p in folders if not (p / "__init__.py").exists()] == []

@@ -25,7 +25,7 @@ from receiver.parse.headers import unfold
 from receiver.verify.alignment import aligned
 from receiver.verify.arccheck import ArcResult, check_arc
 from receiver.verify.authresults import auth_results
-from receiver.verify.confirmation import find_confirmation
+from receiver.verify.confirmation import find_confirmation, may_confirm
 from receiver.verify.copypath import WRAPPED, address_of, classify, domain_of
 from receiver.verify.dkimcheck import (TEMPERROR_RESULT, SigResult, check_all,
                                        signature_key_names)
@@ -101,6 +101,21 @@ def run_checks(raw: bytes, parsed: _Parsed, keys: dict[str, KeyAnswer]) -> Evide
     return Evidence(sigs, arc, parsed.from_domain, parsed.first_receipt)
 
 
+def check_and_conclude(raw: bytes, parsed: _Parsed, keys: dict[str, KeyAnswer],
+                       subscriber: str | None, authserv_id: str) -> tuple:
+    ev = run_checks(raw, parsed, keys)
+    return ev, conclude(raw, ev, subscriber, authserv_id)
+
+
+def first_pass(raw: bytes, received_at: dt.datetime, subscriber: str | None,
+               authserv_id: str) -> tuple:
+    """The parse, and the whole check when there is no key to fetch."""
+    parsed = parse_for_checks(raw, received_at)
+    if parsed.key_names:
+        return parsed, None
+    return parsed, check_and_conclude(raw, parsed, {}, subscriber, authserv_id)
+
+
 def conclude(raw: bytes, ev: Evidence, subscriber: str | None, authserv_id: str) -> tuple:
     """The copy path, the verdict on this copy as it stands, and its confirmation (if any)."""
     path = classify(raw, subscriber)
@@ -118,7 +133,7 @@ def conclude(raw: bytes, ev: Evidence, subscriber: str | None, authserv_id: str)
                        "strict": aligned(s.d, ev.from_domain, strict=True)} for s in ev.sigs],
         "arc": ev.arc.to_json(),
     }
-    confirmation = find_confirmation(raw)
+    confirmation = find_confirmation(raw) if may_confirm(ev.from_domain) else None
     if confirmation is not None:
         verdict.confirmation = confirmation
         verdict.detail["confirmation"] = confirmation
@@ -155,9 +170,7 @@ class Verifier:
 
     async def _verify(self, raw: bytes, subscriber: str | None, received_at: dt.datetime,
                       unwrap: bool, depth: int) -> Verdict:
-        ev = await self._evidence(raw, received_at)
-        path, verdict = await self._off_loop(conclude, raw, ev, subscriber,
-                                             self.config.authserv_id)
+        path, verdict = await self._checked(raw, subscriber, received_at)
         if path.kind != WRAPPED:
             return verdict
         what = f"wrapped copy ({path.how[0]})"
@@ -173,30 +186,43 @@ class Verifier:
             inner.inner = path.inner
         return inner
 
-    async def _evidence(self, raw: bytes, received_at: dt.datetime) -> Evidence:
+    async def _checked(self, raw: bytes, subscriber: str | None,
+                       received_at: dt.datetime) -> tuple:
+        """(copy path, verdict); the DKIM/ARC evidence is shared by copies of equal bytes."""
+        authserv = self.config.authserv_id
         key = hashlib.sha256(raw).hexdigest()
         now = time.monotonic()
         hit = self._evidence_cache.get(key)
         if hit and hit[0] > now:
-            return await asyncio.shield(hit[1])
-        fut = asyncio.ensure_future(self._compute_evidence(raw, received_at))
-        self._evidence_cache[key] = (now + EVIDENCE_CACHE_SECONDS, fut)
+            ev = await asyncio.shield(hit[1])
+            return await self._off_loop(conclude, raw, ev, subscriber, authserv)
+        shared = asyncio.get_running_loop().create_future()
+        self._evidence_cache[key] = (now + EVIDENCE_CACHE_SECONDS, shared)
         while len(self._evidence_cache) > EVIDENCE_CACHE_MAX:
             self._evidence_cache.popitem(last=False)
         try:
-            ev = await asyncio.shield(fut)
-        except Exception:
+            # At most two trips to the threads: parse (and, with no key to fetch, finish),
+            # then after the DNS answers the crypto and the verdict together.
+            parsed, done = await self._off_loop(first_pass, raw, received_at, subscriber,
+                                                authserv)
+            if done is None:
+                keys = await self.keys.fetch(parsed.key_names)
+                done = await self._off_loop(check_and_conclude, raw, parsed, keys,
+                                            subscriber, authserv)
+        except BaseException as e:
             self._evidence_cache.pop(key, None)
+            if isinstance(e, asyncio.CancelledError):
+                shared.cancel()
+            else:
+                shared.set_exception(e)
+                shared.exception()  # retrieved: waiters (if any) get it through their await
             raise
+        ev, concluded = done
+        shared.set_result(ev)
         if any(s.result == TEMPERROR_RESULT for s in ev.sigs):
             # The sender's retry must look the key up again, not reuse the failure.
             self._evidence_cache.pop(key, None)
-        return ev
-
-    async def _compute_evidence(self, raw: bytes, received_at: dt.datetime) -> Evidence:
-        parsed = await self._off_loop(parse_for_checks, raw, received_at)
-        keys = await self.keys.fetch(parsed.key_names) if parsed.key_names else {}
-        return await self._off_loop(run_checks, raw, parsed, keys)
+        return concluded
 
     async def close(self) -> None:
         """Release the verification threads."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import dkim
 
@@ -34,7 +34,8 @@ class ArcResult:
     first_hop_dkim_pass: list[str] = field(default_factory=list)  # domains it saw pass
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**vars(self), "sealers": list(self.sealers),
+                "first_hop_dkim_pass": list(self.first_hop_dkim_pass)}
 
 
 def first_hop(headers: list[tuple[bytes, bytes]]) -> str | None:

@@ -24,9 +24,13 @@ _OUTLOOK_LINK = re.compile(r"https://[^\s\"'<>]*(?:live|outlook|office|microsoft
                            r"[^\s\"'<>]*(?:verif|confirm)[^\s\"'<>]*", re.I)
 
 
-def _outlook_sender(addr: str | None) -> bool:
-    d = domain_of(addr) or ""
+def _outlook_domain(d: str) -> bool:
     return any(d == x or d.endswith("." + x) for x in _OUTLOOK_DOMAINS)
+
+
+def may_confirm(from_domain: str | None) -> bool:
+    """Cheap first look: only these senders' messages are read for a code."""
+    return from_domain is not None and (from_domain == "google.com" or _outlook_domain(from_domain))
 
 
 def find_confirmation(raw: bytes) -> dict | None:
@@ -37,7 +41,7 @@ def find_confirmation(raw: bytes) -> dict | None:
     subject = get_first(fields, "Subject") or ""
     if sender in _GMAIL_FROM and _GMAIL_SUBJECT.search(subject):
         provider, code_re, link_re = "gmail", _GMAIL_CODE, _GMAIL_LINK
-    elif _outlook_sender(sender) and _OUTLOOK_SUBJECT.search(subject):
+    elif _outlook_domain(domain_of(sender) or "") and _OUTLOOK_SUBJECT.search(subject):
         provider, code_re, link_re = "outlook", _OUTLOOK_CODE, _OUTLOOK_LINK
     else:
         return None

@@ -63,10 +63,16 @@ class CopyPath:
         return {"kind": self.kind, "how": self.how, "wrapper": self.wrapper}
 
 
+_SIMPLE_ADDRESS = re.compile(r'^(?:[^<>,;:"()\\@]*<)?\s*([^\s<>,;:"()\\@]+@[^\s<>,;:"()\\@]+)\s*>?$')
+
+
 def address_of(value: str | None) -> str | None:
     """The single address of a From header value, lower case (None when not exactly one)."""
     if not value:
         return None
+    simple = _SIMPLE_ADDRESS.match(value.strip())
+    if simple:  # "Name <a@b>" or "a@b": most mail, without the full RFC 5322 parser
+        return simple.group(1).lower()
     addrs = [a for _, a in getaddresses([value]) if "@" in a]
     return addrs[0].lower() if len(addrs) == 1 else None
 

@@ -11,9 +11,10 @@ signature. Results are RFC 8601 words with a reason.
 from __future__ import annotations
 
 import base64
+import functools
 import datetime as dt
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import dkim
 from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizationPolicyError
@@ -64,7 +65,7 @@ class SigResult:
         return max(0, self.body_length - self.length)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**vars(self), "headers": list(self.headers)}
 
 
 def signature_key_names(headers: list[tuple[bytes, bytes]]) -> list[str]:
@@ -80,6 +81,13 @@ def signature_key_names(headers: list[tuple[bytes, bytes]]) -> list[str]:
                 names.append(key_name(tags[b"s"].decode("ascii", "replace"),
                                       tags[b"d"].decode("ascii", "replace")))
     return names
+
+
+@functools.lru_cache(maxsize=1024)
+def parsed_key(name: str, txt: bytes | None) -> tuple:
+    """dkimpy's parse of a key record, kept: the ASN.1 parse costs more than the verify.
+    The parsed key is only read, so threads may share it."""
+    return dkim.evaluate_pk(name.encode(), txt)
 
 
 def make_dnsfunc(keys: dict[str, KeyAnswer]):
@@ -170,8 +178,7 @@ def check_signature(d: dkim.DKIM, sig_header: tuple[bytes, bytes], index: int,
         res.reason = f"{what} {res.key_name}: {answer.error}"
         return _body_verdict(res)
     try:
-        d.pk, d.keysize, d.ktag, d.seqtlsrpt = dkim.load_pk_from_dns(
-            (res.key_name + ".").encode(), make_dnsfunc(keys))
+        d.pk, d.keysize, d.ktag, d.seqtlsrpt = parsed_key(res.key_name, answer.txt)
     except (dkim.KeyFormatError, ValueError) as e:
         revoked = re.search(rb"(^|;)\s*p=\s*(;|$)", answer.txt or b"") is not None
         res.key = "revoked" if revoked else "bad"

@@ -103,7 +103,8 @@ class Receiver:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "receiver", "serve", "--listen", "127.0.0.1:0", *args],
             env=self.env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.port = wait_for_listen(self.proc)
+        self.announced: list[bytes] = []
+        self.port = wait_for_listen(self.proc, lines=self.announced)
         return self.port
 
     def stop(self) -> tuple[int, str]:
@@ -120,8 +121,11 @@ class Receiver:
         return rc, err.decode(errors="replace")
 
 
-def wait_for_listen(proc: subprocess.Popen, timeout: float = 30) -> int:
-    """Read the daemon's stdout until it says where it listens; returns the port."""
+def wait_for_listen(proc: subprocess.Popen, timeout: float = 30,
+                    lines: list[bytes] | None = None) -> int:
+    """Read the daemon's stdout until it says where it listens; returns the port.
+
+    `lines` collects what it printed on the way (e.g. other listeners' ports)."""
     deadline = time.monotonic() + timeout
     seen = b""
     while time.monotonic() < deadline:
@@ -131,6 +135,8 @@ def wait_for_listen(proc: subprocess.Popen, timeout: float = 30) -> int:
         if ready:
             line = proc.stdout.readline()
             seen += line
+            if lines is not None:
+                lines.append(line)
             m = re.search(rb"listening on [\d.:\[\]a-f]*:(\d+)", line)
             if m:
                 return int(m.group(1))

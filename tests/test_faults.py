@@ -85,10 +85,10 @@ def test_kill_9_mid_load_loses_no_acknowledged_message(receiver):
     port = receiver.start()
     load = Load(port, address, n=10_000, threads=4).start()
     wait_until(lambda: len(load.acked()) >= 30, timeout=30)
+    load.stop.set()  # no new transactions; those under way are cut off by the kill
     receiver.proc.kill()  # SIGKILL: no shutdown code runs
     receiver.proc.wait()
     receiver.proc = None
-    load.stop.set()
     load.join()
     acked = load.acked()
     assert len(acked) >= 30

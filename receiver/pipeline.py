@@ -14,17 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
-from peewee import InterfaceError, OperationalError
-
 from receiver import allowlist
 from receiver import policy as policies
 from receiver.config import Config
 from receiver.parse.record import ParsedMessage
 from receiver.parse.worker import Budget, parse_within
 from receiver.store import credentials, mailboxes
+from receiver.store.db import run_read
 from receiver.store.deliveries import DeliveryRequest, Writer, compress
 from receiver.store.mailboxes import MailboxInfo, RcptResult
-from receiver.store.models import database, utcnow
+from receiver.store.models import utcnow
 from receiver.verify import Verifier
 from receiver.verify.verdict import Verdict
 
@@ -35,19 +34,6 @@ DUPLICATE = "duplicate"
 QUARANTINED = "quarantined"
 REJECTED = "rejected"
 TEMPFAILED = "tempfailed"
-
-
-def _reconnecting(fn, *args):
-    """Run a read in this executor thread; after a database fault, drop the thread's
-    connection so that the next call reconnects instead of reusing a dead one."""
-    try:
-        return fn(*args)
-    except (OperationalError, InterfaceError):
-        try:
-            database.close()
-        except (OperationalError, InterfaceError) as e:
-            log.debug("closing a broken connection: %r", e)
-        raise
 
 
 @dataclass
@@ -97,15 +83,14 @@ class Pipeline:
     async def _off_loop(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    async def _off_loop_db(self, fn, *args):
-        return await self._off_loop(_reconnecting, fn, *args)
-
     async def resolve_rcpt(self, address: str) -> RcptResult:
-        return await self._off_loop_db(mailboxes.resolve_rcpt, address, self.config.domains)
+        return await self._off_loop(run_read, self.writer.db, mailboxes.resolve_rcpt, address,
+                                    self.config.domains)
 
     async def authenticate(self, login: str, password: str) -> MailboxInfo | None:
         """The mailbox SMTP AUTH credentials open, or None."""
-        return await self._off_loop_db(credentials.authenticate, login, password)
+        return await self._off_loop(run_read, self.writer.db, credentials.authenticate, login,
+                                    password)
 
     def _policy(self, mb: MailboxInfo) -> policies.Policy:
         return policies.Policy(

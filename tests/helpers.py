@@ -87,6 +87,28 @@ class Receiver:
 
     def cli(self, *args: str, check: bool = True, input: bytes | None = None,
             **env: str) -> subprocess.CompletedProcess:
+        """Run a CLI command in this process (fast); same exit code and output as the
+        console script, which test_cli checks separately as a real subprocess."""
+        from click.testing import CliRunner
+
+        from receiver.cli import cli
+
+        full_env = self.env(**env)
+        cleared = {k: None for k in os.environ if k.startswith("THREADS_RECEIVER_")}
+        result = CliRunner().invoke(cli, list(args), input=input,
+                                    env={**cleared, **{k: v for k, v in full_env.items()
+                                                       if k.startswith("THREADS_RECEIVER_")}})
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        r = subprocess.CompletedProcess(args, result.exit_code, result.stdout_bytes,
+                                        result.stderr_bytes)
+        if check:
+            assert r.returncode == 0, (args, r.stdout, r.stderr)
+        return r
+
+    def cli_process(self, *args: str, check: bool = True, input: bytes | None = None,
+                    **env: str) -> subprocess.CompletedProcess:
+        """Run a CLI command as the real console script would, in a new process."""
         r = subprocess.run([sys.executable, "-m", "receiver", *args], env=self.env(**env),
                            capture_output=True, input=input, timeout=120)
         if check:
@@ -100,10 +122,14 @@ class Receiver:
         return self.cli_json("mailbox", "add", email)["address"]
 
     def start(self, *args: str, **env: str) -> int:
+        # stderr goes to a file: a pipe nobody reads fills up and blocks the daemon's log.
+        self.log_path = self.dir / "daemon.log"
+        self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "receiver", "serve", "--listen", "127.0.0.1:0", *args],
-            env=self.env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.port = wait_for_listen(self.proc)
+            env=self.env(**env), stdout=subprocess.PIPE, stderr=self._log)
+        self.announced: list[bytes] = []
+        self.port = wait_for_listen(self.proc, lines=self.announced)
         return self.port
 
     def stop(self) -> tuple[int, str]:
@@ -111,28 +137,44 @@ class Receiver:
             return 0, ""
         self.proc.terminate()
         try:
-            _, err = self.proc.communicate(timeout=30)
+            self.proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
+            self.proc.communicate()
         rc = self.proc.returncode
         self.proc = None
-        return rc, err.decode(errors="replace")
+        self._log.close()
+        return rc, self.log_path.read_text(errors="replace")
 
 
-def wait_for_listen(proc: subprocess.Popen, timeout: float = 30) -> int:
-    """Read the daemon's stdout until it says where it listens; returns the port."""
+def wait_for_listen(proc: subprocess.Popen, timeout: float = 30,
+                    lines: list[bytes] | None = None) -> int:
+    """Read the daemon's stdout until it says where it listens; returns the port.
+
+    `lines` collects what it printed on the way (e.g. other listeners' ports)."""
     deadline = time.monotonic() + timeout
     seen = b""
+    fd = proc.stdout.fileno()
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"receiver exited: {seen!r} {proc.stderr.read()!r}")
-        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
-        if ready:
-            line = proc.stdout.readline()
-            seen += line
+            err = proc.stderr.read() if proc.stderr else b"(see daemon.log)"
+            raise RuntimeError(f"receiver exited: {seen!r} {err!r}")
+        # os.read, not readline: a buffered reader can swallow several lines at once and
+        # leave select() waiting for data it already holds.
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        before = seen.count(b"\n")
+        seen += chunk
+        for line in seen.splitlines(keepends=True)[before:]:
+            if not line.endswith(b"\n"):
+                break
+            if lines is not None:
+                lines.append(line)
             m = re.search(rb"listening on [\d.:\[\]a-f]*:(\d+)", line)
             if m:
+                proc.startup_output = seen
                 return int(m.group(1))
     raise RuntimeError(f"receiver did not start: {seen!r}")
 

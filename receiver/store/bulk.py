@@ -11,7 +11,7 @@ from __future__ import annotations
 from receiver.parse.record import ParsedMessage
 from receiver.store.deliveries import message_fields
 from receiver.store.models import Message
-from receiver.store.threading import DEFAULT_RULE, attach_many, chunks, insert_rows
+from receiver.store.threading import DEFAULT_RULE, attach_many, insert_rows, select_in
 from receiver.threads.links import links_of
 from receiver.threads.subject import SubjectRule
 
@@ -20,21 +20,16 @@ def store_messages(records: list[ParsedMessage], rule: SubjectRule = DEFAULT_RUL
                    ) -> list[Message]:
     """Insert the records not stored yet and thread them; returns the new Message rows."""
     wanted = {(r.message_id, r.content_hash): r for r in records}
-    for chunk in chunks(list(wanted)):
-        ids = [mid for mid, _ in chunk]
-        for key in Message.select(Message.message_id, Message.content_hash).where(
-                Message.message_id.in_(ids)).tuples():
-            wanted.pop(key, None)
+    ids = list(dict.fromkeys(mid for mid, _ in wanted))
+    for key in select_in(Message, ["message_id", "content_hash"], "message_id", ids):
+        wanted.pop(tuple(key), None)
     links = {key: links_of(rec) for key, rec in wanted.items()}
     rows = [message_fields(rec, links[key], None) for key, rec in wanted.items()]
     if rows:
         fields = list(rows[0])
         insert_rows(Message, fields, [tuple(r[f] for f in fields) for r in rows])
-    made: list[Message] = []
-    for chunk in chunks(list(wanted)):
-        ids = [mid for mid, _ in chunk]
-        made.extend(m for m in Message.select(Message.id, Message.message_id, Message.content_hash)
-                    .where(Message.message_id.in_(ids) & Message.thread_id.is_null())
-                    if (m.message_id, m.content_hash) in links)
+    made = [Message(id=pk, message_id=mid, content_hash=chash) for pk, mid, chash in select_in(
+        Message, ["id", "message_id", "content_hash"], "message_id", ids,
+        'AND "thread_id" IS NULL') if (mid, chash) in links]
     attach_many([(m, links[(m.message_id, m.content_hash)]) for m in made], rule)
     return made

@@ -55,10 +55,7 @@ def attach_many(items: list[tuple[Message, ThreadLinks]],
     """
     uf = _UnionFind()
     keys = list(dict.fromkeys(k for _, links in items for k in links.keys))
-    existing: dict[str, int] = {}
-    for chunk in chunks(keys):
-        existing.update(MsgId.select(MsgId.msgid, MsgId.thread_id)
-                        .where(MsgId.msgid.in_(chunk)).tuples())
+    existing = dict(select_in(MsgId, ["msgid", "thread_id"], "msgid", keys))
     for i, (_, links) in enumerate(items):
         for k in links.keys:
             uf.union(("m", i), ("k", k))
@@ -110,6 +107,21 @@ def _new_threads(n: int) -> list[int]:
     return ids
 
 
+def select_in(model, fields: list[str], column: str, values: list, where: str = "") -> list:
+    """Rows (tuples) of `fields` whose `column` is one of `values`, in chunks: plain SQL,
+    since peewee's per-value query building is the cost at bulk sizes."""
+    db = model._meta.database
+    names = ", ".join(f'"{model._meta.fields[f].column_name}"' for f in fields)
+    col = model._meta.fields[column].column_name
+    rows: list = []
+    for chunk in chunks(values):
+        marks = ", ".join([db.param] * len(chunk))
+        rows.extend(db.execute_sql(
+            f'SELECT {names} FROM "{model._meta.table_name}" WHERE "{col}" IN ({marks}) {where}',
+            chunk).fetchall())
+    return rows
+
+
 def insert_rows(model, fields: list[str], rows: list[tuple]) -> None:
     """Plain multi-row INSERT: peewee's per-value query building is the cost at bulk sizes."""
     if not rows:
@@ -136,31 +148,40 @@ def _subject_partners(items: list[tuple[Message, ThreadLinks]], rule: SubjectRul
         return []
     mine = [(i, links.subject) for i, (_, links) in enumerate(items)
             if links.subject.norm_subject and links.subject.date is not None]
+    # The SQL narrows to candidates (unthreaded rows, this batch included, have no thread
+    # yet and drop out); `rule.joins` decides. An orphan may join any same-subject
+    # message near its date: one query each (orphans are few). A message with links joins
+    # only orphans: one query for all of them.
+    db = Message._meta.database
+    table = Message._meta.table_name
+    base = (f'SELECT "norm_subject", "thread_id", "subject_orphan", "date", "participants" '
+            f'FROM "{table}" WHERE "thread_id" IS NOT NULL AND "date" BETWEEN {db.param} '
+            f'AND {db.param} AND ')
+    date_value = Message.date.db_value
+    queries = [([i], base + f'"norm_subject" = {db.param}',
+                [date_value(f.date - rule.window), date_value(f.date + rule.window), f.norm_subject])
+               for i, f in mine if f.orphan]
+    linked = [(i, f) for i, f in mine if not f.orphan]
+    if linked:
+        subjects = sorted({f.norm_subject for _, f in linked})
+        dates = [f.date for _, f in linked]
+        queries.append(([i for i, _ in linked],
+                        base + f'"subject_orphan" AND "norm_subject" IN '
+                               f'({", ".join([db.param] * len(subjects))})',
+                        [date_value(min(dates) - rule.window),
+                         date_value(max(dates) + rule.window), *subjects]))
+    facts = dict(mine)
     out: set[tuple[int, int]] = set()
-    # An orphan joins any same-subject message; a message with links joins only orphans.
-    for orphans in (True, False):
-        group = [(i, f) for i, f in mine if f.orphan == orphans]
-        if not group:
-            continue
-        by_subject: dict[str, list[tuple[int, SubjectFacts]]] = {}
-        for i, f in group:
-            by_subject.setdefault(f.norm_subject, []).append((i, f))
-        dates = [f.date for _, f in group]
-        # The SQL narrows to candidates (unthreaded rows, this batch included, have no
-        # thread yet and drop out); `rule.joins` decides.
-        q = (Message.select(Message.norm_subject, Message.thread_id, Message.subject_orphan,
-                            Message.date, Message.participants)
-             .where(Message.norm_subject.in_(list(by_subject))
-                    & Message.date.between(min(dates) - rule.window, max(dates) + rule.window)
-                    & Message.thread_id.is_null(False)))
-        if not orphans:
-            q = q.where(Message.subject_orphan)
-        for subject, tid, orphan, date, people in q.tuples():
-            candidates = [(i, f) for i, f in by_subject[subject] if (i, tid) not in out]
-            if not candidates:
-                continue
-            other = SubjectFacts(subject, orphan, date, frozenset(people.split()))
-            out.update((i, tid) for i, f in candidates if rule.joins(f, other))
+    for who, sql, params in queries:
+        by_subject: dict[str, list[int]] = {}
+        for i in who:
+            by_subject.setdefault(facts[i].norm_subject, []).append(i)
+        for subject, tid, orphan, date, people in db.execute_sql(sql, params).fetchall():
+            candidates = [i for i in by_subject.get(subject, ()) if (i, tid) not in out]
+            if candidates:
+                other = SubjectFacts(subject, bool(orphan), Message.date.python_value(date),
+                                     frozenset(people.split()))
+                out.update((i, tid) for i in candidates if rule.joins(facts[i], other))
     return sorted(out)
 
 

@@ -122,12 +122,22 @@ timeout = 0.5
 """
 
 
-def _send_all(port: int, rcpt: str, raws: list[bytes], seed: int) -> None:
+def _send_all(port: int, rcpt: str, raws: list[bytes], seed: int, connections: int = 4) -> None:
+    """Send every message in a shuffled order over several concurrent SMTP sessions."""
     order = raws[:]
     random.Random(seed).shuffle(order)
-    with smtplib.SMTP("127.0.0.1", port, timeout=60) as s:
-        for raw in order:
-            s.sendmail("list@example.org", [rcpt], raw)
+
+    def session(part: list[bytes]) -> None:
+        with smtplib.SMTP("127.0.0.1", port, timeout=120) as s:
+            for raw in part:
+                s.sendmail("list@example.org", [rcpt], raw)
+
+    senders = [threading.Thread(target=session, args=(order[i::connections],))
+               for i in range(connections)]
+    for t in senders:
+        t.start()
+    for t in senders:
+        t.join(300)
 
 
 def _cli_partition(rx: Receiver, records) -> set[frozenset[int]]:

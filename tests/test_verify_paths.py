@@ -185,3 +185,13 @@ def test_gmail_confirmation_is_recognised(dns):
 def test_malformed_header_block_is_unverifiable(dns):
     v = run(verifier(dns), b"From me\r\nnot a header\r\n\r\nbody\r\n")
     assert v.kind == "unverifiable"
+
+
+def test_dns_servers_from_the_config_file(dns, tmp_path):
+    path = tmp_path / "receiver.toml"
+    path.write_text(f'[dns]\nservers = ["{dns.address}"]\ntimeout = 0.5\n')
+    cfg = configmod.load(path, {})
+    assert run(Verifier(cfg), F.signed()).kind == "unaltered"
+    path.write_text('[dns]\nservers = ["127.0.0.1:fifty-three"]\n')
+    with pytest.raises(configmod.ConfigError, match="dns.servers: expected HOST:PORT"):
+        configmod.load(path, {})

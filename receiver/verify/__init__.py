@@ -145,19 +145,12 @@ class Verifier:
 
     def __init__(self, config: Config, executor: Executor | None = None):
         self.config = config
-        self._keys: KeyResolver | None = None
+        self.keys = KeyResolver(config.get("dns", "servers"), config.get("dns", "timeout"))
         self._own_executor = executor is None
         # Two threads: the crypto holds the GIL, more would only queue.
         self._executor = executor or ThreadPoolExecutor(max_workers=2,
                                                         thread_name_prefix="verify")
         self._evidence_cache: OrderedDict[str, tuple[float, asyncio.Future]] = OrderedDict()
-
-    @property
-    def keys(self) -> KeyResolver:
-        if self._keys is None:
-            self._keys = KeyResolver(self.config.get("dns", "servers"),
-                                     self.config.get("dns", "timeout"))
-        return self._keys
 
     async def _off_loop(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

@@ -195,3 +195,10 @@ def test_dns_servers_from_the_config_file(dns, tmp_path):
     path.write_text('[dns]\nservers = ["127.0.0.1:fifty-three"]\n')
     with pytest.raises(configmod.ConfigError, match="dns.servers: expected HOST:PORT"):
         configmod.load(path, {})
+
+
+def test_own_message_carrying_an_eml_is_not_unwrapped(dns):
+    raw = F.forward_as_attachment(F.signed()).replace(b"Subject: Fwd: Quarterly numbers",
+                                                      b"Subject: the mail I mentioned", 1)
+    v = run(verifier(dns), raw)
+    assert v.inner is None and v.detail["path"]["kind"] == "copied"

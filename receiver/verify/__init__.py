@@ -34,6 +34,9 @@ from receiver.verify.judge import judge
 from receiver.verify.verdict import UNVERIFIABLE, Verdict
 
 log = logging.getLogger(__name__)
+# dkimpy logs every signature that fails at ERROR; failing signatures are ordinary input
+# here, and their results are reported in the verdict, not in the daemon's log.
+logging.getLogger("dkimpy").setLevel(logging.CRITICAL)
 
 EVIDENCE_CACHE_SECONDS = 60
 EVIDENCE_CACHE_MAX = 512

@@ -192,14 +192,14 @@ def _validate(config: Config) -> None:
         raise ConfigError("policy.altered: one of reject, quarantine, accept")
     if config.get("policy", "unverifiable") not in ("accept", "quarantine"):
         raise ConfigError("policy.unverifiable: one of accept, quarantine")
-    url = config.get("database", "url")
-    if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
-        raise ConfigError("database.url: use sqlite:///path or postgresql://...")
-    parse_hostport(config.get("smtp", "listen"), "smtp.listen")
     for server in config.get("dns", "servers"):
         parse_hostport(server if ":" in server else f"{server}:53", "dns.servers")
     if config.get("dns", "timeout") <= 0:
         raise ConfigError("dns.timeout: seconds, more than 0")
+    url = config.get("database", "url")
+    if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError("database.url: use sqlite:///path or postgresql://...")
+    parse_hostport(config.get("smtp", "listen"), "smtp.listen")
 
 
 def parse_hostport(value: str, name: str = "listen") -> tuple[str, int]:

@@ -76,6 +76,8 @@ CASES = [
     ("RFC 8463 Appendix A", lambda: F.RFC8463_MESSAGE, "unaltered", None,
      "d=football.example.com s=brisbane verifies"),
     ("unsigned", F.original, "unverifiable", None, "no DKIM signature"),
+    ("malformed signature", lambda: b"DKIM-Signature: v=1; a=rsa-sha256; d=author.example; s=s1\r\n"
+     + F.original(), "unverifiable", None, "malformed signature: missing b'b'="),
     ("only the forwarder signs", lambda: F.sign(F.original(), "list", "lists.example",
                                                 F.OTHER_KEY),
      "unverifiable", None, "no signature from the author's domain author.example"),

@@ -72,3 +72,22 @@ def test_outlook_verification_code_is_found():
 def test_a_message_merely_mentioning_a_code_is_no_confirmation():
     raw = F.original(subject="Forwarding Confirmation code: 123456789")
     assert find_confirmation(raw) is None
+
+
+_LINE = st.binary(min_size=0, max_size=60).map(
+    lambda b: b.replace(b"\r", b"").replace(b"\n", b"").replace(b"--", b"-"))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(_LINE, min_size=1, max_size=12), st.sampled_from([b"\r\n", b"\n"]))
+def test_the_enclosed_original_comes_back_byte_exact(lines, eol):
+    from receiver.parse.headers import split_message
+    from receiver.verify.copypath import enclosed_message
+
+    inner = b"From: a@b.example\r\nSubject: x\r\n\r\n" + b"\r\n".join(lines) + b"\r\n"
+    wrapped = F.journal_report(inner)
+    if eol == b"\n":
+        wrapped = wrapped.replace(b"\r\n", b"\n")
+        inner = inner.replace(b"\r\n", b"\n")
+    head, body = split_message(wrapped)
+    assert enclosed_message(head, body) == inner

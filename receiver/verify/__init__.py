@@ -42,6 +42,11 @@ EVIDENCE_CACHE_SECONDS = 60
 EVIDENCE_CACHE_MAX = 512
 # A journal report of a forward-as-attachment is two wrappers deep; more is not a copy path.
 MAX_UNWRAP_DEPTH = 2
+HASH_ON_LOOP_MAX = 256 * 1024
+
+
+def _sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
 
 
 @dataclass
@@ -186,7 +191,9 @@ class Verifier:
                        received_at: dt.datetime) -> tuple:
         """(copy path, verdict); the DKIM/ARC evidence is shared by copies of equal bytes."""
         authserv = self.config.authserv_id
-        key = hashlib.sha256(raw).hexdigest()
+        # Hashing a large message would hold the loop for milliseconds: do it in a thread.
+        key = (_sha256(raw) if len(raw) <= HASH_ON_LOOP_MAX
+               else await self._off_loop(_sha256, raw))
         now = time.monotonic()
         hit = self._evidence_cache.get(key)
         if hit and hit[0] > now:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import authres
+import authres.arc
 import pytest
 
 from receiver import config as configmod
@@ -89,7 +91,12 @@ def test_copy_path_verdict(dns, name, make, kind, cause, reason):
     assert v.kind == kind, v.reasons
     assert v.cause == cause
     assert any(reason in r for r in v.reasons), v.reasons
-    assert v.auth_results.startswith("localhost; ")
+    # The recorded Authentication-Results value is valid RFC 8601: it parses back, one
+    # dkim result per signature (or dkim=none).
+    parsed = authres.FeatureContext(authres.arc).parse_value(v.auth_results)
+    assert parsed.authserv_id == "localhost"
+    dkim_results = [r.result for r in parsed.results if r.method == "dkim"]
+    assert dkim_results == ([s["result"] for s in v.detail["dkim"]] or ["none"])
 
 
 def test_wrapped_copy_is_unwrapped_to_the_exact_original(dns):

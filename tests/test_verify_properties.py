@@ -91,3 +91,19 @@ def test_the_enclosed_original_comes_back_byte_exact(lines, eol):
         inner = inner.replace(b"\r\n", b"\n")
     head, body = split_message(wrapped)
     assert enclosed_message(head, body) == inner
+
+
+_HEADER_NAMES = st.sampled_from([b"DKIM-Signature", b"ARC-Seal", b"ARC-Message-Signature",
+                                 b"ARC-Authentication-Results", b"From", b"Subject",
+                                 b"Received", b"Content-Type", b"X-MS-Journal-Report"])
+_FIELD = st.tuples(_HEADER_NAMES, st.binary(max_size=80)).map(
+    lambda nv: nv[0] + b": " + nv[1].replace(b"\n", b"\n ") + b"\r\n")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_FIELD, max_size=8), st.binary(max_size=200), st.sampled_from([SIGNED, b""]))
+def test_no_input_makes_the_checks_raise(fields, body, tail):
+    # A crash would answer 451 for ever: the sender would retry a copy nobody can store.
+    raw = b"".join(fields) + tail + b"\r\n" + body
+    path, verdict = verdict_of(raw)
+    assert verdict.kind in ("unaltered", "unverifiable", "altered")

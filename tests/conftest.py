@@ -55,3 +55,20 @@ def dns():
     server = DnsServer({**DNS_RECORDS, **RFC8463_RECORDS})
     yield server
     server.stop()
+
+
+@pytest.fixture
+def tls_receiver(tmp_path):
+    """A SQLite receiver with a self-signed certificate, one mailbox (`.address`)."""
+    import subprocess
+
+    directory = tmp_path / "rx"
+    r = Receiver(directory, f"sqlite:///{tmp_path / 'receiver.db'}")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=push.example.com", "-keyout", str(directory / "key.pem"),
+                    "-out", str(directory / "cert.pem")], check=True, capture_output=True)
+    r.extra_env.update({"THREADS_RECEIVER_TLS_CERT_FILE": "cert.pem",
+                        "THREADS_RECEIVER_TLS_KEY_FILE": "key.pem"})
+    r.address = r.add_mailbox("alice@corp.example")
+    yield r
+    r.stop()

@@ -49,9 +49,9 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from receiver.cli import mailbox, messages, quarantine, setup, verify
+    from receiver.cli import access, mailbox, messages, quarantine, setup, verify
 
-    for module in (setup, mailbox, messages, verify, quarantine):
+    for module in (setup, mailbox, access, messages, verify, quarantine):
         for command in module.COMMANDS:
             cli.add_command(command)
 

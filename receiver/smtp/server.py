@@ -153,9 +153,8 @@ async def run(config: Config, listen: str | None = None, lmtp: bool | None = Non
               announce=print) -> None:
     daemon = await start(config, listen, lmtp)
     kind = "LMTP" if daemon.lmtp else "SMTP"
-    if daemon.tls_port is not None:
-        announce(f"threads-receiver: implicit TLS on port {daemon.tls_port}")
-    announce(f"threads-receiver: {kind} listening on {daemon.host}:{daemon.port}")
+    also = f" (implicit TLS on port {daemon.tls_port})" if daemon.tls_port is not None else ""
+    announce(f"threads-receiver: {kind} listening on {daemon.host}:{daemon.port}{also}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

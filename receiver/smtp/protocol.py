@@ -342,7 +342,9 @@ class Hardened:
         held = 0
         try:
             self._reset_timeout(self.settings.data_timeout)
-            chunks: list[bytes] = []
+            # One growing buffer, not a list of lines: millions of short lines would
+            # cost tens of bytes of object overhead each, outside the budget's count.
+            buf = bytearray()
             error = None
             total = 0
             async for line in self._data_lines():
@@ -358,10 +360,10 @@ class Hardened:
                     error = NO_MEMORY
                 else:
                     held += len(line)
-                    chunks.append(line[1:] if line.startswith(b".") else line)
+                    buf += memoryview(line)[1:] if line.startswith(b".") else line
                     continue
                 # Past a limit: free what is held now, drain the rest without keeping it.
-                chunks.clear()
+                buf = bytearray()
                 self.shared.budget.give_back(held)
                 held = 0
             self._reset_timeout()
@@ -369,8 +371,8 @@ class Hardened:
                 log.info("session %s: DATA refused: %s", session_id(self.session), error)
                 self._set_post_data_state()
                 return await self.push(error)
-            raw = b"".join(chunks)
-            chunks.clear()
+            raw = bytes(buf)
+            del buf
             self.envelope.content = self.envelope.original_content = raw
             self.envelope.smtp_defects = header_defects(raw)
             status = await self._call_handler_hook("DATA")

@@ -187,7 +187,7 @@ class Hardened:
 
     def shutdown(self) -> None:
         """SIGTERM: a session between commands is told 421 and closed now."""
-        if self.in_data or self.transport is None:
+        if self.in_data or self.transport is None or self.transport.is_closing():
             return
         self.transport.write(SHUTTING_DOWN.encode() + b"\r\n")
         self.transport.close()

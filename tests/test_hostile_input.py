@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import BACKENDS
 from tests.helpers import Receiver
-from tests.rawsmtp import Raw, deliveries, message, send, stored_raws, transaction
+from tests.rawsmtp import Raw, deliveries, message, open_data, send, stored_raws, transaction
 
 LIMITS = {
     "THREADS_RECEIVER_SMTP_MAX_MESSAGE_SIZE": "100000",
@@ -161,10 +161,7 @@ def test_data_line_over_the_limit_is_refused_cleanly(rx):
 def test_long_line_tail_never_ends_data(rx):
     """The tail of an over-long line that looks like the end of DATA is not the end."""
     c = Raw(rx.port)
-    assert c.cmd("EHLO client.example.org")[0] == 250
-    assert c.cmd("MAIL FROM:<a@example.org>")[0] == 250
-    assert c.cmd(f"RCPT TO:<{rx.address}>")[0] == 250
-    assert c.cmd("DATA")[0] == 354
+    open_data(c, rx.address)
     c.send(b"z" * 2200 + b".\r\n")
     c.send(b"still data\r\n.\r\n")
     code, _ = c.reply()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.rawsmtp import Raw, deliveries, message, send, transaction
+from tests.rawsmtp import Raw, deliveries, message, open_data, send, transaction
 
 
 def test_slow_client_is_closed_at_the_timeout(receiver):
@@ -33,10 +33,7 @@ def test_slow_data_is_closed_at_the_data_timeout(receiver):
     address = receiver.add_mailbox("alice@corp.example")
     port = receiver.start(THREADS_RECEIVER_SMTP_DATA_TIMEOUT="2")
     c = Raw(port)
-    assert c.cmd("EHLO x")[0] == 250
-    assert c.cmd("MAIL FROM:<a@example.org>")[0] == 250
-    assert c.cmd(f"RCPT TO:<{address}>")[0] == 250
-    assert c.cmd("DATA")[0] == 354
+    open_data(c, address)
     started = time.monotonic()
     try:
         for _ in range(12):
@@ -81,10 +78,7 @@ def test_inflight_byte_budget_across_sessions(receiver):
     port = receiver.start(THREADS_RECEIVER_SMTP_MAX_INFLIGHT_BYTES="60000")
     first, second = Raw(port), Raw(port)
     for c in (first, second):
-        assert c.cmd("EHLO x")[0] == 250
-        assert c.cmd("MAIL FROM:<a@example.org>")[0] == 250
-        assert c.cmd(f"RCPT TO:<{address}>")[0] == 250
-        assert c.cmd("DATA")[0] == 354
+        open_data(c, address)
     body = (b"b" * 98 + b"\r\n") * 400  # 40 kB each: two do not fit in 60 kB
     first.send(message("first", body=body))
     time.sleep(0.5)

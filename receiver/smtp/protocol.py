@@ -35,7 +35,7 @@ from aiosmtpd.smtp import SMTP, TLSSetupException
 from receiver.config import Config
 from receiver.parse.bare import header_defects
 from receiver.smtp.handler import session_id
-from receiver.smtp.limits import ByteBudget, FailureLimiter, SessionSlots
+from receiver.smtp.limits import ByteBudget, FailureLimiter, SessionSlots, client_ip
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +121,6 @@ class Shared:
         self.budget.limit = config.get("smtp", "max_inflight_bytes")
         self.auth_failures.max_failures = config.get("auth", "max_failures")
         self.auth_failures.window = config.get("auth", "failure_window")
-
-
-def client_ip(peer) -> str:
-    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
 
 
 class _DataTooLong(Exception):

@@ -259,3 +259,22 @@ def test_no_500_error_exception_reply_anywhere(rx):
                                   "MAIL FROM:<a@b> SIZE=99999999999999999999")]
     assert not any("Error: (" in text for _, text in replies)
     c.close()
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith("VmRSS:")) / 1024
+
+
+def test_memory_stays_bounded_while_an_oversize_body_is_drained(rx):
+    before = _rss_mib(rx.proc.pid)
+    c = Raw(rx.port)
+    open_data(c, rx.address)
+    chunk = (b"c" * 998 + b"\r\n") * 1024
+    for _ in range(30):  # 30 MiB against a 100 kB limit
+        c.send(chunk)
+    c.send(b".\r\n")
+    code, text = c.reply()
+    assert code == 552 and "5.3.4" in text
+    assert _rss_mib(rx.proc.pid) - before < 15
+    c.close()

@@ -234,7 +234,9 @@ class Hardened:
     async def _proxy_header(self, sid: str) -> bool:
         """From a trusted proxy, read its PROXY header and take the client address in it."""
         trusted = self.settings.proxy_trusted
-        if not trusted:
+        if not trusted or self.implicit_tls:
+            # On the implicit-TLS listener a PROXY header would come before the TLS
+            # handshake, which asyncio has done already: not supported there.
             return True
         try:
             peer_ip = ipaddress.ip_address(client_ip(self.session.peer))

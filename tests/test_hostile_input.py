@@ -251,6 +251,20 @@ def test_empty_message(rx):
     c.close()
 
 
+@pytest.mark.parametrize("arg", ["<", "\\@[\t", "<\\@[>"])
+def test_address_that_crashes_the_parser_is_malformed_not_500_error(rx, arg):
+    """aiosmtpd's parser raises IndexError/UnboundLocalError on these; stock aiosmtpd
+    answers "500 Error: (IndexError) string index out of range"."""
+    c = Raw(rx.port)
+    assert c.cmd("EHLO x")[0] == 250
+    code, text = c.cmd("MAIL FROM:" + arg)
+    assert code in (501, 553) and "Error: (" not in text
+    assert c.cmd("MAIL FROM:<a@example.org>")[0] == 250
+    code, text = c.cmd("RCPT TO:" + arg)
+    assert code in (501, 553) and "Error: (" not in text
+    c.close()
+
+
 def test_no_500_error_exception_reply_anywhere(rx):
     """Odd but legal sequences that trip aiosmtpd's internals get a proper reply."""
     c = Raw(rx.port)

@@ -315,6 +315,17 @@ class Hardened:
 
     # -- commands with our checks in front of aiosmtpd's ---------------------------
 
+    def _getaddr(self, arg: str):
+        # The email package's address parser raises IndexError, AttributeError or
+        # UnboundLocalError on some garbage ("<", "\\@[\t"), which aiosmtpd would
+        # turn into "500 Error: (IndexError) ...": it is a malformed address (553).
+        try:
+            return super()._getaddr(arg)
+        except Exception as e:  # any parser crash on client input means "malformed"
+            log.info("session %s: unparseable address %r: %r", session_id(self.session),
+                     arg, e)
+            return None, None
+
     async def smtp_MAIL(self, arg: str | None) -> None:
         size = _SIZE_PARAM.search(arg or "")
         if size and self.data_size_limit and int(size.group(1)) > self.data_size_limit:

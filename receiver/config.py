@@ -96,6 +96,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "altered": "quarantine",
         # What to do with a copy nobody can vouch for: accept | quarantine.
         "unverifiable": "accept",
+        # Unwrap a wrapped copy (forward as attachment, Exchange journal report): the
+        # enclosed original is verified, stored and threaded; the wrapper kept as evidence.
+        "unwrap": True,
     },
     "threads": {
         # Join reply-prefixed orphans to a same-subject thread with a shared participant.

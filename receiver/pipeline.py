@@ -58,6 +58,8 @@ class Outcome:
     status: str
     delivery_id: int | None = None
     reason: str = ""
+    # Enhanced status code of a refusal decided by policy (e.g. 5.7.1, 4.4.3).
+    code: str = ""
 
 
 @dataclass
@@ -130,7 +132,8 @@ class Pipeline:
         for i, ((rcpt, mb), verdict, decision) in enumerate(zip(rcpts, verdicts, decisions)):
             if decision.action in (policies.REJECT, policies.TEMPFAIL):
                 status = REJECTED if decision.action == policies.REJECT else TEMPFAILED
-                outcomes[i] = Outcome(mb, rcpt, status, reason=decision.reason)
+                outcomes[i] = Outcome(mb, rcpt, status, reason=decision.reason,
+                                      code=decision.code)
                 continue
             key = verdict.inner
             if key not in prepared:

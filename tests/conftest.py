@@ -46,6 +46,18 @@ def receiver(tmp_path, db_url):
 
 
 @pytest.fixture
+def dns():
+    """A test DNS server on 127.0.0.1 serving the test keys (tests.mailfixtures.DNS_RECORDS
+    and the RFC 8463 keys); change `dns.records` to rotate, revoke or break keys."""
+    from tests.dns_server import DnsServer
+    from tests.mailfixtures import DNS_RECORDS, RFC8463_RECORDS
+
+    server = DnsServer({**DNS_RECORDS, **RFC8463_RECORDS})
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def tls_receiver(tmp_path):
     """A SQLite receiver with a self-signed certificate, one mailbox (`.address`).
 

@@ -154,14 +154,22 @@ def wait_for_listen(proc: subprocess.Popen, timeout: float = 30,
     `lines` collects what it printed on the way (e.g. other listeners' ports)."""
     deadline = time.monotonic() + timeout
     seen = b""
+    fd = proc.stdout.fileno()
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             err = proc.stderr.read() if proc.stderr else b"(see daemon.log)"
             raise RuntimeError(f"receiver exited: {seen!r} {err!r}")
-        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
-        if ready:
-            line = proc.stdout.readline()
-            seen += line
+        # os.read, not readline: a buffered reader can swallow several lines at once and
+        # leave select() waiting for data it already holds.
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        before = seen.count(b"\n")
+        seen += chunk
+        for line in seen.splitlines(keepends=True)[before:]:
+            if not line.endswith(b"\n"):
+                break
             if lines is not None:
                 lines.append(line)
             m = re.search(rb"listening on [\d.:\[\]a-f]*:(\d+)", line)

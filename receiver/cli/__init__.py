@@ -48,9 +48,9 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from receiver.cli import access, mailbox, messages, setup
+    from receiver.cli import access, mailbox, messages, quarantine, setup, verify
 
-    for module in (setup, mailbox, access, messages):
+    for module in (setup, mailbox, access, messages, verify, quarantine):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -40,18 +40,20 @@ def outcome_line(o: Outcome) -> str:
     if o.status in (STORED, DUPLICATE, QUARANTINED):
         return f"250 2.0.0 Ok: stored as {o.delivery_id}"
     if o.status == REJECTED:
-        return f"550 5.7.1 {o.reason}"
+        return f"550 {o.code or '5.7.1'} {o.reason}"
     if o.status == TEMPFAILED:
-        return f"451 4.3.0 {o.reason}" if o.reason else TEMPFAIL_DATA
+        return f"451 {o.code or '4.3.0'} {o.reason}" if o.reason else TEMPFAIL_DATA
     raise ValueError(f"unknown outcome {o.status}")
 
 
 def combined_reply(outcomes: list[Outcome]) -> str:
     """One SMTP reply for every recipient of the transaction."""
-    if any(o.status == TEMPFAILED for o in outcomes):
+    tempfailed = [o for o in outcomes if o.status == TEMPFAILED]
+    if tempfailed:
         # The sender retries the whole transaction; copies already stored are then
         # byte-identical redeliveries and are acknowledged without storing again.
-        return TEMPFAIL_DATA
+        policy_said = [o for o in tempfailed if o.code]
+        return outcome_line(policy_said[0]) if policy_said else TEMPFAIL_DATA
     if all(o.status == REJECTED for o in outcomes):
         return outcome_line(outcomes[0])
     ids = ", ".join(str(o.delivery_id) for o in outcomes if o.delivery_id is not None)

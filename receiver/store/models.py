@@ -177,6 +177,12 @@ class Message(Base):
         )
 
 
+# A message with links looks only for subject orphans with its subject: an index of just
+# those rows keeps that lookup from walking every message of a long thread.
+Message.add_index(SQL('CREATE INDEX IF NOT EXISTS "message_orphan_subject" ON "message" '
+                      '("norm_subject", "date") WHERE "subject_orphan"'))
+
+
 class Delivery(Base):
     """One copy received for one mailbox: envelope, peer, TLS, time, bytes, verdict."""
 

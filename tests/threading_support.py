@@ -1,4 +1,5 @@
-"""Shared by the threading tests and bench/threads.py: corpora, direct ingest, partitions."""
+"""Shared by the threading tests: the Fedora corpus and its archive index, direct ingest
+through the store, partitions that compare across databases."""
 
 from __future__ import annotations
 

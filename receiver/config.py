@@ -238,6 +238,10 @@ def _validate(config: Config) -> None:
         raise ConfigError("policy.altered: one of reject, quarantine, accept")
     if config.get("policy", "unverifiable") not in ("accept", "quarantine"):
         raise ConfigError("policy.unverifiable: one of accept, quarantine")
+    for server in config.get("dns", "servers"):
+        parse_hostport(server if ":" in server else f"{server}:53", "dns.servers")
+    if config.get("dns", "timeout") <= 0:
+        raise ConfigError("dns.timeout: seconds, more than 0")
     url = config.get("database", "url")
     if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ConfigError("database.url: use sqlite:///path or postgresql://...")

@@ -56,6 +56,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "subject_join": True,
         "subject_window_days": 30,
     },
+    "retention": {
+        # Days a quarantined copy waits for an admin before `prune` deletes it; 0 keeps it.
+        "quarantine_days": 30,
+    },
     "dns": {
         # host:port strings; empty means the system resolver.
         "servers": [],

@@ -47,9 +47,9 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from receiver.cli import mailbox, messages, setup
+    from receiver.cli import database, mailbox, messages, retention, setup
 
-    for module in (setup, mailbox, messages):
+    for module in (setup, mailbox, messages, database, retention):
         for command in module.COMMANDS:
             cli.add_command(command)
 

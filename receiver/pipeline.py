@@ -17,6 +17,7 @@ from receiver import policy as policies
 from receiver.config import Config
 from receiver.parse import parse_message
 from receiver.store import mailboxes
+from receiver.store.db import run_read
 from receiver.store.deliveries import DeliveryRequest, Writer, compress
 from receiver.store.mailboxes import MailboxInfo, RcptResult
 from receiver.store.models import utcnow
@@ -77,7 +78,8 @@ class Pipeline:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def resolve_rcpt(self, address: str) -> RcptResult:
-        return await self._off_loop(mailboxes.resolve_rcpt, address, self.config.domains)
+        return await self._off_loop(run_read, self.writer.db, mailboxes.resolve_rcpt, address,
+                                    self.config.domains)
 
     def _policy(self, mb: MailboxInfo) -> policies.Policy:
         return policies.Policy(

@@ -13,6 +13,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from receiver import metrics
 from receiver import policy as policies
 from receiver.config import Config
 from receiver.parse import parse_message
@@ -55,6 +56,8 @@ class Outcome:
     status: str
     delivery_id: int | None = None
     reason: str = ""
+    # The logical message (`messages show ID`), once stored.
+    message_id: int | None = None
 
 
 @dataclass
@@ -96,6 +99,7 @@ class Pipeline:
         return _Prepared(hashlib.sha256(kept).hexdigest(), len(kept), compress(kept),
                          parse_message(kept), wrapper)
 
+    @metrics.observe_delivery
     async def deliver(self, raw: bytes, envelope: Envelope,
                       rcpts: list[tuple[str, MailboxInfo]], per_recipient: bool = True,
                       ) -> list[Outcome]:
@@ -106,6 +110,7 @@ class Pipeline:
         verdicts: list[Verdict] = await asyncio.gather(*(
             self.verifier.verify(raw, subscriber=mb.email, received_at=envelope.received_at)
             for _, mb in rcpts))
+        metrics.verdicts_seen(envelope.source, verdicts)
         decisions = [policies.decide(v, self._policy(mb)) for (_, mb), v in zip(rcpts, verdicts)]
         if not per_recipient and len({d.action == policies.REJECT for d in decisions}) > 1:
             # One reply covers every recipient: a refusal for one would silently drop
@@ -148,5 +153,6 @@ class Pipeline:
                 for (i, _), res in zip(requests, results):
                     status = (DUPLICATE if res.duplicate
                               else QUARANTINED if res.status == "quarantined" else STORED)
-                    outcomes[i] = Outcome(rcpts[i][1], rcpts[i][0], status, res.delivery_id)
+                    outcomes[i] = Outcome(rcpts[i][1], rcpts[i][0], status, res.delivery_id,
+                                          message_id=res.message_id)
         return [o for o in outcomes if o is not None]

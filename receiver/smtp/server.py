@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 
+from receiver import metrics
 from receiver.config import Config, parse_hostport
 from receiver.pipeline import Pipeline
 from receiver.smtp.handler import ReceiverHandler
@@ -47,6 +48,14 @@ def protocol_factory(config: Config, handler: ReceiverHandler, lmtp: bool):
     class ReceiverSMTP(base):
         # DATA lines: RFC 5321 says 1000 octets, real senders exceed it; configurable.
         line_length_limit = config.get("smtp", "max_line_length")
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            metrics.session_opened(self)
+
+        def connection_lost(self, error):
+            metrics.session_closed(self, error)
+            super().connection_lost(error)
 
     hostname = config.get("smtp", "hostname") or socket.getfqdn()
 
@@ -87,6 +96,8 @@ async def run(config: Config, listen: str | None = None, lmtp: bool | None = Non
     daemon = await start(config, listen, lmtp)
     kind = "LMTP" if (config.get("smtp", "lmtp") if lmtp is None else lmtp) else "SMTP"
     announce(f"threads-receiver: {kind} listening on {daemon.host}:{daemon.port}")
+    metrics_http = metrics.start_listener(config.get("metrics", "listen"), daemon.server.is_serving,
+                                          daemon.writer.db, announce)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -94,3 +105,5 @@ async def run(config: Config, listen: str | None = None, lmtp: bool | None = Non
     await stop.wait()
     announce("threads-receiver: stopping")
     await daemon.stop()
+    if metrics_http:
+        metrics_http.stop()

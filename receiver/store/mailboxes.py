@@ -80,6 +80,10 @@ def get(email: str) -> Mailbox:
     return mb
 
 
+def info(email: str) -> MailboxInfo:
+    return _info(get(email))
+
+
 def add(email: str) -> tuple[Mailbox, MailboxAddress]:
     email = normalize_email(email)
     with database.atomic():

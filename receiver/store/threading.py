@@ -8,6 +8,7 @@ so an old id still resolves). Runs inside the writer's transaction.
 
 from __future__ import annotations
 
+from receiver import metrics
 from receiver.store.models import Message, MsgId, Thread, ThreadMerge
 from receiver.threads.links import ThreadLinks
 
@@ -20,6 +21,7 @@ def attach(message: Message, links: ThreadLinks) -> int:
     target = min(found) if found else Thread.create().id
     merged = sorted(found - {target})
     if merged:
+        metrics.threads_merged(len(merged))
         MsgId.update(thread_id=target).where(MsgId.thread_id.in_(merged)).execute()
         Message.update(thread_id=target).where(Message.thread_id.in_(merged)).execute()
         ThreadMerge.update(new_id=target).where(ThreadMerge.new_id.in_(merged)).execute()

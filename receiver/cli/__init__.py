@@ -52,9 +52,9 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool, log_format: 
 
 
 def _register() -> None:
-    from receiver.cli import database, mailbox, messages, retention, setup, transfer
+    from receiver.cli import database, mailbox, messages, retention, setup, status, transfer
 
-    for module in (setup, mailbox, messages, database, retention, transfer):
+    for module in (setup, mailbox, messages, database, retention, transfer, status):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -52,9 +52,10 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool, log_format: 
 
 
 def _register() -> None:
-    from receiver.cli import database, mailbox, messages, retention, setup, status, transfer
+    from receiver.cli import (database, guides, mailbox, messages, retention, setup, status,
+                              transfer)
 
-    for module in (setup, mailbox, messages, database, retention, transfer, status):
+    for module in (setup, mailbox, messages, database, retention, transfer, status, guides):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 CONCURRENCY = 256
 # Messages whose "already stored?" question is asked in one query.
 LOOKUP_CHUNK = 256
+# Seconds between progress reports (a terminal redraw per message would cost more).
+PROGRESS_EVERY = 0.25
 
 
 class ImportRefused(Exception):
@@ -49,6 +51,10 @@ class ImportSummary:
     reasons: Counter = field(default_factory=Counter)  # "rejected: why" / "failed: why"
     failures: list[str] = field(default_factory=list)  # where, for the first few
     elapsed: float = 0.0
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
 
     def as_dict(self) -> dict:
         return {
@@ -123,7 +129,14 @@ class Importer:
                 slots.release()
 
         started = time.monotonic()
-        last = 0
+        position = 0
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(PROGRESS_EVERY)
+                progress(position, summary)
+
+        ticker = asyncio.create_task(tick())
         try:
             for chunk in _chunks(items, LOOKUP_CHUNK):
                 shas = [hashlib.sha256(i.raw).hexdigest() for i in chunk]
@@ -131,7 +144,7 @@ class Importer:
                                                    mb.id, shas)
                 for item, sha in zip(chunk, shas):
                     summary.seen += 1
-                    last = item.progress
+                    position = item.progress
                     if sha in known:
                         summary.counts[DUPLICATE] += 1
                         continue
@@ -140,11 +153,11 @@ class Importer:
                     task = asyncio.create_task(one(item))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                progress(last, summary)
             if tasks:
                 await asyncio.gather(*tasks)
-            progress(last, summary)
+            progress(position, summary)
         finally:
+            ticker.cancel()
             summary.elapsed = time.monotonic() - started
             await loop.run_in_executor(executor, writer.stop)
             await verifier.close()

@@ -67,8 +67,9 @@ def _with_progress(importer: Importer, items, name: str, total: int) -> ImportSu
                            show_eta=True, show_percent=True,
                            item_show_func=lambda text: text) as bar:
         def update(position: int, summary: ImportSummary) -> None:
-            rate = summary.seen / max(time.monotonic() - started, 1e-6)
-            bar.update(position - bar.pos, f"{summary.seen} messages, {rate:,.0f}/s")
+            rate = summary.done / max(time.monotonic() - started, 1e-6)
+            bar.update(position - bar.pos, f"{summary.done:,} messages, {rate:,.0f}/s")
+            bar.render_progress()  # update() skips drawing when the position did not move
 
         return asyncio.run(importer.run(items, name, update))
 

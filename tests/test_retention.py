@@ -95,3 +95,12 @@ def test_prune(receiver, db_url):
     assert threads(rx)["a@x"] == before["a@x"]
     shown = rx.cli_json("mailbox", "show", "alice@corp.example")["retention"]
     assert shown["keep_days"] == 30 and shown["pruned_at"]
+
+
+def test_legal_hold_blocks_removal(receiver):
+    receiver.add_mailbox("alice@corp.example")
+    receiver.cli("mailbox", "set", "alice@corp.example", "--legal-hold")
+    r = receiver.cli("mailbox", "remove", "alice@corp.example", "--purge", check=False)
+    assert r.returncode == 1 and b"legal hold" in r.stderr
+    receiver.cli("mailbox", "set", "alice@corp.example", "--no-legal-hold")
+    receiver.cli("mailbox", "remove", "alice@corp.example", "--purge")

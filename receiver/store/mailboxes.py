@@ -132,6 +132,9 @@ def remove(email: str, purge: bool) -> int:
 
     with database.atomic():
         mb = get(email)
+        if mb.legal_hold:
+            raise MailboxError(f"mailbox {mb.email} is under legal hold: lift it first with "
+                               f"`threads-receiver mailbox set {mb.email} --no-legal-hold`")
         count = Delivery.select().where(Delivery.mailbox == mb).count()
         if count and not purge:
             raise MailboxError(

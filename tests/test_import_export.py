@@ -123,3 +123,19 @@ def test_import_refusals(receiver, tmp_path):
     receiver.cli("mailbox", "disable", "alice@corp.example")
     r = receiver.cli("import", "-", "--mailbox", "alice@corp.example", input=FIRST, check=False)
     assert r.returncode == 1 and b"disabled" in r.stderr and b"Traceback" not in r.stderr
+
+
+def test_import_follows_the_policy(tmp_path, db_url):
+    rx = Receiver(tmp_path / "rx", db_url, extra_config='[policy]\nunverifiable = "quarantine"\n')
+    rx.add_mailbox("alice@corp.example")
+    (tmp_path / "in.mbox").write_bytes(MBOX)
+    s = imported(rx, str(tmp_path / "in.mbox"))
+    assert (s["quarantined"], s["stored"]) == (3, 0)
+    assert rx.cli_json("stats")["totals"]["quarantined"] == 3
+    again = imported(rx, str(tmp_path / "in.mbox"))
+    assert (again["quarantined"], again["duplicate"]) == (0, 3)
+    # Quarantined copies stay out of an export unless asked for.
+    out = rx.cli("export", "-", "--mailbox", "alice@corp.example").stdout
+    assert out == b""
+    out = rx.cli("export", "-", "--mailbox", "alice@corp.example", "--include-quarantined").stdout
+    assert out.count(b"\nMessage-ID: ") == 3

@@ -22,6 +22,7 @@ from peewee import Database
 
 from receiver.config import Config
 from receiver.mailfiles import MailItem
+from receiver.parse.worker import Budget, ParseWorkers
 from receiver.pipeline import (DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAILED, Envelope,
                                Pipeline)
 from receiver.store import mailboxes
@@ -94,7 +95,7 @@ class Importer:
         loop = asyncio.get_running_loop()
         db: Database = open_database(self.config.database_url,
                                      self.config.get("database", "lock_timeout"))
-        executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="import")
+        executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="import")
         await loop.run_in_executor(executor, check_schema, db)
         mb, local = await loop.run_in_executor(executor, run_read, db, _target, self.email)
         if mb.state != "active":
@@ -104,7 +105,10 @@ class Importer:
         rcpt = f"{local}@{self.config.domains[0]}" if local else mb.email
         writer = Writer(db, self.config.get("database", "batch_max"))
         verifier = Verifier(self.config)
-        pipeline = Pipeline(self.config, writer, verifier, executor)
+        # The daemon's parse workers: parsing runs in other processes, beside the writer.
+        parser = await loop.run_in_executor(None, lambda: ParseWorkers(
+            Budget.from_config(self.config), self.config.get("parse", "workers")))
+        pipeline = Pipeline(self.config, writer, verifier, executor, parser=parser.parse)
         summary = ImportSummary()
         slots = asyncio.Semaphore(self.concurrency)
         session = "import-" + secrets.token_hex(4)
@@ -161,6 +165,7 @@ class Importer:
             summary.elapsed = time.monotonic() - started
             await loop.run_in_executor(executor, writer.stop)
             await verifier.close()
+            await loop.run_in_executor(executor, parser.close)
             executor.shutdown()
         return summary
 

@@ -52,10 +52,11 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool, log_format: 
 
 
 def _register() -> None:
-    from receiver.cli import (database, guides, mailbox, messages, retention, setup, status,
-                              transfer)
+    from receiver.cli import (access, database, guides, mailbox, messages, quarantine, retention,
+                              setup, status, transfer, verify)
 
-    for module in (setup, mailbox, messages, database, retention, transfer, status, guides):
+    for module in (setup, mailbox, access, messages, verify, quarantine, database, retention,
+                   transfer, status, guides):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 
 from receiver.parse import parse_message
 from receiver.store import migrations

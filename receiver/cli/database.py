@@ -34,7 +34,7 @@ def version(app: AppContext, as_json: bool) -> None:
         emit_json(data)
     else:
         click.echo(f"database schema {data['database']}, code needs {SCHEMA_VERSION}"
-                   + (f": run `threads-receiver db upgrade`" if data["pending"] else ", up to date"))
+                   + (": run `threads-receiver db upgrade`" if data["pending"] else ", up to date"))
 
 
 @db_group.command("upgrade")

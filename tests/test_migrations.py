@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 
 from receiver.parse import parse_message
 from receiver.store import migrations
@@ -17,8 +18,6 @@ RAW = (b"From: Bob <bob@example.org>\r\nTo: alice@corp.example\r\nSubject: old\r
 
 
 def make_v1_database(url: str) -> None:
-    import hashlib
-
     db = open_database(url)
     with db.connection_context():
         for model in v1_models():

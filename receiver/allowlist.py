@@ -55,44 +55,20 @@ def has_domains(entries) -> bool:
     return bool(split_entries(entries)[1])
 
 
-_PASS = {"pass", "ok", "valid", True}
-
-
-def _passed(item: dict) -> bool:
-    return any(item.get(k) in _PASS for k in ("result", "status", "verified", "valid"))
-
-
-def _signer(item: dict) -> str | None:
-    for k in ("d", "domain", "sdid", "signing_domain"):
-        if isinstance(item.get(k), str):
-            return item[k].lower().rstrip(".")
-    return None
-
-
 def signing_domains(detail: dict) -> set[str]:
-    """Domains whose DKIM signature or ARC seal verified, read from Verdict.detail.
-
-    Read defensively: a list of per-signature dicts (or a dict holding one under
-    "signatures"/"sets"/"chain") with a domain key and a result key.
-    """
+    """Domains whose DKIM signature verified, and the ARC sealers of a chain that
+    validated, as receiver/verify records them in Verdict.detail:
+    {"dkim": [{"d": ..., "result": "pass"}, ...], "arc": {"cv": "pass", "sealers": [...]}}.
+    Read defensively: anything missing or malformed vouches for no one."""
     found: set[str] = set()
-    for key in ("dkim", "arc"):
-        section = detail.get(key) if isinstance(detail, dict) else None
-        items: list = []
-        if isinstance(section, list):
-            items = section
-        elif isinstance(section, dict):
-            for sub in ("signatures", "sets", "chain", "seals"):
-                if isinstance(section.get(sub), list):
-                    items.extend(section[sub])
-            if key == "arc" and not _passed(section) and section.get("result") is not None:
-                # A chain that failed as a whole vouches for no one in it.
-                items = []
-        for item in items:
-            if isinstance(item, dict) and _passed(item):
-                signer = _signer(item)
-                if signer:
-                    found.add(signer)
+    if not isinstance(detail, dict):
+        return found
+    for sig in detail.get("dkim") or []:
+        if isinstance(sig, dict) and sig.get("result") == "pass" and isinstance(sig.get("d"), str):
+            found.add(sig["d"].lower().rstrip("."))
+    arc = detail.get("arc")
+    if isinstance(arc, dict) and arc.get("cv") == "pass":
+        found.update(d.lower().rstrip(".") for d in arc.get("sealers") or [] if isinstance(d, str))
     return found
 
 

@@ -56,7 +56,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_sessions": 200,
         "max_sessions_per_ip": 20,
         # Bytes of message data held in memory across all sessions; past it: 452 4.3.1.
-        "max_inflight_bytes": 512 * 1024 * 1024,
+        # Peak memory is a few times this (parsed text, copies for hashing and storing).
+        "max_inflight_bytes": 256 * 1024 * 1024,
         # Seconds SIGTERM waits for sessions in DATA before the receiver exits.
         "shutdown_grace": 30.0,
         # Expect a PROXY protocol v1/v2 header from these networks (the real client
@@ -245,6 +246,10 @@ def _validate(config: Config) -> None:
         raise ConfigError("policy.altered: one of reject, quarantine, accept")
     if config.get("policy", "unverifiable") not in ("accept", "quarantine"):
         raise ConfigError("policy.unverifiable: one of accept, quarantine")
+    for server in config.get("dns", "servers"):
+        parse_hostport(server if ":" in server else f"{server}:53", "dns.servers")
+    if config.get("dns", "timeout") <= 0:
+        raise ConfigError("dns.timeout: seconds, more than 0")
     url = config.get("database", "url")
     if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ConfigError("database.url: use sqlite:///path or postgresql://...")

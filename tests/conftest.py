@@ -59,14 +59,16 @@ def dns():
 
 @pytest.fixture
 def tls_receiver(tmp_path):
-    """A SQLite receiver with a self-signed certificate, one mailbox (`.address`)."""
-    import subprocess
+    """A SQLite receiver with a self-signed certificate, one mailbox (`.address`).
+
+    The certificate is a fixture file (valid for 100 years): CI images need no openssl."""
+    import shutil
+    from pathlib import Path
 
     directory = tmp_path / "rx"
     r = Receiver(directory, f"sqlite:///{tmp_path / 'receiver.db'}")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=push.example.com", "-keyout", str(directory / "key.pem"),
-                    "-out", str(directory / "cert.pem")], check=True, capture_output=True)
+    for name in ("cert.pem", "key.pem"):
+        shutil.copy(Path(__file__).parent / "tls" / name, directory / name)
     r.extra_env.update({"THREADS_RECEIVER_TLS_CERT_FILE": "cert.pem",
                         "THREADS_RECEIVER_TLS_KEY_FILE": "key.pem"})
     r.address = r.add_mailbox("alice@corp.example")

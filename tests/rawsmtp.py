@@ -157,3 +157,12 @@ def message(n: int | str = 1, body: bytes = b"hello\r\n", extra: bytes = b"") ->
             b"Subject: test " + str(n).encode() + b"\r\n"
             b"Message-ID: <m" + str(n).encode() + b"@example.org>\r\n" + extra +
             b"Date: Tue, 01 Jan 2019 10:00:00 +0000\r\n\r\n" + body)
+
+
+def open_data(c: Raw, rcpt: str, helo: bool = True) -> None:
+    """Take a session up to the 354 of DATA (each step must succeed)."""
+    if helo:
+        assert c.cmd("EHLO client.example.org")[0] == 250
+    assert c.cmd("MAIL FROM:<a@example.org>")[0] == 250
+    assert c.cmd(f"RCPT TO:<{rcpt}>")[0] == 250
+    assert c.cmd("DATA")[0] == 354

@@ -184,12 +184,13 @@ def test_allow_list_of_signing_domains_refuses_unsigned(receiver):
 def test_signing_domains_read_from_the_verdict():
     detail = {"dkim": [{"d": "mail.google.com", "result": "pass"},
                        {"d": "evil.example", "result": "fail"}],
-              "arc": {"result": "pass", "sets": [{"d": "outlook.com", "result": "pass"}]}}
+              "arc": {"cv": "pass", "sets": 1, "sealers": ["outlook.com"]}}
     v = Verdict(UNALTERED, detail=detail)
     assert allowlist.signing_domains(detail) == {"mail.google.com", "outlook.com"}
     assert allowlist.refusal(["google.com"], "198.51.100.1:25", v) is None
     assert allowlist.refusal(["outlook.com"], None, v) is None
     assert allowlist.refusal(["evil.example"], "198.51.100.1:25", v) is not None
     assert allowlist.refusal(["198.51.100.0/24"], "198.51.100.1:25", Verdict(UNALTERED)) is None
-    failed_arc = {"arc": {"result": "fail", "sets": [{"d": "outlook.com", "result": "pass"}]}}
+    failed_arc = {"arc": {"cv": "fail", "sets": 1, "sealers": ["outlook.com"]}}
     assert allowlist.signing_domains(failed_arc) == set()
+    assert allowlist.signing_domains({"dkim": "garbage", "arc": None}) == set()

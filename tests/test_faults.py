@@ -13,7 +13,7 @@ import psycopg2
 
 from tests.helpers import merge_toml
 from tests.loadclient import Load
-from tests.rawsmtp import Raw, message, send, stored_raws, transaction, wait_until
+from tests.rawsmtp import Raw, message, open_data, send, stored_raws, transaction, wait_until
 
 
 def _pg_admin(db_url: str):
@@ -109,10 +109,7 @@ def test_sigterm_finishes_sessions_in_data_and_exits_0(receiver):
     port = receiver.start(THREADS_RECEIVER_SMTP_SHUTDOWN_GRACE="10")
     busy, idle = Raw(port), Raw(port)
     assert idle.cmd("EHLO x")[0] == 250
-    assert busy.cmd("EHLO x")[0] == 250
-    assert busy.cmd("MAIL FROM:<a@example.org>")[0] == 250
-    assert busy.cmd(f"RCPT TO:<{address}>")[0] == 250
-    assert busy.cmd("DATA")[0] == 354
+    open_data(busy, address)
     busy.send(message(1)[:40])
     receiver.proc.send_signal(signal.SIGTERM)
     code, text = idle.reply()

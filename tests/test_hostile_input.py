@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import BACKENDS
 from tests.helpers import Receiver
-from tests.rawsmtp import Raw, deliveries, message, send, stored_raws, transaction
+from tests.rawsmtp import Raw, deliveries, message, open_data, send, stored_raws, transaction
 
 LIMITS = {
     "THREADS_RECEIVER_SMTP_MAX_MESSAGE_SIZE": "100000",
@@ -161,10 +161,7 @@ def test_data_line_over_the_limit_is_refused_cleanly(rx):
 def test_long_line_tail_never_ends_data(rx):
     """The tail of an over-long line that looks like the end of DATA is not the end."""
     c = Raw(rx.port)
-    assert c.cmd("EHLO client.example.org")[0] == 250
-    assert c.cmd("MAIL FROM:<a@example.org>")[0] == 250
-    assert c.cmd(f"RCPT TO:<{rx.address}>")[0] == 250
-    assert c.cmd("DATA")[0] == 354
+    open_data(c, rx.address)
     c.send(b"z" * 2200 + b".\r\n")
     c.send(b"still data\r\n.\r\n")
     code, _ = c.reply()
@@ -254,6 +251,20 @@ def test_empty_message(rx):
     c.close()
 
 
+@pytest.mark.parametrize("arg", ["<", "\\@[\t", "<\\@[>"])
+def test_address_that_crashes_the_parser_is_malformed_not_500_error(rx, arg):
+    """aiosmtpd's parser raises IndexError/UnboundLocalError on these; stock aiosmtpd
+    answers "500 Error: (IndexError) string index out of range"."""
+    c = Raw(rx.port)
+    assert c.cmd("EHLO x")[0] == 250
+    code, text = c.cmd("MAIL FROM:" + arg)
+    assert code in (501, 553) and "Error: (" not in text
+    assert c.cmd("MAIL FROM:<a@example.org>")[0] == 250
+    code, text = c.cmd("RCPT TO:" + arg)
+    assert code in (501, 553) and "Error: (" not in text
+    c.close()
+
+
 def test_no_500_error_exception_reply_anywhere(rx):
     """Odd but legal sequences that trip aiosmtpd's internals get a proper reply."""
     c = Raw(rx.port)
@@ -261,4 +272,23 @@ def test_no_500_error_exception_reply_anywhere(rx):
                                   "MAIL FROM:<a@b> BODY=BINARYMIME", "RSET", "EXPN x",
                                   "MAIL FROM:<a@b> SIZE=99999999999999999999")]
     assert not any("Error: (" in text for _, text in replies)
+    c.close()
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith("VmRSS:")) / 1024
+
+
+def test_memory_stays_bounded_while_an_oversize_body_is_drained(rx):
+    before = _rss_mib(rx.proc.pid)
+    c = Raw(rx.port)
+    open_data(c, rx.address)
+    chunk = (b"c" * 998 + b"\r\n") * 1024
+    for _ in range(30):  # 30 MiB against a 100 kB limit
+        c.send(chunk)
+    c.send(b".\r\n")
+    code, text = c.reply()
+    assert code == 552 and "5.3.4" in text
+    assert _rss_mib(rx.proc.pid) - before < 15
     c.close()

@@ -13,7 +13,7 @@ import pytest
 
 from receiver.parse.budget import over_budget
 from receiver.parse.worker import Budget, ParseWorkers
-from tests.rawsmtp import Raw, deliveries, send, stored_raws, transaction
+from tests.rawsmtp import Raw, deliveries, open_data, send, stored_raws, transaction
 
 
 def nested(depth: int) -> bytes:
@@ -108,10 +108,7 @@ def test_parsing_does_not_block_other_sessions(receiver):
     address = receiver.add_mailbox("alice@corp.example")
     port = receiver.start(THREADS_RECEIVER_SMTP_MAX_LINE_LENGTH="200000")
     slow = Raw(port)
-    assert slow.cmd("EHLO x")[0] == 250
-    assert slow.cmd("MAIL FROM:<a@example.org>")[0] == 250
-    assert slow.cmd(f"RCPT TO:<{address}>")[0] == 250
-    assert slow.cmd("DATA")[0] == 354
+    open_data(slow, address)
     slow.send(TORTURE["encoded-word abuse"] + b".\r\n")
     other = Raw(port)
     started = time.monotonic()

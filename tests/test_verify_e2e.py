@@ -52,6 +52,9 @@ def test_smtp_verdicts_replies_unwrapping_and_confirmation(receiver, dns):
     [d] = receiver.cli_json("messages", "show", str(listed["b1@author.example"]))["deliveries"]
     assert d["verdict"] == "unaltered" and d["wrapper_sha256"] is not None
     assert receiver.cli("messages", "raw", str(listed["b1@author.example"])).stdout == original
+    text = receiver.cli("messages", "show", str(listed["b1@author.example"])).stdout.decode()
+    assert "  verdict   unaltered: wrapped copy (forwarded as attachment)" in text
+    assert "  path      copied (direct), unwrapped from " in text
 
     shown = receiver.cli_json("mailbox", "show", F.SUBSCRIBER)
     assert [(c["provider"], c["code"]) for c in shown["confirmations"]] == [("gmail", "612842311")]

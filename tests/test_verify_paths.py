@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 
+import authres
+import authres.arc
 import pytest
 
 from receiver import config as configmod
@@ -76,6 +77,8 @@ CASES = [
     ("RFC 8463 Appendix A", lambda: F.RFC8463_MESSAGE, "unaltered", None,
      "d=football.example.com s=brisbane verifies"),
     ("unsigned", F.original, "unverifiable", None, "no DKIM signature"),
+    ("malformed signature", lambda: b"DKIM-Signature: v=1; a=rsa-sha256; d=author.example; s=s1\r\n"
+     + F.original(), "unverifiable", None, "malformed signature: missing b'b'="),
     ("only the forwarder signs", lambda: F.sign(F.original(), "list", "lists.example",
                                                 F.OTHER_KEY),
      "unverifiable", None, "no signature from the author's domain author.example"),
@@ -88,7 +91,12 @@ def test_copy_path_verdict(dns, name, make, kind, cause, reason):
     assert v.kind == kind, v.reasons
     assert v.cause == cause
     assert any(reason in r for r in v.reasons), v.reasons
-    assert v.auth_results.startswith("localhost; ")
+    # The recorded Authentication-Results value is valid RFC 8601: it parses back, one
+    # dkim result per signature (or dkim=none).
+    parsed = authres.FeatureContext(authres.arc).parse_value(v.auth_results)
+    assert parsed.authserv_id == "localhost"
+    dkim_results = [r.result for r in parsed.results if r.method == "dkim"]
+    assert dkim_results == ([s["result"] for s in v.detail["dkim"]] or ["none"])
 
 
 def test_wrapped_copy_is_unwrapped_to_the_exact_original(dns):
@@ -185,3 +193,26 @@ def test_gmail_confirmation_is_recognised(dns):
 def test_malformed_header_block_is_unverifiable(dns):
     v = run(verifier(dns), b"From me\r\nnot a header\r\n\r\nbody\r\n")
     assert v.kind == "unverifiable"
+
+
+def test_dns_servers_from_the_config_file(dns, tmp_path):
+    path = tmp_path / "receiver.toml"
+    path.write_text(f'[dns]\nservers = ["{dns.address}"]\ntimeout = 0.5\n')
+    cfg = configmod.load(path, {})
+    assert run(Verifier(cfg), F.signed()).kind == "unaltered"
+    path.write_text('[dns]\nservers = ["127.0.0.1:fifty-three"]\n')
+    with pytest.raises(configmod.ConfigError, match="dns.servers: expected HOST:PORT"):
+        configmod.load(path, {})
+
+
+def test_own_message_carrying_an_eml_is_not_unwrapped(dns):
+    raw = F.forward_as_attachment(F.signed()).replace(b"Subject: Fwd: Quarterly numbers",
+                                                      b"Subject: the mail I mentioned", 1)
+    v = run(verifier(dns), raw)
+    assert v.inner is None and v.detail["path"]["kind"] == "copied"
+
+
+def test_a_large_copy_is_verified_like_a_small_one(dns):
+    big = F.sign(F.original(body=(b"y" * 76 + b"\r\n") * 5000))
+    assert len(big) > 256 * 1024
+    assert run(verifier(dns), F.sieve_redirect(big)).kind == "unaltered"

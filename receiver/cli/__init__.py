@@ -17,6 +17,7 @@ from receiver.cli.context import AppContext, CliError
 from receiver.config import ConfigError
 from receiver.store.db import StoreError
 from receiver.store.mailboxes import MailboxError
+from receiver.store.queries import NotFound
 
 
 class _Group(click.Group):
@@ -25,7 +26,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (CliError, ConfigError, StoreError, MailboxError) as e:
+        except (CliError, ConfigError, StoreError, MailboxError, NotFound) as e:
             raise click.ClickException(str(e)) from None
         except (OperationalError, InterfaceError) as e:
             raise click.ClickException(f"the database is unavailable: {e}".strip()) from None

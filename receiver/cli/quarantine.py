@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import click
 
-from receiver.cli.context import AppContext, CliError, emit_json, pass_app
+from receiver.cli.context import AppContext, emit_json, pass_app
 from receiver.cli.mailbox import json_option
 from receiver.store import quarantine as store
 from receiver.store.mailboxes import normalize_email
-from receiver.store.queries import NotFound
 
 
 @click.group()
 def quarantine() -> None:
     """Review copies held back by policy (altered or unverifiable)."""
-
-
-def _found(fn, *args):
-    try:
-        return fn(*args)
-    except NotFound as e:
-        raise CliError(str(e)) from None
 
 
 @quarantine.command("list")
@@ -50,7 +42,7 @@ def list_(app: AppContext, mailbox_email: str | None, limit: int, as_json: bool)
 def show(app: AppContext, delivery_id: int, as_json: bool) -> None:
     """Show one quarantined delivery: why it is held, and its message."""
     app.db()
-    d = _found(store.show, delivery_id)
+    d = store.show(delivery_id)
     if as_json:
         emit_json(d)
         return
@@ -67,20 +59,26 @@ def show(app: AppContext, delivery_id: int, as_json: bool) -> None:
     click.echo(f"next      threads-receiver quarantine release {d['id']}   (or delete {d['id']})")
 
 
+def _each(app: AppContext, delivery_ids: tuple[int, ...], action, as_json: bool, line) -> None:
+    """Do `action` to each delivery in turn (each in its own transaction) and report."""
+    db = app.db()
+    done = [action(db, i) for i in delivery_ids]
+    if as_json:
+        emit_json(done)
+    else:
+        for r in done:
+            click.echo(line(r))
+
+
 @quarantine.command("release")
 @click.argument("delivery_ids", type=int, nargs=-1, required=True)
 @json_option
 @pass_app
 def release(app: AppContext, delivery_ids: tuple[int, ...], as_json: bool) -> None:
     """Release deliveries into threads, as if they had been accepted on arrival."""
-    db = app.db()
-    done = [_found(store.release, db, i) for i in delivery_ids]
-    if as_json:
-        emit_json(done)
-        return
-    for r in done:
-        click.echo(f"delivery {r['delivery_id']} released: message {r['message']} "
-                   f"in thread {r['thread_id']}")
+    _each(app, delivery_ids, store.release, as_json,
+          lambda r: f"delivery {r['delivery_id']} released: message {r['message']} "
+                    f"in thread {r['thread_id']}")
 
 
 @quarantine.command("delete")
@@ -89,13 +87,8 @@ def release(app: AppContext, delivery_ids: tuple[int, ...], as_json: bool) -> No
 @pass_app
 def delete(app: AppContext, delivery_ids: tuple[int, ...], as_json: bool) -> None:
     """Delete quarantined deliveries (and their bytes when nothing else holds them)."""
-    db = app.db()
-    done = [_found(store.delete, db, i) for i in delivery_ids]
-    if as_json:
-        emit_json(done)
-        return
-    for r in done:
-        click.echo(f"delivery {r['delivery_id']} deleted")
+    _each(app, delivery_ids, store.delete, as_json,
+          lambda r: f"delivery {r['delivery_id']} deleted")
 
 
 COMMANDS = [quarantine]

@@ -15,7 +15,7 @@ import logging
 
 from aiosmtpd.smtp import MISSING
 
-from receiver.smtp.limits import FailureLimiter
+from receiver.smtp.limits import FailureLimiter, client_ip
 from receiver.store.mailboxes import MailboxInfo
 
 log = logging.getLogger(__name__)
@@ -34,40 +34,36 @@ def _b64(text: str) -> bytes | None:
         return None
 
 
+async def _first_response(server, args: list[str], challenge: str) -> bytes | str | None:
+    """The client's first response: on the AUTH line, or asked for with `challenge`.
+    A reply line when it is not base64; None when aiosmtpd already replied."""
+    if len(args) > 1:
+        decoded = _b64(args[1])
+        return BAD_BASE64 if decoded is None else decoded
+    got = await server.challenge_auth(challenge)
+    return None if got is MISSING else got
+
+
 async def _credentials(server, args: list[str]) -> tuple[bytes, bytes] | str | None:
     """(login, password), or a reply line, or None when aiosmtpd already replied."""
-    mechanism = args[0].upper()
-    if mechanism == "PLAIN":
-        if len(args) == 1:
-            blob = await server.challenge_auth("")
-            if blob is MISSING:
-                return None
-        else:
-            blob = _b64(args[1])
-            if blob is None:
-                return BAD_BASE64
-        parts = blob.split(b"\0")
-        if len(parts) != 3:
-            return BAD_PLAIN
-        return parts[1], parts[2]
-    if len(args) == 1:
-        login = await server.challenge_auth(server.AuthLoginUsernameChallenge)
-        if login is MISSING:
-            return None
-    else:
-        login = _b64(args[1])
-        if login is None:
-            return BAD_BASE64
+    plain = args[0].upper() == "PLAIN"
+    first = await _first_response(server, args,
+                                  "" if plain else server.AuthLoginUsernameChallenge)
+    if not isinstance(first, bytes):
+        return first
+    if plain:
+        parts = first.split(b"\0")
+        return (parts[1], parts[2]) if len(parts) == 3 else BAD_PLAIN
     password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
     if password is MISSING:
         return None
-    return login, password
+    return first, password
 
 
 async def authenticate(server, session, args: list[str], check, limiter: FailureLimiter,
                        sid: str) -> str | None:
     """The AUTH exchange; `check(login, password)` is awaited and returns a mailbox."""
-    ip = str(session.peer[0]) if isinstance(session.peer, tuple) else str(session.peer)
+    ip = client_ip(session.peer)
     if limiter.blocked(ip):
         log.warning("session %s: AUTH from %s blocked after repeated failures", sid, ip)
         return BLOCKED

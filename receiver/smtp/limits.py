@@ -8,6 +8,11 @@ import collections
 import time
 
 
+def client_ip(peer) -> str:
+    """The key counters use for a client: its address without the port."""
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+
+
 class SessionSlots:
     """Concurrent sessions, in total and per client address."""
 

@@ -36,7 +36,7 @@ from receiver.config import Config
 from receiver.parse.bare import header_defects
 from receiver import metrics
 from receiver.smtp.handler import session_id
-from receiver.smtp.limits import ByteBudget, FailureLimiter, SessionSlots
+from receiver.smtp.limits import ByteBudget, FailureLimiter, SessionSlots, client_ip
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +124,6 @@ class Shared:
         self.auth_failures.window = config.get("auth", "failure_window")
 
 
-def client_ip(peer) -> str:
-    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
-
-
 class _DataTooLong(Exception):
     pass
 
@@ -193,7 +189,7 @@ class Hardened:
 
     def shutdown(self) -> None:
         """SIGTERM: a session between commands is told 421 and closed now."""
-        if self.in_data or self.transport is None:
+        if self.in_data or self.transport is None or self.transport.is_closing():
             return
         self.transport.write(SHUTTING_DOWN.encode() + b"\r\n")
         self.transport.close()
@@ -244,7 +240,9 @@ class Hardened:
     async def _proxy_header(self, sid: str) -> bool:
         """From a trusted proxy, read its PROXY header and take the client address in it."""
         trusted = self.settings.proxy_trusted
-        if not trusted:
+        if not trusted or self.implicit_tls:
+            # On the implicit-TLS listener a PROXY header would come before the TLS
+            # handshake, which asyncio has done already: not supported there.
             return True
         try:
             peer_ip = ipaddress.ip_address(client_ip(self.session.peer))
@@ -323,6 +321,17 @@ class Hardened:
 
     # -- commands with our checks in front of aiosmtpd's ---------------------------
 
+    def _getaddr(self, arg: str):
+        # The email package's address parser raises IndexError, AttributeError or
+        # UnboundLocalError on some garbage ("<", "\\@[\t"), which aiosmtpd would
+        # turn into "500 Error: (IndexError) ...": it is a malformed address (553).
+        try:
+            return super()._getaddr(arg)
+        except Exception as e:  # any parser crash on client input means "malformed"
+            log.info("session %s: unparseable address %r: %r", session_id(self.session),
+                     arg, e)
+            return None, None
+
     async def smtp_MAIL(self, arg: str | None) -> None:
         size = _SIZE_PARAM.search(arg or "")
         if size and self.data_size_limit and int(size.group(1)) > self.data_size_limit:
@@ -348,7 +357,9 @@ class Hardened:
         held = 0
         try:
             self._reset_timeout(self.settings.data_timeout)
-            chunks: list[bytes] = []
+            # One growing buffer, not a list of lines: millions of short lines would
+            # cost tens of bytes of object overhead each, outside the budget's count.
+            buf = bytearray()
             error = None
             total = 0
             async for line in self._data_lines():
@@ -364,10 +375,10 @@ class Hardened:
                     error = NO_MEMORY
                 else:
                     held += len(line)
-                    chunks.append(line[1:] if line.startswith(b".") else line)
+                    buf += memoryview(line)[1:] if line.startswith(b".") else line
                     continue
                 # Past a limit: free what is held now, drain the rest without keeping it.
-                chunks.clear()
+                buf = bytearray()
                 self.shared.budget.give_back(held)
                 held = 0
             self._reset_timeout()
@@ -375,8 +386,8 @@ class Hardened:
                 log.info("session %s: DATA refused: %s", session_id(self.session), error)
                 self._set_post_data_state()
                 return await self.push(error)
-            raw = b"".join(chunks)
-            chunks.clear()
+            raw = bytes(buf)
+            del buf
             self.envelope.content = self.envelope.original_content = raw
             self.envelope.smtp_defects = header_defects(raw)
             status = await self._call_handler_hook("DATA")

@@ -12,7 +12,7 @@ import socket
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from receiver import config as configmod
 from receiver import metrics
@@ -60,7 +60,8 @@ class Daemon:
     tls: ssl.SSLContext | None = None
     tls_port: int | None = None
     lmtp: bool = False
-    listeners: list[tuple[str, str, int]] = field(default_factory=list)
+    # Resolved once (getfqdn may block on DNS), again on reload.
+    hostname: str = ""
 
     def factory(self, implicit_tls: bool = False):
         def make():
@@ -71,29 +72,36 @@ class Daemon:
                 implicit_tls=implicit_tls,
                 enable_SMTPUTF8=True,
                 decode_data=False,
-                hostname=self.config.get("smtp", "hostname") or socket.getfqdn(),
+                hostname=self.hostname,
                 ident="threads-receiver",
                 tls_context=None if implicit_tls else self.tls,
             )
 
         return make
 
-    def reload(self) -> None:
+    def _read_config(self) -> tuple[Config, str]:
+        """Blocking part of a reload (files, DNS for the host name): runs off the loop."""
+        config = configmod.load(self.config.path)
+        if self.tls is not None and config.get("tls", "cert_file"):
+            # The same context serves both listeners: a renewed certificate is used by
+            # every handshake from now on.
+            load_certificate(self.tls, config)
+        return config, config.get("smtp", "hostname") or socket.getfqdn()
+
+    async def reload(self) -> None:
         """SIGHUP: re-read the config; new sessions get the new limits, policy and TLS
         certificate. Open sessions keep going. Mailboxes are read from the store at
         every RCPT, so a change there needs no reload."""
         try:
-            config = configmod.load(self.config.path)
-            if self.tls is not None and config.get("tls", "cert_file"):
-                # The same context serves both listeners: a renewed certificate is
-                # used by every handshake from now on.
-                load_certificate(self.tls, config)
+            config, hostname = await asyncio.get_running_loop().run_in_executor(
+                None, self._read_config)
         except (configmod.ConfigError, OSError, ssl.SSLError) as e:
             log.error("reload failed, keeping the running config: %s", e)
             return
         if bool(config.get("tls", "cert_file")) != (self.tls is not None):
             log.warning("turning TLS on or off takes a restart")
         self.config = config
+        self.hostname = hostname
         self.shared.reload(config)
         self.pipeline.config = config
         self.handler.max_recipients = config.get("smtp", "max_recipients")
@@ -134,8 +142,9 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
     use_lmtp = config.get("smtp", "lmtp") if lmtp is None else lmtp
     handler = ReceiverHandler(pipeline, max_recipients=config.get("smtp", "max_recipients"),
                               lmtp=use_lmtp, auth_failures=shared.auth_failures)
+    hostname = config.get("smtp", "hostname") or await loop.run_in_executor(None, socket.getfqdn)
     daemon = Daemon([], writer, executor, verifier, parser, shared, handler, pipeline, config,
-                    "", 0, tls=tls_context(config), lmtp=use_lmtp)
+                    "", 0, tls=tls_context(config), lmtp=use_lmtp, hostname=hostname)
     host, port = parse_hostport(listen or config.get("smtp", "listen"))
     server = await loop.create_server(daemon.factory(), host=host, port=port,
                                       reuse_address=True)
@@ -154,9 +163,8 @@ async def run(config: Config, listen: str | None = None, lmtp: bool | None = Non
               announce=print) -> None:
     daemon = await start(config, listen, lmtp)
     kind = "LMTP" if daemon.lmtp else "SMTP"
-    if daemon.tls_port is not None:
-        announce(f"threads-receiver: implicit TLS on port {daemon.tls_port}")
-    announce(f"threads-receiver: {kind} listening on {daemon.host}:{daemon.port}")
+    also = f" (implicit TLS on port {daemon.tls_port})" if daemon.tls_port is not None else ""
+    announce(f"threads-receiver: {kind} listening on {daemon.host}:{daemon.port}{also}")
     metrics_http = metrics.start_listener(
         config.get("metrics", "listen"), lambda: all(s.is_serving() for s in daemon.servers),
         daemon.writer.db, announce)
@@ -164,7 +172,14 @@ async def run(config: Config, listen: str | None = None, lmtp: bool | None = Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, daemon.reload)
+    reloads: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
+
+    def on_hup() -> None:
+        task = loop.create_task(daemon.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     await stop.wait()
     announce("threads-receiver: stopping")
     await daemon.stop()

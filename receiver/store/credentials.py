@@ -14,7 +14,7 @@ import secrets
 from receiver.store.mailboxes import MailboxInfo, _info, get
 from receiver.store.models import Credential, Mailbox, database, utcnow
 
-# scrypt cost: 16 MiB and ~50 ms per check; failures are rate-limited on top.
+# scrypt cost: 16 MiB and 50-250 ms per check (2 cores); failures are rate-limited too.
 _N, _R, _P = 2 ** 14, 8, 1
 PASSWORD_BYTES = 18
 

@@ -34,11 +34,19 @@ from receiver.verify.judge import judge
 from receiver.verify.verdict import UNVERIFIABLE, Verdict
 
 log = logging.getLogger(__name__)
+# dkimpy logs every signature that fails at ERROR; failing signatures are ordinary input
+# here, and their results are reported in the verdict, not in the daemon's log.
+logging.getLogger("dkimpy").setLevel(logging.CRITICAL)
 
 EVIDENCE_CACHE_SECONDS = 60
 EVIDENCE_CACHE_MAX = 512
 # A journal report of a forward-as-attachment is two wrappers deep; more is not a copy path.
 MAX_UNWRAP_DEPTH = 2
+HASH_ON_LOOP_MAX = 256 * 1024
+
+
+def _sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
 
 
 @dataclass
@@ -145,19 +153,12 @@ class Verifier:
 
     def __init__(self, config: Config, executor: Executor | None = None):
         self.config = config
-        self._keys: KeyResolver | None = None
+        self.keys = KeyResolver(config.get("dns", "servers"), config.get("dns", "timeout"))
         self._own_executor = executor is None
         # Two threads: the crypto holds the GIL, more would only queue.
         self._executor = executor or ThreadPoolExecutor(max_workers=2,
                                                         thread_name_prefix="verify")
         self._evidence_cache: OrderedDict[str, tuple[float, asyncio.Future]] = OrderedDict()
-
-    @property
-    def keys(self) -> KeyResolver:
-        if self._keys is None:
-            self._keys = KeyResolver(self.config.get("dns", "servers"),
-                                     self.config.get("dns", "timeout"))
-        return self._keys
 
     async def _off_loop(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -190,7 +191,9 @@ class Verifier:
                        received_at: dt.datetime) -> tuple:
         """(copy path, verdict); the DKIM/ARC evidence is shared by copies of equal bytes."""
         authserv = self.config.authserv_id
-        key = hashlib.sha256(raw).hexdigest()
+        # Hashing a large message would hold the loop for milliseconds: do it in a thread.
+        key = (_sha256(raw) if len(raw) <= HASH_ON_LOOP_MAX
+               else await self._off_loop(_sha256, raw))
         now = time.monotonic()
         hit = self._evidence_cache.get(key)
         if hit and hit[0] > now:

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 import dkim
 
 from receiver.parse.headers import unfold
-from receiver.verify.dkimcheck import make_dnsfunc
-from receiver.verify.dnskeys import KeyAnswer
+from receiver.verify.dkimcheck import make_dnsfunc, signature_key_names
+from receiver.verify.dnskeys import TEMPERROR, KeyAnswer
 
 log = logging.getLogger(__name__)
 
 ARC_HEADERS = (b"arc-seal", b"arc-message-signature", b"arc-authentication-results")
+ARC_SIGNERS = (b"arc-seal", b"arc-message-signature")
 _INSTANCE = re.compile(r"^\s*i\s*=\s*(\d+)\s*;", re.I)
 _DKIM_PASS = re.compile(r"\bdkim\s*=\s*pass\b([^;]*)", re.I)
 _HEADER_D = re.compile(r"\bheader\.(?:d\s*=\s*|i\s*=\s*[^@\s;]*@)([A-Za-z0-9.-]+)", re.I)
@@ -70,6 +71,10 @@ def check_arc(raw: bytes, headers: list[tuple[bytes, bytes]],
         cv, sets, reason = dkim.CV_Fail, [], f"malformed ARC set: {e}"
     res.cv = (cv or dkim.CV_Fail).decode().lower() if isinstance(cv, bytes) else "fail"
     res.reason = reason
+    unreachable = sorted({n for n in signature_key_names(headers, ARC_SIGNERS)
+                          if keys.get(n) is not None and keys[n].status == TEMPERROR})
+    if res.cv == "fail" and unreachable:
+        res.reason = f"ARC keys not fetched (DNS failure: {', '.join(unreachable)}): {reason}"
     res.sets = max((int(s.get("instance", 0)) for s in sets), default=0) or _count_sets(headers)
     res.sealers = [s.get("as-domain", b"").decode("ascii", "replace")
                    for s in sorted(sets, key=lambda s: s.get("instance", 0))]

@@ -6,7 +6,8 @@
 - forwarded: a new message by the subscriber quoting the original (Fwd: subject and a
   forward banner in the body, From is the subscriber): the original headers are gone.
 - wrapped: the original travels whole inside a message/rfc822 part (forward as
-  attachment, an Exchange journal report); `inner` holds its exact bytes.
+  attachment by the subscriber, with a Fwd: subject; an Exchange journal report);
+  `inner` holds its exact bytes.
 
 The signs are the ones rspamd's rules/forwarding.lua looks for, plus the banners mail
 clients write. Decoding the body is only done on the rare paths that need it.
@@ -156,7 +157,9 @@ def classify(raw: bytes, subscriber: str | None) -> CopyPath:
         if inner is not None:
             return CopyPath(WRAPPED, ["Exchange journal report"], "journal", inner)
     fwd_subject = FWD_SUBJECT.match(subject) is not None
-    if by_subscriber or (sub is None and fwd_subject):
+    # A message of the subscriber's own that merely carries an .eml (a sent-items copy)
+    # is theirs to keep whole: only a forward (Fwd:/FW: subject) is unwrapped.
+    if fwd_subject and (by_subscriber or sub is None):
         inner = enclosed_message(head, body)
         if inner is not None:
             return CopyPath(WRAPPED, ["forwarded as attachment"], "attachment", inner)

@@ -68,11 +68,15 @@ class SigResult:
         return {**vars(self), "headers": list(self.headers)}
 
 
-def signature_key_names(headers: list[tuple[bytes, bytes]]) -> list[str]:
-    """The key names every DKIM, ARC-Seal and ARC-Message-Signature header needs."""
+SIGNATURE_HEADERS = (b"dkim-signature", b"arc-seal", b"arc-message-signature")
+
+
+def signature_key_names(headers: list[tuple[bytes, bytes]],
+                        kinds: tuple[bytes, ...] = SIGNATURE_HEADERS) -> list[str]:
+    """The key names the signature headers of these kinds need (all kinds by default)."""
     names = []
     for name, value in headers:
-        if name.lower() in (b"dkim-signature", b"arc-seal", b"arc-message-signature"):
+        if name.lower() in kinds:
             try:
                 tags = parse_tag_value(value)
             except InvalidTagValueList:

@@ -8,6 +8,7 @@ A missing key is cached briefly; a DNS failure is not cached at all.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
@@ -16,7 +17,9 @@ import dns.exception
 import dns.nameserver
 import dns.resolver
 
-from receiver.config import ConfigError, parse_hostport
+from receiver.config import parse_hostport
+
+log = logging.getLogger(__name__)
 
 FOUND = "found"
 NXDOMAIN = "nxdomain"  # no such name: the key was never published or was removed
@@ -42,7 +45,8 @@ def key_name(selector: str, domain: str) -> str:
     return f"{selector}._domainkey.{domain}".lower().rstrip(".")
 
 
-def _resolver(servers: list[str], timeout: float) -> dns.asyncresolver.Resolver:
+def _resolver(servers: list[str], timeout: float) -> dns.asyncresolver.Resolver | None:
+    """The configured resolver; None when no servers are set and the system has none."""
     if servers:
         r = dns.asyncresolver.Resolver(configure=False)
         nameservers = []
@@ -54,8 +58,10 @@ def _resolver(servers: list[str], timeout: float) -> dns.asyncresolver.Resolver:
         try:
             r = dns.asyncresolver.Resolver()
         except dns.resolver.NoResolverConfiguration:
-            raise ConfigError("dns.servers: no system resolver configured; "
-                              "set [dns] servers = [\"HOST:PORT\"]") from None
+            # Unsigned mail still flows; signed mail is unverifiable (temperror) until fixed.
+            log.error("no system DNS resolver: DKIM keys cannot be fetched; "
+                      "set [dns] servers = [\"HOST:PORT\"]")
+            return None
     r.timeout = timeout
     r.lifetime = timeout
     return r
@@ -107,6 +113,8 @@ class KeyResolver:
             del self._inflight[name]
 
     async def _lookup(self, name: str) -> tuple[KeyAnswer, float]:
+        if self._resolver is None:
+            return KeyAnswer(TEMPERROR, error="no DNS resolver configured ([dns] servers)"), 0
         try:
             answer = await self._resolver.resolve(name, "TXT", raise_on_no_answer=False,
                                                   search=False)

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from receiver import config as configmod
+from receiver import metrics
 from receiver.config import Config, parse_hostport
 from receiver.parse.worker import Budget, ParseWorkers
 from receiver.pipeline import Pipeline
@@ -165,6 +166,9 @@ async def run(config: Config, listen: str | None = None, lmtp: bool | None = Non
     kind = "LMTP" if daemon.lmtp else "SMTP"
     also = f" (implicit TLS on port {daemon.tls_port})" if daemon.tls_port is not None else ""
     announce(f"threads-receiver: {kind} listening on {daemon.host}:{daemon.port}{also}")
+    metrics_http = metrics.start_listener(
+        config.get("metrics", "listen"), lambda: all(s.is_serving() for s in daemon.servers),
+        daemon.writer.db, announce)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -181,3 +185,5 @@ async def run(config: Config, listen: str | None = None, lmtp: bool | None = Non
     announce("threads-receiver: stopping")
     await daemon.stop()
     announce("threads-receiver: stopped")
+    if metrics_http:
+        metrics_http.stop()

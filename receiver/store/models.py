@@ -28,7 +28,7 @@ from peewee import (
 )
 
 # Bumped with every migration in receiver/store/migrations.py.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 database = DatabaseProxy()
 
@@ -57,6 +57,10 @@ class Mailbox(Base):
     policy_unverifiable = CharField(max_length=16, null=True)
     keep_days = IntegerField(null=True)
     legal_hold = BooleanField(default=False)
+    # Schema 2: days a quarantined delivery is kept (None: the config's retention default).
+    quarantine_days = IntegerField(null=True)
+    # Schema 2: when `prune` last ran over this mailbox (shown by `mailbox show`, `status`).
+    pruned_at = DateTimeField(null=True)
     # JSON list of networks / signing domains allowed to push (None: anyone).
     allow_from = TextField(null=True)
     created_at = DateTimeField(default=utcnow)

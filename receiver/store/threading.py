@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from peewee import Database
 
+from receiver import metrics
 from receiver.store.db import is_postgres
 from receiver.store.models import Message, MsgId, Thread, ThreadMerge, utcnow
 from receiver.threads.links import ThreadLinks
@@ -220,6 +221,7 @@ def chunks(values: list, size: int = 500):
 
 
 def _merge(merged: list[int], target: int) -> None:
+    metrics.threads_merged(len(merged))
     MsgId.update(thread_id=target).where(MsgId.thread_id.in_(merged)).execute()
     Message.update(thread_id=target).where(Message.thread_id.in_(merged)).execute()
     ThreadMerge.update(new_id=target).where(ThreadMerge.new_id.in_(merged)).execute()

@@ -36,6 +36,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "smtp": {
         "listen": "127.0.0.1:2525",
+        # Processes sharing the listening port (SO_REUSEPORT), one core each.
+        "workers": 1,
         "lmtp": False,
         # Name in the greeting and in our trace columns; empty means the host's FQDN.
         "hostname": "",
@@ -189,6 +191,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("policy.altered: one of reject, quarantine, accept")
     if config.get("policy", "unverifiable") not in ("accept", "quarantine"):
         raise ConfigError("policy.unverifiable: one of accept, quarantine")
+    if not 1 <= config.get("smtp", "workers") <= 64:
+        raise ConfigError("smtp.workers: a number from 1 to 64")
     url = config.get("database", "url")
     if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ConfigError("database.url: use sqlite:///path or postgresql://...")

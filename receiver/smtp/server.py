@@ -64,7 +64,9 @@ def protocol_factory(config: Config, handler: ReceiverHandler, lmtp: bool):
     return factory
 
 
-async def start(config: Config, listen: str | None = None, lmtp: bool | None = None) -> Daemon:
+async def start(config: Config, listen: str | None = None, lmtp: bool | None = None,
+                sock: socket.socket | None = None) -> Daemon:
+    """Start one daemon; `sock` is a listening socket made by the caller (workers)."""
     db = open_database(config.database_url, config.get("database", "lock_timeout"))
     await asyncio.get_running_loop().run_in_executor(None, check_schema, db)
     writer = Writer(db, config.get("database", "batch_max"))
@@ -74,23 +76,30 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
     use_lmtp = config.get("smtp", "lmtp") if lmtp is None else lmtp
     handler = ReceiverHandler(pipeline, max_recipients=config.get("smtp", "max_recipients"),
                               lmtp=use_lmtp)
-    host, port = parse_hostport(listen or config.get("smtp", "listen"))
-    server = await asyncio.get_running_loop().create_server(
-        protocol_factory(config, handler, use_lmtp), host=host, port=port,
-        reuse_address=True)
+    factory = protocol_factory(config, handler, use_lmtp)
+    if sock is not None:
+        server = await asyncio.get_running_loop().create_server(factory, sock=sock)
+    else:
+        host, port = parse_hostport(listen or config.get("smtp", "listen"))
+        server = await asyncio.get_running_loop().create_server(
+            factory, host=host, port=port, reuse_address=True)
     bound = server.sockets[0].getsockname()
     return Daemon(server, writer, executor, verifier, bound[0], bound[1])
 
 
-async def run(config: Config, listen: str | None = None, lmtp: bool | None = None,
-              announce=print) -> None:
-    daemon = await start(config, listen, lmtp)
-    kind = "LMTP" if (config.get("smtp", "lmtp") if lmtp is None else lmtp) else "SMTP"
-    announce(f"threads-receiver: {kind} listening on {daemon.host}:{daemon.port}")
+async def until_signal() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+async def run(config: Config, listen: str | None = None, lmtp: bool | None = None,
+              announce=print) -> None:
+    daemon = await start(config, listen, lmtp)
+    use_lmtp = config.get("smtp", "lmtp") if lmtp is None else lmtp
+    announce(f"threads-receiver: {'LMTP' if use_lmtp else 'SMTP'} listening on {daemon.host}:{daemon.port}")
+    await until_signal()
     announce("threads-receiver: stopping")
     await daemon.stop()

@@ -200,7 +200,9 @@ class Writer:
         self._close()
 
     def _transaction(self, jobs) -> list[list[DeliveryResult]]:
-        with self.db.atomic():
+        # SQLite: take the write lock up front. A deferred transaction that reads first
+        # cannot wait for another process's writer (`serve --workers`): it fails busy.
+        with self.db.atomic() if is_postgres(self.db) else self.db.atomic("IMMEDIATE"):
             if is_postgres(self.db):
                 self.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (PG_THREADING_LOCK,))
             return [[store_delivery(r) for r in reqs] for reqs, _ in jobs]

@@ -465,6 +465,11 @@ class RssMonitor:
         self._thread.join()
         return self.peak
 
+    def stop_and_list(self) -> list[int]:
+        """The process and its descendants, parents first."""
+        self.stop()
+        return self._pids()
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -569,7 +574,7 @@ class PgTempDatabase:
 
     def __enter__(self) -> str:
         conn = self._admin()
-        with conn, conn.cursor() as cur:
+        with conn.cursor() as cur:
             cur.execute(f'CREATE DATABASE "{self.name}"')
         conn.close()
         return self.dsn.rsplit("/", 1)[0] + "/" + self.name
@@ -592,7 +597,9 @@ def pg_available() -> bool:
 class ReceiverSetup:
     """A receiver in a temp folder: init, mailboxes, config for the bench DNS server."""
 
-    def __init__(self, directory: Path, db_url: str, mailboxes: int, dns_port: int):
+    def __init__(self, directory: Path, db_url: str, mailboxes: int, dns_port: int,
+                 profile: Path | None = None):
+        self.profile = profile
         self.dir = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.db_url = db_url
@@ -619,9 +626,14 @@ class ReceiverSetup:
     @contextlib.contextmanager
     def serve(self, *args: str):
         log = open(self.dir / "serve.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "receiver", "serve",
-                                 "--listen", "127.0.0.1:0", *args],
-                                env=self.env, stdout=subprocess.PIPE, stderr=log, cwd=self.dir)
+        cmd = [sys.executable, "-m", "receiver", "serve", "--listen", "127.0.0.1:0", *args]
+        if self.profile:
+            # py-spy samples every process of the receiver; stopping the receiver (not
+            # py-spy) makes it write the collapsed stacks.
+            cmd = ["py-spy", "record", "--format", "raw", "--subprocesses", "--rate", "250",
+                   "-o", str(self.profile / f"{self.dir.name}.txt"), "--", *cmd]
+        proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=log,
+                                cwd=self.dir)
         try:
             port = None
             deadline = time.monotonic() + 60
@@ -635,6 +647,11 @@ class ReceiverSetup:
             threading.Thread(target=proc.stdout.read, daemon=True).start()
             yield port, proc.pid, self.check
         finally:
+            if self.profile and proc.poll() is None:
+                for child in RssMonitor(proc.pid).stop_and_list()[1:2]:
+                    os.kill(child, 15)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(60)
             stop_process(proc)
             log.close()
 
@@ -807,9 +824,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mixed-small-rate", type=float, default=50.0,
                    help="small messages per second during the mixed scenario")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="run each receiver under py-spy; collapsed stacks go to DIR/<target>.txt")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end only")
     args = p.parse_args(argv)
     args.receiver_args = []
+    if args.profile:
+        args.profile = args.profile.resolve()
+        args.profile.mkdir(parents=True, exist_ok=True)
 
     def log(line: str) -> None:
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
@@ -829,7 +851,7 @@ def main(argv: list[str] | None = None) -> int:
     have_pg = pg_available()
     try:
         def setup(db_url: str, tag: str) -> ReceiverSetup:
-            return ReceiverSetup(work / tag, db_url, args.mailboxes, dns.port)
+            return ReceiverSetup(work / tag, db_url, args.mailboxes, dns.port, args.profile)
 
         def receiver(db_url: str, tag: str, *serve_args: str):
             s = setup(db_url, tag)

@@ -56,6 +56,7 @@ CORPUS_VERSION = 3
 RECEIVER_DOMAIN = "push.bench.test"
 PG_DSN = os.environ.get("TR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 SMTP_SINK = "/usr/sbin/smtp-sink"
+CHUNK = 1 << 20
 SELECTOR = "bench"
 SENDER_DOMAINS = [f"mail{i}.corp{i % 7}.test" for i in range(24)]
 ED25519_DOMAINS = set(SENDER_DOMAINS[:3])
@@ -66,7 +67,7 @@ ED25519_DOMAINS = set(SENDER_DOMAINS[:3])
 
 @dataclasses.dataclass
 class Mail:
-    wire: bytes  # dot-stuffed, CRLF, ending with ".\r\n"
+    wire: bytes | tuple[bytes, ...]  # dot-stuffed, CRLF, ending with ".\r\n"; or its parts
     size: int  # bytes of the message itself
     message_id: str  # as the receiver stores it (no brackets, lower case)
     conversation: int
@@ -409,8 +410,12 @@ async def _transaction(reader, writer, job, stats: Stats, rcpt_of) -> None:
         await _command(reader, writer, b"RSET\r\n", 250)
         return
     await _command(reader, writer, b"DATA\r\n", 354)
-    writer.write(mail.wire)
-    await writer.drain()
+    for part in (mail.wire if isinstance(mail.wire, tuple) else (mail.wire,)):
+        view = memoryview(part)
+        for at in range(0, len(view), CHUNK):
+            # Chunks with drain: 50 sessions of 20 MB must not sit in the client's buffers.
+            writer.write(view[at:at + CHUNK])
+            await writer.drain()
     t0 = time.monotonic()
     code, _ = await _reply(reader)
     stats.latencies.append(time.monotonic() - t0)
@@ -751,8 +756,8 @@ def big_mails(count: int, size: int, seed: int) -> list[Mail]:
                 f"Message-ID: <{mid}>\r\nMIME-Version: 1.0\r\n"
                 "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
                 f"X-Big: {k}\r\n\r\n").encode()
-        raw = head + blob
-        out.append(Mail(wire=raw + b".\r\n", size=len(raw), message_id=mid, conversation=-1 - k,
+        out.append(Mail(wire=(head, blob, b".\r\n"), size=len(head) + len(blob), message_id=mid,
+                        conversation=-1 - k,
                         mailbox=0, mail_from=f"bulk@{SENDER_DOMAINS[5]}"))
     return out
 

@@ -20,6 +20,7 @@ from receiver.parse import parse_message
 from receiver.store import mailboxes
 from receiver.store.deliveries import DeliveryRequest, Writer, compress
 from receiver.store.mailboxes import MailboxInfo, RcptResult
+from receiver.store.writer_process import ProcessWriter
 from receiver.store.models import utcnow
 from receiver.verify import Verifier
 from receiver.verify.verdict import Verdict
@@ -77,7 +78,7 @@ def prepare(raw: bytes, inner: bytes | None) -> _Prepared:
 
 
 class Pipeline:
-    def __init__(self, config: Config, writer: Writer, verifier: Verifier,
+    def __init__(self, config: Config, writer: Writer | ProcessWriter, verifier: Verifier,
                  executor: ThreadPoolExecutor, cpu: ProcessPool | None = None):
         self.config = config
         self.writer = writer

@@ -18,7 +18,7 @@ from receiver.offload import ProcessPool, default_processes
 from receiver.pipeline import Pipeline
 from receiver.smtp.handler import ReceiverHandler
 from receiver.store.db import check_schema, open_database
-from receiver.store.deliveries import Writer
+from receiver.store.writer_process import ProcessWriter
 from receiver.verify import Verifier
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class Daemon:
     """The running parts, so tests and the CLI can start and stop them alike."""
 
     server: asyncio.AbstractServer
-    writer: Writer
+    writer: ProcessWriter
     executor: ThreadPoolExecutor
     cpu: ProcessPool
     verifier: Verifier
@@ -80,7 +80,8 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
     sys.setswitchinterval(SWITCH_INTERVAL)
     db = open_database(config.database_url, config.get("database", "lock_timeout"))
     await asyncio.get_running_loop().run_in_executor(None, check_schema, db)
-    writer = Writer(db, config.get("database", "batch_max"))
+    writer = ProcessWriter(config.database_url, config.get("database", "lock_timeout"),
+                           config.get("database", "batch_max"))
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="receiver")
     verifier = Verifier(config)
     cpu = ProcessPool(default_processes(config.get("smtp", "workers")))

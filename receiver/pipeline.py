@@ -18,6 +18,7 @@ from receiver.config import Config
 from receiver.offload import ProcessPool
 from receiver.parse import parse_message
 from receiver.store import mailboxes
+from receiver.store.db import run_read
 from receiver.store.deliveries import DeliveryRequest, Writer, compress
 from receiver.store.mailboxes import MailboxInfo, RcptResult
 from receiver.store.writer_process import ProcessWriter
@@ -91,7 +92,8 @@ class Pipeline:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def resolve_rcpt(self, address: str) -> RcptResult:
-        return await self._off_loop(mailboxes.resolve_rcpt, address, self.config.domains)
+        return await self._off_loop(run_read, self.writer.db, mailboxes.resolve_rcpt, address,
+                                    self.config.domains)
 
     def _policy(self, mb: MailboxInfo) -> policies.Policy:
         return policies.Policy(

@@ -87,6 +87,28 @@ class Receiver:
 
     def cli(self, *args: str, check: bool = True, input: bytes | None = None,
             **env: str) -> subprocess.CompletedProcess:
+        """Run a CLI command in this process (fast); same exit code and output as the
+        console script, which test_cli checks separately as a real subprocess."""
+        from click.testing import CliRunner
+
+        from receiver.cli import cli
+
+        full_env = self.env(**env)
+        cleared = {k: None for k in os.environ if k.startswith("THREADS_RECEIVER_")}
+        result = CliRunner().invoke(cli, list(args), input=input,
+                                    env={**cleared, **{k: v for k, v in full_env.items()
+                                                       if k.startswith("THREADS_RECEIVER_")}})
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        r = subprocess.CompletedProcess(args, result.exit_code, result.stdout_bytes,
+                                        result.stderr_bytes)
+        if check:
+            assert r.returncode == 0, (args, r.stdout, r.stderr)
+        return r
+
+    def cli_process(self, *args: str, check: bool = True, input: bytes | None = None,
+                    **env: str) -> subprocess.CompletedProcess:
+        """Run a CLI command as the real console script would, in a new process."""
         r = subprocess.run([sys.executable, "-m", "receiver", *args], env=self.env(**env),
                            capture_output=True, input=input, timeout=120)
         if check:
@@ -133,6 +155,7 @@ def wait_for_listen(proc: subprocess.Popen, timeout: float = 30) -> int:
             seen += line
             m = re.search(rb"listening on [\d.:\[\]a-f]*:(\d+)", line)
             if m:
+                proc.startup_output = seen
                 return int(m.group(1))
     raise RuntimeError(f"receiver did not start: {seen!r}")
 

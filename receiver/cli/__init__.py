@@ -44,6 +44,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     # aiosmtpd logs every command at INFO; our handler logs one line per delivery.
     logging.getLogger("mail.log").setLevel(logging.DEBUG if verbose else logging.WARNING)
     ctx.obj = AppContext(config_path)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def _register() -> None:
@@ -58,4 +59,11 @@ _register()
 
 
 def main() -> None:
-    cli(prog_name="threads-receiver")
+    try:
+        cli(prog_name="threads-receiver")
+    except Exception as e:
+        # A bug, not an admin's mistake: say so in one line; -v logs the traceback.
+        logging.getLogger("receiver").debug("unexpected error", exc_info=True)
+        click.echo(f"error: unexpected {type(e).__name__}: {e} (rerun with -v for details)",
+                   err=True)
+        sys.exit(70)

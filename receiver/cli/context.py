@@ -66,6 +66,11 @@ class AppContext:
         return self._db
 
 
+    def close(self) -> None:
+        if self._db is not None and not self._db.is_closed():
+            self._db.close()
+
+
 def iso(value: dt.datetime | None) -> str | None:
     return value.replace(microsecond=0).isoformat() + "Z" if value else None
 

@@ -33,7 +33,10 @@ def normalize_id(value: str) -> str | None:
 
 
 def _plausible(v: str) -> bool:
-    return all(33 <= ord(c) < 127 or ord(c) > 159 for c in v)
+    # Printable ASCII, or real non-ASCII characters (no controls, no lone surrogates
+    # left by undecodable bytes).
+    return all(33 <= ord(c) < 127 or (ord(c) > 159 and not 0xD800 <= ord(c) <= 0xDFFF)
+               for c in v)
 
 
 def extract_ids(header_value: str | None) -> list[str]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from peewee import Database, PostgresqlDatabase, SqliteDatabase
+from peewee import Database, InterfaceError, OperationalError, PostgresqlDatabase, SqliteDatabase
 
 from receiver.store.models import MODELS, SCHEMA_VERSION, SchemaInfo, database
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(Exception):
@@ -42,7 +45,6 @@ def open_database(url: str, lock_timeout: float = 10.0) -> Database:
             connect_timeout=int(max(1, lock_timeout)),
             # A lock held elsewhere turns into a 451 after lock_timeout, not a hang.
             options=f"-c lock_timeout={int(lock_timeout * 1000)}",
-            autorollback=True,
         )
     else:
         raise StoreError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
@@ -85,3 +87,16 @@ def check_schema(db: Database) -> None:
             f"the database schema is version {version}, newer than this code "
             f"({SCHEMA_VERSION}): upgrade threads-receiver"
         )
+
+
+def run_read(db: Database, fn, *args):
+    """Run a read in this thread; a dropped connection is closed and the read tried once
+    more on a fresh one, so a database restart costs one retry, not a stuck thread."""
+    try:
+        return fn(*args)
+    except (OperationalError, InterfaceError):
+        try:
+            db.close()
+        except (OperationalError, InterfaceError) as e:
+            log.debug("closing a dropped connection: %r", e)
+        return fn(*args)

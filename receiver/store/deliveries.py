@@ -80,6 +80,14 @@ def decompress(data: bytes, codec: str = "zstd") -> bytes:
     return zstandard.ZstdDecompressor().decompress(bytes(data))
 
 
+def db_text(value: str | None) -> str | None:
+    """Text a database column can hold: no NUL (PostgreSQL refuses it) and no lone
+    surrogates (undecodable bytes). The raw bytes keep the original either way."""
+    if value is None:
+        return None
+    return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+
+
 def _put_blob(sha256: str, size: int, compressed: bytes) -> None:
     Blob.insert(sha256=sha256, size=size, codec="zstd", data=compressed).on_conflict_ignore().execute()
 
@@ -91,27 +99,27 @@ def _message_row(rec: ParsedMessage, blob_sha: str) -> tuple[Message, bool]:
         return existing, False
     links = links_of(rec)
     msg = Message.create(
-        message_id=rec.message_id,
+        message_id=db_text(rec.message_id),
         content_hash=rec.content_hash,
         synthetic_id=rec.synthetic_id,
-        subject=rec.subject,
-        norm_subject=normalize_subject(rec.subject),
+        subject=db_text(rec.subject),
+        norm_subject=db_text(normalize_subject(rec.subject)),
         date=rec.date,
-        date_raw=rec.date_raw,
-        from_addr=rec.from_addr,
-        from_name=rec.from_name,
+        date_raw=db_text(rec.date_raw),
+        from_addr=db_text(rec.from_addr),
+        from_name=db_text(rec.from_name),
         to_addrs=json.dumps(rec.to),
         cc_addrs=json.dumps(rec.cc),
         reply_to=json.dumps(rec.reply_to),
         in_reply_to=" ".join(rec.in_reply_to) or None,
         references=json.dumps(rec.references),
         parent_msgid=links.parent_id,
-        thread_index=(rec.thread_index or None) and rec.thread_index[:64],
-        text_body=rec.text_body,
-        html_body=rec.html_body,
+        thread_index=db_text(rec.thread_index and rec.thread_index[:64]),
+        text_body=db_text(rec.text_body),
+        html_body=db_text(rec.html_body),
         attachments=json.dumps(rec.attachments),
         defects=json.dumps(rec.defects),
-        parse_error=rec.parse_error,
+        parse_error=db_text(rec.parse_error),
         blob=blob_sha,
     )
     return msg, True
@@ -132,17 +140,17 @@ def store_delivery(req: DeliveryRequest) -> DeliveryResult:
         blob=req.sha256,
         status=req.status,
         source=req.source,
-        session_id=req.session_id,
-        mail_from=req.mail_from,
-        rcpt_to=req.rcpt_to,
-        peer=req.peer,
-        helo=req.helo,
+        session_id=db_text(req.session_id),
+        mail_from=db_text(req.mail_from),
+        rcpt_to=db_text(req.rcpt_to),
+        peer=db_text(req.peer),
+        helo=db_text(req.helo),
         tls=json.dumps(req.tls) if req.tls else None,
-        auth_user=req.auth_user,
+        auth_user=db_text(req.auth_user),
         verdict=req.verdict,
         reasons=json.dumps(req.reasons),
         verify_detail=json.dumps(req.verify_detail),
-        auth_results=req.auth_results,
+        auth_results=db_text(req.auth_results),
         smtp_defects=json.dumps(req.smtp_defects),
         wrapper_blob=req.wrapper[0] if req.wrapper else None,
     )

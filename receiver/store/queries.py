@@ -152,7 +152,8 @@ def stats() -> dict:
         "quarantined": Delivery.select().where(Delivery.status == "quarantined").count(),
         "messages": Message.select().count(),
         "threads": Thread.select().count(),
-        "stored_bytes": Blob.select(fn.COALESCE(fn.SUM(Blob.size), 0)).scalar(),
-        "compressed_bytes": Blob.select(fn.COALESCE(fn.SUM(fn.LENGTH(Blob.data)), 0)).scalar(),
+        # int(): PostgreSQL's SUM is a numeric (Decimal), SQLite's an integer.
+        "stored_bytes": int(Blob.select(fn.COALESCE(fn.SUM(Blob.size), 0)).scalar()),
+        "compressed_bytes": int(Blob.select(fn.COALESCE(fn.SUM(fn.LENGTH(Blob.data)), 0)).scalar()),
     }
     return {"mailboxes": sorted(per.values(), key=lambda e: e["email"]), "totals": totals}

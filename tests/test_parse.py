@@ -1,0 +1,62 @@
+"""The parsed record: content hash over the author's part, dates in UTC, never an exception."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from receiver.parse import parse_message
+from receiver.parse.record import content_hash
+
+BASE = (b"From: Bob <Bob@Example.org>\r\nTo: a@x.example, \"C\" <c@y.example>\r\nSubject: hi\r\n"
+        b"Date: Tue, 01 Jan 2019 10:00:00 +0200\r\nMessage-ID: <ID@Example.ORG>\r\n"
+        b"In-Reply-To: <p@x>\r\nReferences: <r1@x> <p@x>\r\n\r\nbody\r\n")
+
+trace = st.sampled_from([
+    b"Received: from mx.example by relay; Tue, 01 Jan 2019 10:00:01 +0000\r\n",
+    b"X-Forwarded-To: someone@example.net\r\n",
+    b"ARC-Seal: i=1; a=rsa-sha256; d=google.com; s=arc; cv=none; b=AAAA\r\n",
+    b"Authentication-Results: mx.google.com; dkim=pass\r\n",
+    b"Delivered-To: x@y\r\n",
+])
+
+
+@given(st.lists(trace, max_size=5))
+def test_trace_headers_do_not_change_the_content_hash(prefix):
+    assert content_hash(b"".join(prefix) + BASE) == content_hash(BASE)
+
+
+@given(st.binary(min_size=1, max_size=50))
+def test_body_changes_change_the_content_hash(extra):
+    assert content_hash(BASE + extra) != content_hash(BASE) or extra.strip(b"\r\n") == b""
+
+
+def test_line_endings_do_not_change_the_content_hash():
+    assert content_hash(BASE.replace(b"\r\n", b"\n")) == content_hash(BASE)
+
+
+def test_record_fields():
+    rec = parse_message(BASE)
+    assert rec.message_id == "ID@example.org"
+    assert rec.date == dt.datetime(2019, 1, 1, 8, 0, 0)
+    assert rec.date_raw == "Tue, 01 Jan 2019 10:00:00 +0200"
+    assert (rec.from_name, rec.from_addr) == ("Bob", "bob@example.org")
+    assert rec.to == [("", "a@x.example"), ("C", "c@y.example")]
+    assert rec.in_reply_to == ["p@x"] and rec.references == ["r1@x", "p@x"]
+    assert rec.text_body.strip() == "body" and rec.parse_error is None
+
+
+def test_missing_message_id_gets_a_stable_synthetic_one():
+    raw = BASE.replace(b"Message-ID: <ID@Example.ORG>\r\n", b"")
+    a, b = parse_message(raw), parse_message(b"Received: by x\r\n" + raw)
+    assert a.synthetic_id and a.message_id == b.message_id
+    assert a.message_id != parse_message(raw + b"more").message_id
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2000))
+def test_parse_never_raises(raw):
+    rec = parse_message(raw)
+    assert rec.message_id and len(rec.content_hash) == 64

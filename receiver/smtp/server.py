@@ -80,7 +80,7 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
     sys.setswitchinterval(SWITCH_INTERVAL)
     db = open_database(config.database_url, config.get("database", "lock_timeout"))
     await asyncio.get_running_loop().run_in_executor(None, check_schema, db)
-    writer = ProcessWriter(config.database_url, config.get("database", "lock_timeout"),
+    writer = ProcessWriter(db, config.database_url, config.get("database", "lock_timeout"),
                            config.get("database", "batch_max"))
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="receiver")
     verifier = Verifier(config)

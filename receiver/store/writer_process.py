@@ -19,6 +19,8 @@ import multiprocessing
 import queue
 import threading
 
+from peewee import Database
+
 from receiver.store.deliveries import DeliveryRequest, WriterStopped
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,10 @@ def _child(conn, db_url: str, lock_timeout: float, batch_max: int, log_level: in
 class ProcessWriter:
     """`submit(requests) -> Future[list[DeliveryResult]]`, resolved after COMMIT."""
 
-    def __init__(self, db_url: str, lock_timeout: float = 10.0, batch_max: int = 64):
+    def __init__(self, db: Database, db_url: str, lock_timeout: float = 10.0,
+                 batch_max: int = 64):
+        # This process's own handle, for the reads callers make beside the writer.
+        self.db = db
         self.args = (db_url, lock_timeout, batch_max)
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()

@@ -435,6 +435,7 @@ class RssMonitor:
     def __init__(self, pid: int):
         self.pid = pid
         self.peak = 0
+        self.cpu_ticks: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -453,6 +454,10 @@ class RssMonitor:
     def sample(self) -> int:
         total = 0
         for p in self._pids():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                with open(f"/proc/{p}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                self.cpu_ticks[p] = int(fields[11]) + int(fields[12])  # utime + stime
             with contextlib.suppress(OSError):
                 with open(f"/proc/{p}/status") as f:
                     for line in f:
@@ -469,6 +474,11 @@ class RssMonitor:
         self._stop.set()
         self._thread.join()
         return self.peak
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time of the server's processes while sampled (noise from other load aside)."""
+        return sum(self.cpu_ticks.values()) / os.sysconf("SC_CLK_TCK")
 
     def stop_and_list(self) -> list[int]:
         """The process and its descendants, parents first."""
@@ -707,10 +717,12 @@ def run_target(name: str, label: str, server_cm, corpus: Corpus, indices: list[i
                args, rcpt_of, rate: float | None = None, log=print) -> dict:
     with server_cm as (port, pid, check):
         rss = RssMonitor(pid)
+        cpu0 = rss.cpu_seconds
         stats, elapsed = asyncio.run(send_all(
             "127.0.0.1", port, ((i, corpus.mails[i]) for i in indices),
             args.sessions, args.per_session, rcpt_of, rate))
         peak = rss.stop()
+        cpu = rss.cpu_seconds - cpu0
         verdict = check(corpus, stats.acked) if check else None
     row = {
         "target": name, "label": label, "messages": len(indices), "acked": len(stats.acked),
@@ -721,6 +733,7 @@ def run_target(name: str, label: str, server_cm, corpus: Corpus, indices: list[i
         "p99_ms": round(percentile(stats.latencies, 0.99) * 1000, 1),
         "max_ms": round(max(stats.latencies, default=float("nan")) * 1000, 1),
         "peak_rss_mb": round(peak / 1e6, 1),
+        "server_cpu_ms_per_msg": round(1000 * cpu / max(1, len(stats.acked)), 2),
         "rate_limit": rate,
         "errors": stats.errors[:5],
     }
@@ -740,7 +753,7 @@ def format_row(r: dict) -> str:
     not_ok = {k: v for k, v in r["codes"].items() if k != "250"}
     return (f"{r['target']:<3}{r['label']:<34}{r['msgs_per_s']:>9.1f} msg/s {r['mb_per_s']:>7.2f} MB/s"
             f"  p50 {r['p50_ms']:>7.1f}  p99 {r['p99_ms']:>7.1f}  max {r['max_ms']:>8.1f} ms"
-            f"  rss {r['peak_rss_mb']:>7.1f} MB  ok {r['acked']}/{r['messages']}"
+            f"  rss {r['peak_rss_mb']:>7.1f} MB  cpu {r['server_cpu_ms_per_msg']:>5.2f} ms/msg  ok {r['acked']}/{r['messages']}"
             + (f" {not_ok}" if not_ok else "") + status)
 
 

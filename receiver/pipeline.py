@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 from receiver import policy as policies
 from receiver.config import Config
-from receiver.offload import ProcessPool
 from receiver.parse import parse_message
 from receiver.store import mailboxes
 from receiver.store.db import run_read
@@ -68,25 +67,13 @@ class _Prepared:
     wrapper: tuple[str, int, bytes] | None
 
 
-def prepare(raw: bytes, inner: bytes | None) -> _Prepared:
-    """Hash, compress and parse the copy to keep: the CPU work of a delivery."""
-    kept = inner if inner is not None else raw
-    wrapper = None
-    if inner is not None:
-        wrapper = (hashlib.sha256(raw).hexdigest(), len(raw), compress(raw))
-    return _Prepared(hashlib.sha256(kept).hexdigest(), len(kept), compress(kept),
-                     parse_message(kept), wrapper)
-
-
 class Pipeline:
     def __init__(self, config: Config, writer: Writer | ProcessWriter, verifier: Verifier,
-                 executor: ThreadPoolExecutor, cpu: ProcessPool | None = None):
+                 executor: ThreadPoolExecutor):
         self.config = config
         self.writer = writer
         self.verifier = verifier
         self.executor = executor
-        # None (CLI import, tests): `prepare` runs on a thread of `executor`.
-        self.cpu = cpu
 
     async def _off_loop(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -101,10 +88,14 @@ class Pipeline:
             unverifiable=mb.policy_unverifiable or self.config.get("policy", "unverifiable"),
         )
 
-    async def _prepare(self, raw: bytes, inner: bytes | None) -> _Prepared:
-        if self.cpu is not None:
-            return await self.cpu.run(prepare, raw, inner)
-        return await self._off_loop(prepare, raw, inner)
+    @staticmethod
+    def _prepare(raw: bytes, inner: bytes | None) -> _Prepared:
+        kept = inner if inner is not None else raw
+        wrapper = None
+        if inner is not None:
+            wrapper = (hashlib.sha256(raw).hexdigest(), len(raw), compress(raw))
+        return _Prepared(hashlib.sha256(kept).hexdigest(), len(kept), compress(kept),
+                         parse_message(kept), wrapper)
 
     async def deliver(self, raw: bytes, envelope: Envelope,
                       rcpts: list[tuple[str, MailboxInfo]], per_recipient: bool = True,
@@ -132,7 +123,7 @@ class Pipeline:
                 continue
             key = verdict.inner
             if key not in prepared:
-                prepared[key] = await self._prepare(raw, verdict.inner)
+                prepared[key] = await self._off_loop(self._prepare, raw, verdict.inner)
             p = prepared[key]
             requests.append((i, DeliveryRequest(
                 mailbox_id=mb.id, sha256=p.sha256, size=p.size, compressed=p.compressed,

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import signal
 import socket
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -14,7 +13,6 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 
 from receiver.config import Config, parse_hostport
-from receiver.offload import ProcessPool, default_processes
 from receiver.pipeline import Pipeline
 from receiver.smtp.handler import ReceiverHandler
 from receiver.store.db import check_schema, open_database
@@ -22,8 +20,6 @@ from receiver.store.writer_process import ProcessWriter
 from receiver.verify import Verifier
 
 log = logging.getLogger(__name__)
-
-SWITCH_INTERVAL = 0.0005
 
 
 @dataclass
@@ -33,7 +29,6 @@ class Daemon:
     server: asyncio.AbstractServer
     writer: ProcessWriter
     executor: ThreadPoolExecutor
-    cpu: ProcessPool
     verifier: Verifier
     host: str
     port: int
@@ -45,7 +40,6 @@ class Daemon:
         await loop.run_in_executor(None, self.writer.stop)
         await self.verifier.close()
         self.executor.shutdown(wait=False)
-        await loop.run_in_executor(None, self.cpu.shutdown)
 
 
 def protocol_factory(config: Config, handler: ReceiverHandler, lmtp: bool):
@@ -74,19 +68,13 @@ def protocol_factory(config: Config, handler: ReceiverHandler, lmtp: bool):
 async def start(config: Config, listen: str | None = None, lmtp: bool | None = None,
                 sock: socket.socket | None = None) -> Daemon:
     """Start one daemon; `sock` is a listening socket made by the caller (workers)."""
-    # Every database call and every wake-up of the loop from another thread gives the GIL
-    # up and must win it back from the busy event loop; at the default 5 ms a delivery's
-    # dozen statements waited ~60 ms on that alone (the profile's _execute_cursor).
-    sys.setswitchinterval(SWITCH_INTERVAL)
     db = open_database(config.database_url, config.get("database", "lock_timeout"))
     await asyncio.get_running_loop().run_in_executor(None, check_schema, db)
     writer = ProcessWriter(db, config.database_url, config.get("database", "lock_timeout"),
                            config.get("database", "batch_max"))
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="receiver")
     verifier = Verifier(config)
-    cpu = ProcessPool(default_processes(config.get("smtp", "workers")))
-    await cpu.start()
-    pipeline = Pipeline(config, writer, verifier, executor, cpu)
+    pipeline = Pipeline(config, writer, verifier, executor)
     use_lmtp = config.get("smtp", "lmtp") if lmtp is None else lmtp
     handler = ReceiverHandler(pipeline, max_recipients=config.get("smtp", "max_recipients"),
                               lmtp=use_lmtp)
@@ -98,7 +86,7 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
         server = await asyncio.get_running_loop().create_server(
             factory, host=host, port=port, reuse_address=True)
     bound = server.sockets[0].getsockname()
-    return Daemon(server, writer, executor, cpu, verifier, bound[0], bound[1])
+    return Daemon(server, writer, executor, verifier, bound[0], bound[1])
 
 
 async def until_signal() -> None:

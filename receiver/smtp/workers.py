@@ -126,7 +126,6 @@ def run_workers(config: Config, listen: str | None, lmtp: bool | None, workers: 
                 announce=print) -> None:
     """Run `workers` daemons on one port until SIGTERM or SIGINT."""
     host, port = parse_hostport(listen or config.get("smtp", "listen"))
-    config.data["smtp"]["workers"] = workers  # each worker sizes its parsing pool by it
     holder = reuseport_socket(host, port, listen=False)
     port = holder.getsockname()[1]
     stopping = False

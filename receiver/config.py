@@ -8,6 +8,7 @@ names (DB, DNS_SERVERS) exist because admins reach for them first.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -45,13 +46,61 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_recipients": 100,
         # Longest DATA line accepted; RFC 5321 says 1000 but real senders exceed it.
         "max_line_length": 10000,
+        # Seconds a command line may take; a session that sends one byte every few
+        # seconds is closed when it runs out.
         "timeout": 300,
+        # Seconds the whole DATA phase may take.
+        "data_timeout": 600,
+        # Commands in one session, and error replies in one session, before 421 and close.
+        "max_commands": 1000,
+        "max_errors": 10,
+        # Concurrent sessions, in total and per client address; past either: 421 4.7.0.
+        "max_sessions": 200,
+        "max_sessions_per_ip": 20,
+        # Bytes of message data held in memory across all sessions; past it: 452 4.3.1.
+        # Peak memory is a few times this (parsed text, copies for hashing and storing).
+        "max_inflight_bytes": 256 * 1024 * 1024,
+        # Seconds SIGTERM waits for sessions in DATA before the receiver exits.
+        "shutdown_grace": 30.0,
+        # Expect a PROXY protocol v1/v2 header from these networks (the real client
+        # address is then the one recorded and limited); others are direct clients.
+        "proxy_trusted": [],
+    },
+    "tls": {
+        # PEM certificate chain and key; empty: no STARTTLS, no AUTH, no implicit TLS.
+        "cert_file": "",
+        "key_file": "",
+        # A second listener speaking TLS from the first byte (port 465); empty: none.
+        "implicit_listen": "",
+        # Refuse MAIL until STARTTLS (530).
+        "require_starttls": False,
+        # Oldest protocol accepted: TLSv1.2 or TLSv1.3.
+        "min_version": "TLSv1.2",
+    },
+    "auth": {
+        # Failed AUTH attempts per client address within failure_window seconds before
+        # further attempts are refused with 454 4.7.0.
+        "max_failures": 5,
+        "failure_window": 300.0,
+    },
+    "parse": {
+        # Budget of the parse worker; past any of them the copy is stored raw and flagged.
+        "timeout": 10.0,
+        "max_depth": 100,
+        "max_parts": 5000,
+        "max_bytes": 64 * 1024 * 1024,
+        # Worker processes, and the address space each may use (bytes).
+        "workers": 2,
+        "max_memory": 2 * 1024 * 1024 * 1024,
     },
     "policy": {
         # What to do with a copy judged altered: reject | quarantine | accept.
         "altered": "quarantine",
         # What to do with a copy nobody can vouch for: accept | quarantine.
         "unverifiable": "accept",
+        # Unwrap a wrapped copy (forward as attachment, Exchange journal report): the
+        # enclosed original is verified, stored and threaded; the wrapper kept as evidence.
+        "unwrap": True,
     },
     "threads": {
         # Join reply-prefixed orphans to a same-subject thread with a shared participant.
@@ -193,10 +242,30 @@ def _validate(config: Config) -> None:
         raise ConfigError("policy.unverifiable: one of accept, quarantine")
     if not 1 <= config.get("smtp", "workers") <= 64:
         raise ConfigError("smtp.workers: a number from 1 to 64")
+    for server in config.get("dns", "servers"):
+        parse_hostport(server if ":" in server else f"{server}:53", "dns.servers")
+    if config.get("dns", "timeout") <= 0:
+        raise ConfigError("dns.timeout: seconds, more than 0")
     url = config.get("database", "url")
     if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ConfigError("database.url: use sqlite:///path or postgresql://...")
     parse_hostport(config.get("smtp", "listen"), "smtp.listen")
+    tls = config.data["tls"]
+    if bool(tls["cert_file"]) != bool(tls["key_file"]):
+        raise ConfigError("tls.cert_file and tls.key_file: set both or neither")
+    if tls["implicit_listen"]:
+        if not tls["cert_file"]:
+            raise ConfigError("tls.implicit_listen needs tls.cert_file and tls.key_file")
+        parse_hostport(tls["implicit_listen"], "tls.implicit_listen")
+    if tls["require_starttls"] and not tls["cert_file"]:
+        raise ConfigError("tls.require_starttls needs tls.cert_file and tls.key_file")
+    if tls["min_version"] not in ("TLSv1.2", "TLSv1.3"):
+        raise ConfigError("tls.min_version: TLSv1.2 or TLSv1.3")
+    for net in config.get("smtp", "proxy_trusted"):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"smtp.proxy_trusted: not a network: {net!r}") from None
 
 
 def parse_hostport(value: str, name: str = "listen") -> tuple[str, int]:

@@ -12,11 +12,14 @@ import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Callable
 
+from receiver import allowlist
 from receiver import policy as policies
 from receiver.config import Config
-from receiver.parse import parse_message
-from receiver.store import mailboxes
+from receiver.parse.record import ParsedMessage
+from receiver.parse.worker import Budget, parse_within
+from receiver.store import credentials, mailboxes
 from receiver.store.db import run_read
 from receiver.store.deliveries import DeliveryRequest, Writer, compress
 from receiver.store.mailboxes import MailboxInfo, RcptResult
@@ -56,6 +59,8 @@ class Outcome:
     status: str
     delivery_id: int | None = None
     reason: str = ""
+    # Enhanced status code of a refusal decided by policy (e.g. 5.7.1, 4.4.3).
+    code: str = ""
 
 
 @dataclass
@@ -69,11 +74,14 @@ class _Prepared:
 
 class Pipeline:
     def __init__(self, config: Config, writer: Writer | ProcessWriter, verifier: Verifier,
-                 executor: ThreadPoolExecutor):
+                 executor: ThreadPoolExecutor,
+                 parser: Callable[[bytes], ParsedMessage] | None = None):
         self.config = config
         self.writer = writer
         self.verifier = verifier
         self.executor = executor
+        # The daemon passes its worker pool (receiver.parse.worker); in-process otherwise.
+        self.parser = parser or (lambda raw: parse_within(raw, Budget.from_config(config)))
 
     async def _off_loop(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -82,20 +90,24 @@ class Pipeline:
         return await self._off_loop(run_read, self.writer.db, mailboxes.resolve_rcpt, address,
                                     self.config.domains)
 
+    async def authenticate(self, login: str, password: str) -> MailboxInfo | None:
+        """The mailbox SMTP AUTH credentials open, or None."""
+        return await self._off_loop(run_read, self.writer.db, credentials.authenticate, login,
+                                    password)
+
     def _policy(self, mb: MailboxInfo) -> policies.Policy:
         return policies.Policy(
             altered=mb.policy_altered or self.config.get("policy", "altered"),
             unverifiable=mb.policy_unverifiable or self.config.get("policy", "unverifiable"),
         )
 
-    @staticmethod
-    def _prepare(raw: bytes, inner: bytes | None) -> _Prepared:
+    def _prepare(self, raw: bytes, inner: bytes | None) -> _Prepared:
         kept = inner if inner is not None else raw
         wrapper = None
         if inner is not None:
             wrapper = (hashlib.sha256(raw).hexdigest(), len(raw), compress(raw))
         return _Prepared(hashlib.sha256(kept).hexdigest(), len(kept), compress(kept),
-                         parse_message(kept), wrapper)
+                         self.parser(kept), wrapper)
 
     async def deliver(self, raw: bytes, envelope: Envelope,
                       rcpts: list[tuple[str, MailboxInfo]], per_recipient: bool = True,
@@ -108,6 +120,8 @@ class Pipeline:
             self.verifier.verify(raw, subscriber=mb.email, received_at=envelope.received_at)
             for _, mb in rcpts))
         decisions = [policies.decide(v, self._policy(mb)) for (_, mb), v in zip(rcpts, verdicts)]
+        decisions = [allowlist.refusal(mb.allow_from, envelope.peer, v) or d
+                     for (_, mb), v, d in zip(rcpts, verdicts, decisions)]
         if not per_recipient and len({d.action == policies.REJECT for d in decisions}) > 1:
             # One reply covers every recipient: a refusal for one would silently drop
             # the copy the others accept, so hold it for the admin instead.
@@ -119,7 +133,8 @@ class Pipeline:
         for i, ((rcpt, mb), verdict, decision) in enumerate(zip(rcpts, verdicts, decisions)):
             if decision.action in (policies.REJECT, policies.TEMPFAIL):
                 status = REJECTED if decision.action == policies.REJECT else TEMPFAILED
-                outcomes[i] = Outcome(mb, rcpt, status, reason=decision.reason)
+                outcomes[i] = Outcome(mb, rcpt, status, reason=decision.reason,
+                                      code=decision.code)
                 continue
             key = verdict.inner
             if key not in prepared:

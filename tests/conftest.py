@@ -43,3 +43,34 @@ def receiver(tmp_path, db_url):
     r = Receiver(tmp_path / "rx", db_url)
     yield r
     r.stop()
+
+
+@pytest.fixture
+def dns():
+    """A test DNS server on 127.0.0.1 serving the test keys (tests.mailfixtures.DNS_RECORDS
+    and the RFC 8463 keys); change `dns.records` to rotate, revoke or break keys."""
+    from tests.dns_server import DnsServer
+    from tests.mailfixtures import DNS_RECORDS, RFC8463_RECORDS
+
+    server = DnsServer({**DNS_RECORDS, **RFC8463_RECORDS})
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def tls_receiver(tmp_path):
+    """A SQLite receiver with a self-signed certificate, one mailbox (`.address`).
+
+    The certificate is a fixture file (valid for 100 years): CI images need no openssl."""
+    import shutil
+    from pathlib import Path
+
+    directory = tmp_path / "rx"
+    r = Receiver(directory, f"sqlite:///{tmp_path / 'receiver.db'}")
+    for name in ("cert.pem", "key.pem"):
+        shutil.copy(Path(__file__).parent / "tls" / name, directory / name)
+    r.extra_env.update({"THREADS_RECEIVER_TLS_CERT_FILE": "cert.pem",
+                        "THREADS_RECEIVER_TLS_KEY_FILE": "key.pem"})
+    r.address = r.add_mailbox("alice@corp.example")
+    yield r
+    r.stop()

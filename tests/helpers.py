@@ -122,10 +122,14 @@ class Receiver:
         return self.cli_json("mailbox", "add", email)["address"]
 
     def start(self, *args: str, **env: str) -> int:
+        # stderr goes to a file: a pipe nobody reads fills up and blocks the daemon's log.
+        self.log_path = self.dir / "daemon.log"
+        self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "receiver", "serve", "--listen", "127.0.0.1:0", *args],
-            env=self.env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.port = wait_for_listen(self.proc)
+            env=self.env(**env), stdout=subprocess.PIPE, stderr=self._log)
+        self.announced: list[bytes] = []
+        self.port = wait_for_listen(self.proc, lines=self.announced)
         return self.port
 
     def stop(self) -> tuple[int, str]:
@@ -133,26 +137,41 @@ class Receiver:
             return 0, ""
         self.proc.terminate()
         try:
-            _, err = self.proc.communicate(timeout=30)
+            self.proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
+            self.proc.communicate()
         rc = self.proc.returncode
         self.proc = None
-        return rc, err.decode(errors="replace")
+        self._log.close()
+        return rc, self.log_path.read_text(errors="replace")
 
 
-def wait_for_listen(proc: subprocess.Popen, timeout: float = 30) -> int:
-    """Read the daemon's stdout until it says where it listens; returns the port."""
+def wait_for_listen(proc: subprocess.Popen, timeout: float = 30,
+                    lines: list[bytes] | None = None) -> int:
+    """Read the daemon's stdout until it says where it listens; returns the port.
+
+    `lines` collects what it printed on the way (e.g. other listeners' ports)."""
     deadline = time.monotonic() + timeout
     seen = b""
+    fd = proc.stdout.fileno()
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"receiver exited: {seen!r} {proc.stderr.read()!r}")
-        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
-        if ready:
-            line = proc.stdout.readline()
-            seen += line
+            err = proc.stderr.read() if proc.stderr else b"(see daemon.log)"
+            raise RuntimeError(f"receiver exited: {seen!r} {err!r}")
+        # os.read, not readline: a buffered reader can swallow several lines at once and
+        # leave select() waiting for data it already holds.
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        before = seen.count(b"\n")
+        seen += chunk
+        for line in seen.splitlines(keepends=True)[before:]:
+            if not line.endswith(b"\n"):
+                break
+            if lines is not None:
+                lines.append(line)
             m = re.search(rb"listening on [\d.:\[\]a-f]*:(\d+)", line)
             if m:
                 proc.startup_output = seen

@@ -16,6 +16,7 @@ from receiver.cli.context import AppContext, CliError
 from receiver.config import ConfigError
 from receiver.store.db import StoreError
 from receiver.store.mailboxes import MailboxError
+from receiver.store.queries import NotFound
 
 
 class _Group(click.Group):
@@ -24,7 +25,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (CliError, ConfigError, StoreError, MailboxError) as e:
+        except (CliError, ConfigError, StoreError, MailboxError, NotFound) as e:
             raise click.ClickException(str(e)) from None
         except (OperationalError, InterfaceError) as e:
             raise click.ClickException(f"the database is unavailable: {e}".strip()) from None
@@ -48,9 +49,9 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from receiver.cli import mailbox, messages, setup
+    from receiver.cli import access, mailbox, messages, quarantine, setup, verify
 
-    for module in (setup, mailbox, messages):
+    for module in (setup, mailbox, access, messages, verify, quarantine):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -6,6 +6,7 @@ import click
 
 from receiver.cli.context import AppContext, emit_json, iso, pass_app
 from receiver.store import mailboxes
+from receiver.store.confirmations import confirmations
 from receiver.store.models import Mailbox, utcnow
 
 
@@ -107,10 +108,15 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
     app.db()
     mb = mailboxes.get(email)
     data = mailbox_json(app, mb, mailboxes.delivery_counts().get(mb.id))
+    # The codes Gmail/Outlook send before they forward: the admin confirms the rule here.
+    data["confirmations"] = confirmations(mb.id)
     if as_json:
         emit_json(data)
     else:
         print_mailbox(data)
+        for c in data["confirmations"]:
+            click.echo(f"confirm   {c['provider']} forwarding confirmation {c['received_at']}: "
+                       f"code {c['code'] or '-'}  {c['link'] or ''}".rstrip())
 
 
 def _set_state(state: str):

@@ -73,6 +73,10 @@ def show(app: AppContext, message_id: int, as_json: bool) -> None:
         click.echo(f"delivery    {d['id']} to {d['mailbox']} at {d['received_at']} via {d['source']}"
                    f" from {d['peer']} [{d['status']}]")
         click.echo(f"  verdict   {d['verdict']}: {'; '.join(d['reasons'])}")
+        path = d["verify_detail"].get("path")
+        if path:
+            click.echo(f"  path      {path['kind']} ({', '.join(path['how'])})"
+                       + (f", unwrapped from {d['wrapper_sha256']}" if d["wrapper_sha256"] else ""))
         if d["auth_results"]:
             click.echo(f"  auth      {d['auth_results']}")
     click.echo("")

@@ -114,8 +114,16 @@ def _attachment_meta(att: dict) -> dict:
     }
 
 
-def parse_message(raw: bytes) -> ParsedMessage:
-    """Parse `raw`; never raises for bad mail (the error goes into `parse_error`)."""
+class BudgetExceeded(Exception):
+    """The message is over the parse budget: only its raw headers are read."""
+
+
+def parse_message(raw: bytes, unparsed: str | None = None) -> ParsedMessage:
+    """Parse `raw`; never raises for bad mail (the error goes into `parse_error`).
+
+    With `unparsed` (the reason), mail-parser is skipped and only the raw header fields
+    are read, as for a message mail-parser fails on.
+    """
     chash = content_hash(raw)
     block, _ = split_message(raw)
     fields = header_fields(block)
@@ -129,6 +137,8 @@ def parse_message(raw: bytes) -> ParsedMessage:
     rec.date_raw = get_first(fields, "Date")
     rec.thread_index = (get_first(fields, "Thread-Index") or "").strip() or None
     try:
+        if unparsed is not None:
+            raise BudgetExceeded(unparsed)
         mail = mailparser.parse_from_bytes(raw)
         rec.subject = mail.subject or None
         rec.date = _utc(mail.date) if isinstance(mail.date, dt.datetime) else None

@@ -10,7 +10,10 @@ from __future__ import annotations
 import logging
 import secrets
 
+from receiver import allowlist
 from receiver.pipeline import DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAILED, Envelope, Outcome, Pipeline
+from receiver.smtp import auth
+from receiver.smtp.limits import FailureLimiter
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +25,8 @@ RCPT_REPLIES = {
 TEMPFAIL_RCPT = "451 4.3.0 Temporary failure looking up the recipient, try again later"
 TEMPFAIL_DATA = "451 4.3.0 Temporary failure storing the message, try again later"
 TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
+NOT_OWN_MAILBOX = "550 5.7.1 These credentials may deliver to their own mailbox only"
+NOT_ALLOWED = "550 5.7.1 This sender is not on the receiver address's allow-list"
 
 
 def session_id(session) -> str:
@@ -35,18 +40,20 @@ def outcome_line(o: Outcome) -> str:
     if o.status in (STORED, DUPLICATE, QUARANTINED):
         return f"250 2.0.0 Ok: stored as {o.delivery_id}"
     if o.status == REJECTED:
-        return f"550 5.7.1 {o.reason}"
+        return f"550 {o.code or '5.7.1'} {o.reason}"
     if o.status == TEMPFAILED:
-        return f"451 4.3.0 {o.reason}" if o.reason else TEMPFAIL_DATA
+        return f"451 {o.code or '4.3.0'} {o.reason}" if o.reason else TEMPFAIL_DATA
     raise ValueError(f"unknown outcome {o.status}")
 
 
 def combined_reply(outcomes: list[Outcome]) -> str:
     """One SMTP reply for every recipient of the transaction."""
-    if any(o.status == TEMPFAILED for o in outcomes):
+    tempfailed = [o for o in outcomes if o.status == TEMPFAILED]
+    if tempfailed:
         # The sender retries the whole transaction; copies already stored are then
         # byte-identical redeliveries and are acknowledged without storing again.
-        return TEMPFAIL_DATA
+        policy_said = [o for o in tempfailed if o.code]
+        return outcome_line(policy_said[0]) if policy_said else TEMPFAIL_DATA
     if all(o.status == REJECTED for o in outcomes):
         return outcome_line(outcomes[0])
     ids = ", ".join(str(o.delivery_id) for o in outcomes if o.delivery_id is not None)
@@ -54,10 +61,16 @@ def combined_reply(outcomes: list[Outcome]) -> str:
 
 
 class ReceiverHandler:
-    def __init__(self, pipeline: Pipeline, *, max_recipients: int, lmtp: bool = False):
+    def __init__(self, pipeline: Pipeline, *, max_recipients: int, lmtp: bool = False,
+                 auth_failures: FailureLimiter | None = None):
         self.pipeline = pipeline
         self.max_recipients = max_recipients
         self.lmtp = lmtp
+        self.auth_failures = auth_failures or FailureLimiter(5, 300.0)
+
+    async def handle_AUTH(self, server, session, envelope, args):
+        return await auth.authenticate(server, session, args, self.pipeline.authenticate,
+                                       self.auth_failures, session_id(session))
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         sid = session_id(session)
@@ -65,12 +78,22 @@ class ReceiverHandler:
             return TOO_MANY_RCPTS
         try:
             res = await self.pipeline.resolve_rcpt(address)
-        except Exception:
-            log.exception("session %s: RCPT lookup for %r failed", sid, address)
+        except Exception as e:
+            # One line, no traceback: during an outage every RCPT lands here.
+            log.error("session %s: RCPT lookup for %r failed: %r", sid, address, e)
             return TEMPFAIL_RCPT
         if res.status != "ok":
             log.info("session %s: RCPT %r refused (%s)", sid, address, res.status)
             return RCPT_REPLIES[res.status]
+        if session.authenticated and res.mailbox.id != session.auth_data.id:
+            log.info("session %s: RCPT %r is not the authenticated mailbox", sid, address)
+            return NOT_OWN_MAILBOX
+        allow = res.mailbox.allow_from
+        if (allow and not allowlist.has_domains(allow)
+                and not allowlist.network_allows(allow, _peer(session))):
+            # Networks only: the answer is known now. Signing domains wait for DATA.
+            log.info("session %s: RCPT %r refused by its allow-list", sid, address)
+            return NOT_ALLOWED
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         if not hasattr(envelope, "mailboxes"):
@@ -97,7 +120,8 @@ class ReceiverHandler:
             peer=_peer(session),
             helo=session.host_name,
             tls=_tls(session),
-            auth_user=str(session.auth_data) if session.authenticated else None,
+            auth_user=session.auth_data.email if session.authenticated else None,
+            smtp_defects=list(getattr(envelope, "smtp_defects", [])),
         )
         rcpts = list(zip(envelope.rcpt_tos, envelope.mailboxes))
         outcomes = await self.pipeline.deliver(raw, env, rcpts, per_recipient=self.lmtp)

@@ -1,4 +1,7 @@
-"""Running the daemon: the store writer, the pipeline, the aiosmtpd listener, signals."""
+"""Running the daemon: the store writer, the parse workers, the pipeline, the listeners
+(plain + STARTTLS, implicit TLS), and the signals: SIGTERM/SIGINT stop gracefully,
+SIGHUP reloads the config.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +9,17 @@ import asyncio
 import logging
 import signal
 import socket
+import ssl
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP
-
+from receiver import config as configmod
 from receiver.config import Config, parse_hostport
+from receiver.parse.worker import Budget, ParseWorkers
 from receiver.pipeline import Pipeline
 from receiver.smtp.handler import ReceiverHandler
+from receiver.smtp.protocol import ReceiverLMTP, ReceiverSMTP, Shared
 from receiver.store.db import check_schema, open_database
 from receiver.store.writer_process import ProcessWriter
 from receiver.verify import Verifier
@@ -22,86 +27,169 @@ from receiver.verify import Verifier
 log = logging.getLogger(__name__)
 
 
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    if not config.get("tls", "cert_file"):
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = getattr(ssl.TLSVersion, config.get("tls", "min_version").replace(".", "_"))
+    load_certificate(ctx, config)
+    return ctx
+
+
+def load_certificate(ctx: ssl.SSLContext, config: Config) -> None:
+    base = config.base_dir
+    ctx.load_cert_chain(base / config.get("tls", "cert_file"), base / config.get("tls", "key_file"))
+
+
 @dataclass
 class Daemon:
     """The running parts, so tests and the CLI can start and stop them alike."""
 
-    server: asyncio.AbstractServer
+    servers: list[asyncio.AbstractServer]
     writer: ProcessWriter
     executor: ThreadPoolExecutor
     verifier: Verifier
+    parser: ParseWorkers
+    shared: Shared
+    handler: ReceiverHandler
+    pipeline: Pipeline
+    config: Config
     host: str
     port: int
+    tls: ssl.SSLContext | None = None
+    tls_port: int | None = None
+    lmtp: bool = False
+    # Resolved once (getfqdn may block on DNS), again on reload.
+    hostname: str = ""
 
-    async def stop(self) -> None:
-        self.server.close()
-        await self.server.wait_closed()
+    def factory(self, implicit_tls: bool = False):
+        def make():
+            base = ReceiverLMTP if self.lmtp else ReceiverSMTP
+            return base(
+                self.handler,
+                shared=self.shared,
+                implicit_tls=implicit_tls,
+                enable_SMTPUTF8=True,
+                decode_data=False,
+                hostname=self.hostname,
+                ident="threads-receiver",
+                tls_context=None if implicit_tls else self.tls,
+            )
+
+        return make
+
+    def _read_config(self) -> tuple[Config, str]:
+        """Blocking part of a reload (files, DNS for the host name): runs off the loop."""
+        config = configmod.load(self.config.path)
+        if self.tls is not None and config.get("tls", "cert_file"):
+            # The same context serves both listeners: a renewed certificate is used by
+            # every handshake from now on.
+            load_certificate(self.tls, config)
+        return config, config.get("smtp", "hostname") or socket.getfqdn()
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read the config; new sessions get the new limits, policy and TLS
+        certificate. Open sessions keep going. Mailboxes are read from the store at
+        every RCPT, so a change there needs no reload."""
+        try:
+            config, hostname = await asyncio.get_running_loop().run_in_executor(
+                None, self._read_config)
+        except (configmod.ConfigError, OSError, ssl.SSLError) as e:
+            log.error("reload failed, keeping the running config: %s", e)
+            return
+        if bool(config.get("tls", "cert_file")) != (self.tls is not None):
+            log.warning("turning TLS on or off takes a restart")
+        self.config = config
+        self.hostname = hostname
+        self.shared.reload(config)
+        self.pipeline.config = config
+        self.handler.max_recipients = config.get("smtp", "max_recipients")
+        log.info("config reloaded from %s", config.path)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting; let sessions in DATA finish within `grace`; close the rest."""
+        grace = self.config.get("smtp", "shutdown_grace") if grace is None else grace
+        self.shared.stopping = True
+        for server in self.servers:
+            server.close()
+        deadline = time.monotonic() + grace
+        while self.shared.sessions and time.monotonic() < deadline:
+            for session in list(self.shared.sessions):
+                session.shutdown()
+            await asyncio.sleep(0.05)
+        for session in list(self.shared.sessions):
+            if session.transport is not None:
+                session.transport.abort()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.writer.stop)
         await self.verifier.close()
+        await loop.run_in_executor(None, self.parser.close)
         self.executor.shutdown(wait=False)
-
-
-def protocol_factory(config: Config, handler: ReceiverHandler, lmtp: bool):
-    base = LMTP if lmtp else SMTP
-
-    class ReceiverSMTP(base):
-        # DATA lines: RFC 5321 says 1000 octets, real senders exceed it; configurable.
-        line_length_limit = config.get("smtp", "max_line_length")
-
-    hostname = config.get("smtp", "hostname") or socket.getfqdn()
-
-    def factory():
-        return ReceiverSMTP(
-            handler,
-            data_size_limit=config.get("smtp", "max_message_size"),
-            enable_SMTPUTF8=True,
-            decode_data=False,
-            hostname=hostname,
-            ident="threads-receiver",
-            timeout=config.get("smtp", "timeout"),
-        )
-
-    return factory
 
 
 async def start(config: Config, listen: str | None = None, lmtp: bool | None = None,
                 sock: socket.socket | None = None) -> Daemon:
-    """Start one daemon; `sock` is a listening socket made by the caller (workers)."""
+    """Start one daemon; `sock` is a listening socket made by `serve --workers`."""
+    loop = asyncio.get_running_loop()
     db = open_database(config.database_url, config.get("database", "lock_timeout"))
-    await asyncio.get_running_loop().run_in_executor(None, check_schema, db)
+    await loop.run_in_executor(None, check_schema, db)
     writer = ProcessWriter(db, config.database_url, config.get("database", "lock_timeout"),
                            config.get("database", "batch_max"))
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="receiver")
     verifier = Verifier(config)
-    pipeline = Pipeline(config, writer, verifier, executor)
+    parser = await loop.run_in_executor(
+        None, lambda: ParseWorkers(Budget.from_config(config), config.get("parse", "workers")))
+    pipeline = Pipeline(config, writer, verifier, executor, parser=parser.parse)
+    shared = Shared.from_config(config)
     use_lmtp = config.get("smtp", "lmtp") if lmtp is None else lmtp
     handler = ReceiverHandler(pipeline, max_recipients=config.get("smtp", "max_recipients"),
-                              lmtp=use_lmtp)
-    factory = protocol_factory(config, handler, use_lmtp)
+                              lmtp=use_lmtp, auth_failures=shared.auth_failures)
+    hostname = config.get("smtp", "hostname") or await loop.run_in_executor(None, socket.getfqdn)
+    daemon = Daemon([], writer, executor, verifier, parser, shared, handler, pipeline, config,
+                    "", 0, tls=tls_context(config), lmtp=use_lmtp, hostname=hostname)
     if sock is not None:
-        server = await asyncio.get_running_loop().create_server(factory, sock=sock)
+        server = await loop.create_server(daemon.factory(), sock=sock)
     else:
         host, port = parse_hostport(listen or config.get("smtp", "listen"))
-        server = await asyncio.get_running_loop().create_server(
-            factory, host=host, port=port, reuse_address=True)
-    bound = server.sockets[0].getsockname()
-    return Daemon(server, writer, executor, verifier, bound[0], bound[1])
-
-
-async def until_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+        server = await loop.create_server(daemon.factory(), host=host, port=port,
+                                          reuse_address=True)
+    daemon.servers.append(server)
+    daemon.host, daemon.port = server.sockets[0].getsockname()[:2]
+    if config.get("tls", "implicit_listen"):
+        thost, tport = parse_hostport(config.get("tls", "implicit_listen"), "tls.implicit_listen")
+        tserver = await loop.create_server(daemon.factory(implicit_tls=True), host=thost,
+                                           port=tport, ssl=daemon.tls, reuse_address=True,
+                                           # every worker listens there too
+                                           reuse_port=sock is not None)
+        daemon.servers.append(tserver)
+        daemon.tls_port = tserver.sockets[0].getsockname()[1]
+    return daemon
 
 
 async def run(config: Config, listen: str | None = None, lmtp: bool | None = None,
               announce=print) -> None:
     daemon = await start(config, listen, lmtp)
-    use_lmtp = config.get("smtp", "lmtp") if lmtp is None else lmtp
-    announce(f"threads-receiver: {'LMTP' if use_lmtp else 'SMTP'} listening on {daemon.host}:{daemon.port}")
-    await until_signal()
+    kind = "LMTP" if daemon.lmtp else "SMTP"
+    also = f" (implicit TLS on port {daemon.tls_port})" if daemon.tls_port is not None else ""
+    announce(f"threads-receiver: {kind} listening on {daemon.host}:{daemon.port}{also}")
+    await until_signal(daemon)
     announce("threads-receiver: stopping")
     await daemon.stop()
+    announce("threads-receiver: stopped")
+
+
+async def until_signal(daemon: Daemon) -> None:
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads the config."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
+
+    def on_hup() -> None:
+        task = loop.create_task(daemon.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    await stop.wait()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import queue
 import signal
 import socket
@@ -64,7 +65,7 @@ async def _serve_worker(config: Config, host: str, port: int, lmtp: bool | None,
 
     daemon = await start(config, lmtp=lmtp, sock=reuseport_socket(host, port, listen=True))
     ready.put(multiprocessing.current_process().pid)
-    await until_signal()
+    await until_signal(daemon)
     await daemon.stop()
 
 
@@ -109,6 +110,11 @@ class Supervisor:
             self.procs[i] = self._spawn()
             self.started[i] = time.monotonic()
 
+    def reload(self) -> None:
+        for p in self.procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGHUP)
+
     def stop(self, timeout: float = 60.0) -> None:
         for p in self.procs:
             if p.is_alive():
@@ -129,12 +135,16 @@ def run_workers(config: Config, listen: str | None, lmtp: bool | None, workers: 
     holder = reuseport_socket(host, port, listen=False)
     port = holder.getsockname()[1]
     stopping = False
+    reload = False
 
     def on_signal(signum, frame):
-        nonlocal stopping
-        stopping = True
+        nonlocal stopping, reload
+        if signum == signal.SIGHUP:
+            reload = True
+        else:
+            stopping = True
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     sup = Supervisor(config, host, port, lmtp, workers)
     try:
@@ -143,6 +153,9 @@ def run_workers(config: Config, listen: str | None, lmtp: bool | None, workers: 
         announce(f"threads-receiver: {kind} listening on {host}:{port} ({workers} workers)")
         while not stopping:
             sup.check()
+            if reload:
+                reload = False
+                sup.reload()  # each worker re-reads the config (SIGHUP)
             time.sleep(0.2)
         announce("threads-receiver: stopping")
     finally:

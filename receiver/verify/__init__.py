@@ -1,21 +1,233 @@
-"""Copy checks on the raw bytes → one Verdict (headers, DKIM, ARC, alignment)."""
+"""Copy checks on the raw bytes → one Verdict (headers, DKIM, ARC, alignment).
+
+The order per message: parse the header block once (in a thread), fetch every key it
+names (async DNS, cached), run the crypto (in a thread), then classify the copy path
+and judge. The DKIM/ARC evidence is cached by the sha256 of the bytes for a minute, so
+the several mailboxes of one DATA share one verification.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import email.utils
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import dkim
 
 from receiver.config import Config
+from receiver.parse.headers import unfold
+from receiver.verify.alignment import aligned
+from receiver.verify.arccheck import ArcResult, check_arc
+from receiver.verify.authresults import auth_results
+from receiver.verify.confirmation import find_confirmation, may_confirm
+from receiver.verify.copypath import WRAPPED, address_of, classify, domain_of
+from receiver.verify.dkimcheck import (TEMPERROR_RESULT, SigResult, check_all,
+                                       signature_key_names)
+from receiver.verify.dnskeys import KeyAnswer, KeyResolver
+from receiver.verify.judge import judge
 from receiver.verify.verdict import UNVERIFIABLE, Verdict
+
+log = logging.getLogger(__name__)
+# dkimpy logs every signature that fails at ERROR; failing signatures are ordinary input
+# here, and their results are reported in the verdict, not in the daemon's log.
+logging.getLogger("dkimpy").setLevel(logging.CRITICAL)
+
+EVIDENCE_CACHE_SECONDS = 60
+EVIDENCE_CACHE_MAX = 512
+# A journal report of a forward-as-attachment is two wrappers deep; more is not a copy path.
+MAX_UNWRAP_DEPTH = 2
+HASH_ON_LOOP_MAX = 256 * 1024
+
+
+def _sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+@dataclass
+class _Parsed:
+    """The header block parsed once (dkimpy's parser), and what the checks need from it."""
+
+    dkim: dkim.DKIM | None
+    key_names: list[str]
+    from_domain: str | None
+    first_receipt: dt.datetime
+    error: str = ""
+
+
+@dataclass
+class Evidence:
+    sigs: list[SigResult]
+    arc: ArcResult
+    from_domain: str | None
+    first_receipt: dt.datetime
+    error: str = ""
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def first_receipt(headers: list[tuple[bytes, bytes]], fallback: dt.datetime) -> dt.datetime:
+    """When the message was first received: the date of its bottom-most Received field."""
+    for name, value in reversed(headers):
+        if name.lower() != b"received":
+            continue
+        text = unfold(value)
+        if ";" in text:
+            try:
+                when = email.utils.parsedate_to_datetime(text.rsplit(";", 1)[1].strip())
+            except (TypeError, ValueError, IndexError):
+                continue
+            if when is not None:
+                return _aware(when)
+    return _aware(fallback)
+
+
+def parse_for_checks(raw: bytes, received_at: dt.datetime) -> _Parsed:
+    try:
+        d = dkim.DKIM(raw)
+    except dkim.DKIMException as e:
+        return _Parsed(None, [], None, _aware(received_at), f"malformed header block: {e}")
+    from_values = [unfold(v) for n, v in d.headers if n.lower() == b"from"]
+    from_domain = domain_of(address_of(from_values[0])) if len(from_values) == 1 else None
+    return _Parsed(d, signature_key_names(d.headers), from_domain,
+                   first_receipt(d.headers, received_at))
+
+
+def run_checks(raw: bytes, parsed: _Parsed, keys: dict[str, KeyAnswer]) -> Evidence:
+    if parsed.dkim is None:
+        return Evidence([], ArcResult(reason=parsed.error), None, parsed.first_receipt,
+                        parsed.error)
+    sigs = check_all(parsed.dkim, keys, parsed.first_receipt)
+    arc = check_arc(raw, parsed.dkim.headers, keys)
+    return Evidence(sigs, arc, parsed.from_domain, parsed.first_receipt)
+
+
+def check_and_conclude(raw: bytes, parsed: _Parsed, keys: dict[str, KeyAnswer],
+                       subscriber: str | None, authserv_id: str) -> tuple:
+    ev = run_checks(raw, parsed, keys)
+    return ev, conclude(raw, ev, subscriber, authserv_id)
+
+
+def first_pass(raw: bytes, received_at: dt.datetime, subscriber: str | None,
+               authserv_id: str) -> tuple:
+    """The parse, and the whole check when there is no key to fetch."""
+    parsed = parse_for_checks(raw, received_at)
+    if parsed.key_names:
+        return parsed, None
+    return parsed, check_and_conclude(raw, parsed, {}, subscriber, authserv_id)
+
+
+def conclude(raw: bytes, ev: Evidence, subscriber: str | None, authserv_id: str) -> tuple:
+    """The copy path, the verdict on this copy as it stands, and its confirmation (if any)."""
+    path = classify(raw, subscriber)
+    verdict = judge(path, ev.sigs, ev.arc, ev.from_domain)
+    if ev.error:
+        verdict.reasons.insert(0, ev.error)
+    verdict.auth_results = auth_results(authserv_id, ev.sigs, ev.arc)
+    verdict.detail = {
+        "path": path.to_json(),
+        "from_domain": ev.from_domain,
+        "first_receipt": ev.first_receipt.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        .isoformat() + "Z",
+        "dkim": [s.to_json() for s in ev.sigs],
+        "alignment": [{"d": s.d, "relaxed": aligned(s.d, ev.from_domain),
+                       "strict": aligned(s.d, ev.from_domain, strict=True)} for s in ev.sigs],
+        "arc": ev.arc.to_json(),
+    }
+    confirmation = find_confirmation(raw) if may_confirm(ev.from_domain) else None
+    if confirmation is not None:
+        verdict.confirmation = confirmation
+        verdict.detail["confirmation"] = confirmation
+    return path, verdict
 
 
 class Verifier:
     """Runs every check on one copy; DNS is async and cached, CPU work off the loop."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, executor: Executor | None = None):
         self.config = config
+        self.keys = KeyResolver(config.get("dns", "servers"), config.get("dns", "timeout"))
+        self._own_executor = executor is None
+        # Two threads: the crypto holds the GIL, more would only queue.
+        self._executor = executor or ThreadPoolExecutor(max_workers=2,
+                                                        thread_name_prefix="verify")
+        self._evidence_cache: OrderedDict[str, tuple[float, asyncio.Future]] = OrderedDict()
 
-    async def verify(self, raw: bytes, *, subscriber: str, received_at: dt.datetime) -> Verdict:
-        return Verdict(UNVERIFIABLE, ["no signature checked"])
+    async def _off_loop(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def verify(self, raw: bytes, *, subscriber: str | None, received_at: dt.datetime,
+                     unwrap: bool | None = None) -> Verdict:
+        if unwrap is None:
+            unwrap = self.config.get("policy", "unwrap")
+        return await self._verify(raw, subscriber, received_at, unwrap, 0)
+
+    async def _verify(self, raw: bytes, subscriber: str | None, received_at: dt.datetime,
+                      unwrap: bool, depth: int) -> Verdict:
+        path, verdict = await self._checked(raw, subscriber, received_at)
+        if path.kind != WRAPPED:
+            return verdict
+        what = f"wrapped copy ({path.how[0]})"
+        if not unwrap or depth >= MAX_UNWRAP_DEPTH:
+            why = "unwrapping is off (policy.unwrap = false)" if not unwrap else "nested too deep"
+            return Verdict(UNVERIFIABLE, [f"{what}, not unwrapped: {why}", *verdict.reasons],
+                           detail=verdict.detail, auth_results=verdict.auth_results)
+        inner = await self._verify(path.inner, subscriber, received_at, unwrap, depth + 1)
+        inner.reasons.insert(0, f"{what}: the enclosed original was checked, stored and "
+                                f"threaded; the wrapper is kept as evidence")
+        inner.detail["wrapper"] = verdict.detail
+        if inner.inner is None:
+            inner.inner = path.inner
+        return inner
+
+    async def _checked(self, raw: bytes, subscriber: str | None,
+                       received_at: dt.datetime) -> tuple:
+        """(copy path, verdict); the DKIM/ARC evidence is shared by copies of equal bytes."""
+        authserv = self.config.authserv_id
+        # Hashing a large message would hold the loop for milliseconds: do it in a thread.
+        key = (_sha256(raw) if len(raw) <= HASH_ON_LOOP_MAX
+               else await self._off_loop(_sha256, raw))
+        now = time.monotonic()
+        hit = self._evidence_cache.get(key)
+        if hit and hit[0] > now:
+            ev = await asyncio.shield(hit[1])
+            return await self._off_loop(conclude, raw, ev, subscriber, authserv)
+        shared = asyncio.get_running_loop().create_future()
+        self._evidence_cache[key] = (now + EVIDENCE_CACHE_SECONDS, shared)
+        while len(self._evidence_cache) > EVIDENCE_CACHE_MAX:
+            self._evidence_cache.popitem(last=False)
+        try:
+            # At most two trips to the threads: parse (and, with no key to fetch, finish),
+            # then after the DNS answers the crypto and the verdict together.
+            parsed, done = await self._off_loop(first_pass, raw, received_at, subscriber,
+                                                authserv)
+            if done is None:
+                keys = await self.keys.fetch(parsed.key_names)
+                done = await self._off_loop(check_and_conclude, raw, parsed, keys,
+                                            subscriber, authserv)
+        except BaseException as e:
+            self._evidence_cache.pop(key, None)
+            if isinstance(e, asyncio.CancelledError):
+                shared.cancel()
+            else:
+                shared.set_exception(e)
+                shared.exception()  # retrieved: waiters (if any) get it through their await
+            raise
+        ev, concluded = done
+        shared.set_result(ev)
+        if any(s.result == TEMPERROR_RESULT for s in ev.sigs):
+            # The sender's retry must look the key up again, not reuse the failure.
+            self._evidence_cache.pop(key, None)
+        return concluded
 
     async def close(self) -> None:
-        """Release resolver resources."""
+        """Release the verification threads."""
+        if self._own_executor:
+            self._executor.shutdown(wait=False)

@@ -23,3 +23,6 @@ class Verdict:
     temperror: bool = False
     # Gmail/Outlook forwarding confirmation: always accepted, shown in `mailbox show`.
     confirmation: dict | None = None
+    # What went wrong, for the policy's reply sentence: forwarded_inline, body_changed,
+    # headers_changed, body_appended (see receiver.policy.REPLIES).
+    cause: str | None = None

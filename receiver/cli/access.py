@@ -1,0 +1,86 @@
+"""`mailbox credentials` and `mailbox allow`: who may push to a mailbox.
+
+Subcommands of the `mailbox` group, kept here because they are about access, not about
+the mailbox's addresses and state.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from receiver import allowlist
+from receiver.cli.context import AppContext, CliError, emit_json, iso, pass_app
+from receiver.cli.mailbox import json_option, mailbox
+from receiver.store import credentials, mailboxes
+
+
+@mailbox.command("credentials")
+@click.argument("email")
+@click.option("--revoke", is_flag=True, help="Revoke the mailbox's credentials.")
+@json_option
+@pass_app
+def credentials_(app: AppContext, email: str, revoke: bool, as_json: bool) -> None:
+    """Issue SMTP AUTH credentials for a bulk copy tool (shown once), or revoke them.
+
+    Issuing again replaces the earlier password. AUTH is offered over TLS only, and a
+    session that logged in may deliver only to this mailbox.
+    """
+    app.db()
+    if revoke:
+        done = credentials.revoke(email)
+        if as_json:
+            emit_json({"email": mailboxes.get(email).email, "revoked": done})
+        else:
+            click.echo("credentials revoked" if done else "no credentials in force")
+        return
+    username, password = credentials.issue(email)
+    if as_json:
+        emit_json({"username": username, "password": password})
+        return
+    click.echo(f"username: {username}")
+    click.echo(f"password: {password}")
+    click.echo("the password is shown only now; issue new credentials if it is lost")
+    if not app.config.get("tls", "cert_file"):
+        click.echo("note: AUTH needs TLS: set tls.cert_file and tls.key_file", err=True)
+
+
+@mailbox.command("allow")
+@click.argument("email")
+@click.argument("entries", nargs=-1)
+@click.option("--clear", is_flag=True, help="Remove the allow-list: anyone may push again.")
+@json_option
+@pass_app
+def allow(app: AppContext, email: str, entries: tuple[str, ...], clear: bool,
+          as_json: bool) -> None:
+    """Limit who may push to a mailbox: networks (192.0.2.0/24) or DKIM/ARC signing
+    domains (google.com). Without ENTRIES, show the list."""
+    app.db()
+    mb = mailboxes.get(email)
+    if clear and entries:
+        raise CliError("give entries or --clear, not both")
+    if clear:
+        mb.allow_from = None
+        mb.save()
+    elif entries:
+        try:
+            allowlist.split_entries(entries)
+        except ValueError as e:
+            raise CliError(str(e)) from None
+        mb.allow_from = json.dumps([e.strip() for e in entries])
+        mb.save()
+    current = json.loads(mb.allow_from) if mb.allow_from else None
+    cred = credentials.status(mb)
+    if as_json:
+        emit_json({"email": mb.email, "allow_from": current,
+                   "credentials": cred and {k: iso(v) if k != "username" else v
+                                            for k, v in cred.items()}})
+    elif current is None:
+        click.echo(f"{mb.email}: anyone may push (no allow-list)")
+    else:
+        click.echo(f"{mb.email}: allowed senders: {', '.join(current)}")
+
+
+# Attached to the `mailbox` group on import; nothing top-level.
+COMMANDS: list = []

@@ -1,0 +1,127 @@
+"""Parsing in child processes under a time, size, nesting and memory budget.
+
+mail-parser (and the email package under it) can take seconds or recurse itself to
+death on hostile MIME, and a thread cannot be stopped. So the parse runs in a small pool
+of worker processes: a parse that runs out of time is ended by killing its worker (a
+fresh one takes its place), one that runs out of memory dies alone. Either way the
+caller gets a record built from the raw headers with `parse_error` saying why: the copy
+is stored byte-exact and flagged, never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import queue
+import resource
+import threading
+from dataclasses import dataclass
+
+from receiver.parse.bare import parse_view
+from receiver.parse.budget import over_budget
+from receiver.parse.record import ParsedMessage, parse_message
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Budget:
+    timeout: float = 10.0
+    max_depth: int = 100
+    max_parts: int = 5000
+    max_bytes: int = 64 * 1024 * 1024
+    max_memory: int = 2 * 1024 * 1024 * 1024
+
+    @classmethod
+    def from_config(cls, config) -> "Budget":
+        return cls(**{k: config.get("parse", k) for k in
+                      ("timeout", "max_depth", "max_parts", "max_bytes", "max_memory")})
+
+
+def parse_within(raw: bytes, budget: Budget) -> ParsedMessage:
+    """Parse in this process, skipping mail-parser for a message over the static budget."""
+    view = parse_view(raw)
+    reason = (f"larger than {budget.max_bytes} bytes" if len(raw) > budget.max_bytes
+              else over_budget(view, budget.max_depth, budget.max_parts))
+    return parse_message(view, unparsed=f"parse budget: {reason}" if reason else None)
+
+
+def _serve(conn, budget: Budget) -> None:
+    """A worker's life: bytes in, a ParsedMessage out, until the pipe closes."""
+    if budget.max_memory:
+        resource.setrlimit(resource.RLIMIT_AS, (budget.max_memory, budget.max_memory))
+    while True:
+        try:
+            raw = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        conn.send(parse_within(raw, budget))
+
+
+class _Worker:
+    def __init__(self, ctx, budget: Budget):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, budget), daemon=True,
+                                name="parse-worker")
+        self.proc.start()
+        child.close()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.join(5)
+        self.conn.close()
+
+
+class ParseWorkers:
+    """`parse(raw)` blocks its (executor) thread until a worker answers or the time is up."""
+
+    def __init__(self, budget: Budget, workers: int = 2):
+        self.budget = budget
+        # forkserver: children start from a clean, single-threaded process, not a copy of
+        # this one with its writer thread and event loop.
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["receiver.parse.worker"])
+        self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
+        self._all: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        for _ in range(max(1, workers)):
+            self._add()
+
+    def _add(self) -> None:
+        w = _Worker(self._ctx, self.budget)
+        with self._lock:
+            self._all.add(w)
+        self._idle.put(w)
+
+    def _retire(self, w: _Worker) -> None:
+        with self._lock:
+            self._all.discard(w)
+        w.kill()
+        if not self._closed:
+            self._add()
+
+    def parse(self, raw: bytes) -> ParsedMessage:
+        if len(raw) > self.budget.max_bytes:
+            return parse_within(raw, self.budget)
+        w = self._idle.get()
+        try:
+            w.conn.send_bytes(raw)
+            if w.conn.poll(self.budget.timeout):
+                rec = w.conn.recv()
+                self._idle.put(w)
+                return rec
+            reason = f"parse budget: took longer than {self.budget.timeout:g}s"
+        except (EOFError, OSError) as e:
+            reason = f"parse worker died: {e!r}"
+        log.warning("%s; storing the copy unparsed", reason)
+        self._retire(w)
+        return parse_message(parse_view(raw), unparsed=reason)
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            workers = list(self._all)
+            self._all.clear()
+        for w in workers:
+            w.kill()

@@ -1,0 +1,422 @@
+"""The SMTP/LMTP session, hardened for the open internet: aiosmtpd's protocol with our
+own command loop and DATA reader.
+
+aiosmtpd ends a command line at a bare LF, takes a bare CR or NUL inside MAIL FROM or
+the HELO name, answers a handler's exception with a permanent "500 Error: (Exception)"
+that leaks internals, and keeps no count of errors, sessions or bytes across sessions.
+So this module replaces its session loop (`_handle_client`) and its DATA reader, and
+keeps its command implementations (HELO, EHLO, MAIL, RCPT, STARTTLS, AUTH, ...):
+
+- command lines must end in CRLF and hold no bare CR or NUL (500/501), at most 512
+  octets (MAIL: 512 + its ESMTP parameters); arguments must be valid UTF-8, and
+  non-ASCII addresses need SMTPUTF8 (553 5.6.7);
+- too many commands or error replies in one session: 421 4.7.0 and close;
+- concurrent sessions in total and per client address: 421 4.7.0 past the cap;
+- DATA: SIZE and the growing body checked against the limit (552 5.3.4), bytes counted
+  against a budget shared by every session (452 4.3.1), memory freed as soon as a
+  limit is passed while the rest is drained, bare CR/LF in headers recorded as defects;
+- any exception: logged with the session id, answered 451 4.3.0;
+- PROXY protocol v1/v2 from trusted networks only; implicit TLS on a second listener;
+- SIGTERM: sessions in DATA finish, the others get 421 4.3.2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+from dataclasses import dataclass, field
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.proxy_protocol import get_proxy
+from aiosmtpd.smtp import SMTP, TLSSetupException
+
+from receiver.config import Config
+from receiver.parse.bare import header_defects
+from receiver.smtp.handler import session_id
+from receiver.smtp.limits import ByteBudget, FailureLimiter, SessionSlots, client_ip
+
+log = logging.getLogger(__name__)
+
+COMMAND_LIMIT = 512
+# MAIL may carry SIZE=, BODY=8BITMIME and SMTPUTF8 on top of the 512 octets.
+MAIL_LIMIT = COMMAND_LIMIT + 64
+PROXY_TIMEOUT = 10.0
+ALLOWED_BEFORE_STARTTLS = {"NOOP", "EHLO", "LHLO", "STARTTLS", "QUIT"}
+
+_SIZE_PARAM = re.compile(r"(?i)\sSIZE=(\d{1,20})(?:\s|$)")
+
+TOO_MANY_SESSIONS = "421 4.7.0 Too many connections, try again later"
+TOO_MANY_COMMANDS = "421 4.7.0 Too many commands in one session, closing"
+TOO_MANY_ERRORS = "421 4.7.0 Too many errors in one session, closing"
+SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+TIMED_OUT = "421 4.4.2 Idle too long, closing"
+TEMPFAIL = "451 4.3.0 Temporary failure, try again later"
+NEEDS_CRLF = "500 5.5.2 Command lines end with CRLF"
+BARE_CR_NUL = "501 5.5.2 Bare CR or NUL in command"
+COMMAND_TOO_LONG = "500 5.5.2 Command line too long"
+BAD_UTF8 = "501 5.6.7 Invalid UTF-8 in command"
+NEEDS_SMTPUTF8 = "553 5.6.7 Non-ASCII address needs SMTPUTF8"
+DATA_LINE_TOO_LONG = "500 5.5.2 Line too long"
+TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
+NO_MEMORY = "452 4.3.1 Insufficient system resources, try again later"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The limits a session reads when it starts (replaced whole on SIGHUP)."""
+
+    max_message_size: int
+    max_line_length: int
+    timeout: float
+    data_timeout: float
+    max_commands: int
+    max_errors: int
+    require_starttls: bool
+    proxy_trusted: tuple = ()
+
+    @classmethod
+    def from_config(cls, config: Config) -> "Settings":
+        g = config.get
+        return cls(
+            max_message_size=g("smtp", "max_message_size"),
+            max_line_length=g("smtp", "max_line_length"),
+            timeout=g("smtp", "timeout"),
+            data_timeout=g("smtp", "data_timeout"),
+            max_commands=g("smtp", "max_commands"),
+            max_errors=g("smtp", "max_errors"),
+            require_starttls=g("tls", "require_starttls"),
+            proxy_trusted=tuple(ipaddress.ip_network(n, strict=False)
+                                for n in g("smtp", "proxy_trusted")),
+        )
+
+
+@dataclass
+class Shared:
+    """What every session of one daemon shares."""
+
+    settings: Settings
+    slots: SessionSlots
+    budget: ByteBudget
+    auth_failures: FailureLimiter
+    sessions: set = field(default_factory=set)
+    stopping: bool = False
+
+    @classmethod
+    def from_config(cls, config: Config) -> "Shared":
+        return cls(
+            settings=Settings.from_config(config),
+            slots=SessionSlots(config.get("smtp", "max_sessions"),
+                               config.get("smtp", "max_sessions_per_ip")),
+            budget=ByteBudget(config.get("smtp", "max_inflight_bytes")),
+            auth_failures=FailureLimiter(config.get("auth", "max_failures"),
+                                         config.get("auth", "failure_window")),
+        )
+
+    def reload(self, config: Config) -> None:
+        self.settings = Settings.from_config(config)
+        self.slots.total = config.get("smtp", "max_sessions")
+        self.slots.per_ip = config.get("smtp", "max_sessions_per_ip")
+        self.budget.limit = config.get("smtp", "max_inflight_bytes")
+        self.auth_failures.max_failures = config.get("auth", "max_failures")
+        self.auth_failures.window = config.get("auth", "failure_window")
+
+
+class _DataTooLong(Exception):
+    pass
+
+
+class Hardened:
+    """Mixed in before aiosmtpd's SMTP or LMTP class; see the module docstring."""
+
+    shared: Shared
+    implicit_tls: bool = False
+
+    def __init__(self, handler, *, shared: Shared, implicit_tls: bool = False, **kwargs):
+        s = shared.settings
+        # Read by aiosmtpd's __init__ for the stream reader's limit (DATA lines).
+        self.line_length_limit = s.max_line_length
+        self.shared = shared
+        self.settings = s
+        self.implicit_tls = implicit_tls
+        self.in_data = False
+        self._commands = 0
+        self._errors = 0
+        self._slot_ip: str | None = None
+        super().__init__(handler, data_size_limit=s.max_message_size, timeout=s.timeout,
+                         require_starttls=s.require_starttls, **kwargs)
+
+    # -- connection --------------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        before = self.session
+        super().connection_made(transport)
+        if before is not None:
+            # After STARTTLS aiosmtpd starts a new Session (RFC 3207 resets the state);
+            # the session id and the client address (perhaps from PROXY) stay.
+            self.session.receiver_id = session_id(before)
+            self.session.peer = before.peer
+            self.session.proxy_data = before.proxy_data
+        ssl_object = transport.get_extra_info("ssl_object")
+        if self.implicit_tls and ssl_object is not None and self.session.ssl is None:
+            # TLS from the first byte: let aiosmtpd treat it as after STARTTLS
+            # (AUTH offered, no STARTTLS advertised).
+            self._tls_protocol = transport
+            self.session.ssl = {"cipher": ssl_object.cipher(), "ssl_object": ssl_object}
+
+    def _timeout_cb(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(TIMED_OUT.encode() + b"\r\n")
+        log.info("session %s: timed out", session_id(self.session))
+        super()._timeout_cb()
+
+    async def push(self, status) -> None:
+        text = status if isinstance(status, str) else status.decode("utf-8", "replace")
+        if text[:1] in ("4", "5"):
+            self._errors += 1
+        await super().push(status)
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """SIGTERM: a session between commands is told 421 and closed now."""
+        if self.in_data or self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(SHUTTING_DOWN.encode() + b"\r\n")
+        self.transport.close()
+
+    # -- the session loop --------------------------------------------------------
+
+    async def _handle_client(self) -> None:
+        sid = session_id(self.session)
+        if not await self._proxy_header(sid):
+            return
+        if self.shared.stopping:
+            await self.push(SHUTTING_DOWN)
+            return self._close()
+        ip = client_ip(self.session.peer)
+        if not self.shared.slots.acquire(ip):
+            log.warning("session %s: %s over the session cap", sid, ip)
+            await self.push(TOO_MANY_SESSIONS)
+            return self._close()
+        self._slot_ip = ip
+        self.shared.sessions.add(self)
+        try:
+            await self.push(f"220 {self.hostname} {self.__ident__}")
+            while self.transport is not None:
+                if self.shared.stopping:
+                    await self.push(SHUTTING_DOWN)
+                    return self._close()
+                try:
+                    await self._one_command(sid)
+                except (asyncio.CancelledError, ConnectionResetError):
+                    raise
+                except TLSSetupException:
+                    log.info("session %s: TLS handshake failed", sid)
+                    return self._close()
+                except Exception:
+                    log.exception("session %s: command failed", sid)
+                    if self.transport is not None:
+                        await self.push(TEMPFAIL)
+                if self._errors > self.settings.max_errors and self.transport is not None:
+                    log.warning("session %s: too many errors", sid)
+                    await self.push(TOO_MANY_ERRORS)
+                    return self._close()
+        except ConnectionResetError:
+            log.info("session %s: connection reset", sid)
+        finally:
+            self.shared.sessions.discard(self)
+            self.shared.slots.release(ip)
+
+    async def _proxy_header(self, sid: str) -> bool:
+        """From a trusted proxy, read its PROXY header and take the client address in it."""
+        trusted = self.settings.proxy_trusted
+        if not trusted or self.implicit_tls:
+            # On the implicit-TLS listener a PROXY header would come before the TLS
+            # handshake, which asyncio has done already: not supported there.
+            return True
+        try:
+            peer_ip = ipaddress.ip_address(client_ip(self.session.peer))
+        except ValueError:
+            return True
+        if not any(peer_ip in net for net in trusted):
+            return True
+        self._reset_timeout(PROXY_TIMEOUT)
+        data = await get_proxy(self._reader)
+        if not data or data.src_addr is None:
+            log.warning("session %s: bad PROXY header from %s: %s", sid, peer_ip,
+                        getattr(data, "error", ""))
+            self._close()
+            return False
+        self.session.proxy_data = data
+        self.session.peer = (str(data.src_addr), data.src_port)
+        self._reset_timeout()
+        return True
+
+    async def _read_line(self) -> bytes | None:
+        """One command line, or None when it was too long (drained, answered)."""
+        try:
+            return await self._reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError as e:
+            await self._reader.read(e.consumed)
+            while True:
+                try:
+                    await self._reader.readuntil(b"\n")
+                    break
+                except asyncio.LimitOverrunError as more:
+                    await self._reader.read(more.consumed)
+            await self.push(COMMAND_TOO_LONG)
+            return None
+        except asyncio.IncompleteReadError:
+            self._close()
+            return None
+
+    async def _one_command(self, sid: str) -> None:
+        line = await self._read_line()
+        if line is None:
+            return
+        if not line.endswith(b"\r\n"):
+            return await self.push(NEEDS_CRLF)
+        line = line[:-2]
+        if b"\r" in line or b"\0" in line:
+            log.info("session %s: bare CR or NUL in a command", sid)
+            return await self.push(BARE_CR_NUL)
+        if not line:
+            return await self.push("500 5.5.2 Error: bad syntax")
+        name_bytes, _, arg_bytes = line.partition(b" ")
+        try:
+            command = name_bytes.upper().decode("ascii")
+        except UnicodeDecodeError:
+            return await self.push("500 5.5.2 Error: bad syntax")
+        if len(line) > (MAIL_LIMIT if command == "MAIL" else COMMAND_LIMIT):
+            return await self.push(COMMAND_TOO_LONG)
+        try:
+            arg = arg_bytes.strip().decode("utf-8") or None
+        except UnicodeDecodeError:
+            return await self.push(BAD_UTF8)
+        self._commands += 1
+        if self._commands > self.settings.max_commands:
+            log.warning("session %s: too many commands", sid)
+            await self.push(TOO_MANY_COMMANDS)
+            return self._close()
+        if not self._tls_handshake_okay and command != "QUIT":
+            return await self.push("554 5.7.0 Command refused due to lack of security")
+        if (self.require_starttls and not self._tls_protocol
+                and command not in ALLOWED_BEFORE_STARTTLS):
+            return await self.push("530 5.7.0 Must issue a STARTTLS command first")
+        method = self._smtp_methods.get(command)
+        if method is None:
+            return await self.push(f'500 5.5.1 Error: command "{command}" not recognized')
+        self._reset_timeout()
+        await method(arg)
+
+    # -- commands with our checks in front of aiosmtpd's ---------------------------
+
+    def _getaddr(self, arg: str):
+        # The email package's address parser raises IndexError, AttributeError or
+        # UnboundLocalError on some garbage ("<", "\\@[\t"), which aiosmtpd would
+        # turn into "500 Error: (IndexError) ...": it is a malformed address (553).
+        try:
+            return super()._getaddr(arg)
+        except Exception as e:  # any parser crash on client input means "malformed"
+            log.info("session %s: unparseable address %r: %r", session_id(self.session),
+                     arg, e)
+            return None, None
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        size = _SIZE_PARAM.search(arg or "")
+        if size and self.data_size_limit and int(size.group(1)) > self.data_size_limit:
+            return await self.push(TOO_BIG)
+        if arg and not arg.isascii() and "SMTPUTF8" not in arg.upper().split():
+            return await self.push(NEEDS_SMTPUTF8)
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if arg and not arg.isascii() and not self.envelope.smtp_utf8:
+            return await self.push(NEEDS_SMTPUTF8)
+        await super().smtp_RCPT(arg)
+
+    async def smtp_DATA(self, arg: str | None) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        if not self.envelope.rcpt_tos:
+            return await self.push("503 5.5.1 Error: need RCPT command")
+        if arg:
+            return await self.push("501 5.5.4 Syntax: DATA")
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        self.in_data = True
+        held = 0
+        try:
+            self._reset_timeout(self.settings.data_timeout)
+            # One growing buffer, not a list of lines: millions of short lines would
+            # cost tens of bytes of object overhead each, outside the budget's count.
+            buf = bytearray()
+            error = None
+            total = 0
+            async for line in self._data_lines():
+                if line is None:
+                    error = error or DATA_LINE_TOO_LONG
+                    continue
+                total += len(line)
+                if error:
+                    continue
+                if self.data_size_limit and total > self.data_size_limit:
+                    error = TOO_BIG
+                elif not self.shared.budget.take(len(line)):
+                    error = NO_MEMORY
+                else:
+                    held += len(line)
+                    buf += memoryview(line)[1:] if line.startswith(b".") else line
+                    continue
+                # Past a limit: free what is held now, drain the rest without keeping it.
+                buf = bytearray()
+                self.shared.budget.give_back(held)
+                held = 0
+            self._reset_timeout()
+            if error:
+                log.info("session %s: DATA refused: %s", session_id(self.session), error)
+                self._set_post_data_state()
+                return await self.push(error)
+            raw = bytes(buf)
+            del buf
+            self.envelope.content = self.envelope.original_content = raw
+            self.envelope.smtp_defects = header_defects(raw)
+            status = await self._call_handler_hook("DATA")
+            self._set_post_data_state()
+            await self.push(status)
+        finally:
+            self.shared.budget.give_back(held)
+            self.in_data = False
+
+    async def _data_lines(self):
+        """DATA lines up to the lone ".": each ends in CRLF, so <LF>.<CR><LF> or <CR>.<CR>
+        never end the message. None stands for a line over the limit (drained)."""
+        reader = self._reader
+        in_long_line = False
+        while True:
+            try:
+                line = await reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as e:
+                await reader.read(e.consumed)
+                if not in_long_line:
+                    in_long_line = True
+                    yield None
+                continue
+            if in_long_line:
+                # The tail of the long line: never the end of DATA, whatever it holds.
+                in_long_line = False
+                continue
+            if line == b".\r\n":
+                return
+            yield line
+
+
+class ReceiverSMTP(Hardened, SMTP):
+    pass
+
+
+class ReceiverLMTP(Hardened, LMTP):
+    pass

@@ -1,0 +1,94 @@
+"""The quarantine: deliveries stored byte-exact but held back from threads.
+
+Release threads the message exactly as if it had arrived then: the stored bytes are
+parsed again and attached inside one transaction, under the same PostgreSQL advisory
+lock the delivery writer takes, so a release never races a merge of another receiver.
+"""
+
+from __future__ import annotations
+
+import json
+
+from peewee import Database
+
+from receiver.parse import parse_message
+from receiver.store import threading as threadstore
+from receiver.store.db import is_postgres
+from receiver.store.deliveries import PG_THREADING_LOCK
+from receiver.store.models import Delivery, Mailbox, Message
+from receiver.store.queries import NotFound, blob_bytes, delivery_json, message_summary
+from receiver.store.retention import delete_deliveries
+from receiver.threads.links import links_of
+
+QUARANTINED = "quarantined"
+
+
+def _quarantined(delivery_id: int) -> Delivery:
+    d = (Delivery.select(Delivery, Mailbox).join(Mailbox)
+         .where((Delivery.id == delivery_id) & (Delivery.status == QUARANTINED)).first())
+    if d is None:
+        raise NotFound(f"no quarantined delivery {delivery_id}: see "
+                       "`threads-receiver quarantine list`")
+    return d
+
+
+def _row(d: Delivery, m: Message) -> dict:
+    return {
+        "delivery_id": d.id,
+        "mailbox": d.mailbox.email,
+        "received_at": d.received_at.replace(microsecond=0).isoformat() + "Z",
+        "verdict": d.verdict,
+        "reasons": json.loads(d.reasons),
+        "message_id": m.message_id,
+        "message": m.id,
+        "subject": m.subject,
+        "from": m.from_addr,
+    }
+
+
+def list_quarantined(mailbox_email: str | None = None, limit: int = 100) -> list[dict]:
+    """Oldest first: the order an admin works through them; limit 0 means all."""
+    q = (Delivery.select(Delivery, Mailbox, Message).join(Mailbox)
+         .switch(Delivery).join(Message)
+         .where(Delivery.status == QUARANTINED).order_by(Delivery.id))
+    if mailbox_email:
+        q = q.where(Mailbox.email == mailbox_email)
+    if limit:
+        q = q.limit(limit)
+    return [_row(d, d.message) for d in q]
+
+
+def show(delivery_id: int) -> dict:
+    d = _quarantined(delivery_id)
+    m = Message.get_by_id(d.message_id)
+    data = delivery_json(d, d.mailbox.email)
+    data["message"] = message_summary(m, [d.mailbox.email])
+    return data
+
+
+def _locked(db: Database) -> None:
+    if is_postgres(db):
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (PG_THREADING_LOCK,))
+
+
+def release(db: Database, delivery_id: int) -> dict:
+    """Mark the delivery stored and thread its message (if no other delivery did)."""
+    with db.atomic():
+        _locked(db)
+        d = _quarantined(delivery_id)
+        Delivery.update(status="stored").where(Delivery.id == d.id).execute()
+        msg = Message.get_by_id(d.message_id)
+        if msg.thread_id is None:
+            record = parse_message(blob_bytes(msg.blob_id or d.blob_id))
+            threadstore.attach(msg, links_of(record))
+        return {"delivery_id": d.id, "message": msg.id, "thread_id": msg.thread_id,
+                "released": True}
+
+
+def delete(db: Database, delivery_id: int) -> dict:
+    """Delete the delivery, and its message and bytes when nothing else holds them."""
+    with db.atomic():
+        _locked(db)
+        d = _quarantined(delivery_id)
+        delete_deliveries(Delivery.select(Delivery.id).where(Delivery.id == d.id))
+        return {"delivery_id": d.id, "deleted": True}

@@ -1,0 +1,196 @@
+"""Who gets in: STARTTLS and implicit TLS, SMTP AUTH with per-mailbox credentials,
+PROXY protocol from trusted proxies only, per-mailbox allow-lists."""
+
+from __future__ import annotations
+
+import base64
+import re
+import socket
+import struct
+
+import pytest
+
+from receiver import allowlist
+from receiver.verify.verdict import UNALTERED, Verdict
+from tests.rawsmtp import Raw, deliveries, message, query, send, transaction
+
+
+def plain(user: str, password: str) -> str:
+    return base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+
+
+def test_starttls_records_version_and_cipher(tls_receiver):
+    port = tls_receiver.start()
+    c = Raw(port)
+    code, text = c.cmd("EHLO x")
+    assert "STARTTLS" in text and "AUTH" not in text  # AUTH only after TLS
+    c.starttls()
+    code, text = c.cmd("EHLO x")
+    assert "AUTH LOGIN PLAIN" in text and "STARTTLS" not in text
+    assert transaction(c, tls_receiver.address, message(1), helo=False)[0] == 250
+    c.close()
+    [row] = deliveries(tls_receiver.db_url)
+    assert row["tls"]["version"] in ("TLSv1.2", "TLSv1.3")
+    assert row["tls"]["cipher"]
+
+
+def test_require_starttls(tls_receiver):
+    port = tls_receiver.start(THREADS_RECEIVER_TLS_REQUIRE_STARTTLS="true")
+    c = Raw(port)
+    assert c.cmd("EHLO x")[0] == 250
+    code, text = c.cmd("MAIL FROM:<a@example.org>")
+    assert code == 530
+    c.starttls()
+    assert transaction(c, tls_receiver.address, message(1))[0] == 250
+    c.close()
+
+
+def test_implicit_tls_listener(tls_receiver):
+    tls_receiver.start(THREADS_RECEIVER_TLS_IMPLICIT_LISTEN="127.0.0.1:0")
+    announced = b"".join(tls_receiver.announced).decode()
+    tls_port = int(re.search(r"implicit TLS on port (\d+)", announced).group(1))
+    c = Raw(tls_port, tls=True)
+    code, text = c.cmd("EHLO x")
+    assert "AUTH" in text and "STARTTLS" not in text
+    assert transaction(c, tls_receiver.address, message(1), helo=False)[0] == 250
+    c.close()
+    assert deliveries(tls_receiver.db_url)[0]["tls"]["cipher"]
+
+
+def test_auth_credentials_lifecycle(tls_receiver):
+    other = tls_receiver.add_mailbox("carol@corp.example")
+    out = tls_receiver.cli("mailbox", "credentials", "alice@corp.example").stdout.decode()
+    user = re.search(r"username: (\S+)", out).group(1)
+    password = re.search(r"password: (\S+)", out).group(1)
+    [(stored,)] = query(tls_receiver.db_url, "SELECT secret_hash FROM credential")
+    assert stored.startswith("scrypt$") and password not in stored
+    port = tls_receiver.start()
+
+    c = Raw(port)
+    c.cmd("EHLO x")
+    assert c.cmd("AUTH PLAIN " + plain(user, password))[0] == 538  # not over plain text
+    c.starttls()
+    c.cmd("EHLO x")
+    assert c.cmd("AUTH PLAIN " + plain(user, password))[0] == 235
+    assert c.cmd("MAIL FROM:<tool@example.org>")[0] == 250
+    code, text = c.cmd(f"RCPT TO:<{other}>")
+    assert code == 550 and "5.7.1" in text  # not its own mailbox
+    assert c.cmd(f"RCPT TO:<{tls_receiver.address}>")[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send(message(1) + b".\r\n")
+    assert c.reply()[0] == 250
+    c.close()
+    assert deliveries(tls_receiver.db_url)[0]["auth_user"] == "alice@corp.example"
+
+    # LOGIN works too; a wrong password and an unknown user get the same reply.
+    c = Raw(port)
+    c.cmd("EHLO x")
+    c.starttls()
+    c.cmd("EHLO x")
+    assert c.cmd("AUTH LOGIN " + base64.b64encode(user.encode()).decode())[0] == 334
+    assert c.cmd(base64.b64encode(password.encode()).decode())[0] == 235
+    c.close()
+    replies = []
+    for who in (user, "nobody@corp.example"):
+        c = Raw(port)
+        c.cmd("EHLO x")
+        c.starttls()
+        c.cmd("EHLO x")
+        replies.append(c.cmd("AUTH PLAIN " + plain(who, "wrong")))
+        c.close()
+    assert replies[0] == replies[1] and replies[0][0] == 535
+
+    tls_receiver.cli("mailbox", "credentials", "alice@corp.example", "--revoke")
+    c = Raw(port)
+    c.cmd("EHLO x")
+    c.starttls()
+    c.cmd("EHLO x")
+    assert c.cmd("AUTH PLAIN " + plain(user, password))[0] == 535
+    c.close()
+
+
+def test_auth_failures_are_rate_limited(tls_receiver):
+    out = tls_receiver.cli("mailbox", "credentials", "alice@corp.example").stdout.decode()
+    user = re.search(r"username: (\S+)", out).group(1)
+    password = re.search(r"password: (\S+)", out).group(1)
+    port = tls_receiver.start(THREADS_RECEIVER_AUTH_MAX_FAILURES="3")
+    c = Raw(port)
+    c.cmd("EHLO x")
+    c.starttls()
+    c.cmd("EHLO x")
+    for _ in range(3):
+        assert c.cmd("AUTH PLAIN " + plain(user, "guess"))[0] == 535
+    code, text = c.cmd("AUTH PLAIN " + plain(user, password))
+    assert code == 454 and "4.7.0" in text  # even the right password, for now
+    c.close()
+
+
+def proxy_v2(src: str, sport: int) -> bytes:
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    addrs = socket.inet_aton(src) + socket.inet_aton("127.0.0.1") + struct.pack("!HH", sport, 25)
+    return sig + bytes([0x21, 0x11]) + struct.pack("!H", len(addrs)) + addrs
+
+
+@pytest.mark.parametrize("header", [b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 25\r\n",
+                                    proxy_v2("203.0.113.7", 40000)])
+def test_proxy_protocol_from_a_trusted_proxy(receiver, header):
+    address = receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_SMTP_PROXY_TRUSTED="127.0.0.0/8")
+    c = Raw(port, greet=False)
+    c.send(header)
+    assert c.reply()[0] == 220
+    assert transaction(c, address, message(1))[0] == 250
+    c.close()
+    assert deliveries(receiver.db_url)[0]["peer"] == "203.0.113.7:40000"
+    # Without a valid header a trusted proxy's connection is dropped.
+    c = Raw(port, greet=False)
+    c.send(b"EHLO not-a-proxy-header\r\n")
+    assert c.closed()
+
+
+def test_proxy_header_from_elsewhere_is_not_believed(receiver):
+    address = receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_SMTP_PROXY_TRUSTED="10.0.0.0/8")
+    c = Raw(port)
+    assert c.cmd("PROXY TCP4 203.0.113.7 127.0.0.1 40000 25")[0] == 500
+    assert transaction(c, address, message(1))[0] == 250
+    c.close()
+    assert deliveries(receiver.db_url)[0]["peer"].startswith("127.0.0.1:")
+
+
+def test_allow_list_of_networks(receiver):
+    address = receiver.add_mailbox("alice@corp.example")
+    receiver.cli("mailbox", "allow", "alice@corp.example", "10.0.0.0/8")
+    port = receiver.start()
+    code, text = send(port, address, message(1))
+    assert code == 550 and "5.7.1" in text
+    receiver.cli("mailbox", "allow", "alice@corp.example", "10.0.0.0/8", "127.0.0.1")
+    assert send(port, address, message(1))[0] == 250
+    receiver.cli("mailbox", "allow", "alice@corp.example", "--clear")
+    assert send(port, address, message(2))[0] == 250
+    assert receiver.cli("mailbox", "allow", "alice@corp.example", "not a thing",
+                        check=False).returncode == 1
+
+
+def test_allow_list_of_signing_domains_refuses_unsigned(receiver):
+    address = receiver.add_mailbox("alice@corp.example")
+    receiver.cli("mailbox", "allow", "alice@corp.example", "google.com")
+    port = receiver.start()
+    code, text = send(port, address, message(1))
+    assert code == 550 and "allow-list" in text
+    assert deliveries(receiver.db_url) == []
+
+
+def test_signing_domains_read_from_the_verdict():
+    detail = {"dkim": [{"d": "mail.google.com", "result": "pass"},
+                       {"d": "evil.example", "result": "fail"}],
+              "arc": {"cv": "pass", "sets": 1, "sealers": ["outlook.com"]}}
+    v = Verdict(UNALTERED, detail=detail)
+    assert allowlist.signing_domains(detail) == {"mail.google.com", "outlook.com"}
+    assert allowlist.refusal(["google.com"], "198.51.100.1:25", v) is None
+    assert allowlist.refusal(["outlook.com"], None, v) is None
+    assert allowlist.refusal(["evil.example"], "198.51.100.1:25", v) is not None
+    assert allowlist.refusal(["198.51.100.0/24"], "198.51.100.1:25", Verdict(UNALTERED)) is None
+    failed_arc = {"arc": {"cv": "fail", "sets": 1, "sealers": ["outlook.com"]}}
+    assert allowlist.signing_domains(failed_arc) == set()
+    assert allowlist.signing_domains({"dkim": "garbage", "arc": None}) == set()

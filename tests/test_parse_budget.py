@@ -1,0 +1,150 @@
+"""MIME torture through the daemon: every copy is stored byte-exact; one over the parse
+budget is stored raw and flagged, never refused; the parse never blocks other sessions."""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from receiver.parse.budget import over_budget
+from receiver.parse.worker import Budget, ParseWorkers
+from tests.rawsmtp import Raw, deliveries, open_data, send, stored_raws, transaction
+
+
+def nested(depth: int) -> bytes:
+    head = b"From: a@example.org\r\nSubject: nested\r\nMessage-ID: <nested@x>\r\n"
+    out = [head]
+    for i in range(depth):
+        out.append(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i))
+    out.append(b"Content-Type: text/plain\r\n\r\ndeep\r\n")
+    for i in reversed(range(depth)):
+        out.append(b"--b%d--\r\n" % i)
+    return b"".join(out)
+
+
+def many_parts(n: int) -> bytes:
+    parts = b"".join(b"--p\r\nContent-Type: text/plain\r\n\r\npart %d\r\n" % i for i in range(n))
+    return (b"From: a@example.org\r\nSubject: parts\r\nMessage-ID: <parts@x>\r\n"
+            b'Content-Type: multipart/mixed; boundary="p"\r\n\r\n' + parts + b"--p--\r\n")
+
+
+def test_budget_scan():
+    assert over_budget(nested(50), 100, 5000) is None
+    assert "nesting" in over_budget(nested(101), 100, 5000)
+    assert over_budget(many_parts(100), 100, 5000) is None
+    assert "parts" in over_budget(many_parts(5001), 100, 5000)
+    # A boundary-looking line in a text part's body does not count as a part.
+    assert over_budget(b"Subject: x\r\n\r\n--p\r\n--p\r\n", 1, 1) is None
+
+
+TORTURE = {
+    "deep nesting": nested(3000),
+    "thousands of parts": many_parts(6000),
+    "huge base64": (b"From: a@example.org\r\nSubject: big\r\nMessage-ID: <big@x>\r\n"
+                    b'Content-Type: multipart/mixed; boundary="q"\r\n\r\n--q\r\n'
+                    b"Content-Type: application/octet-stream\r\n"
+                    b"Content-Transfer-Encoding: base64\r\n\r\n"
+                    + b"\r\n".join(base64.b64encode(os.urandom(57)) for _ in range(40000))
+                    + b"\r\n--q--\r\n"),
+    "wrong charsets": (b"From: =?x-unknown?B?w7w=?= <a@example.org>\r\nSubject: =?utf-8?Q?"
+                       b"=FF=FE?= =?iso-8859-1?B?!!!?=\r\nMessage-ID: <cs@x>\r\n"
+                       b"Content-Type: text/plain; charset=no-such-charset\r\n\r\n\xff\xfe\r\n"),
+    "broken boundaries": (b"From: a@example.org\r\nSubject: bb\r\nMessage-ID: <bb@x>\r\n"
+                          b'Content-Type: multipart/mixed; boundary="\r\n\r\n--\r\n--x--\r\n'),
+    "encoded-word abuse": (b"From: a@example.org\r\nMessage-ID: <ew@x>\r\nSubject: "
+                           + b" ".join(b"=?utf-8?B?%s?=" % base64.b64encode(b"\xe2\x82\xac" * 20)
+                                       for _ in range(2000)) + b"\r\n\r\nx\r\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORTURE))
+def test_mime_torture_is_stored_byte_exact(receiver, name):
+    address = receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_SMTP_MAX_LINE_LENGTH="200000")
+    raw = TORTURE[name]
+    started = time.monotonic()
+    assert send(port, address, raw)[0] == 250
+    assert time.monotonic() - started < 10
+    assert list(stored_raws(receiver.db_url).values()) == [raw]
+    [row] = deliveries(receiver.db_url)
+    if name in ("deep nesting", "thousands of parts"):
+        assert row["parse_error"].startswith("BudgetExceeded: parse budget")
+
+
+def test_a_hung_parse_is_killed_and_the_copy_stored_flagged(receiver):
+    address = receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_PARSE_TIMEOUT="0.001",
+                          THREADS_RECEIVER_SMTP_MAX_LINE_LENGTH="200000")
+    raw = TORTURE["huge base64"]
+    assert send(port, address, raw)[0] == 250
+    [row] = deliveries(receiver.db_url)
+    assert "took longer" in row["parse_error"]
+    assert list(stored_raws(receiver.db_url).values()) == [raw]
+    # The pool replaced the killed worker and keeps serving.
+    assert send(port, address, TORTURE["wrong charsets"])[0] == 250
+
+
+def test_worker_pool_survives_a_dying_worker():
+    pool = ParseWorkers(Budget(timeout=5, max_memory=0), workers=1)
+    try:
+        w = pool._idle.get()
+        w.proc.kill()
+        w.proc.join()
+        pool._idle.put(w)
+        rec = pool.parse(b"Subject: hi\r\nMessage-ID: <a@b>\r\n\r\nx\r\n")
+        assert rec.message_id == "a@b" and "died" in rec.parse_error
+        rec = pool.parse(b"Subject: hi\r\nMessage-ID: <a@b>\r\n\r\nx\r\n")
+        assert rec.parse_error is None and rec.subject == "hi"
+    finally:
+        pool.close()
+
+
+def test_parsing_does_not_block_other_sessions(receiver):
+    address = receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_SMTP_MAX_LINE_LENGTH="200000")
+    slow = Raw(port)
+    open_data(slow, address)
+    slow.send(TORTURE["encoded-word abuse"] + b".\r\n")
+    other = Raw(port)
+    started = time.monotonic()
+    assert other.cmd("NOOP")[0] == 250
+    assert time.monotonic() - started < 0.5
+    assert slow.reply()[0] == 250
+
+
+def _test_email_data() -> Path | None:
+    pyenv = Path("/root/.pyenv/versions/3.11.7/lib/python3.11/test/test_email/data")
+    here = Path(os.path.dirname(sys.modules["os"].__file__)) / "test" / "test_email" / "data"
+    for p in (here, pyenv):
+        if p.is_dir():
+            return p
+    return None
+
+
+TEST_EMAIL_DATA = _test_email_data()
+
+
+@pytest.mark.skipif(TEST_EMAIL_DATA is None,
+                    reason="CPython's test package (Lib/test/test_email/data) is not installed")
+def test_cpython_test_email_corpus_is_stored_byte_exact(receiver):
+    address = receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_SMTP_MAX_LINE_LENGTH="200000")
+    sent = []
+    c = Raw(port)
+    assert c.cmd("EHLO x")[0] == 250
+    for path in sorted(TEST_EMAIL_DATA.glob("msg_*.txt")):
+        raw = path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if not raw.endswith(b"\r\n"):
+            raw += b"\r\n"
+        code, text = transaction(c, address, raw, helo=False)
+        assert code == 250, (path.name, text)
+        sent.append(raw)
+    c.close()
+    assert len(sent) > 40
+    stored = stored_raws(receiver.db_url)
+    assert sorted(stored.values()) == sorted(set(sent))

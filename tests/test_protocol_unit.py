@@ -1,0 +1,41 @@
+"""The hardened session in-process, with a handler that fails: an exception anywhere
+is answered 451 4.3.0, never aiosmtpd's permanent "500 Error: (Exception) ..."."""
+
+from __future__ import annotations
+
+import asyncio
+
+from receiver import config as configmod
+from receiver.smtp.protocol import ReceiverSMTP, Shared
+
+
+class Exploding:
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        raise RuntimeError("secret internal detail")
+
+    async def handle_DATA(self, server, session, envelope):
+        raise RuntimeError("secret internal detail")
+
+
+async def _talk(lines: list[bytes]) -> list[bytes]:
+    shared = Shared.from_config(configmod.load(None, environ={}))
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: ReceiverSMTP(Exploding(), shared=shared, hostname="test"), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    replies = [await reader.readline()]
+    for line in lines:
+        writer.write(line + b"\r\n")
+        replies.append(await asyncio.wait_for(reader.readline(), 5))
+    writer.close()
+    server.close()
+    return replies
+
+
+def test_handler_exception_is_a_451_without_details():
+    replies = asyncio.run(_talk([b"HELO x", b"MAIL FROM:<a@example.org>",
+                                 b"RCPT TO:<b@example.org>", b"NOOP"]))
+    assert replies[3].startswith(b"451 4.3.0")
+    assert b"secret" not in b"".join(replies) and b"Error: (" not in b"".join(replies)
+    assert replies[4].startswith(b"250")  # the session goes on

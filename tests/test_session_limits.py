@@ -1,0 +1,95 @@
+"""Slow clients, session caps and the in-flight byte budget, against the real daemon."""
+
+from __future__ import annotations
+
+import time
+
+from tests.rawsmtp import Raw, deliveries, message, open_data, send, transaction
+
+
+def test_slow_client_is_closed_at_the_timeout(receiver):
+    receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_SMTP_TIMEOUT="2")
+    c = Raw(port)
+    started = time.monotonic()
+    closed = False
+    # One byte every 0.5 s: a command line never completes in time.
+    for byte in b"EHLO a-very-slow-client.example.org":
+        try:
+            c.send(bytes([byte]))
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+            break
+        time.sleep(0.5)
+        if time.monotonic() - started > 6:
+            break
+    code, text = c.reply()
+    assert code == 421 and "4.4.2" in text
+    assert closed or c.closed()
+    assert time.monotonic() - started < 5
+
+
+def test_slow_data_is_closed_at_the_data_timeout(receiver):
+    address = receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_SMTP_DATA_TIMEOUT="2")
+    c = Raw(port)
+    open_data(c, address)
+    started = time.monotonic()
+    try:
+        for _ in range(12):
+            c.send(b"Subject: slow line by line\r\n")
+            time.sleep(0.5)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    assert c.closed(wait=3)
+    assert time.monotonic() - started < 7
+    assert deliveries(receiver.db_url) == []
+
+
+def test_session_caps_total_and_per_ip(receiver):
+    address = receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_SMTP_MAX_SESSIONS_PER_IP="2",
+                          THREADS_RECEIVER_SMTP_MAX_SESSIONS="3")
+    a, b = Raw(port), Raw(port)
+    code, text = Raw(port, greet=False).reply()
+    assert code == 421 and "4.7.0" in text
+    a.cmd("QUIT")
+    a.close()
+    time.sleep(0.2)
+    c = Raw(port)  # a slot is free again
+    assert c.greeting[0] == 220
+    assert transaction(c, address, message(1))[0] == 250
+    for s in (b, c):
+        s.close()
+
+
+def test_total_session_cap(receiver):
+    receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_SMTP_MAX_SESSIONS="2")
+    held = [Raw(port), Raw(port)]
+    code, text = Raw(port, greet=False).reply()
+    assert code == 421 and "4.7.0" in text
+    for s in held:
+        s.close()
+
+
+def test_inflight_byte_budget_across_sessions(receiver):
+    address = receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_SMTP_MAX_INFLIGHT_BYTES="60000")
+    first, second = Raw(port), Raw(port)
+    for c in (first, second):
+        open_data(c, address)
+    body = (b"b" * 98 + b"\r\n") * 400  # 40 kB each: two do not fit in 60 kB
+    first.send(message("first", body=body))
+    time.sleep(0.5)
+    second.send(message("second", body=body) + b".\r\n")
+    first.send(b".\r\n")
+    replies = {"first": first.reply(), "second": second.reply()}
+    # Whichever the daemon read second ran out of budget (normally the second).
+    refused = [name for name, (code, text) in replies.items() if code == 452 and "4.3.1" in text]
+    accepted = [name for name, (code, _) in replies.items() if code == 250]
+    assert len(refused) == 1 and len(accepted) == 1, replies
+    # The budget was given back: the refused one goes through on retry.
+    assert send(port, address, message(refused[0], body=body))[0] == 250
+    assert sorted(d["subject"] for d in deliveries(receiver.db_url)) == ["test first",
+                                                                        "test second"]

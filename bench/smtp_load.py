@@ -625,6 +625,9 @@ class ReceiverSetup:
             "THREADS_RECEIVER_CONFIG": str(self.config),
             "THREADS_RECEIVER_DB": db_url,
             "THREADS_RECEIVER_DNS_SERVERS": f"127.0.0.1:{dns_port}",
+            # Every bench session comes from 127.0.0.1, as a bulk copy tool's would from
+            # its one host: the per-address session cap must not refuse them.
+            "THREADS_RECEIVER_SMTP_MAX_SESSIONS_PER_IP": "1000",
         })
         self._cli("init", "--dir", str(directory), "--domain", RECEIVER_DOMAIN)
         self.addresses = [

@@ -316,6 +316,7 @@ class Stats:
     acked: list[int] = dataclasses.field(default_factory=list)
     codes: dict[str, int] = dataclasses.field(default_factory=dict)
     bytes: int = 0
+    taken: int = 0  # messages the sessions took to send
     errors: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -342,8 +343,10 @@ async def _command(reader, writer, cmd: bytes, expect: int) -> None:
 
 
 async def send_all(host: str, port: int, jobs, sessions: int, per_session: int,
-                   rcpt_of, rate: float | None = None) -> tuple[Stats, float]:
-    """Send every (index, Mail) of `jobs` over `sessions` concurrent sessions."""
+                   rcpt_of, rate: float | None = None,
+                   max_seconds: float | None = None) -> tuple[Stats, float]:
+    """Send every (index, Mail) of `jobs` over `sessions` concurrent sessions (or what
+    fits in `max_seconds`)."""
     stats = Stats()
     it = iter(jobs)
     lock = asyncio.Lock()
@@ -353,11 +356,14 @@ async def send_all(host: str, port: int, jobs, sessions: int, per_session: int,
     async def next_job():
         nonlocal sent
         async with lock:
+            if max_seconds is not None and time.monotonic() - start > max_seconds:
+                return None
             job = next(it, None)
             if job is None:
                 return None
             k = sent
             sent += 1
+            stats.taken = sent
         if rate:
             delay = start + k / rate - time.monotonic()
             if delay > 0:
@@ -723,12 +729,12 @@ def run_target(name: str, label: str, server_cm, corpus: Corpus, indices: list[i
         cpu0 = rss.cpu_seconds
         stats, elapsed = asyncio.run(send_all(
             "127.0.0.1", port, ((i, corpus.mails[i]) for i in indices),
-            args.sessions, args.per_session, rcpt_of, rate))
+            args.sessions, args.per_session, rcpt_of, rate, args.row_seconds or None))
         peak = rss.stop()
         cpu = rss.cpu_seconds - cpu0
         verdict = check(corpus, stats.acked) if check else None
     row = {
-        "target": name, "label": label, "messages": len(indices), "acked": len(stats.acked),
+        "target": name, "label": label, "messages": stats.taken, "acked": len(stats.acked),
         "codes": stats.codes, "seconds": round(elapsed, 2),
         "msgs_per_s": round(len(stats.acked) / elapsed, 1),
         "mb_per_s": round(stats.bytes / elapsed / 1e6, 2),
@@ -837,6 +843,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mailboxes", type=int, default=10)
     p.add_argument("--targets", default="abcde", help="which of a b c d e to run")
     p.add_argument("--workers", type=int, default=2, help="receiver workers for target e")
+    p.add_argument("--row-seconds", type=float, default=100,
+                   help="stop sending to a target after this long (0: send the whole corpus)")
     p.add_argument("--no-half-rate", action="store_true", help="skip c at half its rate")
     p.add_argument("--no-mixed", action="store_true", help="skip the mixed scenario")
     p.add_argument("--mixed-big-sessions", type=int, default=50)

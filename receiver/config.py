@@ -107,6 +107,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "subject_join": True,
         "subject_window_days": 30,
     },
+    "retention": {
+        # Days a quarantined copy waits for an admin before `prune` deletes it; 0 keeps it.
+        "quarantine_days": 30,
+    },
+    "metrics": {
+        # HOST:PORT for Prometheus /metrics and /healthz; empty: no listener.
+        "listen": "",
+    },
     "dns": {
         # host:port strings; empty means the system resolver.
         "servers": [],

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
-from receiver import allowlist
+from receiver import allowlist, metrics
 from receiver import policy as policies
 from receiver.config import Config
 from receiver.parse.record import ParsedMessage
@@ -23,7 +23,6 @@ from receiver.store import credentials, mailboxes
 from receiver.store.db import run_read
 from receiver.store.deliveries import DeliveryRequest, Writer, compress
 from receiver.store.mailboxes import MailboxInfo, RcptResult
-from receiver.store.writer_process import ProcessWriter
 from receiver.store.models import utcnow
 from receiver.verify import Verifier
 from receiver.verify.verdict import Verdict
@@ -64,6 +63,8 @@ class Outcome:
     reason: str = ""
     # Enhanced status code of a refusal decided by policy (e.g. 5.7.1, 4.4.3).
     code: str = ""
+    # The logical message (`messages show ID`), once stored.
+    message_id: int | None = None
 
 
 @dataclass
@@ -76,7 +77,7 @@ class _Prepared:
 
 
 class Pipeline:
-    def __init__(self, config: Config, writer: Writer | ProcessWriter, verifier: Verifier,
+    def __init__(self, config: Config, writer: Writer, verifier: Verifier,
                  executor: ThreadPoolExecutor,
                  parser: Callable[[bytes], ParsedMessage] | None = None):
         self.config = config
@@ -121,6 +122,7 @@ class Pipeline:
         async with self._large_lane:
             return await self._off_loop(self._prepare, raw, inner)
 
+    @metrics.observe_delivery
     async def deliver(self, raw: bytes, envelope: Envelope,
                       rcpts: list[tuple[str, MailboxInfo]], per_recipient: bool = True,
                       ) -> list[Outcome]:
@@ -131,6 +133,7 @@ class Pipeline:
         verdicts: list[Verdict] = await asyncio.gather(*(
             self.verifier.verify(raw, subscriber=mb.email, received_at=envelope.received_at)
             for _, mb in rcpts))
+        metrics.verdicts_seen(envelope.source, verdicts)
         decisions = [policies.decide(v, self._policy(mb)) for (_, mb), v in zip(rcpts, verdicts)]
         decisions = [allowlist.refusal(mb.allow_from, envelope.peer, v) or d
                      for (_, mb), v, d in zip(rcpts, verdicts, decisions)]
@@ -176,5 +179,6 @@ class Pipeline:
                 for (i, _), res in zip(requests, results):
                     status = (DUPLICATE if res.duplicate
                               else QUARANTINED if res.status == "quarantined" else STORED)
-                    outcomes[i] = Outcome(rcpts[i][1], rcpts[i][0], status, res.delivery_id)
+                    outcomes[i] = Outcome(rcpts[i][1], rcpts[i][0], status, res.delivery_id,
+                                          message_id=res.message_id)
         return [o for o in outcomes if o is not None]

@@ -43,6 +43,10 @@ def receiver(tmp_path, db_url):
     r = Receiver(tmp_path / "rx", db_url)
     yield r
     r.stop()
+    # pytest shows this only for a failed test: the daemon's own account of it.
+    log = getattr(r, "log_path", None)
+    if log is not None and log.exists():
+        print(f"--- daemon log ({log}) ---\n" + log.read_text(errors="replace")[-4000:])
 
 
 @pytest.fixture

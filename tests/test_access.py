@@ -194,3 +194,20 @@ def test_signing_domains_read_from_the_verdict():
     failed_arc = {"arc": {"cv": "fail", "sets": 1, "sealers": ["outlook.com"]}}
     assert allowlist.signing_domains(failed_arc) == set()
     assert allowlist.signing_domains({"dkim": "garbage", "arc": None}) == set()
+
+
+def test_allow_list_of_signing_domains_with_real_signatures(receiver, dns):
+    """Only copies with a verified DKIM signature of an allowed domain get in."""
+    from tests import mailfixtures as F
+
+    address = receiver.add_mailbox(F.SUBSCRIBER)
+    receiver.cli("mailbox", "allow", F.SUBSCRIBER, F.AUTHOR_DOMAIN)
+    port = receiver.start(THREADS_RECEIVER_DNS_SERVERS=dns.address,
+                          THREADS_RECEIVER_DNS_TIMEOUT="0.5")
+    assert send(port, address, F.signed())[0] == 250
+    code, text = send(port, address, message("unsigned"))
+    assert code == 550 and "allow-list" in text
+    receiver.cli("mailbox", "allow", F.SUBSCRIBER, "other.example")
+    code, text = send(port, address, F.sign(F.original(subject="x", msgid="x2@author.example")))
+    assert code == 550 and "allow-list" in text
+    assert [d["subject"] for d in deliveries(receiver.db_url)] == ["Quarterly numbers"]

@@ -118,6 +118,7 @@ def test_invalid_utf8_in_addresses(rx):
     c = Raw(rx.port)
     assert c.cmd("EHLO client.example.org")[0] == 250
     assert c.cmd(b"MAIL FROM:<b\xff\xfe@example.org> SMTPUTF8")[0] == 501
+    assert c.cmd(b"MAIL FROM:<b\xff\xfe@example.org>")[0] == 501
     assert c.cmd(b"MAIL FROM:<b\xc3\xa9@example.org>")[0] == 553  # no SMTPUTF8
     assert c.cmd(b"MAIL FROM:<b\xc3\xa9@example.org> SMTPUTF8")[0] == 250
     assert c.cmd(b"RCPT TO:<" + rx.address.encode() + b"\xff>")[0] == 501

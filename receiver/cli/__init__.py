@@ -12,6 +12,7 @@ import sys
 import click
 from peewee import InterfaceError, OperationalError
 
+from receiver import logs
 from receiver.cli.context import AppContext, CliError
 from receiver.config import ConfigError
 from receiver.store.db import StoreError
@@ -35,23 +36,28 @@ class _Group(click.Group):
 @click.option("--config", "config_path", metavar="PATH", default=None,
               help="Config file (default: $THREADS_RECEIVER_CONFIG, else the data folder's).")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details to stderr.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              envvar="THREADS_RECEIVER_LOG_FORMAT", show_default=True,
+              help="Log lines on stderr as text or as one JSON object each.")
 @click.version_option(package_name="threads-receiver")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+def cli(ctx: click.Context, config_path: str | None, verbose: bool, log_format: str) -> None:
     """threads-receiver: a self-hosted SMTP push receiver for copied mail."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logs.setup(logging.DEBUG if verbose else logging.INFO, log_format)
     # aiosmtpd logs every command at INFO; our handler logs one line per delivery.
     logging.getLogger("mail.log").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # mail-parser warns about every MIME part it has no slot for; the bytes are kept anyway.
+    logging.getLogger("mailparser").setLevel(logging.DEBUG if verbose else logging.ERROR)
     ctx.obj = AppContext(config_path)
     ctx.call_on_close(ctx.obj.close)
 
 
 def _register() -> None:
-    from receiver.cli import access, mailbox, messages, quarantine, setup, verify
+    from receiver.cli import (access, database, guides, mailbox, messages, quarantine, retention,
+                              setup, status, threads, transfer, verify)
 
-    for module in (setup, mailbox, access, messages, verify, quarantine):
+    for module in (setup, mailbox, access, messages, verify, quarantine, threads, database,
+                   retention, transfer, status, guides):
         for command in module.COMMANDS:
             cli.add_command(command)
 

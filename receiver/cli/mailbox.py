@@ -37,6 +37,13 @@ def mailbox_json(app: AppContext, mb: Mailbox, counts: dict[str, int] | None = N
             "altered": mb.policy_altered or cfg.get("policy", "altered"),
             "unverifiable": mb.policy_unverifiable or cfg.get("policy", "unverifiable"),
         },
+        "retention": {
+            "keep_days": mb.keep_days,
+            "quarantine_days": (mb.quarantine_days if mb.quarantine_days is not None
+                                else cfg.get("retention", "quarantine_days")),
+            "legal_hold": mb.legal_hold,
+            "pruned_at": iso(mb.pruned_at),
+        },
         "deliveries": {"stored": (counts or {}).get("stored", 0),
                        "quarantined": (counts or {}).get("quarantined", 0)},
         "created_at": iso(mb.created_at),
@@ -54,6 +61,14 @@ def print_mailbox(data: dict) -> None:
                f"unverifiable: {data['policy']['unverifiable']}")
     click.echo(f"stored    {data['deliveries']['stored']} deliveries, "
                f"{data['deliveries']['quarantined']} quarantined")
+    ret = data["retention"]
+    click.echo(f"keep      copies {_days(ret['keep_days'])}, quarantined {_days(ret['quarantine_days'])}"
+               + (", LEGAL HOLD" if ret["legal_hold"] else "")
+               + (f", pruned {ret['pruned_at']}" if ret["pruned_at"] else ""))
+
+
+def _days(n: int | None) -> str:
+    return f"{n} days" if n else "forever"
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")

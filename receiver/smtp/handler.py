@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 
-from receiver import allowlist
+from receiver import allowlist, logs
 from receiver.pipeline import DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAILED, Envelope, Outcome, Pipeline
 from receiver.smtp import auth
 from receiver.smtp.limits import FailureLimiter
@@ -125,9 +125,7 @@ class ReceiverHandler:
         )
         rcpts = list(zip(envelope.rcpt_tos, envelope.mailboxes))
         outcomes = await self.pipeline.deliver(raw, env, rcpts, per_recipient=self.lmtp)
-        for o in outcomes:
-            log.info("session %s: delivery to %s: %s %s", sid, o.mailbox.email, o.status,
-                     o.delivery_id or o.reason)
+        logs.delivery_lines(session, env, outcomes)
         if self.lmtp:
             return "\r\n".join(outcome_line(o) for o in outcomes)
         return combined_reply(outcomes)

@@ -34,6 +34,7 @@ from aiosmtpd.smtp import SMTP, TLSSetupException
 
 from receiver.config import Config
 from receiver.parse.bare import header_defects
+from receiver import metrics
 from receiver.smtp.handler import session_id
 from receiver.smtp.limits import ByteBudget, FailureLimiter, SessionSlots, client_ip
 
@@ -164,6 +165,11 @@ class Hardened:
             # (AUTH offered, no STARTTLS advertised).
             self._tls_protocol = transport
             self.session.ssl = {"cipher": ssl_object.cipher(), "ssl_object": ssl_object}
+        metrics.session_opened(self)
+
+    def connection_lost(self, error) -> None:
+        metrics.session_closed(self, error)
+        super().connection_lost(error)
 
     def _timeout_cb(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -15,13 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from receiver import config as configmod
+from receiver import metrics
 from receiver.config import Config, parse_hostport
 from receiver.parse.worker import Budget, ParseWorkers
 from receiver.pipeline import Pipeline
 from receiver.smtp.handler import ReceiverHandler
 from receiver.smtp.protocol import ReceiverLMTP, ReceiverSMTP, Shared
 from receiver.store.db import check_schema, open_database
-from receiver.store.writer_process import ProcessWriter
+from receiver.store.deliveries import Writer
+from receiver.threads.subject import SubjectRule
 from receiver.verify import Verifier
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ class Daemon:
     """The running parts, so tests and the CLI can start and stop them alike."""
 
     servers: list[asyncio.AbstractServer]
-    writer: ProcessWriter
+    writer: Writer
     executor: ThreadPoolExecutor
     verifier: Verifier
     parser: ParseWorkers
@@ -133,8 +135,7 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
     loop = asyncio.get_running_loop()
     db = open_database(config.database_url, config.get("database", "lock_timeout"))
     await loop.run_in_executor(None, check_schema, db)
-    writer = ProcessWriter(db, config.database_url, config.get("database", "lock_timeout"),
-                           config.get("database", "batch_max"))
+    writer = Writer(db, config.get("database", "batch_max"), SubjectRule.from_config(config))
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="receiver")
     verifier = Verifier(config)
     parser = await loop.run_in_executor(
@@ -172,10 +173,15 @@ async def run(config: Config, listen: str | None = None, lmtp: bool | None = Non
     kind = "LMTP" if daemon.lmtp else "SMTP"
     also = f" (implicit TLS on port {daemon.tls_port})" if daemon.tls_port is not None else ""
     announce(f"threads-receiver: {kind} listening on {daemon.host}:{daemon.port}{also}")
+    metrics_http = metrics.start_listener(
+        config.get("metrics", "listen"), lambda: all(s.is_serving() for s in daemon.servers),
+        daemon.writer.db, announce)
     await until_signal(daemon)
     announce("threads-receiver: stopping")
     await daemon.stop()
     announce("threads-receiver: stopped")
+    if metrics_http:
+        metrics_http.stop()
 
 
 async def until_signal(daemon: Daemon) -> None:

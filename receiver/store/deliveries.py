@@ -17,19 +17,22 @@ from dataclasses import dataclass, field
 
 import zstandard
 from peewee import Database, IntegrityError, InterfaceError, OperationalError
+from psycopg2 import errorcodes
 
+from receiver import metrics
 from receiver.parse.record import ParsedMessage
 from receiver.store.db import is_postgres
-from receiver.store.models import Blob, Delivery, Message, database
+from receiver.store.models import Blob, Delivery, Message
 from receiver.store import threading as threadstore
-from receiver.threads.links import links_of
-from receiver.threads.subject import normalize_subject
+from receiver.threads.links import ThreadLinks, links_of
+from receiver.threads.subject import SubjectRule
 
 log = logging.getLogger(__name__)
 
-# One lock id for every receiver writing to one PostgreSQL: threading merges must see
-# each other's rows, and a transaction-scoped advisory lock serialises exactly that.
-PG_THREADING_LOCK = 0x7468726561647300
+# PostgreSQL aborts a transaction with these when concurrent writers collide; the
+# whole transaction is simply run again.
+RETRYABLE_PGCODES = {errorcodes.SERIALIZATION_FAILURE, errorcodes.DEADLOCK_DETECTED}
+TRANSACTION_ATTEMPTS = 5
 
 
 @dataclass
@@ -92,18 +95,16 @@ def _put_blob(sha256: str, size: int, compressed: bytes) -> None:
     Blob.insert(sha256=sha256, size=size, codec="zstd", data=compressed).on_conflict_ignore().execute()
 
 
-def _message_row(rec: ParsedMessage, blob_sha: str) -> tuple[Message, bool]:
-    existing = Message.get_or_none((Message.message_id == rec.message_id)
-                                   & (Message.content_hash == rec.content_hash))
-    if existing:
-        return existing, False
-    links = links_of(rec)
-    msg = Message.create(
+def message_fields(rec: ParsedMessage, links: ThreadLinks, blob_sha: str | None) -> dict:
+    """The Message row of a parsed record (thread_id stays unset until it is threaded)."""
+    return dict(
         message_id=db_text(rec.message_id),
         content_hash=rec.content_hash,
         synthetic_id=rec.synthetic_id,
         subject=db_text(rec.subject),
-        norm_subject=db_text(normalize_subject(rec.subject)),
+        norm_subject=db_text(links.subject.norm_subject),
+        subject_orphan=links.subject.orphan,
+        participants=db_text(" ".join(sorted(links.subject.participants))),
         date=rec.date,
         date_raw=db_text(rec.date_raw),
         from_addr=db_text(rec.from_addr),
@@ -114,7 +115,7 @@ def _message_row(rec: ParsedMessage, blob_sha: str) -> tuple[Message, bool]:
         in_reply_to=" ".join(rec.in_reply_to) or None,
         references=json.dumps(rec.references),
         parent_msgid=links.parent_id,
-        thread_index=db_text(rec.thread_index and rec.thread_index[:64]),
+        thread_index=db_text(rec.thread_index),
         text_body=db_text(rec.text_body),
         html_body=db_text(rec.html_body),
         attachments=json.dumps(rec.attachments),
@@ -122,18 +123,32 @@ def _message_row(rec: ParsedMessage, blob_sha: str) -> tuple[Message, bool]:
         parse_error=db_text(rec.parse_error),
         blob=blob_sha,
     )
-    return msg, True
 
 
-def store_delivery(req: DeliveryRequest) -> DeliveryResult:
-    """Store one delivery; call inside a transaction. Idempotent per (mailbox, bytes)."""
-    dup = Delivery.get_or_none((Delivery.mailbox == req.mailbox_id) & (Delivery.blob == req.sha256))
+def _message_row(rec: ParsedMessage, links: ThreadLinks, blob_sha: str) -> tuple[Message, bool]:
+    # Only the columns used here: building the SELECT of every column costs more than the
+    # query itself (bulk import stores thousands of messages a second through this).
+    existing = (Message.select(Message.id, Message.thread_id)
+                .where((Message.message_id == rec.message_id)
+                       & (Message.content_hash == rec.content_hash)).first())
+    if existing:
+        return existing, False
+    return Message.create(**message_fields(rec, links, blob_sha)), True
+
+
+def store_delivery(req: DeliveryRequest, rule: SubjectRule = threadstore.DEFAULT_RULE,
+                   ) -> DeliveryResult:
+    """Store one delivery; call inside a transaction holding `threadstore.lock_threading`.
+    Idempotent per (mailbox, bytes)."""
+    dup = (Delivery.select(Delivery.id, Delivery.message, Delivery.status)
+           .where((Delivery.mailbox == req.mailbox_id) & (Delivery.blob == req.sha256)).first())
     if dup is not None:
         return DeliveryResult(dup.id, dup.message_id, True, dup.status)
     _put_blob(req.sha256, req.size, req.compressed)
     if req.wrapper:
         _put_blob(*req.wrapper)
-    msg, _ = _message_row(req.record, req.sha256)
+    links = links_of(req.record)
+    msg, _ = _message_row(req.record, links, req.sha256)
     d = Delivery.create(
         mailbox=req.mailbox_id,
         message=msg,
@@ -155,7 +170,7 @@ def store_delivery(req: DeliveryRequest) -> DeliveryResult:
         wrapper_blob=req.wrapper[0] if req.wrapper else None,
     )
     if req.status == "stored" and msg.thread_id is None:
-        threadstore.attach(msg, links_of(req.record))
+        threadstore.attach(msg, links, rule)
     return DeliveryResult(d.id, msg.id, False, req.status)
 
 
@@ -166,8 +181,10 @@ class WriterStopped(Exception):
 class Writer:
     """The single writer thread of this process (SQLite allows one; PG batches gain)."""
 
-    def __init__(self, db: Database, batch_max: int = 64):
+    def __init__(self, db: Database, batch_max: int = 64,
+                 subject_rule: SubjectRule = threadstore.DEFAULT_RULE):
         self.db = db
+        self.subject_rule = subject_rule
         self.batch_max = max(1, batch_max)
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
@@ -207,13 +224,22 @@ class Writer:
             self._commit(batch)
         self._close()
 
+    @metrics.timed_commit
     def _transaction(self, jobs) -> list[list[DeliveryResult]]:
-        # SQLite: take the write lock up front. A deferred transaction that reads first
-        # cannot wait for another process's writer (`serve --workers`): it fails busy.
-        with self.db.atomic() if is_postgres(self.db) else self.db.atomic("IMMEDIATE"):
-            if is_postgres(self.db):
-                self.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (PG_THREADING_LOCK,))
-            return [[store_delivery(r) for r in reqs] for reqs, _ in jobs]
+        attempt = 1
+        while True:
+            try:
+                # SQLite: take the write lock up front. A deferred transaction that reads
+                # first cannot wait for another process's writer (`serve --workers`).
+                with self.db.atomic() if is_postgres(self.db) else self.db.atomic("IMMEDIATE"):
+                    threadstore.lock_threading(self.db)
+                    return [[store_delivery(r, self.subject_rule) for r in reqs]
+                            for reqs, _ in jobs]
+            except Exception as e:
+                if attempt == TRANSACTION_ATTEMPTS or not _is_retryable(e):
+                    raise
+                log.info("transaction attempt %d collided (%r); running it again", attempt, e)
+                attempt += 1
 
     def _commit(self, batch) -> None:
         try:
@@ -241,6 +267,14 @@ class Writer:
             self.db.close()
         except Exception as e:  # closing a dead connection can raise; nothing to save
             log.debug("closing the database connection: %r", e)
+
+
+def _is_retryable(e: Exception) -> bool:
+    # peewee passes some psycopg2 errors through and wraps others (original in args[0]).
+    for err in (e, *e.args[:1]):
+        if getattr(err, "pgcode", None) in RETRYABLE_PGCODES:
+            return True
+    return False
 
 
 def _is_connection_fault(e: Exception) -> bool:

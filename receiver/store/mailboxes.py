@@ -80,6 +80,10 @@ def get(email: str) -> Mailbox:
     return mb
 
 
+def info(email: str) -> MailboxInfo:
+    return _info(get(email))
+
+
 def add(email: str) -> tuple[Mailbox, MailboxAddress]:
     email = normalize_email(email)
     with database.atomic():
@@ -128,6 +132,9 @@ def remove(email: str, purge: bool) -> int:
 
     with database.atomic():
         mb = get(email)
+        if mb.legal_hold:
+            raise MailboxError(f"mailbox {mb.email} is under legal hold: lift it first with "
+                               f"`threads-receiver mailbox set {mb.email} --no-legal-hold`")
         count = Delivery.select().where(Delivery.mailbox == mb).count()
         if count and not purge:
             raise MailboxError(

@@ -21,11 +21,14 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    NodeList,
+    SQL,
+    SqliteDatabase,
     TextField,
 )
 
 # Bumped with every migration in receiver/store/migrations.py.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 database = DatabaseProxy()
 
@@ -54,6 +57,10 @@ class Mailbox(Base):
     policy_unverifiable = CharField(max_length=16, null=True)
     keep_days = IntegerField(null=True)
     legal_hold = BooleanField(default=False)
+    # Schema 2: days a quarantined delivery is kept (None: the config's retention default).
+    quarantine_days = IntegerField(null=True)
+    # Schema 2: when `prune` last ran over this mailbox (shown by `mailbox show`, `status`).
+    pruned_at = DateTimeField(null=True)
     # JSON list of networks / signing domains allowed to push (None: anyone).
     allow_from = TextField(null=True)
     created_at = DateTimeField(default=utcnow)
@@ -92,8 +99,23 @@ class Blob(Base):
     data = BlobField()
 
 
+class NeverReusedAutoField(AutoField):
+    """An id that never comes back after its row is deleted.
+
+    SQLite hands out the largest deleted rowid again unless the key is AUTOINCREMENT; a
+    thread merged away keeps resolving through ThreadMerge, so its id must stay unused.
+    PostgreSQL sequences never reuse ids anyway.
+    """
+
+    def ddl(self, ctx):
+        node = super().ddl(ctx)
+        if isinstance(database.obj, SqliteDatabase):
+            return NodeList((node, SQL("AUTOINCREMENT")))
+        return node
+
+
 class Thread(Base):
-    id = AutoField()
+    id = NeverReusedAutoField()
     created_at = DateTimeField(default=utcnow)
 
 
@@ -126,6 +148,10 @@ class Message(Base):
     synthetic_id = BooleanField(default=False)
     subject = TextField(null=True)
     norm_subject = TextField(null=True)
+    # A reply by its subject with no In-Reply-To/References: the subject rule may join it.
+    subject_orphan = BooleanField(default=False)
+    # Lower-cased From/To/Cc addresses, space-separated: the subject rule's shared participant.
+    participants = TextField(default="")
     date = DateTimeField(null=True, index=True)
     date_raw = TextField(null=True)
     from_addr = TextField(null=True)
@@ -136,7 +162,7 @@ class Message(Base):
     in_reply_to = TextField(null=True)
     references = TextField(default="[]")  # JSON list of cleaned ids, in order
     parent_msgid = CharField(max_length=512, null=True)
-    thread_index = CharField(max_length=64, null=True)
+    thread_index = TextField(null=True)
     text_body = TextField(null=True)
     html_body = TextField(null=True)
     attachments = TextField(default="[]")  # JSON [{name, type, size, sha256}]
@@ -148,7 +174,17 @@ class Message(Base):
     created_at = DateTimeField(default=utcnow)
 
     class Meta:
-        indexes = ((("message_id", "content_hash"), True),)
+        indexes = (
+            (("message_id", "content_hash"), True),
+            # The subject rule's lookup: same normalised subject, date within the window.
+            (("norm_subject", "date"), False),
+        )
+
+
+# A message with links looks only for subject orphans with its subject: an index of just
+# those rows keeps that lookup from walking every message of a long thread.
+Message.add_index(SQL('CREATE INDEX IF NOT EXISTS "message_orphan_subject" ON "message" '
+                      '("norm_subject", "date") WHERE "subject_orphan"'))
 
 
 class Delivery(Base):

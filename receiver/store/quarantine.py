@@ -13,8 +13,6 @@ from peewee import Database
 
 from receiver.parse import parse_message
 from receiver.store import threading as threadstore
-from receiver.store.db import is_postgres
-from receiver.store.deliveries import PG_THREADING_LOCK
 from receiver.store.models import Delivery, Mailbox, Message
 from receiver.store.queries import NotFound, blob_bytes, delivery_json, message_summary
 from receiver.store.retention import delete_deliveries
@@ -66,15 +64,10 @@ def show(delivery_id: int) -> dict:
     return data
 
 
-def _locked(db: Database) -> None:
-    if is_postgres(db):
-        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (PG_THREADING_LOCK,))
-
-
 def release(db: Database, delivery_id: int) -> dict:
     """Mark the delivery stored and thread its message (if no other delivery did)."""
     with db.atomic():
-        _locked(db)
+        threadstore.lock_threading(db)
         d = _quarantined(delivery_id)
         Delivery.update(status="stored").where(Delivery.id == d.id).execute()
         msg = Message.get_by_id(d.message_id)
@@ -88,7 +81,7 @@ def release(db: Database, delivery_id: int) -> dict:
 def delete(db: Database, delivery_id: int) -> dict:
     """Delete the delivery, and its message and bytes when nothing else holds them."""
     with db.atomic():
-        _locked(db)
+        threadstore.lock_threading(db)
         d = _quarantined(delivery_id)
         delete_deliveries(Delivery.select(Delivery.id).where(Delivery.id == d.id))
         return {"delivery_id": d.id, "deleted": True}

@@ -3,37 +3,231 @@
 Which messages share a thread depends only on the set of links, never on the order they
 arrive in: a key seen first as a reference is a ghost row carrying a thread id, and a
 message that links two threads merges them into the smaller id (recorded in ThreadMerge
-so an old id still resolves). Runs inside the writer's transaction.
+so an old id still resolves). The subject rule (receiver/threads/subject.py) is a
+predicate on pairs of messages; `attach` looks for partners in both directions (this
+message an orphan joining earlier messages, or earlier orphans joining this message),
+so the pair is joined whichever of the two arrives second.
+
+`attach` runs inside the caller's transaction. On PostgreSQL the caller holds
+`lock_threading()` for that transaction, which serialises threading across every
+receiver process on the database; SQLite has one writer at a time anyway.
 """
 
 from __future__ import annotations
 
-from receiver.store.models import Message, MsgId, Thread, ThreadMerge
+from peewee import Database
+
+from receiver import metrics
+from receiver.store.db import is_postgres
+from receiver.store.models import Message, MsgId, Thread, ThreadMerge, utcnow
 from receiver.threads.links import ThreadLinks
+from receiver.threads.subject import SubjectFacts, SubjectRule
+
+# One lock id for every receiver writing to one PostgreSQL: threading merges must see
+# each other's rows, and a transaction-scoped advisory lock serialises exactly that.
+PG_THREADING_LOCK = 0x7468726561647300
+
+DEFAULT_RULE = SubjectRule()
 
 
-def attach(message: Message, links: ThreadLinks) -> int:
-    """Put `message` into the thread its links lead to; returns the thread id."""
-    keys = list(dict.fromkeys(links.keys))
-    existing = {r.msgid: r.thread_id for r in MsgId.select().where(MsgId.msgid.in_(keys))}
-    found = set(existing.values())
-    target = min(found) if found else Thread.create().id
-    merged = sorted(found - {target})
-    if merged:
-        MsgId.update(thread_id=target).where(MsgId.thread_id.in_(merged)).execute()
-        Message.update(thread_id=target).where(Message.thread_id.in_(merged)).execute()
-        ThreadMerge.update(new_id=target).where(ThreadMerge.new_id.in_(merged)).execute()
-        ThreadMerge.insert_many([(old, target) for old in merged],
-                                fields=[ThreadMerge.old_id, ThreadMerge.new_id]).execute()
-        Thread.delete().where(Thread.id.in_(merged)).execute()
-    missing = [k for k in keys if k not in existing]
-    if missing:
-        MsgId.insert_many([(k, target, True) for k in missing],
-                          fields=[MsgId.msgid, MsgId.thread_id, MsgId.ghost]).execute()
-    MsgId.update(ghost=False).where(MsgId.msgid == links.own_id).execute()
-    message.thread_id = target
-    Message.update(thread_id=target).where(Message.id == message.id).execute()
-    return target
+def lock_threading(db: Database) -> None:
+    """Take the threading lock until the current transaction ends (PostgreSQL only)."""
+    if is_postgres(db):
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (PG_THREADING_LOCK,))
+
+
+def attach(message: Message, links: ThreadLinks, rule: SubjectRule = DEFAULT_RULE) -> int:
+    """Put `message` into the thread its links lead to; returns the thread id.
+
+    Call inside a transaction holding `lock_threading`. Queries: one lookup of the keys,
+    one subject lookup (when the message has a normalised subject), one insert of new
+    keys, one update of the message, plus the merge statements when threads join.
+    """
+    return attach_many([(message, links)], rule)[0]
+
+
+def attach_many(items: list[tuple[Message, ThreadLinks]],
+                rule: SubjectRule = DEFAULT_RULE) -> list[int]:
+    """`attach` for many unthreaded messages at once, with the same few statements.
+
+    The batch is united in memory first (its messages' keys, the rows they hit, subject
+    partners inside and outside the batch), then written set-wise: the result is the
+    same as attaching them one by one, in any order.
+    """
+    uf = _UnionFind()
+    keys = list(dict.fromkeys(k for _, links in items for k in links.keys))
+    existing = dict(select_in(MsgId, ["msgid", "thread_id"], "msgid", keys))
+    for i, (_, links) in enumerate(items):
+        for k in links.keys:
+            uf.union(("m", i), ("k", k))
+    for k, tid in existing.items():
+        uf.union(("k", k), ("t", tid))
+    tids = set(existing.values())
+    for i, tid in _subject_partners(items, rule):
+        uf.union(("m", i), ("t", tid))
+        tids.add(tid)
+    for i, j in _subject_pairs(items, rule):
+        uf.union(("m", i), ("m", j))
+
+    found: dict[object, set[int]] = {uf.find(("m", i)): set() for i in range(len(items))}
+    for tid in tids:
+        found[uf.find(("t", tid))].add(tid)
+    fresh = iter(_new_threads(sum(1 for group in found.values() if not group)))
+    target: dict[object, int] = {}
+    for root, group in found.items():
+        target[root] = min(group) if group else next(fresh)
+        if len(group) > 1:
+            _merge(sorted(group - {target[root]}), target[root])
+
+    own = {links.own_id for _, links in items}
+    missing = [(k, target[uf.find(("k", k))], k not in own) for k in keys if k not in existing]
+    insert_rows(MsgId, ["msgid", "thread_id", "ghost"], missing)
+    revived = [k for k in own if k in existing]
+    for chunk in chunks(revived):
+        MsgId.update(ghost=False).where(MsgId.msgid.in_(chunk) & MsgId.ghost).execute()
+    for i, (message, _) in enumerate(items):
+        message.thread_id = target[uf.find(("m", i))]
+    db = Message._meta.database
+    db.cursor().executemany(
+        f'UPDATE "{Message._meta.table_name}" SET "thread_id" = {db.param} WHERE "id" = {db.param}',
+        [(m.thread_id, m.id) for m, _ in items])
+    return [m.thread_id for m, _ in items]
+
+
+def _new_threads(n: int) -> list[int]:
+    """Ids of n new Thread rows, made with one statement per chunk."""
+    ids: list[int] = []
+    db = Thread._meta.database
+    now = Thread.created_at.db_value(utcnow())
+    for chunk in chunks([now] * n):
+        values = ", ".join(f"({db.param})" for _ in chunk)
+        cursor = db.execute_sql(
+            f'INSERT INTO "{Thread._meta.table_name}" ("created_at") VALUES {values} RETURNING "id"',
+            chunk)
+        ids.extend(row[0] for row in cursor.fetchall())
+    return ids
+
+
+def select_in(model, fields: list[str], column: str, values: list, where: str = "") -> list:
+    """Rows (tuples) of `fields` whose `column` is one of `values`, in chunks: plain SQL,
+    since peewee's per-value query building is the cost at bulk sizes."""
+    db = model._meta.database
+    names = ", ".join(f'"{model._meta.fields[f].column_name}"' for f in fields)
+    col = model._meta.fields[column].column_name
+    rows: list = []
+    for chunk in chunks(values):
+        marks = ", ".join([db.param] * len(chunk))
+        rows.extend(db.execute_sql(
+            f'SELECT {names} FROM "{model._meta.table_name}" WHERE "{col}" IN ({marks}) {where}',
+            chunk).fetchall())
+    return rows
+
+
+def insert_rows(model, fields: list[str], rows: list[tuple]) -> None:
+    """Plain multi-row INSERT: peewee's per-value query building is the cost at bulk sizes."""
+    if not rows:
+        return
+    db = model._meta.database
+    # Columns left out get their model defaults, as Model.create would give them.
+    defaults = [name for name, f in model._meta.fields.items()
+                if name not in fields and f.default is not None]
+    fresh = [f.default() if callable(f.default) else f.default
+             for f in (model._meta.fields[name] for name in defaults)]
+    fields = [*fields, *defaults]
+    rows = [(*row, *fresh) for row in rows]
+    columns = [model._meta.fields[f] for f in fields]
+    names = ", ".join(f'"{c.column_name}"' for c in columns)
+    marks = ", ".join([db.param] * len(columns))
+    db.cursor().executemany(
+        f'INSERT INTO "{model._meta.table_name}" ({names}) VALUES ({marks})',
+        [tuple(c.db_value(v) for c, v in zip(columns, row)) for row in rows])
+
+
+def _subject_partners(items: list[tuple[Message, ThreadLinks]], rule: SubjectRule):
+    """(index in items, thread id) for each threaded message the subject rule joins."""
+    if not rule.enabled:
+        return []
+    mine = [(i, links.subject) for i, (_, links) in enumerate(items)
+            if links.subject.norm_subject and links.subject.date is not None]
+    # The SQL narrows to candidates (unthreaded rows, this batch included, have no thread
+    # yet and drop out); `rule.joins` decides. An orphan may join any same-subject
+    # message near its date: one query each (orphans are few). A message with links joins
+    # only orphans: one query for all of them.
+    db = Message._meta.database
+    table = Message._meta.table_name
+    base = (f'SELECT "norm_subject", "thread_id", "subject_orphan", "date", "participants" '
+            f'FROM "{table}" WHERE "thread_id" IS NOT NULL AND "date" BETWEEN {db.param} '
+            f'AND {db.param} AND ')
+    date_value = Message.date.db_value
+    queries = [([i], base + f'"norm_subject" = {db.param}',
+                [date_value(f.date - rule.window), date_value(f.date + rule.window), f.norm_subject])
+               for i, f in mine if f.orphan]
+    linked = [(i, f) for i, f in mine if not f.orphan]
+    if linked:
+        subjects = sorted({f.norm_subject for _, f in linked})
+        dates = [f.date for _, f in linked]
+        queries.append(([i for i, _ in linked],
+                        base + f'"subject_orphan" AND "norm_subject" IN '
+                               f'({", ".join([db.param] * len(subjects))})',
+                        [date_value(min(dates) - rule.window),
+                         date_value(max(dates) + rule.window), *subjects]))
+    facts = dict(mine)
+    out: set[tuple[int, int]] = set()
+    for who, sql, params in queries:
+        by_subject: dict[str, list[int]] = {}
+        for i in who:
+            by_subject.setdefault(facts[i].norm_subject, []).append(i)
+        for subject, tid, orphan, date, people in db.execute_sql(sql, params).fetchall():
+            candidates = [i for i in by_subject.get(subject, ()) if (i, tid) not in out]
+            if candidates:
+                other = SubjectFacts(subject, bool(orphan), Message.date.python_value(date),
+                                     frozenset(people.split()))
+                out.update((i, tid) for i in candidates if rule.joins(facts[i], other))
+    return sorted(out)
+
+
+def _subject_pairs(items: list[tuple[Message, ThreadLinks]], rule: SubjectRule):
+    """Pairs inside the batch that the subject rule joins."""
+    groups: dict[str, list[int]] = {}
+    for i, (_, links) in enumerate(items):
+        if links.subject.norm_subject:
+            groups.setdefault(links.subject.norm_subject, []).append(i)
+    return [(a, b) for group in groups.values() if len(group) > 1
+            for n, a in enumerate(group) for b in group[n + 1:]
+            if rule.joins(items[a][1].subject, items[b][1].subject)]
+
+
+class _UnionFind:
+    def __init__(self):
+        self.parent: dict = {}
+
+    def find(self, x):
+        root = x
+        while self.parent.setdefault(root, root) != root:
+            root = self.parent[root]
+        while x != root:
+            self.parent[x], x = root, self.parent[x]
+        return root
+
+    def union(self, a, b) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[ra] = rb
+
+
+def chunks(values: list, size: int = 500):
+    """Slices small enough for any backend's limit on bound parameters."""
+    return [values[i:i + size] for i in range(0, len(values), size)]
+
+
+def _merge(merged: list[int], target: int) -> None:
+    metrics.threads_merged(len(merged))
+    MsgId.update(thread_id=target).where(MsgId.thread_id.in_(merged)).execute()
+    Message.update(thread_id=target).where(Message.thread_id.in_(merged)).execute()
+    ThreadMerge.update(new_id=target).where(ThreadMerge.new_id.in_(merged)).execute()
+    ThreadMerge.insert_many([(old, target) for old in merged],
+                            fields=[ThreadMerge.old_id, ThreadMerge.new_id]).execute()
+    Thread.delete().where(Thread.id.in_(merged)).execute()
 
 
 def resolve_thread_id(thread_id: int) -> int:

@@ -1,20 +1,87 @@
-"""Subject normalisation for the subject-join rule (pure)."""
+"""Subjects: normalisation and the subject-join rule (pure).
+
+Grouping by subject alone merges every "Hello" and "Invoice", so the rule is narrow:
+a message whose subject carries a reply or forward prefix but which has no
+In-Reply-To and no References (after cleaning) is a *subject orphan*; it joins a
+message with the same normalised subject, a shared participant (From/To/Cc) and a
+Date within the window. The rule is a predicate on a pair of messages, so applying it
+whenever either of the two arrives gives the same threads in every arrival order.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import re
+from dataclasses import dataclass
 
-
-_REPLY_PREFIX = re.compile(
-    r"^\s*((re|fwd?|aw|sv|antw|odp|wg|tr|rv|回复|答复|转发)(\[\d+\]|\(\d+\))?\s*[:：]\s*"
-    r"|\[[^\]]{1,40}\]\s*)+",
-    re.I,
-)
+# Reply/forward prefixes in the languages real mail has them, with counts (Re[2]:,
+# Re(2):, Re^2:) and ASCII or full-width colons.
+_PREFIX = r"(?:re|fwd?|aw|sv|vs|antw|odp|wg|tr|rv|enc|doorst|回复|回覆|答复|转发|轉寄)" \
+          r"(?:\[\d+\]|\(\d+\)|\^\d+)?\s*[:：]"
+_TAG = r"\[[^\]]{1,40}\]"
+_LEAD = re.compile(rf"^\s*(?:(?:{_PREFIX})|(?:{_TAG}))\s*", re.I)
+_REPLY = re.compile(rf"^\s*(?:{_TAG}\s*)*{_PREFIX}", re.I)
+_WS = re.compile(r"\s+")
+# Longer subjects are cut: the normalised subject is an index key (PostgreSQL btree
+# entries have a size limit), and 200 characters tell conversations apart.
+MAX_NORM_SUBJECT = 200
 
 
 def normalize_subject(subject: str | None) -> str:
     """Subject without reply/forward prefixes and [list tags], whitespace folded, lower."""
     if not subject:
         return ""
-    s = _REPLY_PREFIX.sub("", subject)
-    return re.sub(r"\s+", " ", s).strip().lower()
+    s = subject
+    while True:
+        stripped = _LEAD.sub("", s, count=1)
+        if stripped == s:
+            break
+        s = stripped
+    return _WS.sub(" ", s).strip().lower()[:MAX_NORM_SUBJECT]
+
+
+def is_reply_subject(subject: str | None) -> bool:
+    """True when the subject starts (after any [list tags]) with a reply/forward prefix."""
+    return bool(subject and _REPLY.match(subject))
+
+
+def is_subject_orphan(subject: str | None, in_reply_to: list[str], references: list[str]) -> bool:
+    """A reply by its subject that names no parent: the only kind the subject rule joins."""
+    return not in_reply_to and not references and is_reply_subject(subject) \
+        and bool(normalize_subject(subject))
+
+
+@dataclass(frozen=True)
+class SubjectRule:
+    """[threads] subject_join and subject_window_days of the config."""
+
+    enabled: bool = True
+    window_days: int = 30
+
+    @classmethod
+    def from_config(cls, config) -> "SubjectRule":
+        return cls(bool(config.get("threads", "subject_join")),
+                   int(config.get("threads", "subject_window_days")))
+
+    @functools.cached_property
+    def window(self) -> dt.timedelta:
+        return dt.timedelta(days=self.window_days)
+
+    def joins(self, a: "SubjectFacts", b: "SubjectFacts") -> bool:
+        """Whether the rule joins a and b (symmetric: the order they came in is irrelevant)."""
+        return (self.enabled and (a.orphan or b.orphan) and bool(a.norm_subject)
+                and a.norm_subject == b.norm_subject
+                and a.date is not None and b.date is not None
+                and abs(a.date - b.date) <= self.window
+                and bool(a.participants & b.participants))
+
+
+@dataclass(frozen=True)
+class SubjectFacts:
+    """What the subject rule looks at in one message."""
+
+    norm_subject: str
+    orphan: bool
+    date: dt.datetime | None
+    participants: frozenset[str]

@@ -1,0 +1,36 @@
+"""`mailbox instructions`: the copy-rule setup guide for one mailbox's receiver address."""
+
+from __future__ import annotations
+
+import click
+
+from receiver.cli.context import AppContext, CliError, emit_json, pass_app
+from receiver.cli.mailbox import address_text, json_option, mailbox
+from receiver.instructions import PROVIDERS, guide
+from receiver.store import mailboxes
+
+
+@mailbox.command("instructions")
+@click.argument("email")
+@click.option("--provider", type=click.Choice(PROVIDERS), default=None,
+              help="Only this provider's guide (default: all of them).")
+@json_option
+@pass_app
+def instructions(app: AppContext, email: str, provider: str | None, as_json: bool) -> None:
+    """Print how to set up a copy rule that keeps the headers intact (docs/setup-guides.md)."""
+    app.db()
+    mb = mailboxes.get(email)
+    current = mailboxes.current_address(mb)
+    if current is None:
+        raise CliError(f"mailbox {mb.email} has no receiver address: "
+                       f"`threads-receiver mailbox rotate {mb.email}`")
+    address = address_text(current.local_part, app.config.domains[0])
+    chosen = [provider] if provider else list(PROVIDERS)
+    texts = {p: guide(p, mb.email, address) for p in chosen}
+    if as_json:
+        emit_json({"email": mb.email, "address": address, "guides": texts})
+        return
+    click.echo(("\n" + "-" * 72 + "\n\n").join(texts.values()), nl=False)
+
+
+COMMANDS: list = []

@@ -1,0 +1,101 @@
+"""`status`: is the receiver healthy? The SMTP listener, the database, the metrics listener."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import urllib.error
+import urllib.request
+
+import click
+from peewee import fn
+
+from receiver.cli.context import AppContext, emit_json, iso, pass_app
+from receiver.cli.mailbox import json_option
+from receiver.config import parse_hostport
+from receiver.metrics import database_answers
+from receiver.store.db import open_database, schema_version
+from receiver.store.models import SCHEMA_VERSION, Delivery, Mailbox
+
+TIMEOUT = 5.0
+
+
+def smtp_banner(listen: str) -> tuple[bool, str]:
+    """Connect to the configured listener and read its greeting."""
+    host, port = parse_hostport(listen)
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    try:
+        with socket.create_connection((host, port), timeout=TIMEOUT) as s:
+            s.settimeout(TIMEOUT)
+            greeting = s.recv(512).decode("ascii", "replace").strip()
+            s.sendall(b"QUIT\r\n")
+    except OSError as e:
+        return False, f"{host}:{port}: {e.strerror or e}"
+    return greeting.startswith("220"), f"{host}:{port}: {greeting.splitlines()[0] if greeting else 'no greeting'}"
+
+
+def healthz(listen: str) -> tuple[bool, str]:
+    host, port = parse_hostport(listen, "metrics.listen")
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as r:
+            return True, f"{url}: {r.read().decode().strip()}"
+    except urllib.error.HTTPError as e:
+        return False, f"{url}: {e.code} {e.read().decode(errors='replace').strip()}"
+    except OSError as e:
+        return False, f"{url}: {getattr(e, 'reason', e)}"
+
+
+@click.command()
+@click.option("--listen", metavar="HOST:PORT", help="SMTP listener to check (default: smtp.listen).")
+@click.option("--metrics", "metrics_listen", metavar="HOST:PORT",
+              help="Metrics listener to ask for /healthz (default: metrics.listen).")
+@json_option
+@pass_app
+def status(app: AppContext, listen: str | None, metrics_listen: str | None, as_json: bool) -> None:
+    """Check the SMTP listener, the database and /healthz; exit 1 when any is down."""
+    cfg = app.config
+    checks: dict[str, dict] = {}
+    ok, detail = smtp_banner(listen or cfg.get("smtp", "listen"))
+    checks["smtp"] = {"ok": ok, "detail": detail}
+    db = open_database(cfg.database_url, cfg.get("database", "lock_timeout"))
+    problem = database_answers(db)
+    version = None if problem else schema_version(db)
+    if problem is None and version != SCHEMA_VERSION:
+        problem = (f"schema version {version}, code needs {SCHEMA_VERSION}: "
+                   "run `threads-receiver db upgrade`" if version else "no schema: run `init`")
+    checks["database"] = {"ok": problem is None,
+                          "detail": problem or f"{_redacted(cfg.database_url)} (schema {version})"}
+    metrics_listen = metrics_listen or cfg.get("metrics", "listen")
+    if metrics_listen:
+        ok, detail = healthz(metrics_listen)
+        checks["metrics"] = {"ok": ok, "detail": detail}
+    data = {"ok": all(c["ok"] for c in checks.values()), "checks": checks}
+    if checks["database"]["ok"]:
+        with db.connection_context():
+            data["mailboxes"] = Mailbox.select().count()
+            data["deliveries"] = Delivery.select().count()
+            data["quarantined"] = Delivery.select().where(Delivery.status == "quarantined").count()
+            data["last_delivery_at"] = iso(Delivery.select(fn.MAX(Delivery.received_at)).scalar())
+    if as_json:
+        emit_json(data)
+    else:
+        for name, c in checks.items():
+            click.echo(f"{name:<9} {'ok  ' if c['ok'] else 'DOWN'}  {c['detail']}")
+        if "deliveries" in data:
+            click.echo(f"store     {data['mailboxes']} mailboxes, {data['deliveries']} deliveries "
+                       f"({data['quarantined']} quarantined), last at {data['last_delivery_at'] or '-'}")
+    sys.exit(0 if data["ok"] else 1)
+
+
+def _redacted(url: str) -> str:
+    """A database URL without its password, for printing."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if at and ":" in creds:
+        return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+COMMANDS = [status]

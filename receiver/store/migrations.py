@@ -1,0 +1,60 @@
+"""Versioned schema migrations (peewee's playhouse.migrate), SQLite and PostgreSQL alike.
+
+`MIGRATIONS[n]` takes a database at version n-1 to version n. `upgrade` applies the missing
+steps in order, each in its own transaction together with the new version number, so an
+interrupted upgrade leaves the database at a whole version and can simply be run again.
+On PostgreSQL an advisory lock keeps two receivers from upgrading one database at once.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from peewee import Database, DateTimeField, IntegerField
+from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator, migrate
+
+from receiver.store.db import StoreError, is_postgres, schema_version
+from receiver.store.models import SCHEMA_VERSION, SchemaInfo
+
+PG_MIGRATION_LOCK = 0x7468726561647301
+
+
+def _to_2(m: SchemaMigrator) -> None:
+    """Quarantine expiry per mailbox, and when each mailbox was last pruned."""
+    migrate(
+        m.add_column("mailbox", "quarantine_days", IntegerField(null=True)),
+        m.add_column("mailbox", "pruned_at", DateTimeField(null=True)),
+    )
+
+
+MIGRATIONS: dict[int, Callable[[SchemaMigrator], None]] = {2: _to_2}
+
+
+def pending(db: Database) -> list[int]:
+    """The versions `upgrade` would apply, in order."""
+    version = schema_version(db)
+    if version is None:
+        raise StoreError("the database has no schema yet: run `threads-receiver init` first")
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"the database schema is version {version}, newer than this code "
+                         f"({SCHEMA_VERSION}): upgrade threads-receiver")
+    return list(range(version + 1, SCHEMA_VERSION + 1))
+
+
+def upgrade(db: Database) -> list[int]:
+    """Apply every missing migration; returns the versions applied (empty: up to date)."""
+    applied = []
+    migrator = PostgresqlMigrator(db) if is_postgres(db) else SqliteMigrator(db)
+    with db.connection_context():
+        for version in pending(db):
+            with db.atomic():
+                if is_postgres(db):
+                    db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (PG_MIGRATION_LOCK,))
+                # Another receiver may have run this step while we waited for the lock.
+                current = SchemaInfo.select(SchemaInfo.version).scalar()
+                if current >= version:
+                    continue
+                MIGRATIONS[version](migrator)
+                SchemaInfo.update(version=version).execute()
+            applied.append(version)
+    return applied

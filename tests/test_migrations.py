@@ -1,0 +1,71 @@
+"""Schema migrations: a database made by schema version 1, with data in it, upgraded."""
+
+from __future__ import annotations
+
+import hashlib
+
+from receiver.parse import parse_message
+from receiver.store import migrations
+from receiver.store.db import open_database, schema_version
+from receiver.store.deliveries import DeliveryRequest, compress, store_delivery
+from receiver.store.mailboxes import token_hash
+from receiver.store.models import SCHEMA_VERSION, MailboxAddress, SchemaInfo
+from tests.helpers import Receiver
+from tests.schema_v1 import MailboxV1, v1_models
+
+RAW = (b"From: Bob <bob@example.org>\r\nTo: alice@corp.example\r\nSubject: old\r\n"
+       b"Message-ID: <old1@example.org>\r\nDate: Tue, 01 Jan 2019 10:00:00 +0000\r\n\r\nkept\r\n")
+
+
+def make_v1_database(url: str) -> None:
+    db = open_database(url)
+    with db.connection_context():
+        for model in v1_models():
+            model.create_table()
+        SchemaInfo.create(version=1)
+        mb = MailboxV1.create(email="alice@corp.example", keep_days=30)
+        MailboxAddress.create(mailbox=mb.id, local_part="alice-tok", token_hash=token_hash("tok"))
+        with db.atomic():
+            store_delivery(DeliveryRequest(
+                mailbox_id=mb.id, sha256=hashlib.sha256(RAW).hexdigest(), size=len(RAW),
+                compressed=compress(RAW), record=parse_message(RAW)))
+    db.close()
+
+
+def test_every_version_has_a_migration():
+    assert sorted(migrations.MIGRATIONS) == list(range(2, SCHEMA_VERSION + 1))
+
+
+def test_upgrade_from_v1_keeps_data(tmp_path, db_url):
+    make_v1_database(db_url)
+    rx = Receiver(tmp_path / "rx", db_url)  # init leaves an existing schema alone
+
+    refused = rx.cli("messages", "list", check=False)
+    assert refused.returncode == 1
+    assert b"schema is version 1" in refused.stderr and b"threads-receiver db upgrade" in refused.stderr
+    assert rx.cli_json("db", "version")["pending"] == list(range(2, SCHEMA_VERSION + 1))
+
+    out = rx.cli("db", "upgrade").stdout
+    assert f"version {SCHEMA_VERSION}".encode() in out
+    assert schema_version(open_database(db_url)) == SCHEMA_VERSION
+    # Idempotent: a second run has nothing to do.
+    assert b"up to date" in rx.cli("db", "upgrade").stdout
+
+    listed = rx.cli_json("messages", "list")
+    assert [m["message_id"] for m in listed] == ["old1@example.org"]
+    assert rx.cli("messages", "raw", str(listed[0]["id"])).stdout == RAW
+    # The new columns work, and v1 values survived.
+    rx.cli("mailbox", "set", "alice@corp.example", "--quarantine-days", "5")
+    shown = rx.cli_json("mailbox", "show", "alice@corp.example")
+    assert shown["retention"]["quarantine_days"] == 5
+    assert shown["retention"]["keep_days"] == 30
+
+
+def test_newer_schema_is_refused(tmp_path, db_url):
+    rx = Receiver(tmp_path / "rx", db_url)
+    db = open_database(db_url)
+    with db.connection_context():
+        SchemaInfo.update(version=SCHEMA_VERSION + 1).execute()
+    db.close()
+    r = rx.cli("db", "upgrade", check=False)
+    assert r.returncode == 1 and b"newer than this code" in r.stderr

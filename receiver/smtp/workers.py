@@ -24,6 +24,7 @@ import signal
 import socket
 import time
 
+from receiver import logs
 from receiver.config import Config, parse_hostport
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,22 @@ def reuseport_socket(host: str, port: int, listen: bool) -> socket.socket:
     return sock
 
 
+# Loggers the CLI quietens; a worker copies their levels from the supervisor.
+QUIETENED = ("mail.log", "mailparser")
+
+
+def _log_settings() -> dict:
+    root = logging.getLogger()
+    json_lines = any(isinstance(h.formatter, logs.JsonFormatter) for h in root.handlers)
+    return {"level": root.level, "format": "json" if json_lines else "text",
+            "levels": {name: logging.getLogger(name).level for name in QUIETENED}}
+
+
 def _worker_main(config: Config, host: str, port: int, lmtp: bool | None, ready,
-                 log_level: int) -> None:
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("mail.log").setLevel(max(log_level, logging.WARNING))
+                 log_settings: dict) -> None:
+    logs.setup(log_settings["level"], log_settings["format"])
+    for name, level in log_settings["levels"].items():
+        logging.getLogger(name).setLevel(level)
     asyncio.run(_serve_worker(config, host, port, lmtp, ready))
 
 
@@ -80,7 +93,7 @@ class Supervisor:
 
     def _spawn(self):
         p = self.ctx.Process(target=_worker_main, name="threads-receiver-worker", daemon=False,
-                             args=(*self.args, self.ready, logging.getLogger().level))
+                             args=(*self.args, self.ready, _log_settings()))
         p.start()
         return p
 

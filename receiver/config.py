@@ -37,6 +37,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "smtp": {
         "listen": "127.0.0.1:2525",
+        # Processes sharing the listening port (SO_REUSEPORT), one core each.
+        "workers": 1,
         "lmtp": False,
         # Name in the greeting and in our trace columns; empty means the host's FQDN.
         "hostname": "",
@@ -246,6 +248,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("policy.altered: one of reject, quarantine, accept")
     if config.get("policy", "unverifiable") not in ("accept", "quarantine"):
         raise ConfigError("policy.unverifiable: one of accept, quarantine")
+    if not 1 <= config.get("smtp", "workers") <= 64:
+        raise ConfigError("smtp.workers: a number from 1 to 64")
     for server in config.get("dns", "servers"):
         parse_hostport(server if ":" in server else f"{server}:53", "dns.servers")
     if config.get("dns", "timeout") <= 0:

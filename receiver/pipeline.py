@@ -29,6 +29,9 @@ from receiver.verify.verdict import Verdict
 
 log = logging.getLogger(__name__)
 
+# From this size on a copy's parse takes long enough to hold up others (bench/RESULTS.md).
+LARGE_MESSAGE = 1 << 20
+
 STORED = "stored"
 DUPLICATE = "duplicate"
 QUARANTINED = "quarantined"
@@ -83,6 +86,9 @@ class Pipeline:
         self.executor = executor
         # The daemon passes its worker pool (receiver.parse.worker); in-process otherwise.
         self.parser = parser or (lambda raw: parse_within(raw, Budget.from_config(config)))
+        # Large copies hold a parse worker for seconds each: they may take all workers but
+        # one, so the small copies arriving meanwhile are not queued behind the burst.
+        self._large_lane = asyncio.Semaphore(max(1, config.get("parse", "workers") - 1))
 
     async def _off_loop(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -109,6 +115,12 @@ class Pipeline:
             wrapper = (hashlib.sha256(raw).hexdigest(), len(raw), compress(raw))
         return _Prepared(hashlib.sha256(kept).hexdigest(), len(kept), compress(kept),
                          self.parser(kept), wrapper)
+
+    async def _prepare_off_loop(self, raw: bytes, inner: bytes | None) -> _Prepared:
+        if len(inner if inner is not None else raw) < LARGE_MESSAGE:
+            return await self._off_loop(self._prepare, raw, inner)
+        async with self._large_lane:
+            return await self._off_loop(self._prepare, raw, inner)
 
     @metrics.observe_delivery
     async def deliver(self, raw: bytes, envelope: Envelope,
@@ -141,7 +153,7 @@ class Pipeline:
                 continue
             key = verdict.inner
             if key not in prepared:
-                prepared[key] = await self._off_loop(self._prepare, raw, verdict.inner)
+                prepared[key] = await self._prepare_off_loop(raw, verdict.inner)
             p = prepared[key]
             requests.append((i, DeliveryRequest(
                 mailbox_id=mb.id, sha256=p.sha256, size=p.size, compressed=p.compressed,

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from receiver import config as configmod
-from receiver.cli.context import AppContext, pass_app, write_config
+from receiver.cli.context import AppContext, CliError, pass_app, write_config
 from receiver.store.db import create_schema, open_database
 
 
@@ -31,8 +31,10 @@ def init(directory: Path, domain: str, force: bool) -> None:
 @click.command()
 @click.option("--listen", metavar="HOST:PORT", help="Address to listen on (default: smtp.listen).")
 @click.option("--lmtp", is_flag=True, default=None, help="Speak LMTP (behind Postfix).")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Processes sharing the port, one core each (default: smtp.workers).")
 @pass_app
-def serve(app: AppContext, listen: str | None, lmtp: bool | None) -> None:
+def serve(app: AppContext, listen: str | None, lmtp: bool | None, workers: int | None) -> None:
     """Run the receiver until SIGTERM or Ctrl-C."""
     cfg = app.config
     app.db(create=True)
@@ -41,7 +43,16 @@ def serve(app: AppContext, listen: str | None, lmtp: bool | None) -> None:
     click.echo(f"threads-receiver: receiver domains {', '.join(cfg.domains)}")
     click.echo(f"threads-receiver: add a mailbox with `threads-receiver --config {cfg.path} "
                "mailbox add you@example.com`")
-    asyncio.run(_serve(cfg, listen, lmtp))
+    workers = workers or cfg.get("smtp", "workers")
+    if workers > 1:
+        from receiver.smtp.workers import WorkerError, run_workers
+
+        try:
+            run_workers(cfg, listen, lmtp, workers, announce=click.echo)
+        except WorkerError as e:
+            raise CliError(str(e)) from None
+    else:
+        asyncio.run(_serve(cfg, listen, lmtp))
 
 
 async def _serve(cfg, listen, lmtp) -> None:

@@ -129,7 +129,9 @@ class Daemon:
         self.executor.shutdown(wait=False)
 
 
-async def start(config: Config, listen: str | None = None, lmtp: bool | None = None) -> Daemon:
+async def start(config: Config, listen: str | None = None, lmtp: bool | None = None,
+                sock: socket.socket | None = None) -> Daemon:
+    """Start one daemon; `sock` is a listening socket made by `serve --workers`."""
     loop = asyncio.get_running_loop()
     db = open_database(config.database_url, config.get("database", "lock_timeout"))
     await loop.run_in_executor(None, check_schema, db)
@@ -146,15 +148,20 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
     hostname = config.get("smtp", "hostname") or await loop.run_in_executor(None, socket.getfqdn)
     daemon = Daemon([], writer, executor, verifier, parser, shared, handler, pipeline, config,
                     "", 0, tls=tls_context(config), lmtp=use_lmtp, hostname=hostname)
-    host, port = parse_hostport(listen or config.get("smtp", "listen"))
-    server = await loop.create_server(daemon.factory(), host=host, port=port,
-                                      reuse_address=True)
+    if sock is not None:
+        server = await loop.create_server(daemon.factory(), sock=sock)
+    else:
+        host, port = parse_hostport(listen or config.get("smtp", "listen"))
+        server = await loop.create_server(daemon.factory(), host=host, port=port,
+                                          reuse_address=True)
     daemon.servers.append(server)
     daemon.host, daemon.port = server.sockets[0].getsockname()[:2]
     if config.get("tls", "implicit_listen"):
         thost, tport = parse_hostport(config.get("tls", "implicit_listen"), "tls.implicit_listen")
         tserver = await loop.create_server(daemon.factory(implicit_tls=True), host=thost,
-                                           port=tport, ssl=daemon.tls, reuse_address=True)
+                                           port=tport, ssl=daemon.tls, reuse_address=True,
+                                           # every worker listens there too
+                                           reuse_port=sock is not None)
         daemon.servers.append(tserver)
         daemon.tls_port = tserver.sockets[0].getsockname()[1]
     return daemon
@@ -169,6 +176,16 @@ async def run(config: Config, listen: str | None = None, lmtp: bool | None = Non
     metrics_http = metrics.start_listener(
         config.get("metrics", "listen"), lambda: all(s.is_serving() for s in daemon.servers),
         daemon.writer.db, announce)
+    await until_signal(daemon)
+    announce("threads-receiver: stopping")
+    await daemon.stop()
+    announce("threads-receiver: stopped")
+    if metrics_http:
+        metrics_http.stop()
+
+
+async def until_signal(daemon: Daemon) -> None:
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads the config."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -182,8 +199,3 @@ async def run(config: Config, listen: str | None = None, lmtp: bool | None = Non
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     await stop.wait()
-    announce("threads-receiver: stopping")
-    await daemon.stop()
-    announce("threads-receiver: stopped")
-    if metrics_http:
-        metrics_http.stop()

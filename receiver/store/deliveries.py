@@ -21,6 +21,7 @@ from psycopg2 import errorcodes
 
 from receiver import metrics
 from receiver.parse.record import ParsedMessage
+from receiver.store.db import is_postgres
 from receiver.store.models import Blob, Delivery, Message
 from receiver.store import threading as threadstore
 from receiver.threads.links import ThreadLinks, links_of
@@ -228,7 +229,9 @@ class Writer:
         attempt = 1
         while True:
             try:
-                with self.db.atomic():
+                # SQLite: take the write lock up front. A deferred transaction that reads
+                # first cannot wait for another process's writer (`serve --workers`).
+                with self.db.atomic() if is_postgres(self.db) else self.db.atomic("IMMEDIATE"):
                     threadstore.lock_threading(self.db)
                     return [[store_delivery(r, self.subject_rule) for r in reqs]
                             for reqs, _ in jobs]

@@ -164,6 +164,10 @@ def run_workers(config: Config, listen: str | None, lmtp: bool | None, workers: 
         sup.start()
         kind = "LMTP" if (config.get("smtp", "lmtp") if lmtp is None else lmtp) else "SMTP"
         announce(f"threads-receiver: {kind} listening on {host}:{port} ({workers} workers)")
+        if config.get("metrics", "listen"):
+            # Each worker has its own counters; one port cannot serve them all (yet).
+            announce("threads-receiver: metrics.listen is not served with --workers; "
+                     "`threads-receiver status` still checks health")
         while not stopping:
             sup.check()
             if reload:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import select
 import smtplib
+import time
 import urllib.error
 import urllib.request
 
@@ -30,6 +33,17 @@ def get(url: str) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
+def metrics_url(proc, timeout: float = 30) -> str:
+    """The metrics listener's address, from the line the daemon prints after starting."""
+    seen = proc.startup_output
+    deadline = time.monotonic() + timeout
+    while (m := re.search(rb"(http://[\d.]+:\d+)/metrics", seen)) is None:
+        assert time.monotonic() < deadline, seen
+        if select.select([proc.stdout.fileno()], [], [], 0.2)[0]:
+            seen += os.read(proc.stdout.fileno(), 65536)
+    return m.group(1).decode()
+
+
 def sample(text: str, name: str, **labels: str) -> float:
     for line in text.splitlines():
         m = re.match(r"(\w+)(\{.*\})? (\S+)$", line)
@@ -45,8 +59,7 @@ def test_metrics_healthz_and_status(tmp_path, db_url):
     address = rx.add_mailbox("alice@corp.example")
     try:
         port = rx.start()
-        line = rx.proc.stdout.readline().decode()
-        base = re.search(r"(http://[\d.]+:\d+)/metrics", line).group(1)
+        base = metrics_url(rx.proc)
         assert get(base + "/healthz") == (200, "ok\n")
         send(port, address)
         send(port, address)  # a byte-identical redelivery

@@ -33,6 +33,7 @@ from receiver.parse import parse_message
 from receiver.store import thread_queries
 from receiver.store.models import Message
 from receiver.threads.subject import SubjectRule
+from tests.dns_server import DnsServer
 from tests.helpers import Receiver
 from tests.threading_support import (
     FEDORA, fedora_archive_threads, fedora_messages, fresh_store, ingest, partition,
@@ -111,15 +112,19 @@ def _archive_parents() -> dict[int, int | None]:
     return parent
 
 
-# Verification and policy are not under test here: accept whatever the checks say
-# (the list altered some bodies), and keep DKIM lookups on the machine, failing fast.
+# Verification and policy are not under test here: accept whatever the checks say (the
+# list altered some bodies); the 2010 keys are gone, so the test DNS answers NXDOMAIN.
 ACCEPT_ALL = """
 [policy]
 altered = "accept"
-[dns]
-servers = ["127.0.0.1:9"]
-timeout = 0.5
 """
+
+
+@pytest.fixture
+def no_keys_dns():
+    server = DnsServer()
+    yield {"THREADS_RECEIVER_DNS_SERVERS": server.address}
+    server.stop()
 
 
 def _send_all(port: int, rcpt: str, raws: list[bytes], seed: int, connections: int = 4) -> None:
@@ -147,14 +152,14 @@ def _cli_partition(rx: Receiver, records) -> set[frozenset[int]]:
     return {frozenset(number[m] for m in t["message_ids"]) for t in listed}
 
 
-def test_fedora_month_over_smtp(tmp_path, fedora, db_url):
+def test_fedora_month_over_smtp(tmp_path, fedora, db_url, no_keys_dns):
     if not db_url.startswith("sqlite"):
         pytest.skip("PostgreSQL is covered by the two-receiver test below")
     raws, records = fedora
     rx = Receiver(tmp_path / "rx", db_url, ACCEPT_ALL)
     try:
         rcpt = rx.add_mailbox("list@corp.example")
-        _send_all(rx.start(), rcpt, raws, seed=7)
+        _send_all(rx.start(**no_keys_dns), rcpt, raws, seed=7)
         assert _cli_partition(rx, records) == {frozenset(t) for t in fedora_archive_threads()}
         listed = rx.cli_json("threads", "list", "--limit", "1")
         assert listed[0]["subject"] == "how to install source packages?"
@@ -163,7 +168,8 @@ def test_fedora_month_over_smtp(tmp_path, fedora, db_url):
         rx.stop()
 
 
-def test_two_receivers_on_one_postgresql_thread_the_month_like_one(tmp_path, fedora, db_url):
+def test_two_receivers_on_one_postgresql_thread_the_month_like_one(tmp_path, fedora, db_url,
+                                                                  no_keys_dns):
     if not db_url.startswith("postgresql"):
         pytest.skip("several receivers share one database only on PostgreSQL")
     raws, records = fedora
@@ -171,7 +177,7 @@ def test_two_receivers_on_one_postgresql_thread_the_month_like_one(tmp_path, fed
     two = Receiver(tmp_path / "two", db_url, ACCEPT_ALL)
     try:
         rcpt = one.add_mailbox("list@corp.example")
-        ports = [one.start(), two.start()]
+        ports = [one.start(**no_keys_dns), two.start(**no_keys_dns)]
         # Each receiver gets the whole month in its own order, at the same time: every
         # message arrives twice (the second copy is a duplicate delivery).
         senders = [threading.Thread(target=_send_all, args=(port, rcpt, raws, seed))

@@ -22,7 +22,7 @@ from psycopg2 import errorcodes
 from receiver import metrics
 from receiver.parse.record import ParsedMessage
 from receiver.store.db import is_postgres
-from receiver.store.models import Blob, Delivery, Message
+from receiver.store.models import Blob, Delivery, Message, utcnow
 from receiver.store import threading as threadstore
 from receiver.threads.links import ThreadLinks, links_of
 from receiver.threads.subject import SubjectRule
@@ -91,10 +91,6 @@ def db_text(value: str | None) -> str | None:
     return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
 
 
-def _put_blob(sha256: str, size: int, compressed: bytes) -> None:
-    Blob.insert(sha256=sha256, size=size, codec="zstd", data=compressed).on_conflict_ignore().execute()
-
-
 def message_fields(rec: ParsedMessage, links: ThreadLinks, blob_sha: str | None) -> dict:
     """The Message row of a parsed record (thread_id stays unset until it is threaded)."""
     return dict(
@@ -125,34 +121,13 @@ def message_fields(rec: ParsedMessage, links: ThreadLinks, blob_sha: str | None)
     )
 
 
-def _message_row(rec: ParsedMessage, links: ThreadLinks, blob_sha: str) -> tuple[Message, bool]:
-    # Only the columns used here: building the SELECT of every column costs more than the
-    # query itself (bulk import stores thousands of messages a second through this).
-    existing = (Message.select(Message.id, Message.thread_id)
-                .where((Message.message_id == rec.message_id)
-                       & (Message.content_hash == rec.content_hash)).first())
-    if existing:
-        return existing, False
-    return Message.create(**message_fields(rec, links, blob_sha)), True
-
-
-def store_delivery(req: DeliveryRequest, rule: SubjectRule = threadstore.DEFAULT_RULE,
-                   ) -> DeliveryResult:
-    """Store one delivery; call inside a transaction holding `threadstore.lock_threading`.
-    Idempotent per (mailbox, bytes)."""
-    dup = (Delivery.select(Delivery.id, Delivery.message, Delivery.status)
-           .where((Delivery.mailbox == req.mailbox_id) & (Delivery.blob == req.sha256)).first())
-    if dup is not None:
-        return DeliveryResult(dup.id, dup.message_id, True, dup.status)
-    _put_blob(req.sha256, req.size, req.compressed)
-    if req.wrapper:
-        _put_blob(*req.wrapper)
-    links = links_of(req.record)
-    msg, _ = _message_row(req.record, links, req.sha256)
-    d = Delivery.create(
+def delivery_fields(req: DeliveryRequest, message_pk: int) -> dict:
+    """The Delivery row of a request."""
+    return dict(
         mailbox=req.mailbox_id,
-        message=msg,
+        message=message_pk,
         blob=req.sha256,
+        received_at=utcnow(),
         status=req.status,
         source=req.source,
         session_id=db_text(req.session_id),
@@ -169,9 +144,91 @@ def store_delivery(req: DeliveryRequest, rule: SubjectRule = threadstore.DEFAULT
         smtp_defects=json.dumps(req.smtp_defects),
         wrapper_blob=req.wrapper[0] if req.wrapper else None,
     )
-    if req.status == "stored" and msg.thread_id is None:
-        threadstore.attach(msg, links, rule)
-    return DeliveryResult(d.id, msg.id, False, req.status)
+
+
+def store_delivery(req: DeliveryRequest, rule: SubjectRule = threadstore.DEFAULT_RULE,
+                   ) -> DeliveryResult:
+    """Store one delivery; see `store_deliveries`."""
+    return store_deliveries([req], rule)[0]
+
+
+def store_deliveries(requests: list[DeliveryRequest],
+                     rule: SubjectRule = threadstore.DEFAULT_RULE) -> list[DeliveryResult]:
+    """Store many deliveries with a few set-wise statements; call inside a transaction
+    holding `threadstore.lock_threading`.
+
+    Idempotent per (mailbox, bytes), also within the list: a repeat gets the first
+    one's delivery id. The rows and threads are those of storing the requests one by
+    one, in order; plain SQL because peewee's query building per row was most of a
+    delivery's cost (bench/RESULTS.md).
+    """
+    results: list[DeliveryResult | None] = [None] * len(requests)
+    known = {(mb, sha): DeliveryResult(did, mid, True, status) for did, mb, sha, mid, status in
+             threadstore.select_in(Delivery, ["id", "mailbox", "blob", "message", "status"],
+                                   "blob", list(dict.fromkeys(r.sha256 for r in requests)))}
+    fresh: list[int] = []
+    first: dict[tuple[int, str], int] = {}
+    for i, r in enumerate(requests):
+        key = (r.mailbox_id, r.sha256)
+        if key in known:
+            results[i] = known[key]
+        elif key not in first:
+            first[key] = i
+            fresh.append(i)
+    if not fresh:
+        return results
+    blobs = {}
+    for i in fresh:
+        r = requests[i]
+        blobs.setdefault(r.sha256, (r.sha256, r.size, "zstd", r.compressed))
+        if r.wrapper:
+            blobs.setdefault(r.wrapper[0], (*r.wrapper[:2], "zstd", r.wrapper[2]))
+    threadstore.insert_rows(Blob, ["sha256", "size", "codec", "data"], list(blobs.values()),
+                            ignore_conflicts=True)
+
+    links = {i: links_of(requests[i].record) for i in fresh}
+    wanted = {}
+    for i in fresh:
+        rec = requests[i].record
+        wanted.setdefault((rec.message_id, rec.content_hash), i)
+    ids = list(dict.fromkeys(mid for mid, _ in wanted))
+
+    def messages() -> dict[tuple[str, str], tuple[int, int | None]]:
+        return {(mid, chash): (pk, tid) for pk, mid, chash, tid in threadstore.select_in(
+            Message, ["id", "message_id", "content_hash", "thread_id"], "message_id", ids)
+            if (mid, chash) in wanted}
+
+    rows = messages()
+    new = [(key, i) for key, i in wanted.items() if key not in rows]
+    if new:
+        fields = [message_fields(requests[i].record, links[i], requests[i].sha256)
+                  for _, i in new]
+        names = list(fields[0])
+        threadstore.insert_rows(Message, names, [tuple(f[n] for n in names) for f in fields])
+        rows = messages()
+
+    db = Delivery._meta.database
+    columns = [Delivery._meta.fields[n] for n in delivery_fields(requests[fresh[0]], 0)]
+    sql = (f'INSERT INTO "{Delivery._meta.table_name}" '
+           f'({", ".join(chr(34) + c.column_name + chr(34) for c in columns)}) '
+           f'VALUES ({", ".join([db.param] * len(columns))}) RETURNING "id"')
+    cursor = db.cursor()
+    to_thread: dict[int, tuple[Message, ThreadLinks]] = {}
+    for i in fresh:
+        r = requests[i]
+        pk, tid = rows[(r.record.message_id, r.record.content_hash)]
+        values = delivery_fields(r, pk).values()
+        cursor.execute(sql, tuple(c.db_value(v) for c, v in zip(columns, values)))
+        results[i] = DeliveryResult(cursor.fetchone()[0], pk, False, r.status)
+        if r.status == "stored" and tid is None and pk not in to_thread:
+            to_thread[pk] = (Message(id=pk), links[i])
+    threadstore.attach_many(list(to_thread.values()), rule)
+
+    for i, r in enumerate(requests):
+        if results[i] is None:
+            done = results[first[(r.mailbox_id, r.sha256)]]
+            results[i] = DeliveryResult(done.delivery_id, done.message_id, True, done.status)
+    return results
 
 
 class WriterStopped(Exception):
@@ -233,8 +290,13 @@ class Writer:
                 # first cannot wait for another process's writer (`serve --workers`).
                 with self.db.atomic() if is_postgres(self.db) else self.db.atomic("IMMEDIATE"):
                     threadstore.lock_threading(self.db)
-                    return [[store_delivery(r, self.subject_rule) for r in reqs]
-                            for reqs, _ in jobs]
+                    flat = store_deliveries([r for reqs, _ in jobs for r in reqs],
+                                            self.subject_rule)
+                    out, at = [], 0
+                    for reqs, _ in jobs:
+                        out.append(flat[at:at + len(reqs)])
+                        at += len(reqs)
+                    return out
             except Exception as e:
                 if attempt == TRANSACTION_ATTEMPTS or not _is_retryable(e):
                     raise

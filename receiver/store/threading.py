@@ -123,8 +123,10 @@ def select_in(model, fields: list[str], column: str, values: list, where: str = 
     return rows
 
 
-def insert_rows(model, fields: list[str], rows: list[tuple]) -> None:
-    """Plain multi-row INSERT: peewee's per-value query building is the cost at bulk sizes."""
+def insert_rows(model, fields: list[str], rows: list[tuple],
+                ignore_conflicts: bool = False) -> None:
+    """Plain multi-row INSERT: peewee's per-value query building is the cost at bulk sizes.
+    `ignore_conflicts` skips rows whose key exists (content-addressed rows)."""
     if not rows:
         return
     db = model._meta.database
@@ -139,7 +141,8 @@ def insert_rows(model, fields: list[str], rows: list[tuple]) -> None:
     names = ", ".join(f'"{c.column_name}"' for c in columns)
     marks = ", ".join([db.param] * len(columns))
     db.cursor().executemany(
-        f'INSERT INTO "{model._meta.table_name}" ({names}) VALUES ({marks})',
+        f'INSERT INTO "{model._meta.table_name}" ({names}) VALUES ({marks})'
+        + (" ON CONFLICT DO NOTHING" if ignore_conflicts else ""),
         [tuple(c.db_value(v) for c, v in zip(columns, row)) for row in rows])
 
 

@@ -294,10 +294,18 @@ class KeyServer:
                 return reply
 
         quiet = DNSLogger(logf=lambda s: None)
-        self.udp = DNSServer(Resolver(), port=0, address="127.0.0.1", logger=quiet)
-        self.port = self.udp.server.server_address[1]
-        self.tcp = DNSServer(Resolver(), port=self.port, address="127.0.0.1", tcp=True,
-                             logger=quiet)
+        # The UDP port the system picks may be taken for TCP: pick again until both bind.
+        for _ in range(50):
+            self.udp = DNSServer(Resolver(), port=0, address="127.0.0.1", logger=quiet)
+            self.port = self.udp.server.server_address[1]
+            try:
+                self.tcp = DNSServer(Resolver(), port=self.port, address="127.0.0.1", tcp=True,
+                                     logger=quiet)
+                break
+            except OSError:
+                self.udp.server.server_close()
+        else:
+            raise RuntimeError("no port free for DNS over both UDP and TCP")
         self.udp.start_thread()
         self.tcp.start_thread()
 

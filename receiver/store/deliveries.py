@@ -146,6 +146,31 @@ def delivery_fields(req: DeliveryRequest, message_pk: int) -> dict:
     )
 
 
+def insert_messages(records: list[tuple[ParsedMessage, ThreadLinks, str | None]],
+                    ) -> tuple[dict[tuple[str, str], tuple[int, int | None]], set[tuple[str, str]]]:
+    """Message rows for (record, links, blob sha256) triples, inserting the ones not stored
+    yet with one statement per chunk. Returns (message_id, content_hash) → (row id, thread
+    id) for every record, and the keys inserted now."""
+    wanted: dict[tuple[str, str], tuple] = {}
+    for rec, links, blob in records:
+        wanted.setdefault((rec.message_id, rec.content_hash), (rec, links, blob))
+    ids = list(dict.fromkeys(mid for mid, _ in wanted))
+
+    def stored() -> dict[tuple[str, str], tuple[int, int | None]]:
+        return {(mid, chash): (pk, tid) for pk, mid, chash, tid in threadstore.select_in(
+            Message, ["id", "message_id", "content_hash", "thread_id"], "message_id", ids)
+            if (mid, chash) in wanted}
+
+    rows = stored()
+    new = {key for key in wanted if key not in rows}
+    if new:
+        fields = [message_fields(*wanted[key]) for key in wanted if key in new]
+        names = list(fields[0])
+        threadstore.insert_rows(Message, names, [tuple(f[n] for n in names) for f in fields])
+        rows = stored()
+    return rows, new
+
+
 def store_delivery(req: DeliveryRequest, rule: SubjectRule = threadstore.DEFAULT_RULE,
                    ) -> DeliveryResult:
     """Store one delivery; see `store_deliveries`."""
@@ -187,30 +212,12 @@ def store_deliveries(requests: list[DeliveryRequest],
                             ignore_conflicts=True)
 
     links = {i: links_of(requests[i].record) for i in fresh}
-    wanted = {}
-    for i in fresh:
-        rec = requests[i].record
-        wanted.setdefault((rec.message_id, rec.content_hash), i)
-    ids = list(dict.fromkeys(mid for mid, _ in wanted))
-
-    def messages() -> dict[tuple[str, str], tuple[int, int | None]]:
-        return {(mid, chash): (pk, tid) for pk, mid, chash, tid in threadstore.select_in(
-            Message, ["id", "message_id", "content_hash", "thread_id"], "message_id", ids)
-            if (mid, chash) in wanted}
-
-    rows = messages()
-    new = [(key, i) for key, i in wanted.items() if key not in rows]
-    if new:
-        fields = [message_fields(requests[i].record, links[i], requests[i].sha256)
-                  for _, i in new]
-        names = list(fields[0])
-        threadstore.insert_rows(Message, names, [tuple(f[n] for n in names) for f in fields])
-        rows = messages()
+    rows, _ = insert_messages([(requests[i].record, links[i], requests[i].sha256) for i in fresh])
 
     db = Delivery._meta.database
     columns = [Delivery._meta.fields[n] for n in delivery_fields(requests[fresh[0]], 0)]
-    sql = (f'INSERT INTO "{Delivery._meta.table_name}" '
-           f'({", ".join(chr(34) + c.column_name + chr(34) for c in columns)}) '
+    names = ", ".join(f'"{c.column_name}"' for c in columns)
+    sql = (f'INSERT INTO "{Delivery._meta.table_name}" ({names}) '
            f'VALUES ({", ".join([db.param] * len(columns))}) RETURNING "id"')
     cursor = db.cursor()
     to_thread: dict[int, tuple[Message, ThreadLinks]] = {}

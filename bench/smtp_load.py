@@ -660,9 +660,11 @@ class ReceiverSetup:
         log = open(self.dir / "serve.log", "wb")
         cmd = [sys.executable, "-m", "receiver", "serve", "--listen", "127.0.0.1:0", *args]
         if self.profile:
-            # py-spy samples every process of the receiver; stopping the receiver (not
-            # py-spy) makes it write the collapsed stacks.
-            cmd = ["py-spy", "record", "--format", "raw", "--subprocesses", "--rate", "250",
+            # py-spy samples every process of the receiver, only threads holding the GIL
+            # (waits for the GIL, the disk or a pipe are not work); stopping the receiver
+            # (not py-spy) makes it write the collapsed stacks.
+            cmd = ["py-spy", "record", "--format", "raw", "--subprocesses", "--gil",
+                   "--rate", "250",
                    "-o", str(self.profile / f"{self.dir.name}.txt"), "--", *cmd]
         proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=log,
                                 cwd=self.dir)

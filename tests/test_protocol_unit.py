@@ -4,6 +4,12 @@ is answered 451 4.3.0, never aiosmtpd's permanent "500 Error: (Exception) ..."."
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
+
+import pytest
+from aiosmtpd.smtp import SMTP
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from receiver import config as configmod
 from receiver.smtp.protocol import ReceiverSMTP, Shared
@@ -39,3 +45,38 @@ def test_handler_exception_is_a_451_without_details():
     assert replies[3].startswith(b"451 4.3.0")
     assert b"secret" not in b"".join(replies) and b"Error: (" not in b"".join(replies)
     assert replies[4].startswith(b"250")  # the session goes on
+
+
+@pytest.fixture(scope="module")
+def protocol():
+    loop = asyncio.new_event_loop()
+    p = ReceiverSMTP(Exploding(), shared=Shared.from_config(configmod.load(None, environ={})),
+                     hostname="test", loop=loop)
+    p.session = SimpleNamespace()
+    yield p
+    loop.close()
+
+
+def aiosmtpd_getaddr(arg):
+    try:
+        return SMTP._getaddr(SimpleNamespace(local_part_limit=0), arg)
+    except Exception:  # the email package's crashes: Hardened answers "malformed"
+        return None, None
+
+
+paths = st.builds(lambda pre, local, domain, rest: f"{pre}<{local}@{domain}>{rest}",
+                  st.sampled_from(["", " ", "\t"]), st.text("aZ9.-+_\"", max_size=6),
+                  st.text("aZ9.-[]", max_size=6), st.text(" \tX=(", max_size=6))
+
+
+@given(arg=st.one_of(paths, st.text(alphabet="<>@.aZ9-+_ \t()\"[]\\:;,=é", max_size=30)))
+@settings(max_examples=2000)
+def test_fast_address_path_agrees_with_aiosmtpd(protocol, arg):
+    assert protocol._getaddr(arg) == aiosmtpd_getaddr(arg)
+
+
+@pytest.mark.parametrize("arg", ["<a@example.org>", "<a.b+c@mx.example.org> SIZE=100 BODY=8BITMIME",
+                                 " <x@y>", "<a@b.c> (comment) SIZE=1", "<>", "<a..b@c>",
+                                 '<"q u"@c>'])
+def test_fast_address_path_on_common_paths(protocol, arg):
+    assert protocol._getaddr(arg) == aiosmtpd_getaddr(arg)

@@ -62,8 +62,12 @@ def content_hash(raw: bytes) -> str:
     """sha256 over the author's headers and the body, line endings folded to LF, so that
     two copies of one message that differ only in trace headers hash alike."""
     block, body = split_message(raw)
+    return _content_hash(header_fields(block), body)
+
+
+def _content_hash(fields: list[tuple[str, bytes]], body: bytes) -> str:
     h = hashlib.sha256()
-    for name, value in header_fields(block):
+    for name, value in fields:
         if name.lower() in AUTHOR_HEADERS:
             h.update(name.lower().encode() + b":" + b" ".join(value.split()) + b"\n")
     h.update(b"\n")
@@ -124,9 +128,9 @@ def parse_message(raw: bytes, unparsed: str | None = None) -> ParsedMessage:
     With `unparsed` (the reason), mail-parser is skipped and only the raw header fields
     are read, as for a message mail-parser fails on.
     """
-    chash = content_hash(raw)
-    block, _ = split_message(raw)
+    block, body = split_message(raw)
     fields = header_fields(block)
+    chash = _content_hash(fields, body)
     raw_msgid = get_first(fields, "Message-ID")
     msgid = normalize_id(raw_msgid) if raw_msgid else None
     synthetic = msgid is None

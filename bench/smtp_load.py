@@ -449,6 +449,8 @@ class RssMonitor:
     def __init__(self, pid: int):
         self.pid = pid
         self.peak = 0
+        self.peak_of: dict[int, int] = {}  # per process: where the memory goes
+        self.parent_of: dict[int, int] = {}
         self.cpu_ticks: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -472,12 +474,26 @@ class RssMonitor:
                 with open(f"/proc/{p}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
                 self.cpu_ticks[p] = int(fields[11]) + int(fields[12])  # utime + stime
+                self.parent_of[p] = int(fields[1])
             with contextlib.suppress(OSError):
                 with open(f"/proc/{p}/status") as f:
                     for line in f:
                         if line.startswith("VmRSS:"):
-                            total += int(line.split()[1]) * 1024
+                            rss = int(line.split()[1]) * 1024
+                            total += rss
+                            self.peak_of[p] = max(self.peak_of.get(p, 0), rss)
         return total
+
+    def peaks_by_role(self) -> dict[str, list[float]]:
+        """Each process's own peak RSS in MB, by role: the receiver, the forkserver, its
+        children (the parse workers), others (multiprocessing's resource tracker)."""
+        forkserver = {p for p, parent in self.parent_of.items() if parent == self.pid}
+        out: dict[str, list[float]] = {}
+        for p, peak in sorted(self.peak_of.items()):
+            role = ("main" if p == self.pid else
+                    "workers" if self.parent_of.get(p) in forkserver else "other")
+            out.setdefault(role, []).append(round(peak / 1e6, 1))
+        return out
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -833,12 +849,14 @@ def run_mixed(corpus: Corpus, setup_factory, args, log) -> dict:
         "small_p99_ms": round(percentile(small_stats.latencies, 0.99) * 1000, 1),
         "small_max_ms": round(max(small_stats.latencies, default=float("nan")) * 1000, 1),
         "peak_rss_mb": round(peak / 1e6, 1),
+        "peak_rss_by_process_mb": rss.peaks_by_role(),
         "errors": (big_stats.errors + small_stats.errors)[:5],
     }
     log(f"mixed: {row['big_sessions']} x {row['big_mb']} MB: {row['big_acked']} acked "
         f"{row['big_codes']} in {row['big_seconds']}s; small: {row['small_acked']}/"
         f"{row['small_sent']} p50 {row['small_p50_ms']} p99 {row['small_p99_ms']} "
-        f"max {row['small_max_ms']} ms; server peak RSS {row['peak_rss_mb']} MB")
+        f"max {row['small_max_ms']} ms; server peak RSS {row['peak_rss_mb']} MB "
+        f"(each process's own peak: {row['peak_rss_by_process_mb']})")
     return row
 
 

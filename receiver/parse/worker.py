@@ -17,6 +17,7 @@ import resource
 import threading
 from dataclasses import dataclass
 
+from receiver import malloc
 from receiver.parse.bare import parse_view
 from receiver.parse.budget import over_budget
 from receiver.parse.record import ParsedMessage, parse_message
@@ -50,6 +51,7 @@ def _serve(conn, budget: Budget) -> None:
     """A worker's life: bytes in, a ParsedMessage out, until the pipe closes."""
     if budget.max_memory:
         resource.setrlimit(resource.RLIMIT_AS, (budget.max_memory, budget.max_memory))
+    malloc.unmap_large_blocks()
     while True:
         try:
             raw = conn.recv_bytes()

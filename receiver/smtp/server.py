@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from receiver import config as configmod
-from receiver import metrics
+from receiver import malloc, metrics
 from receiver.config import Config, parse_hostport
 from receiver.parse.worker import Budget, ParseWorkers
 from receiver.pipeline import Pipeline
@@ -133,6 +133,7 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
                 sock: socket.socket | None = None) -> Daemon:
     """Start one daemon; `sock` is a listening socket made by `serve --workers`."""
     loop = asyncio.get_running_loop()
+    malloc.unmap_large_blocks()
     db = open_database(config.database_url, config.get("database", "lock_timeout"))
     await loop.run_in_executor(None, check_schema, db)
     writer = Writer(db, config.get("database", "batch_max"), SubjectRule.from_config(config))

@@ -27,8 +27,8 @@ from receiver.verify.arccheck import ArcResult, check_arc
 from receiver.verify.authresults import auth_results
 from receiver.verify.confirmation import find_confirmation, may_confirm
 from receiver.verify.copypath import WRAPPED, address_of, classify, domain_of
-from receiver.verify.dkimcheck import (TEMPERROR_RESULT, SigResult, check_all,
-                                       signature_key_names)
+from receiver.verify.dkimcheck import (TEMPERROR_RESULT, SigResult, check_all, dkim_body,
+                                       parse_header_block, signature_key_names)
 from receiver.verify.dnskeys import KeyAnswer, KeyResolver
 from receiver.verify.judge import judge
 from receiver.verify.verdict import UNVERIFIABLE, Verdict
@@ -91,11 +91,15 @@ def first_receipt(headers: list[tuple[bytes, bytes]], fallback: dt.datetime) -> 
 
 def parse_for_checks(raw: bytes, received_at: dt.datetime) -> _Parsed:
     try:
-        d = dkim.DKIM(raw)
-    except dkim.DKIMException as e:
+        d, body_at = parse_header_block(raw)
+    except (dkim.DKIMException, IndexError) as e:
+        # IndexError: dkimpy appends a first line that starts with a blank to the field
+        # above it, and there is none.
         return _Parsed(None, [], None, _aware(received_at), f"malformed header block: {e}")
     from_values = [unfold(v) for n, v in d.headers if n.lower() == b"from"]
     from_domain = domain_of(address_of(from_values[0])) if len(from_values) == 1 else None
+    if any(n.lower() == b"dkim-signature" for n, _ in d.headers):
+        d.body = dkim_body(raw, body_at)  # check_all hashes it
     return _Parsed(d, signature_key_names(d.headers), from_domain,
                    first_receipt(d.headers, received_at))
 

@@ -643,7 +643,7 @@ class ReceiverSetup:
     """A receiver in a temp folder: init, mailboxes, config for the bench DNS server."""
 
     def __init__(self, directory: Path, db_url: str, mailboxes: int, dns_port: int,
-                 profile: Path | None = None):
+                 profile: Path | None = None, inflight_mb: int | None = None):
         self.profile = profile
         self.dir = directory
         directory.mkdir(parents=True, exist_ok=True)
@@ -659,6 +659,8 @@ class ReceiverSetup:
             # its one host: the per-address session cap must not refuse them.
             "THREADS_RECEIVER_SMTP_MAX_SESSIONS_PER_IP": "1000",
         })
+        if inflight_mb is not None:
+            self.env["THREADS_RECEIVER_SMTP_MAX_INFLIGHT_BYTES"] = str(inflight_mb << 20)
         self._cli("init", "--dir", str(directory), "--domain", RECEIVER_DOMAIN)
         self.addresses = [
             json.loads(self._cli("mailbox", "add", f"user{i}@corp.bench.test", "--json"))["address"]
@@ -880,6 +882,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mixed-small-sessions", type=int, default=10)
     p.add_argument("--mixed-small-rate", type=float, default=50.0,
                    help="small messages per second during the mixed scenario")
+    p.add_argument("--inflight-mb", type=int, metavar="MB",
+                   help="smtp.max_inflight_bytes of every receiver (default: its own default)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="run each receiver under py-spy; collapsed stacks go to DIR/<target>.txt")
@@ -908,7 +912,8 @@ def main(argv: list[str] | None = None) -> int:
     have_pg = pg_available()
     try:
         def setup(db_url: str, tag: str) -> ReceiverSetup:
-            return ReceiverSetup(work / tag, db_url, args.mailboxes, dns.port, args.profile)
+            return ReceiverSetup(work / tag, db_url, args.mailboxes, dns.port, args.profile,
+                                 args.inflight_mb)
 
         def receiver(db_url: str, tag: str, *serve_args: str):
             s = setup(db_url, tag)

@@ -18,7 +18,7 @@ _MESSAGE = re.compile(rb"(?i)^\s*message/(rfc822|global)\b")
 _HEADER_CAP = 64 * 1024
 
 
-def _nested(header: bytes) -> tuple[str, bytes | None] | None:
+def nested_kind(header: bytes) -> tuple[str, bytes | None] | None:
     m = _CONTENT_TYPE.search(header)
     if not m:
         return None
@@ -46,7 +46,7 @@ def over_budget(raw: bytes, max_depth: int, max_parts: int) -> str | None:
                     header += line + b"\n"
                 continue
             in_header = False
-            nested = _nested(bytes(header))
+            nested = nested_kind(bytes(header))
             header.clear()
             if nested is not None:
                 kind, boundary = nested

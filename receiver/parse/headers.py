@@ -14,7 +14,9 @@ _FIELD_START = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.M)
 def split_message(raw: bytes) -> tuple[bytes, bytes]:
     """Header block and body, split at the first empty line (CRLF or bare LF)."""
     crlf = raw.find(b"\r\n\r\n")
-    lf = raw.find(b"\n\n")
+    # Only a bare-LF blank line before the CRLF one matters; stopping the search there
+    # spares a scan of the whole body.
+    lf = raw.find(b"\n\n", 0, len(raw) if crlf == -1 else crlf + 2)
     if raw.startswith((b"\r\n", b"\n")):
         return b"", raw[2 if raw.startswith(b"\r\n") else 1:]
     if crlf == -1 and lf == -1:

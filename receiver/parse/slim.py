@@ -1,0 +1,151 @@
+"""Large base64 parts measured here and left out of what mail-parser reads.
+
+mail-parser (through the email package) reads a base64 attachment line by line and keeps
+it several times over as text: most of the parse's time on ordinary mail with files
+attached, and about ten times a 20 MB attachment's size in a parse worker's memory. What
+the record keeps of an attachment is its name, type, decoded size and SHA-256, so a part
+whose body is plain base64 of at least `threshold` octets is decoded and hashed here,
+and mail-parser gets a view of the message in which that body is a short marker (the
+part's headers stay, so its name and type come out as before). The record then takes
+size and hash from the marker's entry. The stored bytes are never touched.
+
+Only bodies made of nothing but base64 characters and blanks are replaced: they cannot
+hold a boundary line, so the view has the same MIME structure as the message.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+
+from receiver.parse.budget import nested_kind
+
+MARK = b"threads-receiver omitted part "
+_BASE64_BODY = re.compile(rb"[A-Za-z0-9+/=\r\n\t ]*")
+_CTE_BASE64 = re.compile(rb"(?im)^content-transfer-encoding[ \t]*:[ \t]*base64[ \t]*\r?$")
+_ANY_CTE = re.compile(rb"(?im)^content-transfer-encoding[ \t]*:")
+_CONTENT_TYPE = re.compile(rb"(?im)^content-type[ \t]*:[ \t]*([!-~]+?)[ \t]*/")
+
+
+class _Unclear(Exception):
+    """A structure parsers disagree on: nothing in the message is slimmed."""
+
+
+def _header_end(raw: bytes, pos: int) -> int:
+    """Where the body of the part whose header block starts at `pos` begins."""
+    for blank in (b"\r\n", b"\n"):
+        if raw.startswith(blank, pos):
+            return pos + len(blank)
+    # The CRLF blank line first; a bare-LF one counts only if it comes before it (each
+    # search stops there instead of running to the end of a large body).
+    crlf = raw.find(b"\n\r\n", pos)
+    lf = raw.find(b"\n\n", pos, len(raw) if crlf < 0 else crlf + 1)
+    if lf >= 0:
+        return lf + 2
+    return len(raw) if crlf < 0 else crlf + 3
+
+
+def _next_delimiter(raw: bytes, pos: int, stack: list[bytes | None]):
+    """The first boundary line of an open multipart from `pos`: (line start, line end,
+    stack level, closing?), or None."""
+    if not any(stack):
+        return None
+    # Boundary lines start with "--": looking for "\n--" visits each line at most once.
+    i = pos if raw.startswith(b"--", pos) and (pos == 0 or raw[pos - 1] == 0x0A) else -1
+    while True:
+        if i < 0:
+            i = raw.find(b"\n--", pos)
+            if i < 0:
+                return None
+            i += 1
+        end = raw.find(b"\n", i)
+        end = len(raw) if end < 0 else end + 1
+        text = raw[i:end].rstrip(b" \t\r\n")
+        for level in range(len(stack) - 1, -1, -1):
+            delim = stack[level]
+            if delim is not None and text.startswith(delim):
+                rest = text[len(delim):]
+                if rest in (b"", b"--"):
+                    return i, end, level, rest == b"--"
+        pos, i = end - 1, -1
+
+
+def _leaves(raw: bytes):
+    """(header block, body start, body end) of every leaf part, in order; the body ends
+    before the line break that precedes its closing boundary line."""
+    stack: list[bytes | None] = []
+    pos = 0
+    while pos < len(raw):
+        body = _header_end(raw, pos)
+        header = raw[pos:body]
+        kind = nested_kind(header)
+        if kind is not None and kind[0] == "message":
+            stack.append(None)
+            pos = body
+            continue
+        if kind is not None:
+            if b"--" + kind[1] in stack:
+                raise _Unclear("a boundary reused inside its own multipart")
+            stack.append(b"--" + kind[1])
+            found = _next_delimiter(raw, body, stack)
+        else:
+            found = _next_delimiter(raw, body, stack)
+            end = len(raw) if found is None else found[0]
+            if found is not None:
+                end -= 2 if raw[end - 2:end] == b"\r\n" else 1
+            yield header, body, max(body, end)
+        # Past closing boundaries (and the epilogues after them) to the next part.
+        while found is not None and found[3]:
+            del stack[found[2]:]
+            found = _next_delimiter(raw, found[1], stack)
+        if found is None:
+            return
+        del stack[found[2] + 1:]
+        pos = found[1]
+
+
+def leaked(omitted: dict[bytes, tuple[int, str]], texts: list[str],
+           attachments: list[bytes]) -> bool:
+    """Whether a marker shows up anywhere but as an attachment of its own: then the
+    parser did not see the parts where slim did, and the view must not be used."""
+    prefix = next(iter(omitted))[:len(MARK) + 16]
+    return (any(prefix.decode() in t for t in texts)
+            or any(prefix in data and data not in omitted for data in attachments))
+
+
+def _slimmable(header: bytes, size: int, threshold: int) -> bool:
+    if size < threshold or len(_ANY_CTE.findall(header)) != 1 or not _CTE_BASE64.search(header):
+        return False
+    ctype = _CONTENT_TYPE.search(header)
+    return ctype is not None and ctype.group(1).lower() not in (b"text", b"multipart", b"message")
+
+
+def slim(raw: bytes, threshold: int) -> tuple[bytes, dict[bytes, tuple[int, str]]]:
+    """The view for mail-parser, and per marker the decoded size and SHA-256 of the body
+    it stands for. Without large base64 parts the view is `raw` itself."""
+    pieces: list[bytes | memoryview] = []
+    omitted: dict[bytes, tuple[int, str]] = {}
+    view = memoryview(raw)
+    done = 0
+    nonce = secrets.token_hex(8).encode()
+    try:
+        leaves = list(_leaves(raw))
+    except _Unclear:
+        return raw, {}
+    for header, start, end in leaves:
+        if (not _slimmable(header, end - start, threshold)
+                or _BASE64_BODY.fullmatch(raw, start, end) is None):
+            continue
+        data = base64.b64decode(view[start:end])
+        marker = MARK + nonce + b" %d" % len(omitted)
+        omitted[marker] = (len(data), hashlib.sha256(data).hexdigest())
+        pieces += [view[done:start], base64.b64encode(marker)]
+        if end == len(raw):
+            pieces.append(b"\r\n")
+        done = end
+    if not omitted:
+        return raw, {}
+    pieces.append(view[done:])
+    return b"".join(pieces), omitted

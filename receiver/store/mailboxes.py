@@ -171,8 +171,8 @@ def resolve_rcpt(address: str, domains: list[str]) -> RcptResult:
     _, dash, token = local.rpartition("-")
     if not dash or not token:
         return RcptResult("unknown")
-    # fetchall, not fetchone: a SQLite statement left unfinished would keep this thread's
-    # read snapshot open, and a later RCPT would not see the CLI's changes.
+    # fetchall runs the statement to its end: an unfinished SQLite statement holds its read
+    # snapshot for as long as it lives, and RCPTs would miss the CLI's changes meanwhile.
     rows = database.execute_sql(_rcpt_sql(database.param), (token_hash(token),)).fetchall()
     if not rows:
         return RcptResult("unknown")

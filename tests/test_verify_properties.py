@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+import dkim
 from hypothesis import given, settings, strategies as st
 
 from receiver.verify import check_and_conclude, parse_for_checks
 from receiver.verify.confirmation import find_confirmation
+from receiver.verify.dkimcheck import rfc822_split
 from receiver.verify.dnskeys import FOUND, KeyAnswer
 from tests import mailfixtures as F
 
@@ -107,3 +109,26 @@ def test_no_input_makes_the_checks_raise(fields, body, tail):
     raw = b"".join(fields) + tail + b"\r\n" + body
     path, verdict = verdict_of(raw)
     assert verdict.kind in ("unaltered", "unverifiable", "altered")
+
+
+def _outcome(parse, raw: bytes):
+    try:
+        return parse(raw)
+    except Exception as e:  # the same error, raised the same way, is the same outcome
+        return type(e), str(e)
+
+
+MESSAGE_PIECES = [b"\r\n", b"\n", b"\r", b"", b"A: b", b"Subject: x", b" folded", b"\tfolded",
+                  b"From me", b"not a header", b"body line", b"\xff\x00"]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(MESSAGE_PIECES), max_size=12))
+def test_rfc822_split_is_dkimpys_parse(pieces):
+    raw = b"".join(pieces)
+    assert _outcome(rfc822_split, raw) == _outcome(dkim.rfc822_parse, raw)
+
+
+def test_rfc822_split_of_a_real_message_is_dkimpys_parse():
+    for raw in (SIGNED, F.inline_forward(), SIGNED.replace(b"\r\n", b"\n")):
+        assert rfc822_split(raw) == dkim.rfc822_parse(raw)

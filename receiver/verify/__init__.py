@@ -28,7 +28,7 @@ from receiver.verify.arccheck import ArcResult, check_arc
 from receiver.verify.authresults import auth_results
 from receiver.verify.confirmation import find_confirmation, may_confirm
 from receiver.verify.copypath import WRAPPED, address_of, classify, domain_of
-from receiver.verify.dkimcheck import (TEMPERROR_RESULT, SigResult, check_all,
+from receiver.verify.dkimcheck import (DKIM, TEMPERROR_RESULT, SigResult, check_all,
                                        signature_key_names)
 from receiver.verify.dnskeys import KeyAnswer, KeyResolver
 from receiver.verify.judge import judge
@@ -92,7 +92,7 @@ def first_receipt(headers: list[tuple[bytes, bytes]], fallback: dt.datetime) -> 
 
 def parse_for_checks(raw: bytes, received_at: dt.datetime) -> _Parsed:
     try:
-        d = dkim.DKIM(raw)
+        d = DKIM(raw)
     except dkim.DKIMException as e:
         return _Parsed(None, [], None, _aware(received_at), f"malformed header block: {e}")
     from_values = [unfold(v) for n, v in d.headers if n.lower() == b"from"]

@@ -130,9 +130,11 @@ class Pipeline:
 
         `per_recipient` is False for SMTP, where one DATA reply answers every recipient.
         """
-        verdicts: list[Verdict] = await asyncio.gather(*(
-            self.verifier.verify(raw, subscriber=mb.email, received_at=envelope.received_at)
-            for _, mb in rcpts))
+        checks = [self.verifier.verify(raw, subscriber=mb.email,
+                                       received_at=envelope.received_at) for _, mb in rcpts]
+        # One recipient, the usual case, is awaited in place: gather would make it a task.
+        verdicts: list[Verdict] = ([await checks[0]] if len(checks) == 1
+                                   else await asyncio.gather(*checks))
         metrics.verdicts_seen(envelope.source, verdicts)
         decisions = [policies.decide(v, self._policy(mb)) for (_, mb), v in zip(rcpts, verdicts)]
         decisions = [allowlist.refusal(mb.allow_from, envelope.peer, v) or d

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 
 import authres
 import authres.arc
 import pytest
 
 from receiver import config as configmod
-from receiver.verify import Verifier
+from receiver.verify import Verifier, dnskeys
 from tests import mailfixtures as F
-from tests.dns_server import SERVFAIL, TIMEOUT
+from tests.dns_server import SERVFAIL, TIMEOUT, TTL
 
 NOW = dt.datetime.now(dt.timezone.utc)
 Y2019 = dt.datetime(2019, 1, 1, tzinfo=dt.timezone.utc)
@@ -175,6 +176,18 @@ def test_keys_are_cached_and_one_data_is_verified_once(dns):
     first, other = asyncio.run(go())
     assert {x.kind for x in first} | {other.kind} == {"unaltered"}
     assert dns.resolver.queries == ["s1._domainkey.author.example"]
+
+
+def test_cached_keys_are_all_or_nothing_and_expire(dns, monkeypatch):
+    keys = verifier(dns).keys
+    name, other = "s1._domainkey.author.example", "nope._domainkey.author.example"
+    answers = asyncio.run(keys.fetch([name, other]))
+    assert keys.cached([name, other, name]) == answers
+    assert keys.cached([]) == {}
+    assert keys.cached([name, "unseen._domainkey.author.example"]) is None
+    later = time.monotonic() + TTL + 1
+    monkeypatch.setattr(dnskeys.time, "monotonic", lambda: later)
+    assert keys.cached([name]) is None
 
 
 def test_inline_forward_needs_the_subscriber_as_author(dns):

@@ -250,7 +250,8 @@ class Writer:
         self.db = db
         self.subject_rule = subject_rule
         self.batch_max = max(1, batch_max)
-        self._queue: queue.Queue = queue.Queue()
+        # SimpleQueue: a put from the loop is one C call, not a Python lock and Condition.
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._stopping = False
         self._thread.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -55,14 +56,15 @@ def _new_local_part(email: str) -> tuple[str, str]:
 
 
 def _info(mb: Mailbox) -> MailboxInfo:
-    return MailboxInfo(
-        id=mb.id,
-        email=mb.email,
-        state=mb.state,
-        policy_altered=mb.policy_altered,
-        policy_unverifiable=mb.policy_unverifiable,
-        allow_from=tuple(json.loads(mb.allow_from)) if mb.allow_from else None,
-    )
+    return _info_of(mb.id, mb.email, mb.state, mb.policy_altered, mb.policy_unverifiable,
+                    mb.allow_from)
+
+
+def _info_of(pk: int, email: str, state: str, policy_altered: str | None,
+             policy_unverifiable: str | None, allow_from: str | None) -> MailboxInfo:
+    """A MailboxInfo from the Mailbox columns (allow_from as stored: JSON text)."""
+    return MailboxInfo(pk, email, state, policy_altered, policy_unverifiable,
+                       tuple(json.loads(allow_from)) if allow_from else None)
 
 
 def normalize_email(email: str) -> str:
@@ -145,21 +147,42 @@ def remove(email: str, purge: bool) -> int:
         return count
 
 
+@functools.cache
+def _rcpt_sql(param: str) -> str:
+    """The RCPT lookup, built once per placeholder style: plain SQL, because building the
+    peewee query and its model rows was most of a RCPT's cost (bench/RESULTS.md)."""
+    a, m = MailboxAddress._meta, Mailbox._meta
+    return (f'SELECT a."local_part", a."expires_at", m."id", m."email", m."state", '
+            f'm."policy_altered", m."policy_unverifiable", m."allow_from" '
+            f'FROM "{a.table_name}" AS a JOIN "{m.table_name}" AS m '
+            f'ON m."id" = a."{a.fields["mailbox"].column_name}" '
+            f'WHERE a."token_hash" = {param}')
+
+
 def resolve_rcpt(address: str, domains: list[str]) -> RcptResult:
-    """Map a RCPT address to a mailbox. Domains are matched case-insensitively."""
+    """Map a RCPT address to a mailbox. Domains are matched case-insensitively.
+
+    Read from the store at every RCPT, with no cache: a mailbox the CLI disables, rotates
+    or removes in another process is refused from the next RCPT on.
+    """
     local, at, domain = address.rpartition("@")
     if not at or domain.lower().rstrip(".") not in domains:
         return RcptResult("relay")
     _, dash, token = local.rpartition("-")
     if not dash or not token:
         return RcptResult("unknown")
-    row = (MailboxAddress.select(MailboxAddress, Mailbox).join(Mailbox)
-           .where(MailboxAddress.token_hash == token_hash(token)).first())
-    if row is None or not hmac.compare_digest(row.local_part.lower(), local.lower()):
+    # fetchall runs the statement to its end: an unfinished SQLite statement holds its read
+    # snapshot for as long as it lives, and RCPTs would miss the CLI's changes meanwhile.
+    rows = database.execute_sql(_rcpt_sql(database.param), (token_hash(token),)).fetchall()
+    if not rows:
         return RcptResult("unknown")
-    if row.expires_at is not None and row.expires_at <= utcnow():
+    local_part, expires_at, *mailbox = rows[0]
+    if not hmac.compare_digest(local_part.lower(), local.lower()):
         return RcptResult("unknown")
-    info = _info(row.mailbox)
+    expires_at = MailboxAddress.expires_at.python_value(expires_at)
+    if expires_at is not None and expires_at <= utcnow():
+        return RcptResult("unknown")
+    info = _info_of(*mailbox)
     if info.state != "active":
         return RcptResult("disabled", info)
     return RcptResult("ok", info)

@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 import dkim
 
@@ -120,12 +121,14 @@ def check_and_conclude(raw: bytes, parsed: _Parsed, keys: dict[str, KeyAnswer],
 
 
 def first_pass(raw: bytes, received_at: dt.datetime, subscriber: str | None,
-               authserv_id: str) -> tuple:
-    """The parse, and the whole check when there is no key to fetch."""
+               authserv_id: str, cached_keys: Callable[[list[str]], dict | None]) -> tuple:
+    """The parse, and the whole check when no key needs fetching: none is named, or
+    `cached_keys` has every one (the usual case once a signer's key has been seen)."""
     parsed = parse_for_checks(raw, received_at)
-    if parsed.key_names:
+    keys = cached_keys(parsed.key_names)
+    if keys is None:
         return parsed, None
-    return parsed, check_and_conclude(raw, parsed, {}, subscriber, authserv_id)
+    return parsed, check_and_conclude(raw, parsed, keys, subscriber, authserv_id)
 
 
 def conclude(raw: bytes, ev: Evidence, subscriber: str | None, authserv_id: str) -> tuple:
@@ -209,9 +212,10 @@ class Verifier:
             self._evidence_cache.popitem(last=False)
         try:
             # At most two trips to the threads: parse (and, with no key to fetch, finish),
-            # then after the DNS answers the crypto and the verdict together.
+            # then after the DNS answers the crypto and the verdict together. Each trip
+            # costs the loop a handoff, so the cached keys are looked at in the first one.
             parsed, done = await self._off_loop(first_pass, raw, received_at, subscriber,
-                                                authserv)
+                                                authserv, self.keys.cached)
             if done is None:
                 keys = await self.keys.fetch(parsed.key_names)
                 done = await self._off_loop(check_and_conclude, raw, parsed, keys,

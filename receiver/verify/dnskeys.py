@@ -88,6 +88,18 @@ class KeyResolver:
         answers = await asyncio.gather(*(self._one(n) for n in unique))
         return dict(zip(unique, answers))
 
+    def cached(self, names: list[str]) -> dict[str, KeyAnswer] | None:
+        """The answers `fetch` would give now if every name is cached and fresh, else None.
+        Safe to call from a thread: it only reads the cache, which the loop alone writes."""
+        now = time.monotonic()
+        answers = {}
+        for name in names:
+            hit = self._cache.get(name)
+            if not hit or hit[0] <= now:
+                return None
+            answers[name] = hit[1]
+        return answers
+
     async def _one(self, name: str) -> KeyAnswer:
         now = time.monotonic()
         hit = self._cache.get(name)

@@ -351,10 +351,11 @@ async def _command(reader, writer, cmd: bytes, expect: int) -> None:
 
 
 async def send_all(host: str, port: int, jobs, sessions: int, per_session: int,
-                   rcpt_of, rate: float | None = None,
-                   max_seconds: float | None = None) -> tuple[Stats, float]:
+                   rcpt_of, rate: float | None = None, max_seconds: float | None = None,
+                   retry_after: float | None = None) -> tuple[Stats, float]:
     """Send every (index, Mail) of `jobs` over `sessions` concurrent sessions (or what
-    fits in `max_seconds`)."""
+    fits in `max_seconds`). With `retry_after`, a message answered 4xx is sent again
+    that many seconds later, as a sending MTA would (sooner)."""
     stats = Stats()
     it = iter(jobs)
     lock = asyncio.Lock()
@@ -399,7 +400,10 @@ async def send_all(host: str, port: int, jobs, sessions: int, per_session: int,
                         job = await next_job()
                         if job is None:
                             break
-                    await _transaction(reader, writer, job, stats, rcpt_of)
+                    code = await _transaction(reader, writer, job, stats, rcpt_of)
+                    while retry_after is not None and 400 <= code < 500:
+                        await asyncio.sleep(retry_after)
+                        code = await _transaction(reader, writer, job, stats, rcpt_of)
                 writer.write(b"QUIT\r\n")
                 await writer.drain()
             except (SMTPClientError, OSError, asyncio.IncompleteReadError) as e:
@@ -414,15 +418,17 @@ async def send_all(host: str, port: int, jobs, sessions: int, per_session: int,
     return stats, time.monotonic() - start
 
 
-async def _transaction(reader, writer, job, stats: Stats, rcpt_of) -> None:
+async def _transaction(reader, writer, job, stats: Stats, rcpt_of) -> int:
+    """One message; the code of its last reply (RCPT's or MAIL's when refused there)."""
     index, mail = job
-    await _command(reader, writer, b"MAIL FROM:<%s> SIZE=%d\r\n" % (mail.mail_from.encode(), mail.size), 250)
-    writer.write(b"RCPT TO:<%s>\r\n" % rcpt_of(mail).encode())
-    code, text = await _reply(reader)
-    if code != 250:
-        stats.codes[str(code)] = stats.codes.get(str(code), 0) + 1
-        await _command(reader, writer, b"RSET\r\n", 250)
-        return
+    for command in (b"MAIL FROM:<%s> SIZE=%d\r\n" % (mail.mail_from.encode(), mail.size),
+                    b"RCPT TO:<%s>\r\n" % rcpt_of(mail).encode()):
+        writer.write(command)
+        code, text = await _reply(reader)
+        if code != 250:
+            stats.codes[str(code)] = stats.codes.get(str(code), 0) + 1
+            await _command(reader, writer, b"RSET\r\n", 250)
+            return code
     await _command(reader, writer, b"DATA\r\n", 354)
     for part in (mail.wire if isinstance(mail.wire, tuple) else (mail.wire,)):
         view = memoryview(part)
@@ -437,6 +443,7 @@ async def _transaction(reader, writer, job, stats: Stats, rcpt_of) -> None:
     if code == 250:
         stats.acked.append(index)
         stats.bytes += mail.size
+    return code
 
 
 # ---------------------------------------------------------------------------------------
@@ -824,7 +831,7 @@ def run_mixed(corpus: Corpus, setup_factory, args, log) -> dict:
         async def both():
             big_task = asyncio.create_task(send_all(
                 "127.0.0.1", port, ((-1 - k, m) for k, m in enumerate(bigs)),
-                args.mixed_big_sessions, 1, rcpt_of))
+                args.mixed_big_sessions, 1, rcpt_of, retry_after=args.mixed_retry_seconds))
             done = asyncio.Event()
             big_task.add_done_callback(lambda _: done.set())
 
@@ -879,6 +886,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-mixed", action="store_true", help="skip the mixed scenario")
     p.add_argument("--mixed-big-sessions", type=int, default=50)
     p.add_argument("--mixed-big-mb", type=int, default=20)
+    p.add_argument("--mixed-retry-seconds", type=float, default=1.0,
+                   help="a big message answered 4xx (the in-flight cap) is sent again after "
+                        "this many seconds, until every one is stored")
     p.add_argument("--mixed-small-sessions", type=int, default=10)
     p.add_argument("--mixed-small-rate", type=float, default=50.0,
                    help="small messages per second during the mixed scenario")

@@ -25,15 +25,18 @@ def reference(stream: bytes, limit: int) -> tuple[bytes, bytes, bool] | None:
         out.append(line[1:] if line.startswith(b".") else line)
 
 
-def feed_in_chunks(stream: bytes, cuts: list[int], limit: int) -> tuple[DataStream, bytes]:
+def feed_in_chunks(stream: bytes, cuts: list[int], limit: int,
+                   drop_after: int | None = None) -> tuple[DataStream, bytes]:
     ds = DataStream(limit)
     rest = b""
     bounds = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
-    for a, b in zip(bounds, bounds[1:]):
+    for k, (a, b) in enumerate(zip(bounds, bounds[1:])):
         if ds.done:
             rest += stream[a:b]
         else:
             rest += ds.feed(stream[a:b])
+            if k == drop_after:
+                ds.drop()
     return ds, rest
 
 
@@ -60,6 +63,16 @@ def test_same_as_reading_line_by_line(message_lines, after, cuts, limit):
     assert ds.size == len(stuffed(message_lines))
     assert ds.message() == message
     assert message == b"".join(l + b"\r\n" for l in message_lines)
+
+
+@given(lines, st.binary(max_size=10), st.lists(st.integers(0, 400), max_size=6),
+       st.integers(0, 6))
+@settings(max_examples=400)
+def test_a_dropped_stream_ends_where_a_kept_one_does(message_lines, after, cuts, drop_after):
+    stream = stuffed(message_lines) + b".\r\n" + after
+    kept, kept_rest = feed_in_chunks(stream, cuts, 1000)
+    dropped, dropped_rest = feed_in_chunks(stream, cuts, 1000, drop_after)
+    assert (dropped.done, dropped.size, dropped_rest) == (kept.done, kept.size, kept_rest)
 
 
 @given(st.binary(max_size=60).map(lambda b: bytes(b".\r\nab"[v % 5] for v in b)),

@@ -93,3 +93,20 @@ def test_inflight_byte_budget_across_sessions(receiver):
     assert send(port, address, message(refused[0], body=body))[0] == 250
     assert sorted(d["subject"] for d in deliveries(receiver.db_url)) == ["test first",
                                                                         "test second"]
+
+
+def test_a_declared_size_over_what_is_free_is_refused_at_mail(receiver):
+    address = receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_SMTP_MAX_INFLIGHT_BYTES="60000")
+    streaming = Raw(port)
+    open_data(streaming, address)
+    streaming.send((b"b" * 98 + b"\r\n") * 400)  # 40 kB held, its end not yet sent
+    time.sleep(0.5)
+    late = Raw(port)
+    assert late.cmd("EHLO client.example.org")[0] == 250
+    for _ in range(12):  # more than smtp.max_errors: a sender retrying is no offender
+        code, text = late.cmd("MAIL FROM:<a@example.org> SIZE=40000")
+        assert code == 452 and "4.3.1" in text  # refused before a byte of it is sent
+    assert late.cmd("MAIL FROM:<a@example.org> SIZE=10000")[0] == 250  # this one fits
+    streaming.send(b".\r\n")
+    assert streaming.reply()[0] == 250

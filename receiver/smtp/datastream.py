@@ -32,6 +32,8 @@ class DataStream:
     def feed(self, chunk: bytes) -> bytes:
         """Take the next chunk; returns what came after the end of data (the next
         pipelined command), b"" when nothing did or the end is still to come."""
+        if not self.keeping:
+            return self._drain(chunk)
         buf = self._buf
         before = len(buf)
         buf += chunk
@@ -45,10 +47,26 @@ class DataStream:
             del buf[stop:]
             self.done = True
             return rest
-        if not self.keeping:
-            del buf[:-(len(END) - 1)]
         self._scan = max(0, len(buf) - (len(END) - 1))
         return b""
+
+    def _drain(self, chunk: bytes) -> bytes:
+        # Nothing is kept: look for END across the seam (the last octets of the previous
+        # chunk) and then in the chunk itself, without copying the chunk anywhere.
+        tail = bytes(self._buf)
+        i = (tail + chunk[:len(END) - 1]).find(END)
+        if i >= 0:
+            used = i + len(END) - len(tail)
+        else:
+            j = chunk.find(END)
+            used = j + len(END) if j >= 0 else -1
+        if used < 0:
+            self.size += len(chunk)
+            self._buf = bytearray((tail + chunk[-(len(END) - 1):])[-(len(END) - 1):])
+            return b""
+        self.size += used - len(b".\r\n")
+        self.done = True
+        return chunk[used:]
 
     def _check_lines(self, stop: int) -> None:
         # Every line from self._line on must have its CRLF within max_line_length + 2

@@ -185,7 +185,9 @@ class Hardened:
 
     async def push(self, status) -> None:
         text = status if isinstance(status, str) else status.decode("utf-8", "replace")
-        if text[:1] in ("4", "5"):
+        # The client's errors, not this server's capacity: a sender retrying into a full
+        # in-flight budget is not misbehaving.
+        if text[:1] in ("4", "5") and text != NO_MEMORY:
             self._errors += 1
         await super().push(status)
 
@@ -347,6 +349,10 @@ class Hardened:
         size = _SIZE_PARAM.search(arg or "")
         if size and self.data_size_limit and int(size.group(1)) > self.data_size_limit:
             return await self.push(TOO_BIG)
+        if size and not self.shared.budget.fits(int(size.group(1))):
+            # RFC 1870: a declared size that cannot be taken now is 452 at MAIL, not a
+            # whole message read only to be refused at its end.
+            return await self.push(NO_MEMORY)
         if arg and not arg.isascii() and "SMTPUTF8" not in arg.upper().split():
             return await self.push(NEEDS_SMTPUTF8)
         await super().smtp_MAIL(arg)

@@ -58,8 +58,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_sessions": 200,
         "max_sessions_per_ip": 20,
         # Bytes of message data held in memory across all sessions; past it: 452 4.3.1.
-        # Peak memory is a few times this (parsed text, copies for hashing and storing).
-        "max_inflight_bytes": 256 * 1024 * 1024,
+        # Peak memory is about twice this, plus the parse workers (bench/RESULTS.md).
+        "max_inflight_bytes": 64 * 1024 * 1024,
         # Seconds SIGTERM waits for sessions in DATA before the receiver exits.
         "shutdown_grace": 30.0,
         # Expect a PROXY protocol v1/v2 header from these networks (the real client

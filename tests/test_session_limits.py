@@ -110,3 +110,13 @@ def test_a_declared_size_over_what_is_free_is_refused_at_mail(receiver):
     assert late.cmd("MAIL FROM:<a@example.org> SIZE=10000")[0] == 250  # this one fits
     streaming.send(b".\r\n")
     assert streaming.reply()[0] == 250
+
+
+def test_a_message_larger_than_the_budget_is_refused_for_good(receiver):
+    receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_SMTP_MAX_INFLIGHT_BYTES="60000")
+    c = Raw(port)
+    code, text = c.cmd("EHLO client.example.org")
+    assert code == 250 and "SIZE 60000" in text
+    code, text = c.cmd("MAIL FROM:<a@example.org> SIZE=70000")
+    assert code == 552 and "5.3.4" in text  # never 452: it could never be taken

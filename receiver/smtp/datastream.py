@@ -26,6 +26,7 @@ class DataStream:
         self._line = 2  # start of the first line not yet known to be short enough
         self.size = 0  # octets of the message so far, dot-stuffed, as on the wire
         self.long_line = False
+        self.stuffed = False  # a line began with a dot
         self.keeping = True
         self.done = False
 
@@ -37,7 +38,7 @@ class DataStream:
         buf = self._buf
         before = len(buf)
         buf += chunk
-        end = buf.find(END, self._scan)
+        end = self._find_end()
         stop = len(buf) if end < 0 else end + 2  # the message's bytes end here
         self.size += stop - before  # negative when END began in the previous chunk
         if self.keeping and not self.long_line:
@@ -47,8 +48,24 @@ class DataStream:
             del buf[stop:]
             self.done = True
             return rest
-        self._scan = max(0, len(buf) - (len(END) - 1))
         return b""
+
+    def _find_end(self) -> int:
+        # One search serves two ends: every CRLF "." is either the end of data or a
+        # stuffed dot, so the message needs no second pass when it has none.
+        buf, at = self._buf, self._scan
+        while (i := buf.find(b"\r\n.", at)) >= 0:
+            after = buf[i + 3:i + 5]
+            if after == b"\r\n":
+                return i
+            if not b"\r\n".startswith(after):
+                self.stuffed = True
+                at = i + 3
+                continue
+            self._scan = i  # decided by the next chunk
+            return -1
+        self._scan = max(at, len(buf) - 2)
+        return -1
 
     def _drain(self, chunk: bytes) -> bytes:
         # Nothing is kept: look for END across the seam (the last octets of the previous
@@ -94,4 +111,4 @@ class DataStream:
         with memoryview(buf) as view:
             raw = bytes(view[start:])
         self._buf = bytearray()
-        return raw.replace(b"\r\n.", b"\r\n") if b"\r\n." in raw else raw
+        return raw.replace(b"\r\n.", b"\r\n") if self.stuffed else raw

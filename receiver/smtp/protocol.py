@@ -90,7 +90,9 @@ class Settings:
     def from_config(cls, config: Config) -> "Settings":
         g = config.get
         return cls(
-            max_message_size=g("smtp", "max_message_size"),
+            # A message larger than the in-flight budget could never be taken: refusing
+            # it for good (552) beats a 452 its sender would retry for days.
+            max_message_size=min(g("smtp", "max_message_size"), g("smtp", "max_inflight_bytes")),
             max_line_length=g("smtp", "max_line_length"),
             timeout=g("smtp", "timeout"),
             data_timeout=g("smtp", "data_timeout"),

@@ -650,7 +650,8 @@ class ReceiverSetup:
     """A receiver in a temp folder: init, mailboxes, config for the bench DNS server."""
 
     def __init__(self, directory: Path, db_url: str, mailboxes: int, dns_port: int,
-                 profile: Path | None = None, inflight_mb: int | None = None):
+                 profile: Path | None = None, inflight_mb: int | None = None,
+                 settings: list[str] = ()):
         self.profile = profile
         self.dir = directory
         directory.mkdir(parents=True, exist_ok=True)
@@ -668,6 +669,9 @@ class ReceiverSetup:
         })
         if inflight_mb is not None:
             self.env["THREADS_RECEIVER_SMTP_MAX_INFLIGHT_BYTES"] = str(inflight_mb << 20)
+        for setting in settings:
+            key, _, value = setting.partition("=")
+            self.env["THREADS_RECEIVER_" + key.replace(".", "_").upper()] = value
         self._cli("init", "--dir", str(directory), "--domain", RECEIVER_DOMAIN)
         self.addresses = [
             json.loads(self._cli("mailbox", "add", f"user{i}@corp.bench.test", "--json"))["address"]
@@ -894,6 +898,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="small messages per second during the mixed scenario")
     p.add_argument("--inflight-mb", type=int, metavar="MB",
                    help="smtp.max_inflight_bytes of every receiver (default: its own default)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="a receiver setting for every receiver row, e.g. parse.workers=3")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="run each receiver under py-spy; collapsed stacks go to DIR/<target>.txt")
@@ -923,7 +929,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         def setup(db_url: str, tag: str) -> ReceiverSetup:
             return ReceiverSetup(work / tag, db_url, args.mailboxes, dns.port, args.profile,
-                                 args.inflight_mb)
+                                 args.inflight_mb, args.set)
 
         def receiver(db_url: str, tag: str, *serve_args: str):
             s = setup(db_url, tag)

@@ -80,3 +80,32 @@ def test_fast_address_path_agrees_with_aiosmtpd(protocol, arg):
                                  '<"q u"@c>'])
 def test_fast_address_path_on_common_paths(protocol, arg):
     assert protocol._getaddr(arg) == aiosmtpd_getaddr(arg)
+
+
+async def _abandon(lines: list[bytes]):
+    """A client that sends `lines` and goes away without QUIT; the server's protocol and
+    shared state a moment later."""
+    shared = Shared.from_config(configmod.load(None, environ={}))
+    loop = asyncio.get_running_loop()
+    made = []
+
+    def factory():
+        made.append(ReceiverSMTP(Exploding(), shared=shared, hostname="test"))
+        return made[-1]
+    server = await loop.create_server(factory, "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    await reader.readline()
+    for line in lines:
+        writer.write(line + b"\r\n")
+        while (await reader.readline())[3:4] == b"-":
+            pass
+    writer.close()
+    await asyncio.sleep(0.3)
+    server.close()
+    return made[0], shared
+
+
+def test_a_client_gone_without_quit_has_its_socket_closed_and_budget_returned():
+    proto, shared = asyncio.run(_abandon([b"EHLO x", b"MAIL FROM:<a@example.org> SIZE=1000"]))
+    assert proto.transport is None  # connection_lost ran: the socket is closed
+    assert shared.budget.used == 0 and not shared.sessions

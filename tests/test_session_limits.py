@@ -120,3 +120,26 @@ def test_a_message_larger_than_the_budget_is_refused_for_good(receiver):
     assert code == 250 and "SIZE 60000" in text
     code, text = c.cmd("MAIL FROM:<a@example.org> SIZE=70000")
     assert code == 552 and "5.3.4" in text  # never 452: it could never be taken
+
+
+def test_a_declared_size_holds_its_budget_until_the_transaction_ends(receiver):
+    address = receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_SMTP_MAX_INFLIGHT_BYTES="60000")
+    a, b = Raw(port), Raw(port)
+    for c in (a, b):
+        assert c.cmd("EHLO client.example.org")[0] == 250
+    assert a.cmd("MAIL FROM:<a@example.org> SIZE=40000")[0] == 250
+    assert b.cmd("MAIL FROM:<b@example.org> SIZE=40000")[0] == 452  # a holds 40 kB
+    assert a.cmd("RSET")[0] == 250
+    assert b.cmd("MAIL FROM:<b@example.org> SIZE=40000")[0] == 250
+    b.close()  # gone mid-transaction: its 40 kB come back
+    time.sleep(0.3)
+    assert a.cmd("MAIL FROM:<a@example.org> SIZE=40000")[0] == 250
+    assert a.cmd(f"RCPT TO:<{address}>")[0] == 250
+    assert a.cmd("DATA")[0] == 354
+    a.send(message("held", body=(b"b" * 98 + b"\r\n") * 390) + b".\r\n")
+    assert a.reply()[0] == 250
+    # After the message nothing stays taken: two more fit one after the other.
+    for _ in range(2):
+        assert a.cmd("MAIL FROM:<a@example.org> SIZE=50000")[0] == 250
+        assert a.cmd("RSET")[0] == 250

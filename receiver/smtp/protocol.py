@@ -144,6 +144,7 @@ class Hardened:
 
     def __init__(self, handler, *, shared: Shared, implicit_tls: bool = False, **kwargs):
         s = shared.settings
+        self._reserved = 0  # in-flight budget taken at MAIL for the declared SIZE=
         # Read by aiosmtpd's __init__ for the stream reader's limit (DATA lines).
         self.line_length_limit = s.max_line_length
         self.shared = shared
@@ -176,8 +177,18 @@ class Hardened:
         metrics.session_opened(self)
 
     def connection_lost(self, error) -> None:
+        self._release_reservation()
         metrics.session_closed(self, error)
         super().connection_lost(error)
+
+    def _set_post_data_state(self) -> None:
+        # After DATA, RSET, EHLO/HELO and a new connection: the transaction is over.
+        self._release_reservation()
+        super()._set_post_data_state()
+
+    def _release_reservation(self) -> None:
+        self.shared.budget.give_back(self._reserved)
+        self._reserved = 0
 
     def _timeout_cb(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -246,6 +257,10 @@ class Hardened:
         finally:
             self.shared.sessions.discard(self)
             self.shared.slots.release(ip)
+            self._release_reservation()
+            # A client gone without QUIT: aiosmtpd cancels this task on EOF and leaves
+            # the transport half open; closing it here frees the socket.
+            self._close()
 
     async def _proxy_header(self, sid: str) -> bool:
         """From a trusted proxy, read its PROXY header and take the client address in it."""
@@ -351,13 +366,19 @@ class Hardened:
         size = _SIZE_PARAM.search(arg or "")
         if size and self.data_size_limit and int(size.group(1)) > self.data_size_limit:
             return await self.push(TOO_BIG)
-        if size and not self.shared.budget.fits(int(size.group(1))):
-            # RFC 1870: a declared size that cannot be taken now is 452 at MAIL, not a
-            # whole message read only to be refused at its end.
-            return await self.push(NO_MEMORY)
         if arg and not arg.isascii() and "SMTPUTF8" not in arg.upper().split():
             return await self.push(NEEDS_SMTPUTF8)
+        if not size or self.envelope.mail_from:  # nested MAIL: aiosmtpd answers 503
+            return await super().smtp_MAIL(arg)
+        # RFC 1870: a declared size that cannot be taken now is 452 at MAIL, not a whole
+        # message read only to be refused at its end. Taken now, so that of many senders
+        # retrying at once only as many as fit go on to send.
+        if not self.shared.budget.take(int(size.group(1))):
+            return await self.push(NO_MEMORY)
+        self._reserved = int(size.group(1))
         await super().smtp_MAIL(arg)
+        if not self.envelope.mail_from:
+            self._release_reservation()
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         if arg and not arg.isascii() and not self.envelope.smtp_utf8:
@@ -373,7 +394,9 @@ class Hardened:
             return await self.push("501 5.5.4 Syntax: DATA")
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         self.in_data = True
-        held = 0
+        # The bytes of this message the budget holds: the declared size to begin with.
+        held, self._reserved = self._reserved, 0
+        received = 0
         try:
             self._reset_timeout(self.settings.data_timeout)
             stream = DataStream(self.settings.max_line_length)
@@ -387,14 +410,15 @@ class Hardened:
                     _unread(self._reader, rest)
                 if error:
                     continue
+                received += len(chunk)
                 if stream.long_line:
                     error = DATA_LINE_TOO_LONG
                 elif self.data_size_limit and stream.size > self.data_size_limit:
                     error = TOO_BIG
-                elif not self.shared.budget.take(len(chunk)):
+                elif received > held and not self.shared.budget.take(received - held):
                     error = NO_MEMORY
                 else:
-                    held += len(chunk)
+                    held = max(held, received)
                     continue
                 # Past a limit: free what is held now, drain the rest without keeping it.
                 stream.drop()

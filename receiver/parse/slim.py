@@ -20,7 +20,7 @@ import hashlib
 import re
 import secrets
 
-from receiver.parse.budget import nested_kind
+from receiver.parse.budget import nested_kind, next_delimiter
 
 MARK = b"threads-receiver omitted part "
 _BASE64_BODY = re.compile(rb"[A-Za-z0-9+/=\r\n\t ]*")
@@ -47,31 +47,6 @@ def _header_end(raw: bytes, pos: int) -> int:
     return len(raw) if crlf < 0 else crlf + 3
 
 
-def _next_delimiter(raw: bytes, pos: int, stack: list[bytes | None]):
-    """The first boundary line of an open multipart from `pos`: (line start, line end,
-    stack level, closing?), or None."""
-    if not any(stack):
-        return None
-    # Boundary lines start with "--": looking for "\n--" visits each line at most once.
-    i = pos if raw.startswith(b"--", pos) and (pos == 0 or raw[pos - 1] == 0x0A) else -1
-    while True:
-        if i < 0:
-            i = raw.find(b"\n--", pos)
-            if i < 0:
-                return None
-            i += 1
-        end = raw.find(b"\n", i)
-        end = len(raw) if end < 0 else end + 1
-        text = raw[i:end].rstrip(b" \t\r\n")
-        for level in range(len(stack) - 1, -1, -1):
-            delim = stack[level]
-            if delim is not None and text.startswith(delim):
-                rest = text[len(delim):]
-                if rest in (b"", b"--"):
-                    return i, end, level, rest == b"--"
-        pos, i = end - 1, -1
-
-
 def _leaves(raw: bytes):
     """(header block, body start, body end) of every leaf part, in order; the body ends
     before the line break that precedes its closing boundary line."""
@@ -89,9 +64,9 @@ def _leaves(raw: bytes):
             if b"--" + kind[1] in stack:
                 raise _Unclear("a boundary reused inside its own multipart")
             stack.append(b"--" + kind[1])
-            found = _next_delimiter(raw, body, stack)
+            found = next_delimiter(raw, body, stack)
         else:
-            found = _next_delimiter(raw, body, stack)
+            found = next_delimiter(raw, body, stack)
             end = len(raw) if found is None else found[0]
             if found is not None:
                 end -= 2 if raw[end - 2:end] == b"\r\n" else 1
@@ -99,7 +74,7 @@ def _leaves(raw: bytes):
         # Past closing boundaries (and the epilogues after them) to the next part.
         while found is not None and found[3]:
             del stack[found[2]:]
-            found = _next_delimiter(raw, found[1], stack)
+            found = next_delimiter(raw, found[1], stack)
         if found is None:
             return
         del stack[found[2] + 1:]

@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from receiver.parse.budget import over_budget
+from receiver.parse import budget
+from receiver.parse.budget import nested_kind, over_budget
 from receiver.parse.worker import Budget, ParseWorkers
 from tests.rawsmtp import Raw, deliveries, open_data, send, stored_raws, transaction
 
@@ -40,6 +43,98 @@ def test_budget_scan():
     assert "parts" in over_budget(many_parts(5001), 100, 5000)
     # A boundary-looking line in a text part's body does not count as a part.
     assert over_budget(b"Subject: x\r\n\r\n--p\r\n--p\r\n", 1, 1) is None
+    # The outer multipart's next part ends the inner one: its boundary is no longer open.
+    inner = b'--a\nContent-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: x/y\n\n'
+    raw = (b'Content-Type: multipart/mixed; boundary="a"\n\n' + inner * 3
+           + b"--a\nContent-Type: x/y\n\n--b\n--b\n")
+    assert over_budget(raw, 2, 7) is None
+    assert "parts" in over_budget(raw, 2, 6)
+
+
+
+def line_by_line(raw: bytes, max_depth: int, max_parts: int) -> str | None:
+    """The scan as it was: every line of the message split out and looked at (30 MB of
+    line objects for a 20 MB attachment). The reference over_budget must agree with."""
+    stack: list[bytes | None] = []
+    parts = 0
+    in_header = True
+    header = bytearray()
+    for line in raw.split(b"\n"):
+        if in_header:
+            if line.strip(b"\r"):
+                if len(header) < budget._HEADER_CAP:
+                    header += line + b"\n"
+                continue
+            in_header = False
+            nested = nested_kind(bytes(header))
+            header.clear()
+            if nested is not None:
+                kind, boundary = nested
+                stack.append(b"--" + boundary if kind == "multipart" else None)
+                if len(stack) > max_depth:
+                    return f"MIME nesting deeper than {max_depth} levels"
+                if kind == "message":
+                    in_header = True
+            continue
+        if not line.startswith(b"--") or not stack:
+            continue
+        text = line.rstrip(b" \t\r")
+        for level in range(len(stack) - 1, -1, -1):
+            delim = stack[level]
+            if delim is None or not text.startswith(delim):
+                continue
+            rest = text[len(delim):]
+            if rest == b"--":
+                del stack[level:]
+            elif rest == b"":
+                del stack[level + 1:]
+                parts += 1
+                if parts > max_parts:
+                    return f"more than {max_parts} MIME parts"
+                in_header = True
+            else:
+                continue
+            break
+    return None
+
+
+# Lines that steer the scan: content types that open multiparts and embedded messages,
+# boundary lines (closing, trailing blanks, longer look-alikes), blank lines of CRs, a
+# folded header, and filler that a header cap of a few dozen octets cuts off.
+LINES = st.sampled_from([
+    b'Content-Type: multipart/mixed; boundary="a"', b"Content-Type: multipart/alternative;",
+    b" boundary=b", b"content-type:\tmultipart/related; boundary=a", b"Content-Type: multipart/x",
+    b"Content-Type: message/rfc822", b"Content-Type: message/global", b"Content-Type: text/plain",
+    b"Subject: x", b"X-Filler: " + b"f" * 40,
+    b"--a", b"--a--", b"--b", b"--b--", b"--a \t\r", b"--b--\r\r", b"--ab", b"--a-", b"-a",
+    b"", b"\r", b"\r\r", b"\r\r--a", b"QUJD", b"----",
+])
+
+
+# Whole steps of a MIME tree, so that deep and wide trees come up often.
+STEPS = st.sampled_from([
+    b'Content-Type: multipart/mixed; boundary="a"\n', b"Content-Type: multipart/mixed;\n"
+    b" boundary=b\n", b"Content-Type: message/rfc822\n", b"Subject: leaf\n\nbody",
+    b"--a", b"--b", b"--a--", b"--b--",
+])
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.tuples(st.one_of(LINES, STEPS, STEPS), st.sampled_from([b"\n", b"\r\n"])),
+                max_size=40),
+       st.sampled_from([b"", b"\n", b"\r\n", b"--a", b"\r"]),
+       st.integers(1, 4), st.integers(0, 6), st.sampled_from([16, 50, 64 * 1024]))
+def test_the_scan_agrees_with_reading_every_line(lines, last, max_depth, max_parts, cap):
+    raw = b"".join(line + nl for line, nl in lines) + last
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(budget, "_HEADER_CAP", cap)
+        assert over_budget(raw, max_depth, max_parts) == line_by_line(raw, max_depth, max_parts)
+
+
+@pytest.mark.parametrize("raw", [nested(120), many_parts(300), nested(3000), many_parts(6000)])
+def test_the_scan_agrees_on_large_trees(raw):
+    for limits in ((100, 5000), (200, 100), (5000, 299)):
+        assert over_budget(raw, *limits) == line_by_line(raw, *limits)
 
 
 TORTURE = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import hashlib
 
@@ -10,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from receiver.parse import record
+from receiver.parse import record, slim as slim_module
 from receiver.parse.record import parse_message
-from receiver.parse.slim import leaked, slim
+from receiver.parse.slim import _measure, leaked, slim
 from tests.test_parse_budget import TEST_EMAIL_DATA
 from tests.threading_support import fedora_messages
 
@@ -94,6 +95,39 @@ def test_a_boundary_reused_inside_itself_is_not_slimmed():
     inner = multipart("R", [attachment("a.bin", b"a" * 3000)])
     raw = HEAD + multipart("R", [inner])
     assert slim(raw, 100) == (raw, {})
+
+
+def decoded_whole(body: bytes) -> tuple[int, str] | str:
+    """Size and SHA-256 of the body decoded at once (the reference), or the error."""
+    try:
+        data = base64.b64decode(body)
+    except binascii.Error as e:
+        return repr(e)
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from([b"QUJD", b"QUJDRA", b"A", b"AB", b"=", b"==", b"\r\n", b"\n",
+                                 b" ", b"\t", b"\r"]), max_size=40),
+       st.integers(1, 9), st.sampled_from([b"", b"\r\n--b--\r\n"]))
+def test_decoding_in_slices_gives_the_whole_bodys_size_hash_and_errors(pieces, size, after):
+    body = b"".join(pieces)
+    raw = b"head\r\n\r\n" + body + after
+    start = raw.index(b"\r\n\r\n") + 4
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(slim_module, "_DECODE_SLICE", size)
+        try:
+            got = _measure(raw, start, start + len(body))
+        except binascii.Error as e:
+            got = repr(e)
+    assert got == decoded_whole(body)
+
+
+def test_a_large_body_is_decoded_in_slices_to_the_same_digest():
+    data = bytes(range(256)) * 20000
+    body = base64.encodebytes(data).replace(b"\n", b"\r\n")
+    assert len(body) > 3 * slim_module._DECODE_SLICE
+    assert _measure(body, 0, len(body)) == (len(data), hashlib.sha256(data).hexdigest())
 
 
 sizes = st.integers(0, 3000)

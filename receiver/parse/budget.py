@@ -1,9 +1,11 @@
-"""How deep and how many MIME parts a message has, found with one pass over its lines.
+"""How deep and how many MIME parts a message has, found without reading every line.
 
 Runs before the real parser so that a message over the budget (Postfix stops at 100
 levels; CPython's parser recurses and takes seconds on 100,000 parts) is never handed to
-it. Bounded work: one regex per header block, one comparison per boundary candidate line
-against at most `max_depth` open boundaries.
+it. Bounded work: one regex per header block, and inside bodies only the lines that
+start with "--" are looked at (bytes.find jumps to them), each compared against at most
+`max_depth` open boundaries. Nothing is copied but header blocks (a 20 MB attachment
+used to become a list of 270,000 line objects, 30 MB in a parse worker).
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ _CONTENT_TYPE = re.compile(rb"(?im)^content-type[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*
 _BOUNDARY = re.compile(rb'(?i)boundary[ \t]*=[ \t]*(?:"([^"\r\n]*)"|([^\s;"]+))')
 _MULTIPART = re.compile(rb"(?i)^\s*multipart/")
 _MESSAGE = re.compile(rb"(?i)^\s*message/(rfc822|global)\b")
-# Header text kept per part while looking for its Content-Type.
+# A header block ends at a line of nothing but CRs (or an empty one), the last line of
+# the message included: the first pattern is tried at the block's start, the second after.
+_BLANK_LINE = re.compile(rb"\r*(?:\n|\Z)")
+_LATER_BLANK_LINE = re.compile(rb"\n\r*(?:\n|\Z)")
+# Header text kept per part while looking for its Content-Type: the lines up to the one
+# that reaches this size.
 _HEADER_CAP = 64 * 1024
 
 
@@ -33,46 +40,64 @@ def nested_kind(header: bytes) -> tuple[str, bytes | None] | None:
     return None
 
 
+def next_delimiter(raw: bytes, pos: int, stack: list[bytes | None]):
+    """The first boundary line of an open multipart from `pos`: (line start, line end,
+    stack level, closing?), or None. `stack` holds "--" + boundary per open multipart,
+    None per embedded message; a line is tried against the innermost level first."""
+    if not any(stack):
+        return None
+    # Boundary lines start with "--": looking for "\n--" visits each line at most once.
+    i = pos if raw.startswith(b"--", pos) and (pos == 0 or raw[pos - 1] == 0x0A) else -1
+    while True:
+        if i < 0:
+            i = raw.find(b"\n--", pos)
+            if i < 0:
+                return None
+            i += 1
+        end = raw.find(b"\n", i)
+        end = len(raw) if end < 0 else end + 1
+        text = raw[i:end].rstrip(b" \t\r\n")
+        for level in range(len(stack) - 1, -1, -1):
+            delim = stack[level]
+            if delim is not None and text.startswith(delim):
+                rest = text[len(delim):]
+                if rest in (b"", b"--"):
+                    return i, end, level, rest == b"--"
+        pos, i = end - 1, -1
+
+
 def over_budget(raw: bytes, max_depth: int, max_parts: int) -> str | None:
     """Why `raw` must not be parsed (nesting or part count over the limit), or None."""
     stack: list[bytes | None] = []  # open boundaries; None for an embedded message
     parts = 0
-    in_header = True
-    header = bytearray()
-    for line in raw.split(b"\n"):
-        if in_header:
-            if line.strip(b"\r"):
-                if len(header) < _HEADER_CAP:
-                    header += line + b"\n"
-                continue
-            in_header = False
-            nested = nested_kind(bytes(header))
-            header.clear()
-            if nested is not None:
-                kind, boundary = nested
-                stack.append(b"--" + boundary if kind == "multipart" else None)
-                if len(stack) > max_depth:
-                    return f"MIME nesting deeper than {max_depth} levels"
-                if kind == "message":
-                    in_header = True
-            continue
-        if not line.startswith(b"--") or not stack:
-            continue
-        text = line.rstrip(b" \t\r")
-        for level in range(len(stack) - 1, -1, -1):
-            delim = stack[level]
-            if delim is None or not text.startswith(delim):
-                continue
-            rest = text[len(delim):]
-            if rest == b"--":
-                del stack[level:]
-            elif rest == b"":
-                del stack[level + 1:]
-                parts += 1
-                if parts > max_parts:
-                    return f"more than {max_parts} MIME parts"
-                in_header = True
-            else:
-                continue
-            break
-    return None
+    pos = 0  # where the header block of the next part starts
+    while True:
+        blank = _BLANK_LINE.match(raw, pos)
+        if blank is not None:
+            header_end = pos
+        else:
+            blank = _LATER_BLANK_LINE.search(raw, pos)
+            if blank is None:
+                return None  # headers to the end: no body, nothing more opens
+            header_end = blank.start() + 1
+        cut = raw.find(b"\n", pos + _HEADER_CAP - 1, header_end)
+        nested = nested_kind(raw[pos:header_end if cut < 0 else cut + 1])
+        pos = blank.end()
+        if nested is not None:
+            kind, boundary = nested
+            stack.append(b"--" + boundary if kind == "multipart" else None)
+            if len(stack) > max_depth:
+                return f"MIME nesting deeper than {max_depth} levels"
+            if kind == "message":
+                continue  # its header block follows at once
+        found = next_delimiter(raw, pos, stack)
+        while found is not None and found[3]:  # closing lines, then epilogues
+            del stack[found[2]:]
+            found = next_delimiter(raw, found[1], stack)
+        if found is None:
+            return None
+        del stack[found[2] + 1:]
+        parts += 1
+        if parts > max_parts:
+            return f"more than {max_parts} MIME parts"
+        pos = found[1]

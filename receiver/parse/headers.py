@@ -11,19 +11,28 @@ import re
 _FIELD_START = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.M)
 
 
-def split_message(raw: bytes) -> tuple[bytes, bytes]:
-    """Header block and body, split at the first empty line (CRLF or bare LF)."""
+def message_split(raw: bytes) -> tuple[int, int]:
+    """Where the header block ends and the body starts: at the first empty line (CRLF or
+    bare LF). For callers that read a large body in place instead of copying it out."""
+    if raw.startswith(b"\r\n"):
+        return 0, 2
+    if raw.startswith(b"\n"):
+        return 0, 1
     crlf = raw.find(b"\r\n\r\n")
     # Only a bare-LF blank line before the CRLF one matters; stopping the search there
     # spares a scan of the whole body.
     lf = raw.find(b"\n\n", 0, len(raw) if crlf == -1 else crlf + 2)
-    if raw.startswith((b"\r\n", b"\n")):
-        return b"", raw[2 if raw.startswith(b"\r\n") else 1:]
     if crlf == -1 and lf == -1:
-        return raw, b""
+        return len(raw), len(raw)
     if lf == -1 or (crlf != -1 and crlf < lf):
-        return raw[:crlf + 2], raw[crlf + 4:]
-    return raw[:lf + 1], raw[lf + 2:]
+        return crlf + 2, crlf + 4
+    return lf + 1, lf + 2
+
+
+def split_message(raw: bytes) -> tuple[bytes, bytes]:
+    """Header block and body, split at the first empty line (CRLF or bare LF)."""
+    block_end, body_start = message_split(raw)
+    return raw[:block_end], raw[body_start:]
 
 
 def header_fields(block: bytes) -> list[tuple[str, bytes]]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import mailparser
 
-from receiver.parse.headers import get_all, get_first, header_fields, split_message
+from receiver.parse.headers import get_all, get_first, header_fields, message_split
 from receiver.parse.ids import clean_references, extract_ids, normalize_id
 from receiver.parse.slim import leaked, slim
 
@@ -62,20 +62,35 @@ class ParsedMessage:
 def content_hash(raw: bytes) -> str:
     """sha256 over the author's headers and the body, line endings folded to LF, so that
     two copies of one message that differ only in trace headers hash alike."""
-    block, body = split_message(raw)
-    return _content_hash(header_fields(block), body)
+    block_end, body_start = message_split(raw)
+    return _content_hash(header_fields(raw[:block_end]), memoryview(raw)[body_start:])
 
 
-def _content_hash(fields: list[tuple[str, bytes]], body: bytes) -> str:
+# Body octets folded and hashed at a time: the whole body folded at once took two copies
+# of it (40 MB in a parse worker for a 20 MB attachment).
+_HASH_SLICE = 1 << 20
+
+
+def _content_hash(fields: list[tuple[str, bytes]], body: bytes | memoryview) -> str:
     h = hashlib.sha256()
     for name, value in fields:
         if name.lower() in AUTHOR_HEADERS:
             h.update(name.lower().encode() + b":" + b" ".join(value.split()) + b"\n")
     h.update(b"\n")
-    h.update(body.replace(b"\r\n", b"\n").rstrip(b"\n"))
+    # The body is hashed with CRLF folded to LF and trailing line breaks left out. CR
+    # and LF pairs never overlap, so the trailing breaks can be taken off the raw body
+    # from its end, a pair at a time, before folding.
+    end = len(body)
+    while end and body[end - 1] == 0x0A:
+        end -= 2 if end >= 2 and body[end - 2] == 0x0D else 1
+    pos = 0
+    while pos < end:
+        stop = min(pos + _HASH_SLICE, end)
+        if body[stop - 1] == 0x0D and stop < end and body[stop] == 0x0A:
+            stop += 1  # a CRLF pair is folded within one slice
+        h.update(bytes(body[pos:stop]).replace(b"\r\n", b"\n"))
+        pos = stop
     return h.hexdigest()
-
-
 def _addresses(values: list[tuple[str, str]] | None) -> list[tuple[str, str]]:
     out = []
     for name, addr in values or []:
@@ -150,9 +165,9 @@ def parse_message(raw: bytes, unparsed: str | None = None) -> ParsedMessage:
     With `unparsed` (the reason), mail-parser is skipped and only the raw header fields
     are read, as for a message mail-parser fails on.
     """
-    block, body = split_message(raw)
-    fields = header_fields(block)
-    chash = _content_hash(fields, body)
+    block_end, body_start = message_split(raw)
+    fields = header_fields(raw[:block_end])
+    chash = _content_hash(fields, memoryview(raw)[body_start:])
     raw_msgid = get_first(fields, "Message-ID")
     msgid = normalize_id(raw_msgid) if raw_msgid else None
     synthetic = msgid is None

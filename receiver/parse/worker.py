@@ -58,6 +58,8 @@ def _serve(conn, budget: Budget) -> None:
         except (EOFError, OSError):
             return
         conn.send(parse_within(raw, budget))
+        # Not held while the next message comes in: a worker would hold two at once.
+        del raw
 
 
 class _Worker:

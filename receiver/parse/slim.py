@@ -106,7 +106,7 @@ def _slimmable(header: bytes, size: int, threshold: int) -> bool:
 
 def _measure(raw: bytes, start: int, end: int) -> tuple[int, str]:
     """Size and SHA-256 of what base64.b64decode(raw[start:end]) gives, a slice at a time,
-    for a body of base64 characters and blanks.
+    for a body of base64 characters and blanks; binascii.Error where it raises.
 
     The decoder skips blanks, and after a multiple of 4 characters without "=" it holds
     nothing over: decoding from there on is decoding afresh. So up to the first "=" the
@@ -132,12 +132,7 @@ def _measure(raw: bytes, start: int, end: int) -> tuple[int, str]:
         h.update(data)
         size += len(data)
         pos = stop
-    try:
-        data = base64.b64decode(view[pos:end])
-    except binascii.Error:
-        # Raised as for the whole body: its message counts the characters of the whole.
-        base64.b64decode(view[start:end])
-        raise
+    data = base64.b64decode(view[pos:end])
     h.update(data)
     return size + len(data), h.hexdigest()
 
@@ -158,8 +153,12 @@ def slim(raw: bytes, threshold: int) -> tuple[bytes, dict[bytes, tuple[int, str]
         if (not _slimmable(header, end - start, threshold)
                 or _BASE64_BODY.fullmatch(raw, start, end) is None):
             continue
+        try:
+            measured = _measure(raw, start, end)
+        except binascii.Error:
+            continue  # not valid base64: left to mail-parser, which keeps it as text
         marker = MARK + nonce + b" %d" % len(omitted)
-        omitted[marker] = _measure(raw, start, end)
+        omitted[marker] = measured
         pieces += [view[done:start], base64.b64encode(marker)]
         if end == len(raw):
             pieces.append(b"\r\n")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from receiver.parse.headers import get_first, header_fields, split_message
+from receiver.parse.headers import get_first, header_fields, message_split
 from receiver.verify.copypath import address_of, domain_of, message_texts
 
 _GMAIL_FROM = {"forwarding-noreply@google.com", "mail-noreply@google.com"}
@@ -35,8 +35,7 @@ def may_confirm(from_domain: str | None) -> bool:
 
 def find_confirmation(raw: bytes) -> dict | None:
     """{provider, code, link, from, subject} for a forwarding confirmation, else None."""
-    head, _ = split_message(raw)
-    fields = header_fields(head)
+    fields = header_fields(raw[:message_split(raw)[0]])
     sender = address_of(get_first(fields, "From"))
     subject = get_first(fields, "Subject") or ""
     if sender in _GMAIL_FROM and _GMAIL_SUBJECT.search(subject):

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from email.utils import getaddresses
 
-from receiver.parse.headers import get_all, get_first, header_fields, split_message
+from receiver.parse.headers import get_all, get_first, header_fields, message_split, split_message
 
 COPIED = "copied"
 FORWARDED = "forwarded"
@@ -144,7 +144,9 @@ def enclosed_message(head: bytes, body: bytes) -> bytes | None:
 
 
 def classify(raw: bytes, subscriber: str | None) -> CopyPath:
-    head, body = split_message(raw)
+    # The body is copied out only for the wrappers that need it: it may be 50 MB.
+    head_end, body_start = message_split(raw)
+    head = raw[:head_end]
     fields = header_fields(head)
     names = {n.lower() for n, _ in fields}
     from_addr = address_of(get_first(fields, "From"))
@@ -153,14 +155,14 @@ def classify(raw: bytes, subscriber: str | None) -> CopyPath:
     by_subscriber = sub is not None and from_addr == sub
 
     if "x-ms-journal-report" in names:
-        inner = enclosed_message(head, body)
+        inner = enclosed_message(head, raw[body_start:])
         if inner is not None:
             return CopyPath(WRAPPED, ["Exchange journal report"], "journal", inner)
     fwd_subject = FWD_SUBJECT.match(subject) is not None
     # A message of the subscriber's own that merely carries an .eml (a sent-items copy)
     # is theirs to keep whole: only a forward (Fwd:/FW: subject) is unwrapped.
     if fwd_subject and (by_subscriber or sub is None):
-        inner = enclosed_message(head, body)
+        inner = enclosed_message(head, raw[body_start:])
         if inner is not None:
             return CopyPath(WRAPPED, ["forwarded as attachment"], "attachment", inner)
     if fwd_subject and (by_subscriber or sub is None) and BANNERS.search(message_texts(raw)):

@@ -135,7 +135,6 @@ class Shared:
         self.auth_failures.window = config.get("auth", "failure_window")
 
 
-
 class Hardened:
     """Mixed in before aiosmtpd's SMTP or LMTP class; see the module docstring."""
 

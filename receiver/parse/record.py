@@ -16,7 +16,7 @@ import mailparser
 
 from receiver.parse.headers import get_all, get_first, header_fields, message_split
 from receiver.parse.ids import clean_references, extract_ids, normalize_id
-from receiver.parse.slim import leaked, slim
+from receiver.parse.slim import confirmed, slim
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +147,11 @@ def _parse(raw: bytes):
     """mail-parser's result, and what receiver.parse.slim left out of the view it read."""
     view, omitted = slim(raw, SLIM_THRESHOLD)
     mail = mailparser.parse_from_bytes(view)
-    if omitted and leaked(omitted, mail.text_plain + mail.text_html,
-                          [_decoded(a) for a in mail.attachments]):
-        # The email package saw another structure than slim's (reused boundaries and
-        # the like): parse the message itself.
+    if omitted and not confirmed(omitted, mail.text_plain + mail.text_html
+                                 + mail.text_not_managed,
+                                 [_decoded(a) for a in mail.attachments]):
+        # The email package saw another structure than slim's (a header block it ends
+        # early, a bare CR in a boundary line, ...): parse the message itself.
         return mailparser.parse_from_bytes(raw), {}
     return mail, omitted
 

@@ -24,6 +24,10 @@ import secrets
 from receiver.parse.budget import nested_kind, next_delimiter
 
 MARK = b"threads-receiver omitted part "
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+# mail-parser keeps a part as an attachment (its payload untouched) when it has a name;
+# an unnamed one it decodes as body text, where the marker would change its defects.
+_NAMED = re.compile(rb"(?i)\b(?:file)?name\*?[ \t]*=")
 _BASE64_BODY = re.compile(rb"[A-Za-z0-9+/=\r\n\t ]*")
 _CTE_BASE64 = re.compile(rb"(?im)^content-transfer-encoding[ \t]*:[ \t]*base64[ \t]*\r?$")
 _ANY_CTE = re.compile(rb"(?im)^content-transfer-encoding[ \t]*:")
@@ -45,13 +49,10 @@ def _header_end(raw: bytes, pos: int) -> int:
     for blank in (b"\r\n", b"\n"):
         if raw.startswith(blank, pos):
             return pos + len(blank)
-    # The CRLF blank line first; a bare-LF one counts only if it comes before it (each
-    # search stops there instead of running to the end of a large body).
-    crlf = raw.find(b"\n\r\n", pos)
-    lf = raw.find(b"\n\n", pos, len(raw) if crlf < 0 else crlf + 1)
-    if lf >= 0:
-        return lf + 2
-    return len(raw) if crlf < 0 else crlf + 3
+    # One search to the first blank line: two finds (CRLF, LF) would each run to the end
+    # of the message when it lacks one kind, for every part.
+    blank = _BLANK_LINE.search(raw, pos)
+    return len(raw) if blank is None else blank.end()
 
 
 def _leaves(raw: bytes):
@@ -88,20 +89,25 @@ def _leaves(raw: bytes):
         pos = found[1]
 
 
-def leaked(omitted: dict[bytes, tuple[int, str]], texts: list[str],
-           attachments: list[bytes]) -> bool:
-    """Whether a marker shows up anywhere but as an attachment of its own: then the
-    parser did not see the parts where slim did, and the view must not be used."""
-    prefix = next(iter(omitted))[:len(MARK) + 16]
-    return (any(prefix.decode() in t for t in texts)
-            or any(prefix in data and data not in omitted for data in attachments))
+def confirmed(omitted: dict[bytes, tuple[int, str]], texts: list[str],
+              attachments: list[bytes]) -> bool:
+    """Whether the parser saw each slimmed part where slim did: every marker exactly once,
+    as an attachment of its own, and no marker (nor its base64) in any text. Otherwise
+    the view must not be used."""
+    if sorted(a for a in attachments if a in omitted) != sorted(omitted):
+        return False
+    prefix = next(iter(omitted))[:len(MARK) + 16]  # the mark and this message's nonce
+    signs = [prefix.decode(), base64.b64encode(prefix).decode()[:60]]
+    return not any(sign in t for t in texts for sign in signs) and not any(
+        prefix in a and a not in omitted for a in attachments)
 
 
 def _slimmable(header: bytes, size: int, threshold: int) -> bool:
     if size < threshold or len(_ANY_CTE.findall(header)) != 1 or not _CTE_BASE64.search(header):
         return False
     ctype = _CONTENT_TYPE.search(header)
-    return ctype is not None and ctype.group(1).lower() not in (b"text", b"multipart", b"message")
+    return (ctype is not None and _NAMED.search(header) is not None
+            and ctype.group(1).lower() not in (b"text", b"multipart", b"message"))
 
 
 def _measure(raw: bytes, start: int, end: int) -> tuple[int, str]:

@@ -806,18 +806,25 @@ def format_row(r: dict) -> str:
 
 
 def big_mails(count: int, size: int, seed: int) -> list[Mail]:
-    """Distinct `size`-byte messages sharing one attachment body (memory stays small)."""
+    """Distinct `size`-byte messages, a line of text and a file attached, as mail with a
+    large attachment is; they share the attachment's body (memory stays small)."""
     rng = random.Random(seed)
     blob = base64.encodebytes(rng.randbytes(size * 3 // 4)).replace(b"\n", b"\r\n")
+    tail = b"--=_big--\r\n"
     out = []
     for k in range(count):
         mid = f"big{k}.{seed}@bulk.bench.test"
         head = (f"From: Bulk <bulk@{SENDER_DOMAINS[5]}>\r\nTo: user0@corp.bench.test\r\n"
                 f"Subject: Big attachment {k}\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n"
-                f"Message-ID: <{mid}>\r\nMIME-Version: 1.0\r\n"
-                "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
-                f"X-Big: {k}\r\n\r\n").encode()
-        out.append(Mail(wire=(head, blob, b".\r\n"), size=len(head) + len(blob), message_id=mid,
+                f"Message-ID: <{mid}>\r\nMIME-Version: 1.0\r\nX-Big: {k}\r\n"
+                'Content-Type: multipart/mixed; boundary="=_big"\r\n\r\n'
+                "--=_big\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+                f"The export you asked for, part {k}.\r\n"
+                "--=_big\r\nContent-Type: application/octet-stream\r\n"
+                f'Content-Disposition: attachment; filename="export-{k}.bin"\r\n'
+                "Content-Transfer-Encoding: base64\r\n\r\n").encode()
+        out.append(Mail(wire=(head, blob, tail + b".\r\n"),
+                        size=len(head) + len(blob) + len(tail), message_id=mid,
                         conversation=-1 - k,
                         mailbox=0, mail_from=f"bulk@{SENDER_DOMAINS[5]}"))
     return out

@@ -122,16 +122,24 @@ def test_a_message_larger_than_the_budget_is_refused_for_good(receiver):
     assert code == 552 and "5.3.4" in text  # never 452: it could never be taken
 
 
-def test_a_declared_size_holds_its_budget_until_the_transaction_ends(receiver):
+def test_a_declared_size_holds_its_budget_from_the_first_recipient_to_the_end(receiver):
     address = receiver.add_mailbox("alice@corp.example")
     port = receiver.start(THREADS_RECEIVER_SMTP_MAX_INFLIGHT_BYTES="60000")
     a, b = Raw(port), Raw(port)
     for c in (a, b):
         assert c.cmd("EHLO client.example.org")[0] == 250
+    # MAIL alone holds nothing: a session naming no valid recipient cannot block others.
+    assert a.cmd("MAIL FROM:<a@example.org> SIZE=60000")[0] == 250
+    assert send(port, address, message("small"))[0] == 250
+    assert a.cmd("RCPT TO:<nobody-x@push.example.org>")[0] == 550
+    assert send(port, address, message("small again"))[0] == 250
+    assert a.cmd("RSET")[0] == 250
     assert a.cmd("MAIL FROM:<a@example.org> SIZE=40000")[0] == 250
-    assert b.cmd("MAIL FROM:<b@example.org> SIZE=40000")[0] == 452  # a holds 40 kB
+    assert a.cmd(f"RCPT TO:<{address}>")[0] == 250  # 40 kB taken now
+    assert b.cmd("MAIL FROM:<b@example.org> SIZE=40000")[0] == 452
     assert a.cmd("RSET")[0] == 250
     assert b.cmd("MAIL FROM:<b@example.org> SIZE=40000")[0] == 250
+    assert b.cmd(f"RCPT TO:<{address}>")[0] == 250
     b.close()  # gone mid-transaction: its 40 kB come back
     time.sleep(0.3)
     assert a.cmd("MAIL FROM:<a@example.org> SIZE=40000")[0] == 250
@@ -142,4 +150,24 @@ def test_a_declared_size_holds_its_budget_until_the_transaction_ends(receiver):
     # After the message nothing stays taken: two more fit one after the other.
     for _ in range(2):
         assert a.cmd("MAIL FROM:<a@example.org> SIZE=50000")[0] == 250
+        assert a.cmd(f"RCPT TO:<{address}>")[0] == 250
         assert a.cmd("RSET")[0] == 250
+
+
+def test_a_message_of_exactly_the_budget_fits_with_or_without_its_size(receiver):
+    address = receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_SMTP_MAX_INFLIGHT_BYTES="60000")
+    head = message("exact", body=b"")
+    lines, rest = divmod(60000 - len(head), 100)
+    raw = head + (b"b" * 98 + b"\r\n") * lines + b"c" * (rest - 2) + b"\r\n"
+    assert len(raw) == 60000
+    for size in ("", " SIZE=60000"):
+        c = Raw(port)
+        assert c.cmd("EHLO client.example.org")[0] == 250
+        assert c.cmd(f"MAIL FROM:<a@example.org>{size}")[0] == 250
+        assert c.cmd(f"RCPT TO:<{address}>")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(raw + b".\r\nNOOP\r\n")  # the end of data and the next command are not counted
+        assert c.reply()[0] == 250
+        assert c.reply()[0] == 250
+        c.close()

@@ -47,6 +47,10 @@ class ByteBudget:
         self.limit = limit
         self.used = 0
 
+    def fits(self, n: int) -> bool:
+        """Whether n more bytes would fit now (nothing is taken)."""
+        return self.used + n <= self.limit
+
     def take(self, n: int) -> bool:
         if self.used + n > self.limit:
             return False

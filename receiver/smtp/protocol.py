@@ -143,7 +143,8 @@ class Hardened:
 
     def __init__(self, handler, *, shared: Shared, implicit_tls: bool = False, **kwargs):
         s = shared.settings
-        self._reserved = 0  # in-flight budget taken at MAIL for the declared SIZE=
+        self._declared = 0  # the transaction's SIZE= from MAIL
+        self._reserved = 0  # in-flight budget taken for it at the first accepted RCPT
         # Read by aiosmtpd's __init__ for the stream reader's limit (DATA lines).
         self.line_length_limit = s.max_line_length
         self.shared = shared
@@ -187,7 +188,7 @@ class Hardened:
 
     def _release_reservation(self) -> None:
         self.shared.budget.give_back(self._reserved)
-        self._reserved = 0
+        self._reserved = self._declared = 0
 
     def _timeout_cb(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -370,19 +371,28 @@ class Hardened:
         if not size or self.envelope.mail_from:  # nested MAIL: aiosmtpd answers 503
             return await super().smtp_MAIL(arg)
         # RFC 1870: a declared size that cannot be taken now is 452 at MAIL, not a whole
-        # message read only to be refused at its end. Taken now, so that of many senders
-        # retrying at once only as many as fit go on to send.
-        if not self.shared.budget.take(int(size.group(1))):
+        # message read only to be refused at its end.
+        if not self.shared.budget.fits(int(size.group(1))):
             return await self.push(NO_MEMORY)
-        self._reserved = int(size.group(1))
         await super().smtp_MAIL(arg)
-        if not self.envelope.mail_from:
-            self._release_reservation()
+        if self.envelope.mail_from:
+            self._declared = int(size.group(1))
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         if arg and not arg.isascii() and not self.envelope.smtp_utf8:
             return await self.push(NEEDS_SMTPUTF8)
+        if not self._declared or self._reserved or self.envelope.rcpt_tos:
+            return await super().smtp_RCPT(arg)
+        # The declared size is taken with the first recipient, so that of many senders
+        # retrying into a full budget only as many as fit go on to send. Not at MAIL: a
+        # session that names no valid recipient must not hold the budget.
+        if not self.shared.budget.take(self._declared):
+            return await self.push(NO_MEMORY)
+        self._reserved = self._declared
         await super().smtp_RCPT(arg)
+        if not self.envelope.rcpt_tos:
+            self.shared.budget.give_back(self._reserved)
+            self._reserved = 0
 
     async def smtp_DATA(self, arg: str | None) -> None:
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
@@ -395,7 +405,6 @@ class Hardened:
         self.in_data = True
         # The bytes of this message the budget holds: the declared size to begin with.
         held, self._reserved = self._reserved, 0
-        received = 0
         try:
             self._reset_timeout(self.settings.data_timeout)
             stream = DataStream(self.settings.max_line_length)
@@ -409,15 +418,14 @@ class Hardened:
                     _unread(self._reader, rest)
                 if error:
                     continue
-                received += len(chunk)
                 if stream.long_line:
                     error = DATA_LINE_TOO_LONG
                 elif self.data_size_limit and stream.size > self.data_size_limit:
                     error = TOO_BIG
-                elif received > held and not self.shared.budget.take(received - held):
+                elif stream.size > held and not self.shared.budget.take(stream.size - held):
                     error = NO_MEMORY
                 else:
-                    held = max(held, received)
+                    held = max(held, stream.size)
                     continue
                 # Past a limit: free what is held now, drain the rest without keeping it.
                 stream.drop()

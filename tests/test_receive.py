@@ -12,6 +12,7 @@ import psycopg2
 import pytest
 
 from tests.helpers import DOMAIN
+from tests.rawsmtp import Raw
 
 
 def message(msgid: str = "m1@example.org", subject: str = "hello", body: bytes = b"body\r\n",
@@ -281,3 +282,29 @@ def test_lmtp_per_recipient_replies(receiver):
     ids = sorted(str(d["id"]) for d in shown["deliveries"])
     assert sorted(r.split()[-1].decode() for r in replies) == ids
     assert {d["source"] for d in shown["deliveries"]} == {"lmtp"}
+
+
+def test_lmtp_refusal_of_the_data_is_one_reply_per_recipient(receiver):
+    a = receiver.add_mailbox("alice@corp.example")
+    b = receiver.add_mailbox("carol@corp.example")
+    receiver.start("--lmtp", THREADS_RECEIVER_SMTP_MAX_MESSAGE_SIZE="1000")
+    c = Raw(receiver.port)
+    assert c.cmd("LHLO t")[0] == 250
+    assert c.cmd("MAIL FROM:<bob@example.org>")[0] == 250
+    for rcpt in (a, b):
+        assert c.cmd(f"RCPT TO:<{rcpt}>")[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send(message(body=(b"x" * 98 + b"\r\n") * 20) + b".\r\n")
+    assert [c.reply()[0], c.reply()[0]] == [552, 552]
+    assert c.cmd("NOOP")[0] == 250  # in step: no reply left over
+
+
+def test_a_non_ascii_local_part_is_unknown_not_a_failure(receiver):
+    address = receiver.add_mailbox("alice@corp.example")
+    token = address.split("@")[0].rpartition("-")[2]
+    receiver.start()
+    c = Raw(receiver.port)
+    assert c.cmd("EHLO t")[0] == 250
+    assert c.cmd("MAIL FROM:<bob@example.org> SMTPUTF8")[0] == 250
+    code, text = c.cmd(f"RCPT TO:<älice-{token}@{DOMAIN}>")
+    assert code == 550 and "5.1.1" in text

@@ -434,8 +434,12 @@ class Hardened:
             self._reset_timeout()
             if error:
                 log.info("session %s: DATA refused: %s", session_id(self.session), error)
+                # LMTP answers the end of data once per recipient, refusals included.
+                replies = len(self.envelope.rcpt_tos) if isinstance(self, LMTP) else 1
                 self._set_post_data_state()
-                return await self.push(error)
+                for _ in range(replies):
+                    await self.push(error)
+                return
             raw = stream.message()
             del stream
             self.envelope.content = self.envelope.original_content = raw

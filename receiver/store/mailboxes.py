@@ -177,7 +177,8 @@ def resolve_rcpt(address: str, domains: list[str]) -> RcptResult:
     if not rows:
         return RcptResult("unknown")
     local_part, expires_at, *mailbox = rows[0]
-    if not hmac.compare_digest(local_part.lower(), local.lower()):
+    # As bytes: compare_digest refuses str with non-ASCII (an SMTPUTF8 local part).
+    if not hmac.compare_digest(local_part.lower().encode(), local.lower().encode()):
         return RcptResult("unknown")
     expires_at = MailboxAddress.expires_at.python_value(expires_at)
     if expires_at is not None and expires_at <= utcnow():

@@ -21,10 +21,9 @@ import hashlib
 import re
 import secrets
 
-from receiver.parse.budget import nested_kind, next_delimiter
+from receiver.parse.budget import parts
 
 MARK = b"threads-receiver omitted part "
-_BLANK_LINE = re.compile(rb"\n\r?\n")
 # mail-parser keeps a part as an attachment (its payload untouched) when it has a name;
 # an unnamed one it decodes as body text, where the marker would change its defects.
 _NAMED = re.compile(rb"(?i)\b(?:file)?name\*?[ \t]*=")
@@ -38,55 +37,6 @@ _CONTENT_TYPE = re.compile(rb"(?im)^content-type[ \t]*:[ \t]*([!-~]+?)[ \t]*/")
 # and 15 MB of data in a parse worker.
 _DECODE_SLICE = 1 << 20
 _BLANKS = b" \t\r\n"
-
-
-class _Unclear(Exception):
-    """A structure parsers disagree on: nothing in the message is slimmed."""
-
-
-def _header_end(raw: bytes, pos: int) -> int:
-    """Where the body of the part whose header block starts at `pos` begins."""
-    for blank in (b"\r\n", b"\n"):
-        if raw.startswith(blank, pos):
-            return pos + len(blank)
-    # One search to the first blank line: two finds (CRLF, LF) would each run to the end
-    # of the message when it lacks one kind, for every part.
-    blank = _BLANK_LINE.search(raw, pos)
-    return len(raw) if blank is None else blank.end()
-
-
-def _leaves(raw: bytes):
-    """(header block, body start, body end) of every leaf part, in order; the body ends
-    before the line break that precedes its closing boundary line."""
-    stack: list[bytes | None] = []
-    pos = 0
-    while pos < len(raw):
-        body = _header_end(raw, pos)
-        header = raw[pos:body]
-        kind = nested_kind(header)
-        if kind is not None and kind[0] == "message":
-            stack.append(None)
-            pos = body
-            continue
-        if kind is not None:
-            if b"--" + kind[1] in stack:
-                raise _Unclear("a boundary reused inside its own multipart")
-            stack.append(b"--" + kind[1])
-            found = next_delimiter(raw, body, stack)
-        else:
-            found = next_delimiter(raw, body, stack)
-            end = len(raw) if found is None else found[0]
-            if found is not None:
-                end -= 2 if raw[end - 2:end] == b"\r\n" else 1
-            yield header, body, max(body, end)
-        # Past closing boundaries (and the epilogues after them) to the next part.
-        while found is not None and found[3]:
-            del stack[found[2]:]
-            found = next_delimiter(raw, found[1], stack)
-        if found is None:
-            return
-        del stack[found[2] + 1:]
-        pos = found[1]
 
 
 def confirmed(omitted: dict[bytes, tuple[int, str]], texts: list[str],
@@ -151,10 +101,15 @@ def slim(raw: bytes, threshold: int) -> tuple[bytes, dict[bytes, tuple[int, str]
     view = memoryview(raw)
     done = 0
     nonce = secrets.token_hex(8).encode()
-    try:
-        leaves = list(_leaves(raw))
-    except _Unclear:
-        return raw, {}
+    leaves = []
+    for part in parts(raw):
+        if part.reused:  # a boundary reused inside its own multipart: parsers disagree
+            return raw, {}
+        if part.kind is None:
+            end = part.end
+            if end < len(raw):  # the line break in front of a boundary line is not body
+                end -= 2 if raw[end - 2:end] == b"\r\n" else 1
+            leaves.append((part.header, part.body, max(part.body, end)))
     for header, start, end in leaves:
         if (not _slimmable(header, end - start, threshold)
                 or _BASE64_BODY.fullmatch(raw, start, end) is None):

@@ -91,6 +91,8 @@ def _content_hash(fields: list[tuple[str, bytes]], body: bytes | memoryview) -> 
         h.update(bytes(body[pos:stop]).replace(b"\r\n", b"\n"))
         pos = stop
     return h.hexdigest()
+
+
 def _addresses(values: list[tuple[str, str]] | None) -> list[tuple[str, str]]:
     out = []
     for name, addr in values or []:

@@ -37,6 +37,8 @@ DUPLICATE = "duplicate"
 QUARANTINED = "quarantined"
 REJECTED = "rejected"
 TEMPFAILED = "tempfailed"
+# The reason of every temporary failure that is not a policy's: one cause, one text.
+UNAVAILABLE = "storage is unavailable, try again later"
 
 
 @dataclass
@@ -89,6 +91,9 @@ class Pipeline:
         # Large copies hold a parse worker for seconds each: they may take all workers but
         # one, so the small copies arriving meanwhile are not queued behind the burst.
         self._large_lane = asyncio.Semaphore(max(1, config.get("parse", "workers") - 1))
+        # Past this a waiting sender is told 451 whatever a stage is doing: nobody waits
+        # forever on a stage that died or hangs (receiver.stages).
+        self.reply_seconds = config.get("stages", "reply_seconds")
 
     async def _off_loop(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -129,7 +134,19 @@ class Pipeline:
         """Check, decide and store one copy for each (rcpt address, mailbox).
 
         `per_recipient` is False for SMTP, where one DATA reply answers every recipient.
+        A fault in any stage, or no answer within `stages.reply_seconds`, is a temporary
+        failure for every recipient: the sender keeps the copy and retries.
         """
+        try:
+            async with asyncio.timeout(self.reply_seconds):
+                return await self._deliver(raw, envelope, rcpts, per_recipient)
+        except Exception as e:  # TimeoutError too: the retry finds a committed copy a duplicate
+            log.error("session %s: delivery failed: %r", envelope.session_id, e)
+            return [Outcome(mb, rcpt, TEMPFAILED, reason=UNAVAILABLE) for rcpt, mb in rcpts]
+
+    async def _deliver(self, raw: bytes, envelope: Envelope,
+                       rcpts: list[tuple[str, MailboxInfo]], per_recipient: bool,
+                       ) -> list[Outcome]:
         checks = [self.verifier.verify(raw, subscriber=mb.email,
                                        received_at=envelope.received_at) for _, mb in rcpts]
         # One recipient, the usual case, is awaited in place: gather would make it a task.
@@ -169,18 +186,13 @@ class Pipeline:
                 wrapper=p.wrapper,
             )))
         if requests:
-            try:
-                results = await asyncio.wrap_future(self.writer.submit([r for _, r in requests]))
-            except Exception as e:  # any storage fault: the sender keeps the copy and retries
-                log.error("session %s: storing failed: %r", envelope.session_id, e)
-                for i, _ in requests:
-                    mb = rcpts[i][1]
-                    outcomes[i] = Outcome(mb, rcpts[i][0], TEMPFAILED,
-                                          reason="storage is unavailable, try again later")
-            else:
-                for (i, _), res in zip(requests, results):
-                    status = (DUPLICATE if res.duplicate
-                              else QUARANTINED if res.status == "quarantined" else STORED)
-                    outcomes[i] = Outcome(rcpts[i][1], rcpts[i][0], status, res.delivery_id,
-                                          message_id=res.message_id)
+            committed = self.writer.submit([r for _, r in requests])
+            # shield: a session that goes away (or times out) stops waiting, but the
+            # commit it handed on is not cancelled under the writer.
+            results = await asyncio.shield(asyncio.wrap_future(committed))
+            for (i, _), res in zip(requests, results):
+                status = (DUPLICATE if res.duplicate
+                          else QUARANTINED if res.status == "quarantined" else STORED)
+                outcomes[i] = Outcome(rcpts[i][1], rcpts[i][0], status, res.delivery_id,
+                                      message_id=res.message_id)
         return [o for o in outcomes if o is not None]

@@ -19,8 +19,9 @@ import zstandard
 from peewee import Database, IntegrityError, InterfaceError, OperationalError
 from psycopg2 import errorcodes
 
-from receiver import metrics
+from receiver import faults, metrics
 from receiver.parse.record import ParsedMessage
+from receiver.stages import Stage
 from receiver.store.db import is_postgres
 from receiver.store.models import Blob, Delivery, Message, utcnow
 from receiver.store import threading as threadstore
@@ -242,8 +243,32 @@ class WriterStopped(Exception):
     """The writer is shutting down; the request was not stored."""
 
 
+class WriterFailed(Exception):
+    """The writer died or got stuck with the request; it may or may not be committed.
+    The sender is told to retry; a retry of a committed copy is an idempotent duplicate."""
+
+
+def _settle(fut: concurrent.futures.Future, result=None, error: BaseException | None = None,
+            ) -> None:
+    """Resolve a request's future unless the watchdog already failed it."""
+    try:
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        # Failed by the watchdog while this thread was stuck; the sender was told 451.
+        log.info("a request finished after it was given up on; its sender retries")
+
+
 class Writer:
-    """The single writer thread of this process (SQLite allows one; PG batches gain)."""
+    """The single writer thread of this process (SQLite allows one; PG batches gain).
+
+    The thread never ends on a fault in one batch: the batch's senders get the error
+    (451) and the next batch goes on. A request, once taken from the queue, can no longer
+    be cancelled (a client that vanished does not touch it): it is committed or not as
+    a unit. `stage` tells the watchdog how it is doing (receiver.stages).
+    """
 
     def __init__(self, db: Database, batch_max: int = 64,
                  subject_rule: SubjectRule = threadstore.DEFAULT_RULE):
@@ -252,8 +277,18 @@ class Writer:
         self.batch_max = max(1, batch_max)
         # SimpleQueue: a put from the loop is one C call, not a Python lock and Condition.
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._stopping = False
+        self._current: list = []  # the batch being committed now
+        self.stage = Stage("writer", alive=lambda: self._stopping or self._thread.is_alive(),
+                           restart=self._start, fail_waiting=self._fail_waiting)
+        self._start()
+
+    def _start(self) -> None:
+        lost, self._current = self._current, []
+        for _, fut in lost:
+            _settle(fut, error=WriterFailed("the store writer died during the commit"))
+            self.stage.done()
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
     def submit(self, requests: list[DeliveryRequest]) -> concurrent.futures.Future:
@@ -262,6 +297,9 @@ class Writer:
         if self._stopping:
             fut.set_exception(WriterStopped("the receiver is shutting down"))
         else:
+            # Owed until this writer's thread has finished with it, whoever settles the
+            # future: a stalled commit stays stuck work after its sender was told 451.
+            self.stage.taken()
             self._queue.put((requests, fut))
         return fut
 
@@ -271,23 +309,63 @@ class Writer:
         self._queue.put(None)
         self._thread.join(timeout)
 
-    def _run(self) -> None:
-        while True:
+    def _take(self, item) -> bool:
+        # False: cancelled while queued (nobody waits for it); never cancellable after.
+        if item[1].set_running_or_notify_cancel():
+            return True
+        self.stage.done()
+        return False
+
+    def _next_batch(self) -> list | None:
+        """Up to batch_max queued requests; None when it is time to stop."""
+        batch: list = []
+        while not batch:
             item = self._queue.get()
             if item is None:
+                return None
+            if self._take(item):
+                batch.append(item)
+        while len(batch) < self.batch_max:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
                 break
-            batch = [item]
-            while len(batch) < self.batch_max:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
+            if nxt is None:
+                self._queue.put(None)
+                break
+            if self._take(nxt):
                 batch.append(nxt)
-            self._commit(batch)
+        return batch
+
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            self._current = batch
+            try:
+                self._commit(batch)
+            except Exception as e:  # a bug met in one batch: its senders retry, we go on
+                log.exception("store writer: a batch of %d failed", len(batch))
+                self._fail(batch, e)
+            if self._current is batch:  # not already given up by the watchdog
+                self._current = []
+                for _ in batch:
+                    self.stage.done()
         self._close()
+
+    def _fail_waiting(self, why: str) -> None:
+        """The watchdog found this writer stuck: fail what waits so its senders retry."""
+        error = WriterFailed(why)
+        for _, fut in self._current:  # still owed by the stuck thread: the stage stays stuck
+            _settle(fut, error=error)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)
+                break
+            _settle(item[1], error=error)
+            self.stage.done()
 
     @metrics.timed_commit
     def _transaction(self, jobs) -> list[list[DeliveryResult]]:
@@ -300,6 +378,7 @@ class Writer:
                     threadstore.lock_threading(self.db)
                     flat = store_deliveries([r for reqs, _ in jobs for r in reqs],
                                             self.subject_rule)
+                    faults.hit("writer")
                     out, at = [], 0
                     for reqs, _ in jobs:
                         out.append(flat[at:at + len(reqs)])
@@ -323,13 +402,13 @@ class Writer:
                 self._commit([job])
             return
         for (_, fut), res in zip(batch, results):
-            fut.set_result(res)
+            _settle(fut, res)
 
     def _fail(self, batch, error: Exception) -> None:
         log.error("store failed for %d deliveries: %r", len(batch), error)
         self._close()
         for _, fut in batch:
-            fut.set_exception(error)
+            _settle(fut, error=error)
 
     def _close(self) -> None:
         # A broken connection must not be reused: the next batch reconnects.

@@ -269,3 +269,29 @@ def test_the_event_loop_and_every_stage_report_ok_when_idle(receiver):
     time.sleep(2.5)  # idle for longer than stall_seconds is not stuck
     assert healthy(receiver, port) == "ok\n"
     assert query(receiver.db_url, "SELECT COUNT(*) FROM delivery") == [(0,)]
+
+
+def test_an_import_survives_a_writer_that_raises_and_one_that_dies(receiver, tmp_path):
+    """One failed batch is one failure line; the import goes on and says some failed."""
+    import json
+
+    receiver.add_mailbox("alice@corp.example")
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    for n in range(6):
+        (folder / f"{n}.eml").write_bytes(message(f"import-{n}"))
+    r = receiver.cli_process("import", str(folder), "--mailbox", "alice@corp.example",
+                             "--json", check=False,
+                             THREADS_RECEIVER_TEST_FAULTS="writer=raise@1")
+    summary = json.loads(r.stdout)
+    # A batch of one fails alone; a larger one is retried one by one (and then stored).
+    assert summary["stored"] + summary["tempfailed"] == 6 and summary["stored"] >= 5, summary
+    assert (r.returncode != 0) == (summary["tempfailed"] > 0)
+    assert len(deliveries(receiver.db_url)) == summary["stored"]
+    r = receiver.cli_process("import", str(folder), "--mailbox", "alice@corp.example",
+                             "--json", check=False, THREADS_RECEIVER_TEST_FAULTS="writer=die@1")
+    summary = json.loads(r.stdout)
+    assert len(deliveries(receiver.db_url)) + summary["tempfailed"] == 6, summary
+    # Run again (as the failure line says): everything is in, nothing twice.
+    r = receiver.cli_process("import", str(folder), "--mailbox", "alice@corp.example", "--json")
+    assert len(deliveries(receiver.db_url)) == 6

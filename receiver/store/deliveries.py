@@ -13,17 +13,17 @@ import json
 import logging
 import queue
 import threading
-from dataclasses import dataclass, field
 
 import zstandard
 from peewee import Database, IntegrityError, InterfaceError, OperationalError
 from psycopg2 import errorcodes
 
 from receiver import faults, metrics
+from receiver.delivery import STORED, DeliveryRequest, DeliveryResult
 from receiver.parse.record import ParsedMessage
 from receiver.stages import Stage
 from receiver.store.db import is_postgres
-from receiver.store.models import Blob, Delivery, Message, utcnow
+from receiver.store.models import Blob, Delivery, Message
 from receiver.store import threading as threadstore
 from receiver.threads.links import ThreadLinks, links_of
 from receiver.threads.subject import SubjectRule
@@ -34,38 +34,6 @@ log = logging.getLogger(__name__)
 # whole transaction is simply run again.
 RETRYABLE_PGCODES = {errorcodes.SERIALIZATION_FAILURE, errorcodes.DEADLOCK_DETECTED}
 TRANSACTION_ATTEMPTS = 5
-
-
-@dataclass
-class DeliveryRequest:
-    mailbox_id: int
-    sha256: str
-    size: int
-    compressed: bytes
-    record: ParsedMessage
-    status: str = "stored"  # stored | quarantined
-    source: str = "smtp"
-    session_id: str | None = None
-    mail_from: str | None = None
-    rcpt_to: str | None = None
-    peer: str | None = None
-    helo: str | None = None
-    tls: dict | None = None
-    auth_user: str | None = None
-    verdict: str = "unverifiable"
-    reasons: list[str] = field(default_factory=list)
-    verify_detail: dict = field(default_factory=dict)
-    auth_results: str | None = None
-    smtp_defects: list[str] = field(default_factory=list)
-    wrapper: tuple[str, int, bytes] | None = None  # (sha256, size, compressed)
-
-
-@dataclass(frozen=True)
-class DeliveryResult:
-    delivery_id: int
-    message_id: int
-    duplicate: bool
-    status: str
 
 
 _compressor = threading.local()
@@ -123,26 +91,27 @@ def message_fields(rec: ParsedMessage, links: ThreadLinks, blob_sha: str | None)
 
 
 def delivery_fields(req: DeliveryRequest, message_pk: int) -> dict:
-    """The Delivery row of a request."""
+    """The Delivery row of a request: the one place a delivery's fields are written."""
+    env, verdict = req.envelope, req.verdict
     return dict(
         mailbox=req.mailbox_id,
         message=message_pk,
         blob=req.sha256,
-        received_at=utcnow(),
-        status=req.status,
-        source=req.source,
-        session_id=db_text(req.session_id),
-        mail_from=db_text(req.mail_from),
+        received_at=env.received_at,
+        status=str(req.status),
+        source=env.source,
+        session_id=db_text(env.session_id),
+        mail_from=db_text(env.mail_from),
         rcpt_to=db_text(req.rcpt_to),
-        peer=db_text(req.peer),
-        helo=db_text(req.helo),
-        tls=json.dumps(req.tls) if req.tls else None,
-        auth_user=db_text(req.auth_user),
-        verdict=req.verdict,
-        reasons=json.dumps(req.reasons),
-        verify_detail=json.dumps(req.verify_detail),
-        auth_results=db_text(req.auth_results),
-        smtp_defects=json.dumps(req.smtp_defects),
+        peer=db_text(env.peer),
+        helo=db_text(env.helo),
+        tls=json.dumps(env.tls) if env.tls else None,
+        auth_user=db_text(env.auth_user),
+        verdict=str(verdict.kind),
+        reasons=json.dumps(verdict.reasons),
+        verify_detail=json.dumps(verdict.detail),
+        auth_results=db_text(verdict.auth_results),
+        smtp_defects=json.dumps(env.smtp_defects),
         wrapper_blob=req.wrapper[0] if req.wrapper else None,
     )
 
@@ -228,7 +197,7 @@ def store_deliveries(requests: list[DeliveryRequest],
         values = delivery_fields(r, pk).values()
         cursor.execute(sql, tuple(c.db_value(v) for c, v in zip(columns, values)))
         results[i] = DeliveryResult(cursor.fetchone()[0], pk, False, r.status)
-        if r.status == "stored" and tid is None and pk not in to_thread:
+        if r.status == STORED and tid is None and pk not in to_thread:
             to_thread[pk] = (Message(id=pk), links[i])
     threadstore.attach_many(list(to_thread.values()), rule)
 

@@ -182,18 +182,29 @@ def test_allow_list_of_signing_domains_refuses_unsigned(receiver):
 
 
 def test_signing_domains_read_from_the_verdict():
-    detail = {"dkim": [{"d": "mail.google.com", "result": "pass"},
-                       {"d": "evil.example", "result": "fail"}],
-              "arc": {"cv": "pass", "sets": 1, "sealers": ["outlook.com"]}}
-    v = Verdict(UNALTERED, detail=detail)
-    assert allowlist.signing_domains(detail) == {"mail.google.com", "outlook.com"}
+    import datetime as dt
+
+    from receiver.verify.arccheck import ArcResult
+    from receiver.verify.copypath import CopyPath
+    from receiver.verify.dkimcheck import SigResult
+    from receiver.verify.evidence import Evidence
+
+    def evidence(sigs, arc) -> Evidence:
+        return Evidence(CopyPath("copied"), "example.org", dt.datetime(2020, 1, 1,
+                        tzinfo=dt.timezone.utc), sigs, arc)
+
+    ev = evidence([SigResult(0, d="Mail.Google.com.", result="pass"),
+                   SigResult(1, d="evil.example", result="fail")],
+                  ArcResult(cv="pass", sets=1, sealers=["outlook.com"]))
+    v = Verdict(UNALTERED, evidence=ev)
+    assert ev.signing_domains() == {"mail.google.com", "outlook.com"}
     assert allowlist.refusal(["google.com"], "198.51.100.1:25", v) is None
     assert allowlist.refusal(["outlook.com"], None, v) is None
     assert allowlist.refusal(["evil.example"], "198.51.100.1:25", v) is not None
     assert allowlist.refusal(["198.51.100.0/24"], "198.51.100.1:25", Verdict(UNALTERED)) is None
-    failed_arc = {"arc": {"cv": "fail", "sets": 1, "sealers": ["outlook.com"]}}
-    assert allowlist.signing_domains(failed_arc) == set()
-    assert allowlist.signing_domains({"dkim": "garbage", "arc": None}) == set()
+    assert allowlist.refusal(["google.com"], None, Verdict(UNALTERED)) is not None
+    failed_arc = evidence([], ArcResult(cv="fail", sets=1, sealers=["outlook.com"]))
+    assert failed_arc.signing_domains() == set()
 
 
 def test_allow_list_of_signing_domains_with_real_signatures(receiver, dns):

@@ -198,6 +198,7 @@ class Hardened:
             self.session.receiver_id = session_id(before)
             self.session.peer = before.peer
             self.session.proxy_data = before.proxy_data
+            self._reset_timeout(self._idle_timeout())  # aiosmtpd armed the normal one
         ssl_object = transport.get_extra_info("ssl_object")
         if self.implicit_tls and ssl_object is not None and self.session.ssl is None:
             # TLS from the first byte: let aiosmtpd treat it as after STARTTLS

@@ -98,7 +98,7 @@ def test_greeting_ehlo_and_intermediate_replies_get_no_code():
     assert enhanced("334 VXNlcm5hbWU6", "AUTH") == "334 VXNlcm5hbWU6"
 
 
-def test_a_storage_fault_has_one_text_over_smtp_and_lmtp(tmp_path):
+def test_a_storage_fault_has_one_text_over_smtp_and_lmtp():
     """The pipeline's reason for a storage fault never reaches the client: one text."""
     o = Outcome(None, "x@y", TEMPFAILED, reason="storage is unavailable, try again later")
     stored = Outcome(None, "z@y", STORED, delivery_id=1)

@@ -89,13 +89,19 @@ def test_subject_rule_needs_an_orphan_a_shared_participant_and_the_window():
     assert SubjectRule(window_days=60).joins(orphan, _facts(days=45))
 
 
+def _id(name):
+    return name if "@" in name else f"{name}@t.example"
+
+
 def _m(msgid, parent=None, refs=(), day=0, **kw):
-    return TreeMessage(msgid=msgid, parent_id=parent, references=tuple(refs),
+    return TreeMessage(msgid=_id(msgid), in_reply_to=(_id(parent),) if parent else (),
+                       references=tuple(map(_id, refs)),
                        date=D0 + dt.timedelta(hours=day), tiebreak="h", **kw)
 
 
 def _shape(roots):
-    return [("  " * d) + (f"[{n.msgid}]" if n.ghost else n.msgid) for d, n in walk(roots)]
+    name = [n.msgid.removesuffix("@t.example") for _, n in walk(roots)]
+    return [("  " * d) + (f"[{m}]" if n.ghost else m) for (d, n), m in zip(walk(roots), name)]
 
 
 def test_tree_shows_missing_parents_as_ghosts_along_the_references_chain():
@@ -111,8 +117,8 @@ def test_tree_breaks_reference_loops():
 
 
 def test_tree_duplicate_message_ids_are_both_shown_replies_under_the_earliest():
-    one = TreeMessage("x", None, (), D0, "h1")
-    two = TreeMessage("x", None, (), D0 + dt.timedelta(hours=1), "h2")
+    one = TreeMessage(_id("x"), (), (), D0, "h1")
+    two = TreeMessage(_id("x"), (), (), D0 + dt.timedelta(hours=1), "h2")
     reply = _m("r", "x", ["x"], 2)
     roots = build_tree([reply, two, one])
     assert [(n.message.tiebreak if n.message else None, d) for d, n in walk(roots)] == [

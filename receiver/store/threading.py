@@ -6,7 +6,11 @@ message that links two threads merges them into the smaller id (recorded in Thre
 so an old id still resolves). The subject rule (receiver/threads/subject.py) is a
 predicate on pairs of messages; `attach` looks for partners in both directions (this
 message an orphan joining earlier messages, or earlier orphans joining this message),
-so the pair is joined whichever of the two arrives second.
+so the pair is joined whichever of the two arrives second. Weak ids
+(receiver/threads/weak.py) join through slot keys, which a message creates for its own
+slot and joins in the neighbouring slots when they exist, and to the message whose
+Message-ID they are: looked up by the referring message, or by that message (a scan of
+the referring columns, only for a Message-ID without `@`).
 
 `attach` runs inside the caller's transaction. On PostgreSQL the caller holds
 `lock_threading()` for that transaction, which serialises threading across every
@@ -15,9 +19,12 @@ receiver process on the database; SQLite has one writer at a time anyway.
 
 from __future__ import annotations
 
+import json
+
 from peewee import Database
 
 from receiver import metrics
+from receiver.parse.ids import is_weak_id
 from receiver.store.db import is_postgres
 from receiver.store.models import Message, MsgId, Thread, ThreadMerge, utcnow
 from receiver.threads.links import ThreadLinks
@@ -56,13 +63,29 @@ def attach_many(items: list[tuple[Message, ThreadLinks]],
     """
     uf = _UnionFind()
     keys = list(dict.fromkeys(k for _, links in items for k in links.keys))
-    existing = dict(select_in(MsgId, ["msgid", "thread_id"], "msgid", keys))
+    in_batch = set(keys)
+    weak = {w for _, links in items for w in links.weak_ids}
+    probes = [k for k in dict.fromkeys(k for _, links in items
+                                       for k in (*links.near_keys, *links.weak_ids))
+              if k not in in_batch]
+    rows = select_in(MsgId, ["msgid", "thread_id", "ghost"], "msgid", keys + probes)
+    existing = {k: tid for k, tid, _ in rows if k in in_batch}
+    # A neighbouring slot key joins when it exists; a weak id only when it is the
+    # Message-ID of a received message (its row is no ghost, or a message of this batch).
+    joinable = {k: tid for k, tid, ghost in rows
+                if k not in in_batch and not (ghost and k in weak)}
     for i, (_, links) in enumerate(items):
         for k in links.keys:
             uf.union(("m", i), ("k", k))
-    for k, tid in existing.items():
+        for k in (*links.near_keys, *links.weak_ids):
+            if k in in_batch or k in joinable:
+                uf.union(("m", i), ("k", k))
+    for k, tid in (*existing.items(), *joinable.items()):
         uf.union(("k", k), ("t", tid))
-    tids = set(existing.values())
+    tids = {*existing.values(), *joinable.values()}
+    for i, tid in _weak_referrers(items):
+        uf.union(("m", i), ("t", tid))
+        tids.add(tid)
     for i, tid in _subject_partners(items, rule):
         uf.union(("m", i), ("t", tid))
         tids.add(tid)
@@ -190,6 +213,30 @@ def _subject_partners(items: list[tuple[Message, ThreadLinks]], rule: SubjectRul
                                      frozenset(people.split()))
                 out.update((i, tid) for i in candidates if rule.joins(facts[i], other))
     return sorted(out)
+
+
+def _weak_referrers(items: list[tuple[Message, ThreadLinks]]):
+    """(index in items, thread id) of threaded messages naming a weak Message-ID of the
+    batch. A scan of the referring columns, but such Message-IDs are rare."""
+    db = Message._meta.database
+    out = []
+    for i, (_, links) in enumerate(items):
+        w = links.own_id
+        if not is_weak_id(w):
+            continue
+        like = "%" + _like_escape(json.dumps(w)) + "%"
+        rows = db.execute_sql(
+            f'SELECT "thread_id", "references", "in_reply_to" FROM "{Message._meta.table_name}" '
+            f'WHERE "thread_id" IS NOT NULL AND ("references" LIKE {db.param} ESCAPE \'!\' '
+            f'OR "in_reply_to" LIKE {db.param} ESCAPE \'!\')',
+            [like, "%" + _like_escape(w) + "%"]).fetchall()
+        out += [(i, tid) for tid, refs, irt in rows
+                if w in json.loads(refs) or w in (irt or "").split()]
+    return out
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
 def _subject_pairs(items: list[tuple[Message, ThreadLinks]], rule: SubjectRule):

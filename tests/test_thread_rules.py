@@ -202,7 +202,7 @@ def test_tree_puts_a_reply_with_a_rewritten_in_reply_to_under_its_real_parent():
         assert _shape(build_tree(order)) == [PERCHES, "  p1@x", "  r@x"]
     # Without the original, a received References id beats the placeholder.
     assert _shape(build_tree(msgs[1:])) == [f"[{PERCHES}]", "  p1@x", "    r@x"]
-    assert _shape(build_tree(msgs[2:])) == [f"[{PERCHES}]", "  r@x"]
+    assert _shape(build_tree(msgs[2:])) == ["[p1@x]", f"  [{PERCHES}]", "    r@x"]
 
 
 def test_tree_ignores_weak_ids_that_were_not_received():

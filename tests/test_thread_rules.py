@@ -206,9 +206,11 @@ def test_tree_puts_a_reply_with_a_rewritten_in_reply_to_under_its_real_parent():
 
 
 def test_tree_ignores_weak_ids_that_were_not_received():
-    msgs = [_m("s1@x", "yes", ["yes"]), _m("s2@x", "s1@x", ["yes", "s1@x"], 1)]
+    msgs = [TreeMessage("s1@x", ("yes",), ("yes",), D0, "h"),
+            TreeMessage("s2@x", ("s1@x",), ("yes", "s1@x"), D0 + dt.timedelta(hours=1), "h")]
     assert _shape(build_tree(msgs)) == ["s1@x", "  s2@x"]
-    assert _shape(build_tree([_m("yes"), *msgs])) == ["yes", "  s1@x", "    s2@x"]
+    yes = TreeMessage("yes", (), (), D0 - dt.timedelta(hours=1), "h")
+    assert _shape(build_tree([yes, *msgs])) == ["yes", "  s1@x", "    s2@x"]
 
 
 def test_weak_ids_are_the_ones_without_an_at_sign():

@@ -38,7 +38,7 @@ def slot_key(weak_id: str, sender: str, slot: int) -> str:
 def weak_keys(weak_ids: tuple[str, ...], sender: str | None,
               date: dt.datetime | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(own slot keys, neighbouring slot keys) of a message; none without sender or date."""
-    if not sender or date is None:
+    if not weak_ids or not sender or date is None:
         return (), ()
     slot = slot_of(date)
     own = tuple(slot_key(w, sender, slot) for w in weak_ids)

@@ -81,8 +81,8 @@ CASES = [
     ("unsigned", F.original, "unverifiable", None, "no DKIM signature"),
     # RFC 6376 §8.15: an unsigned instance above the signed one is what a reader sees.
     *[(f"unsigned {name} on top", lambda f=field: F.prepended(F.signed(), f), "altered",
-       "headers_added", f"header added: 2 {name}: fields, the signature d=author.example "
-       "s=s1 covers 1") for name, field in [
+       "headers_added", (f"header added: 2 {name}: fields, the signature "
+                         "d=author.example s=s1 covers 1")) for name, field in [
         ("Subject", b"Subject: Urgent: new bank details"),
         ("From", b"From: Ann Author <ann@attacker.example>"),
         ("Date", b"Date: Mon, 07 Oct 2024 10:00:00 +0000"),

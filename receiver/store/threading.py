@@ -207,10 +207,10 @@ def _subject_partners(items: list[tuple[Message, ThreadLinks]], rule: SubjectRul
         only_orphans = "" if orphans else '"subject_orphan" AND '
         queries.append((
             [i for i, _ in group],
-            f'SELECT "norm_subject", "thread_id", "subject_orphan", "date", "participants" '
-            f'FROM "{table}" WHERE "thread_id" IS NOT NULL AND "date" BETWEEN {db.param} '
-            f'AND {db.param} AND {only_orphans}'
-            f'"norm_subject" IN ({", ".join([db.param] * len(subjects))})',
+            (f'SELECT "norm_subject", "thread_id", "subject_orphan", "date", "participants" '
+             f'FROM "{table}" WHERE "thread_id" IS NOT NULL AND "date" BETWEEN {db.param} '
+             f'AND {db.param} AND {only_orphans}'
+             f'"norm_subject" IN ({", ".join([db.param] * len(subjects))})'),
             [date_value(min(dates) - rule.window), date_value(max(dates) + rule.window),
              *subjects]))
     facts = dict(mine)

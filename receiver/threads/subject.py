@@ -21,11 +21,11 @@ _WORD = r"(?:re|fwd?|aw|sv|vs|antw|odp|wg|tr|rv|enc|doorst|回复|回覆|答复|
 # RFC 5256 subj-blob: "[" *BLOBCHAR "]" *WSP, BLOBCHAR being any character but [ and ].
 _BLOB = r"\[[^\[\]]*\]\s*"
 _PREFIX = rf"{_WORD}\s*(?:{_BLOB}|\(\d+\)|\^\d+)?[:：]"
-_LEADER = re.compile(rf"^(?:(?:{_BLOB})*{_PREFIX}|\s+)", re.I)
+_LEADER = re.compile(rf"^(?:(?:{_BLOB})*{_PREFIX}|\s+)", re.IGNORECASE)
 _LEAD_BLOB = re.compile(rf"^{_BLOB}")
-_TRAILER = re.compile(r"(?:\(fwd\)|\s)$", re.I)
+_TRAILER = re.compile(r"(?:\(fwd\)|\s)$", re.IGNORECASE)
 _FWD_HDR = "[fwd:"
-_REPLY = re.compile(rf"^\s*(?:{_BLOB})*{_PREFIX}", re.I)
+_REPLY = re.compile(rf"^\s*(?:{_BLOB})*{_PREFIX}", re.IGNORECASE)
 _WS = re.compile(r"\s+")
 # Longer subjects are cut: the normalised subject is an index key (PostgreSQL btree
 # entries have a size limit), and 200 characters tell conversations apart.

@@ -101,8 +101,10 @@ def parse_for_checks(raw: bytes, received_at: dt.datetime) -> _Parsed:
         # IndexError: dkimpy appends a first line that starts with a blank to the field
         # above it, and there is none.
         return _Parsed(None, [], None, _aware(received_at), f"malformed header block: {e}")
+    # The bottom-most From is the one a signature covers; a second one above it is an
+    # unsigned instance, which the verdict names (dkimcheck.SigResult.unsigned_instances).
     from_values = [unfold(v) for n, v in d.headers if n.lower() == b"from"]
-    from_domain = domain_of(address_of(from_values[0])) if len(from_values) == 1 else None
+    from_domain = domain_of(address_of(from_values[-1])) if from_values else None
     if any(n.lower() == b"dkim-signature" for n, _ in d.headers):
         d.body = dkim_body(raw, body_at)  # check_all hashes it
     return _Parsed(d, signature_key_names(d.headers), from_domain,

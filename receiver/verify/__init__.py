@@ -22,7 +22,7 @@ from typing import Callable
 import dkim
 
 from receiver.config import Config
-from receiver.parse.headers import unfold
+from receiver.mail import RawMail, read
 from receiver.verify.alignment import aligned
 from receiver.verify.arccheck import ArcResult, check_arc
 from receiver.verify.authresults import auth_results
@@ -52,8 +52,9 @@ def _sha256(raw: bytes) -> str:
 
 @dataclass
 class _Parsed:
-    """The header block parsed once (dkimpy's parser), and what the checks need from it."""
+    """The message read once, its header block parsed by dkimpy, and what the checks need."""
 
+    mail: RawMail
     dkim: dkim.DKIM | None
     key_names: list[str]
     from_domain: str | None
@@ -74,12 +75,9 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
-def first_receipt(headers: list[tuple[bytes, bytes]], fallback: dt.datetime) -> dt.datetime:
+def first_receipt(mail: RawMail, fallback: dt.datetime) -> dt.datetime:
     """When the message was first received: the date of its bottom-most Received field."""
-    for name, value in reversed(headers):
-        if name.lower() != b"received":
-            continue
-        text = unfold(value)
+    for text in reversed(mail.get_all("Received")):
         if ";" in text:
             try:
                 when = email.utils.parsedate_to_datetime(text.rsplit(";", 1)[1].strip())
@@ -91,33 +89,35 @@ def first_receipt(headers: list[tuple[bytes, bytes]], fallback: dt.datetime) -> 
 
 
 def parse_for_checks(raw: bytes, received_at: dt.datetime) -> _Parsed:
+    mail = read(raw)
     try:
-        d, body_at = parse_header_block(raw)
+        d = parse_header_block(mail)
     except (dkim.DKIMException, IndexError) as e:
         # IndexError: dkimpy appends a first line that starts with a blank to the field
         # above it, and there is none.
-        return _Parsed(None, [], None, _aware(received_at), f"malformed header block: {e}")
-    from_values = [unfold(v) for n, v in d.headers if n.lower() == b"from"]
+        return _Parsed(mail, None, [], None, _aware(received_at),
+                       f"malformed header block: {e}")
+    from_values = mail.get_all("From")
     from_domain = domain_of(address_of(from_values[0])) if len(from_values) == 1 else None
     if any(n.lower() == b"dkim-signature" for n, _ in d.headers):
-        d.body = dkim_body(raw, body_at)  # check_all hashes it
-    return _Parsed(d, signature_key_names(d.headers), from_domain,
-                   first_receipt(d.headers, received_at))
+        d.body = dkim_body(mail)  # check_all hashes it
+    return _Parsed(mail, d, signature_key_names(d.headers), from_domain,
+                   first_receipt(mail, received_at))
 
 
-def run_checks(raw: bytes, parsed: _Parsed, keys: dict[str, KeyAnswer]) -> Evidence:
+def run_checks(parsed: _Parsed, keys: dict[str, KeyAnswer]) -> Evidence:
     if parsed.dkim is None:
         return Evidence([], ArcResult(reason=parsed.error), None, parsed.first_receipt,
                         parsed.error)
     sigs = check_all(parsed.dkim, keys, parsed.first_receipt)
-    arc = check_arc(raw, parsed.dkim.headers, keys)
+    arc = check_arc(parsed.mail, parsed.dkim.headers, keys)
     return Evidence(sigs, arc, parsed.from_domain, parsed.first_receipt)
 
 
-def check_and_conclude(raw: bytes, parsed: _Parsed, keys: dict[str, KeyAnswer],
+def check_and_conclude(parsed: _Parsed, keys: dict[str, KeyAnswer],
                        subscriber: str | None, authserv_id: str) -> tuple:
-    ev = run_checks(raw, parsed, keys)
-    return ev, conclude(raw, ev, subscriber, authserv_id)
+    ev = run_checks(parsed, keys)
+    return ev, conclude(parsed.mail, ev, subscriber, authserv_id)
 
 
 def first_pass(raw: bytes, received_at: dt.datetime, subscriber: str | None,
@@ -128,12 +128,12 @@ def first_pass(raw: bytes, received_at: dt.datetime, subscriber: str | None,
     keys = cached_keys(parsed.key_names)
     if keys is None:
         return parsed, None
-    return parsed, check_and_conclude(raw, parsed, keys, subscriber, authserv_id)
+    return parsed, check_and_conclude(parsed, keys, subscriber, authserv_id)
 
 
-def conclude(raw: bytes, ev: Evidence, subscriber: str | None, authserv_id: str) -> tuple:
+def conclude(mail: RawMail, ev: Evidence, subscriber: str | None, authserv_id: str) -> tuple:
     """The copy path, the verdict on this copy as it stands, and its confirmation (if any)."""
-    path = classify(raw, subscriber)
+    path = classify(mail, subscriber)
     verdict = judge(path, ev.sigs, ev.arc, ev.from_domain)
     if ev.error:
         verdict.reasons.insert(0, ev.error)
@@ -148,7 +148,7 @@ def conclude(raw: bytes, ev: Evidence, subscriber: str | None, authserv_id: str)
                        "strict": aligned(s.d, ev.from_domain, strict=True)} for s in ev.sigs],
         "arc": ev.arc.to_json(),
     }
-    confirmation = find_confirmation(raw) if may_confirm(ev.from_domain) else None
+    confirmation = find_confirmation(mail) if may_confirm(ev.from_domain) else None
     if confirmation is not None:
         verdict.confirmation = confirmation
         verdict.detail["confirmation"] = confirmation
@@ -205,7 +205,7 @@ class Verifier:
         hit = self._evidence_cache.get(key)
         if hit and hit[0] > now:
             ev = await asyncio.shield(hit[1])
-            return await self._off_loop(conclude, raw, ev, subscriber, authserv)
+            return await self._off_loop(lambda: conclude(read(raw), ev, subscriber, authserv))
         shared = asyncio.get_running_loop().create_future()
         self._evidence_cache[key] = (now + EVIDENCE_CACHE_SECONDS, shared)
         while len(self._evidence_cache) > EVIDENCE_CACHE_MAX:
@@ -218,8 +218,8 @@ class Verifier:
                                                 authserv, self.keys.cached)
             if done is None:
                 keys = await self.keys.fetch(parsed.key_names)
-                done = await self._off_loop(check_and_conclude, raw, parsed, keys,
-                                            subscriber, authserv)
+                done = await self._off_loop(check_and_conclude, parsed, keys, subscriber,
+                                            authserv)
         except BaseException as e:
             self._evidence_cache.pop(key, None)
             if isinstance(e, asyncio.CancelledError):

@@ -67,7 +67,8 @@ def test_fields_keep_their_raw_value_and_offsets():
     subject, to = mail.fields
     assert raw[subject.start:subject.end] == b"Subject: a\r\n b\r\n"
     assert raw[to.start:to.end] == b"To: t\r\n"
-    assert [raw[s:e] for s, e in mail.junk] == [b"X : not a field\r\n", b" lost\r\n"]
+    assert [raw[s:e] for s, e in mail.junk] == [
+        b"From alice Mon Jan  1 00:00:00 2024\r\n", b"X : not a field\r\n", b" lost\r\n"]
     assert mail.get_first("subject") == "a b"
 
 
@@ -102,7 +103,7 @@ _BODIES = st.sampled_from([b"body\r\n", b" starts with white space\r\n", b"\tX: 
                            b"Subject: not a header\r\n", b"\r\n\r\n", b"", b"a\rb\nc\r\n"])
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.lists(st.tuples(_LINES, _EOLS), max_size=10), _BLANKS, _BODIES)
 def test_every_consumer_sees_one_header_block_and_one_body(lines, blank, body):
     raw = b"".join(line + eol for line, eol in lines) + blank + body
@@ -115,7 +116,7 @@ def test_every_consumer_sees_one_header_block_and_one_body(lines, blank, body):
     try:
         whole = dkim.DKIM(mail.plain_blank_line)
     except (dkim.DKIMException, IndexError):
-        assert mail.junk or raw[:1] in (b" ", b"\t")
+        assert mail.junk
     else:
         head = parse_header_block(mail)
         assert [n for n, _ in head.headers] == [n for n, _ in whole.headers]

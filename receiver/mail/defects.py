@@ -31,12 +31,12 @@ def parse_view(raw: bytes, header_end: int, body_start: int,
                junk: list[tuple[int, int]]) -> bytes:
     """The bytes the parser sees: `raw` itself, unless its header block has junk lines
     (receiver.mail.fields), mixes line ends or holds a bare CR. Then the junk lines are
-    left out (the email package would end the header block at one), every bare CR and
-    every bare LF between two header lines becomes a blank (the field after it is hidden
-    from the record, as from any reader that takes CRLF for the only line end), and the
-    last line end and the blank line become CRLF, so that the email package ends the
-    header block where receiver.mail.block does (and the view needs no view of its
-    own). The body is kept as it is."""
+    left out (the email package would end the header block at one, or take it for an
+    envelope line), every bare CR and every bare LF between two header lines becomes a
+    blank (the field after it is hidden from the record, as from any reader that takes
+    CRLF for the only line end), and the last line end and the blank line become CRLF,
+    so that the email package ends the header block where receiver.mail.block does (and
+    the view needs no view of its own). The body is kept as it is."""
     section = raw[:body_start]
     if not junk and not _BARE_CR.search(section) and (
             b"\r" not in section or not _BARE_LF.search(section)):

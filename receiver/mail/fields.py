@@ -29,16 +29,17 @@ class Block(NamedTuple):
 
 def read_fields(raw: bytes, end: int, start: int = 0) -> Block:
     """The fields of the header block raw[start:end] in order (lines end at LF). A line
-    that starts with a blank continues the field above it; a first line "From ..." (an
-    mbox envelope line) is passed over, as dkimpy and the email package do. Any other
-    line is junk: one that is not a field ends the field above it, and continuations
-    after it (or with no field above) are junk too."""
+    that starts with a blank continues the field above it. Any other line is junk: one
+    that is not a field ends the field above it, and continuations after it (or with no
+    field above) are junk too. A first line "From ..." (an mbox envelope line, passed
+    over by dkimpy and the email package) is junk that ends nothing."""
     block = Block([], [])
     name, first, value_at = "", -1, -1  # the open field, if first >= 0
     pos = start
     if raw.startswith(b"From ", pos):
         nl = raw.find(b"\n", pos, end)
         pos = end if nl < 0 else nl + 1
+        block.junk.append((start, pos))
     while pos < end:
         nl = raw.find(b"\n", pos, end)
         stop = end if nl < 0 else nl + 1

@@ -21,6 +21,7 @@ from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizatio
 from dkim.crypto import HASH_ALGORITHMS
 from dkim.util import InvalidTagValueList, parse_tag_value
 
+from receiver.mail import RawMail
 from receiver.verify.dnskeys import EMPTY, FOUND, NXDOMAIN, TEMPERROR, KeyAnswer, key_name
 
 PASS = "pass"
@@ -90,31 +91,23 @@ class SigResult:
 SIGNATURE_HEADERS = (b"dkim-signature", b"arc-seal", b"arc-message-signature")
 
 
-# dkimpy reads a message as lines ending in CRLF or LF; the first empty one ends the header
-# block (so does an empty first line).
-_EMPTY_LINE = re.compile(rb"\n\r?\n")
 _LINE_END = re.compile(rb"\r?\n")
 
 
-def parse_header_block(raw: bytes) -> tuple[dkim.DKIM, int]:
-    """dkimpy's parse of the header block alone, and the offset where the body starts.
+def parse_header_block(mail: RawMail) -> dkim.DKIM:
+    """dkimpy's parse of the header block alone, as the reader ends it.
 
     `dkim.DKIM(raw)` splits the whole message into lines and joins the body again, holding
     the GIL: a quarter of a second and two more copies for a 20 MB message, while the
     event loop waits. The fields and the key names need only the header block; the body
     is read (`dkim_body`) only for a message that has signatures to check.
     """
-    if raw.startswith((b"\n", b"\r\n")):
-        return dkim.DKIM(b""), raw.index(b"\n") + 1
-    end = _EMPTY_LINE.search(raw)
-    if end is None:
-        return dkim.DKIM(raw), len(raw)
-    return dkim.DKIM(raw[:end.start() + 1]), end.end()
+    return dkim.DKIM(mail.header)
 
 
-def dkim_body(raw: bytes, start: int) -> bytes:
+def dkim_body(mail: RawMail) -> bytes:
     """The body as `dkim.DKIM(raw)` holds it: its lines joined by CRLF."""
-    body = raw[start:]
+    body = mail.body()
     if body.count(b"\n") != body.count(b"\r\n"):  # a bare LF; SMTP DATA rarely has one
         body = _LINE_END.sub(b"\r\n", body)
     return body

@@ -35,6 +35,7 @@ def open_database(url: str, lock_timeout: float = 10.0) -> Database:
             },
         )
     elif url.startswith(("postgresql://", "postgres://")):
+        _require_driver()
         u = urlparse(url)
         db = PostgresqlDatabase(
             unquote(u.path.lstrip("/")) or "postgres",
@@ -50,6 +51,16 @@ def open_database(url: str, lock_timeout: float = 10.0) -> Database:
         raise StoreError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
     database.initialize(db)
     return db
+
+
+def _require_driver() -> None:
+    # peewee imports psycopg2 if it can and fails only at the first connect, with a
+    # message that does not say which package to install.
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        raise StoreError("a postgresql:// database needs the PostgreSQL driver: "
+                         "pip install 'threads-receiver[postgresql]' (or psycopg2-binary)") from None
 
 
 def is_postgres(db: Database) -> bool:

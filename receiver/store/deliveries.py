@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import zstandard
 from peewee import Database, IntegrityError, InterfaceError, OperationalError
-from psycopg2 import errorcodes
 
 from receiver import metrics
 from receiver.parse.record import ParsedMessage
@@ -31,7 +30,9 @@ log = logging.getLogger(__name__)
 
 # PostgreSQL aborts a transaction with these when concurrent writers collide; the
 # whole transaction is simply run again.
-RETRYABLE_PGCODES = {errorcodes.SERIALIZATION_FAILURE, errorcodes.DEADLOCK_DETECTED}
+# SQLSTATEs serialization_failure and deadlock_detected, spelled out so that a SQLite-only
+# install needs no psycopg2.
+RETRYABLE_PGCODES = {"40001", "40P01"}
 TRANSACTION_ATTEMPTS = 5
 
 

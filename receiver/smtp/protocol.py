@@ -244,10 +244,10 @@ class Hardened:
                 except TLSSetupException:
                     log.info("session %s: TLS handshake failed", sid)
                     return self._close()
-                except Exception:
-                    log.exception("session %s: command failed", sid)
+                except Exception as error:
+                    status = await self.handle_exception(error)
                     if self.transport is not None:
-                        await self.push(TEMPFAIL)
+                        await self.push(status)
                 if self._errors > self.settings.max_errors and self.transport is not None:
                     log.warning("session %s: too many errors", sid)
                     await self.push(TOO_MANY_ERRORS)
@@ -261,6 +261,13 @@ class Hardened:
             # A client gone without QUIT: aiosmtpd cancels this task on EOF and leaves
             # the transport half open; closing it here frees the socket.
             self._close()
+
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's public hook for a command that raised (its own loop calls it too):
+        451, so the sender retries, instead of its "500 Error: (Exception) ..." that
+        leaks internals and makes the sender give up."""
+        log.error("session %s: command failed", session_id(self.session), exc_info=error)
+        return TEMPFAIL
 
     async def _proxy_header(self, sid: str) -> bool:
         """From a trusted proxy, read its PROXY header and take the client address in it."""

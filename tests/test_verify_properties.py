@@ -128,7 +128,7 @@ def test_the_header_block_parse_reads_the_message_as_dkimpy_does(pieces, tail):
             parse_header_block(raw)
         except type(e):
             return
-        raise AssertionError("the header block parsed where dkimpy's whole parse refused")
+        raise AssertionError("the header block parsed where dkimpy's whole parse refused") from e
     head, body_at = parse_header_block(raw)
     assert [list(h) for h in head.headers] == [list(h) for h in whole.headers]
     assert dkim_body(raw, body_at) == (whole.body or b"")

@@ -78,7 +78,7 @@ def thread_tree(thread_id: int) -> dict:
     ) for m in rows])
     nodes: dict[int, dict] = {}
     top = []
-    for depth, n in walk(roots):
+    for _depth, n in walk(roots):
         m = n.message.payload if n.message else None
         node = {
             "id": m.id if m else None,

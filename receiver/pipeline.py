@@ -72,7 +72,7 @@ class _Prepared:
     sha256: str
     size: int
     compressed: bytes
-    record: object
+    record: ParsedMessage
     wrapper: tuple[str, int, bytes] | None
 
 

@@ -104,7 +104,7 @@ def parts(raw: bytes) -> Iterator[Part]:
         kind, reused = None, False
         if nested is not None:
             kind, boundary = nested
-            delim = b"--" + boundary if kind == "multipart" else None
+            delim = b"--" + boundary if boundary is not None else None
             reused = delim is not None and delim in stack
             stack.append(delim)
         if kind == "message":  # its header block follows at once

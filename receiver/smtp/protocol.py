@@ -27,6 +27,7 @@ import ipaddress
 import logging
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.proxy_protocol import get_proxy
@@ -135,7 +136,15 @@ class Shared:
         self.auth_failures.window = config.get("auth", "failure_window")
 
 
-class Hardened:
+# For the type checker the mixin is an SMTP; at run time its base comes from the class
+# it is mixed into.
+if TYPE_CHECKING:
+    _MixinBase = SMTP
+else:
+    _MixinBase = object
+
+
+class Hardened(_MixinBase):
     """Mixed in before aiosmtpd's SMTP or LMTP class; see the module docstring."""
 
     shared: Shared

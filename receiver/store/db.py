@@ -22,7 +22,7 @@ def open_database(url: str, lock_timeout: float = 10.0) -> Database:
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):])
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = SqliteDatabase(
+        db: Database = SqliteDatabase(
             str(path),
             timeout=lock_timeout,
             pragmas={

@@ -203,7 +203,7 @@ def store_deliveries(requests: list[DeliveryRequest],
             fresh.append(i)
     if not fresh:
         return results
-    blobs = {}
+    blobs: dict[str, tuple] = {}
     for i in fresh:
         r = requests[i]
         blobs.setdefault(r.sha256, (r.sha256, r.size, "zstd", r.compressed))

@@ -92,7 +92,8 @@ def message_texts(raw: bytes) -> str:
         try:
             out.append(part.get_content())
         except (LookupError, ValueError, AssertionError):
-            out.append(part.get_payload(decode=True).decode("utf-8", "replace"))
+            payload = part.get_payload(decode=True)  # bytes for a part that is not multipart
+            out.append(payload.decode("utf-8", "replace") if isinstance(payload, bytes) else "")
     return "\n".join(out)
 
 
@@ -109,7 +110,8 @@ def mime_parts(head: bytes, body: bytes) -> list[bytes]:
         return []
     boundary = m.group(1) or m.group(2)
     delim = re.compile(rb"(?:\A|\r?\n)--" + re.escape(boundary) + rb"(--)?[ \t]*(?:\r?\n|\Z)")
-    parts, start = [], None
+    parts: list[bytes] = []
+    start = None
     for d in delim.finditer(body):
         if start is not None:
             parts.append(body[start:d.start()])

@@ -115,6 +115,18 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # HOST:PORT for Prometheus /metrics and /healthz; empty: no listener.
         "listen": "",
     },
+    "stages": {
+        # A stage (store writer, verifier, parse workers, event loop) holding waiting work
+        # with no progress for this many seconds is stuck: /healthz 503, new sessions 421,
+        # the deliveries waiting on it 451.
+        "stall_seconds": 60.0,
+        # Seconds a stuck stage may take to recover before the daemon exits (status 70)
+        # for systemd to restart it; 0: never exit.
+        "exit_after": 30.0,
+        # Longest wait from the end of DATA to the reply; past it 451 4.3.0 (a copy
+        # committed meanwhile makes the sender's retry an idempotent duplicate).
+        "reply_seconds": 120.0,
+    },
     "dns": {
         # host:port strings; empty means the system resolver.
         "servers": [],
@@ -252,6 +264,11 @@ def _validate(config: Config) -> None:
         raise ConfigError("smtp.workers: a number from 1 to 64")
     for server in config.get("dns", "servers"):
         parse_hostport(server if ":" in server else f"{server}:53", "dns.servers")
+    for key in ("stall_seconds", "reply_seconds"):
+        if config.get("stages", key) <= 0:
+            raise ConfigError(f"stages.{key}: seconds, more than 0")
+    if config.get("stages", "exit_after") < 0:
+        raise ConfigError("stages.exit_after: seconds, 0 or more")
     if config.get("dns", "timeout") <= 0:
         raise ConfigError("dns.timeout: seconds, more than 0")
     url = config.get("database", "url")

@@ -7,13 +7,21 @@ done to the copy and what to change in the rule that sends it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from receiver.verify.verdict import ALTERED, UNALTERED, UNVERIFIABLE, Verdict
 
-ACCEPT = "accept"
-QUARANTINE = "quarantine"
-REJECT = "reject"
-TEMPFAIL = "tempfail"
+
+class Action(StrEnum):
+    """What a policy does with a copy; the first three are also what the config names."""
+
+    ACCEPT = "accept"
+    QUARANTINE = "quarantine"
+    REJECT = "reject"
+    TEMPFAIL = "tempfail"
+
+
+ACCEPT, QUARANTINE, REJECT, TEMPFAIL = Action.ACCEPT, Action.QUARANTINE, Action.REJECT, Action.TEMPFAIL
 
 REJECT_CODE = "5.7.1"
 DNS_TEMPFAIL_CODE = "4.4.3"
@@ -36,13 +44,13 @@ DNS_TEMPFAIL = ("the DKIM key could not be looked up (DNS failure) and this mail
 
 @dataclass(frozen=True)
 class Policy:
-    altered: str = QUARANTINE  # reject | quarantine | accept
-    unverifiable: str = ACCEPT  # accept | quarantine
+    altered: Action = QUARANTINE  # reject | quarantine | accept
+    unverifiable: Action = ACCEPT  # accept | quarantine
 
 
 @dataclass(frozen=True)
 class Decision:
-    action: str
+    action: Action
     # The sentence for the sender's admin on reject / tempfail.
     reason: str = ""
     # Enhanced status code (RFC 3463) of a reject / tempfail reply.

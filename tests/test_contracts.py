@@ -58,6 +58,8 @@ AIOSMTPD_NAMES = [
     (aiosmtpd.smtp, "MISSING", None, AUTH),
     (aiosmtpd.smtp, "TLSSetupException", None, PROTOCOL),
     (aiosmtpd.proxy_protocol, "get_proxy", ["reader_func"], f"{PROTOCOL} reads PROXY headers"),
+    (aiosmtpd.proxy_protocol, "AF", None, f"{PROTOCOL} takes INET/INET6 client addresses"),
+    (aiosmtpd.proxy_protocol, "V2_CMD", None, f"{PROTOCOL} tells LOCAL from PROXY"),
     (aiosmtpd.lmtp, "LMTP", None, PROTOCOL),
 ]
 
@@ -165,6 +167,14 @@ def test_aiosmtpd_getaddr_and_post_data_state(session_objects):
         f"{AIOSMTPD}: SMTP._set_post_data_state no longer starts a new envelope; {PROTOCOL}")
     for attr in ("content", "original_content", "smtp_utf8", "mail_from", "rcpt_tos"):
         assert hasattr(smtp.envelope, attr), f"{AIOSMTPD}: Envelope has no {attr}; {PROTOCOL}"
+
+
+def test_aiosmtpd_proxy_data_fields():
+    data = aiosmtpd.proxy_protocol.ProxyData(version=2)
+    for attr in ("valid", "error", "command", "family", "src_addr", "src_port"):
+        assert hasattr(data, attr), f"{AIOSMTPD}: ProxyData has no {attr}; {PROTOCOL}"
+    assert aiosmtpd.proxy_protocol.V2_CMD.LOCAL == 0
+    assert {"INET", "INET6"} <= set(aiosmtpd.proxy_protocol.AF.__members__)
 
 
 def test_asyncio_streamreader_buffer_takes_unread_bytes():

@@ -35,6 +35,8 @@ REPLIES = {
     "headers_changed": "the signed headers were changed on the way (DKIM signature "
                        "mismatch): turn off subject tags or header rewriting for mail this "
                        "rule copies",
+    "headers_added": "a header field the signature covers was added again, unsigned, above "
+                     "the signed one: remove the rule or gateway that adds it",
     "body_appended": "text was appended after the signed part of the body (DKIM l=): turn "
                      "off footers or disclaimers for mail this rule copies",
 }

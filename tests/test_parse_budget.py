@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from receiver.parse import budget
-from receiver.parse.budget import nested_kind, over_budget
+from receiver.mail import mime as budget
+from receiver.mail.mime import nested_kind, over_budget
 from receiver.parse.worker import Budget, ParseWorkers
 from tests.rawsmtp import Raw, deliveries, open_data, send, stored_raws, transaction
 

@@ -223,7 +223,7 @@ ENV_ALIASES = {
 }
 
 
-def _merge(data: dict, overrides: dict, origin: str) -> None:
+def _merge(data: dict[str, Any], overrides: dict[str, Any], origin: str) -> None:
     for section, values in overrides.items():
         if section not in data:
             raise ConfigError(f"{origin}: unknown section [{section}]")

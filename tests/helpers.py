@@ -195,7 +195,7 @@ def merge_toml(base: str, extra: str) -> str:
             line = f"{key.group(1)} = {toml_value(value)}"
         out.append(line)
     for section, values in over.items():
-        for k, v in values.items():
+        for k in values:
             raise KeyError(f"unknown config key {section}.{k}")
     return "\n".join(out) + "\n"
 

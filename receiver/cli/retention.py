@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from receiver.cli.context import AppContext, emit_json, iso, pass_app
@@ -61,7 +63,7 @@ def prune(app: AppContext, dry_run: bool, as_json: bool) -> None:
         report = prune_store(now, app.config.get("retention", "quarantine_days"))
         if dry_run:
             txn.rollback()
-    data = {
+    data: dict[str, Any] = {
         "dry_run": dry_run,
         "at": iso(now),
         "mailboxes": [{"email": m.email, "legal_hold": m.legal_hold, "keep_days": m.keep_days,

@@ -134,7 +134,7 @@ def message_raw(message_pk: int, delivery_pk: int | None = None) -> bytes:
 
 
 def stats() -> dict:
-    per = {}
+    per: dict[str, dict] = {}
     rows = (Mailbox.select(Mailbox.email, Delivery.status, fn.COUNT(Delivery.id),
                            fn.COUNT(fn.DISTINCT(Delivery.message)))
             .join(Delivery, JOIN.LEFT_OUTER).group_by(Mailbox.email, Delivery.status).tuples())

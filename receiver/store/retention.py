@@ -39,7 +39,7 @@ def delete_delivery_ids(ids: list[int]) -> Counter:
         message_ids.update(m for (m,) in Delivery.select(Delivery.message)
                            .where(Delivery.id.in_(part)).tuples())
         gone["deliveries"] += Delivery.delete().where(Delivery.id.in_(part)).execute()
-    held = set()
+    held: set[int] = set()
     for part in _chunks(sorted(message_ids)):
         held.update(m for (m,) in Delivery.select(Delivery.message)
                     .where(Delivery.message.in_(part)).distinct().tuples())

@@ -78,10 +78,10 @@ def thread_tree(thread_id: int) -> dict:
         subject_orphan=m.subject_orphan, thread_index=m.thread_index, payload=m,
     ) for m in rows])
     nodes: dict[int, dict] = {}
-    top = []
-    for depth, n in walk(roots):
+    top: list[dict] = []
+    for _depth, n in walk(roots):
         m = n.message.payload if n.message else None
-        node = {
+        node: dict = {
             "id": m.id if m else None,
             "message_id": n.msgid,
             "ghost": m is None,

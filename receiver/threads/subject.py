@@ -15,6 +15,8 @@ import functools
 import re
 from dataclasses import dataclass
 
+from receiver.config import Config
+
 # Reply/forward prefixes in the languages real mail has them (RFC 5256's re/fw/fwd
 # first), with counts (Re[2]:, Re(2):, Re^2:) and ASCII or full-width colons.
 _WORD = r"(?:re|fwd?|aw|sv|vs|antw|odp|wg|tr|rv|enc|doorst|回复|回覆|答复|转发|轉寄)"
@@ -77,7 +79,7 @@ class SubjectRule:
     window_days: int = 30
 
     @classmethod
-    def from_config(cls, config) -> "SubjectRule":
+    def from_config(cls, config: Config) -> "SubjectRule":
         return cls(bool(config.get("threads", "subject_join")),
                    int(config.get("threads", "subject_window_days")))
 

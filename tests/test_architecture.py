@@ -38,7 +38,7 @@ FORBIDDEN = {
     "pipeline": {"smtp", "cli", "bulk_import"},
     "smtp": {"cli", "bulk_import"},
     "bulk_import": {"smtp", "cli"},
-    "delivery": {"smtp", "cli", "pipeline", "bulk_import"},
+    "delivery": {"store", "smtp", "cli", "pipeline", "bulk_import"},
 }
 
 

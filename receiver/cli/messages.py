@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from receiver.cli.context import AppContext, CliError, emit_json, pass_app
+from receiver.cli.context import AppContext, CliError, emit_json, pass_app, say_if_cut
 from receiver.cli.mailbox import json_option
-from receiver.store import queries
+from receiver.store import mailboxes, queries
 
 
 @click.group()
@@ -25,7 +25,9 @@ def messages() -> None:
 def list_(app: AppContext, mailbox_email: str | None, limit: int, as_json: bool) -> None:
     """List messages, newest first."""
     app.db()
-    rows = queries.list_messages(_mailbox_key(mailbox_email), limit)
+    key = _mailbox_key(mailbox_email)
+    rows = queries.list_messages(key, limit)
+    say_if_cut(len(rows), limit, lambda: queries.count_messages(key))
     if as_json:
         emit_json(rows)
         return
@@ -35,10 +37,8 @@ def list_(app: AppContext, mailbox_email: str | None, limit: int, as_json: bool)
 
 
 def _mailbox_key(email: str | None) -> str | None:
-    if email is None:
-        return None
-    local, _, domain = email.rpartition("@")
-    return f"{local}@{domain.lower()}"
+    """The stored form of a --mailbox value; an unknown mailbox is an error, not no rows."""
+    return None if email is None else mailboxes.get(email).email
 
 
 @messages.command("show")

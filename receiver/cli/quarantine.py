@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from receiver.cli.context import AppContext, emit_json, pass_app
+from receiver.cli.context import AppContext, emit_json, pass_app, say_if_cut
 from receiver.cli.mailbox import json_option
+from receiver.store import mailboxes
 from receiver.store import quarantine as store
-from receiver.store.mailboxes import normalize_email
 
 
 @click.group()
@@ -24,7 +24,9 @@ def quarantine() -> None:
 def list_(app: AppContext, mailbox_email: str | None, limit: int, as_json: bool) -> None:
     """List quarantined deliveries, oldest first."""
     app.db()
-    rows = store.list_quarantined(normalize_email(mailbox_email) if mailbox_email else None, limit)
+    key = mailboxes.get(mailbox_email).email if mailbox_email else None
+    rows = store.list_quarantined(key, limit)
+    say_if_cut(len(rows), limit, lambda: store.count_quarantined(key))
     if as_json:
         emit_json(rows)
         return

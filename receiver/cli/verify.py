@@ -73,7 +73,7 @@ async def _verify(app: AppContext, raw: bytes, subscriber: str | None):
 
 
 @click.command("verify")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option("--mailbox", "subscriber", metavar="EMAIL",
               help="The subscriber the copy is for (tells an inline forward by them).")
 @json_option

@@ -44,13 +44,21 @@ def message_summary(m: Message, mailboxes: list[str]) -> dict:
     }
 
 
-def list_messages(mailbox_email: str | None = None, limit: int = 50) -> list[dict]:
-    """Newest first (by Date, then arrival); limit 0 means all."""
+def _messages(mailbox_email: str | None):
     q = Message.select()
     if mailbox_email:
         q = q.where(Message.id.in_(
             Delivery.select(Delivery.message).join(Mailbox).where(Mailbox.email == mailbox_email)))
-    q = q.order_by(Message.date.desc(nulls="LAST"), Message.id.desc())
+    return q
+
+
+def count_messages(mailbox_email: str | None = None) -> int:
+    return _messages(mailbox_email).count()
+
+
+def list_messages(mailbox_email: str | None = None, limit: int = 50) -> list[dict]:
+    """Newest first (by Date, then arrival); limit 0 means all."""
+    q = _messages(mailbox_email).order_by(Message.date.desc(nulls="LAST"), Message.id.desc())
     if limit:
         q = q.limit(limit)
     rows = list(q)

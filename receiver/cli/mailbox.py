@@ -37,6 +37,8 @@ def mailbox_json(app: AppContext, mb: Mailbox, counts: dict[str, int] | None = N
             "altered": mb.policy_altered or cfg.get("policy", "altered"),
             "unverifiable": mb.policy_unverifiable or cfg.get("policy", "unverifiable"),
         },
+        # What `mailbox set` gave this mailbox; null follows the config's [policy].
+        "policy_set": {"altered": mb.policy_altered, "unverifiable": mb.policy_unverifiable},
         "retention": {
             "keep_days": mb.keep_days,
             "quarantine_days": (mb.quarantine_days if mb.quarantine_days is not None
@@ -57,8 +59,10 @@ def print_mailbox(data: dict) -> None:
         if a["expires_at"]:
             state = "works until" if a["active"] else "refused since"
             click.echo(f"old       {a['address']} ({state} {a['expires_at']})")
-    click.echo(f"policy    altered: {data['policy']['altered']}, "
-               f"unverifiable: {data['policy']['unverifiable']}")
+    own = data["policy_set"]
+    click.echo("policy    " + ", ".join(
+        f"{key}: {value}" + ("" if own[key] else " (default)")
+        for key, value in data["policy"].items()))
     click.echo(f"stored    {data['deliveries']['stored']} deliveries, "
                f"{data['deliveries']['quarantined']} quarantined")
     ret = data["retention"]

@@ -34,6 +34,25 @@ def wire_form(raw: bytes) -> bytes:
     return _BARE_LF.sub(b"\r\n", raw)
 
 
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+# C0 controls other than TAB, LF, CR and ESC (ISO-2022-JP headers carry ESC): binary data.
+_BINARY = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]")
+
+
+def is_message(raw: bytes) -> bool:
+    """Whether a file's bytes can be a mail message: a header field first, and a header
+    block (up to the first empty line) of text lines, each a field or a folded line.
+
+    `import` asks this of files a person pointed it at (an empty file, a database, random
+    bytes are not mail); SMTP keeps whatever a sender committed and never asks.
+    """
+    head = _HEADER_END.split(raw, 1)[0]
+    lines = head.splitlines()
+    return (bool(lines) and _HEADER_LINE.match(lines[0]) is not None
+            and not _BINARY.search(head)
+            and all(line[:1] in (b" ", b"\t") or _HEADER_LINE.match(line) for line in lines))
+
+
 def strip_from_line(raw: bytes) -> bytes:
     """A single message saved with its mbox `From ` line (procmail, Postfix pipe flag F)."""
     if raw.startswith(b"From "):

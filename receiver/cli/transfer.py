@@ -49,7 +49,7 @@ def import_(app: AppContext, path: str, email: str, progress: bool | None, as_js
             raise CliError(str(e)) from None
         items, total, name = source, source.total, str(source.path)
     show = sys.stderr.isatty() if progress is None else progress
-    importer = Importer(app.config, email)
+    importer = Importer(app.config, email, check_mail=path != "-")
     try:
         if show:
             summary = _with_progress(importer, items, name, total)
@@ -87,6 +87,8 @@ def _print_summary(d: dict) -> None:
         click.echo(f"  {n:>6}  {reason}")
     for where in d["failed_at"]:
         click.echo(f"  at {where}", err=True)
+    for where in d["not_messages"]:
+        click.echo(f"not a message: {where}", err=True)
 
 
 def _exit_status(stdin: bool, d: dict) -> int:

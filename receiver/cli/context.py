@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -95,6 +96,17 @@ class AppContext:
 
 def iso(value: dt.datetime | None) -> str | None:
     return value.replace(microsecond=0).isoformat() + "Z" if value else None
+
+
+# What a text listing prints for a field the message does not have.
+NONE = "(none)"
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_LINE_BREAK = re.compile(r"[\r\n]+")
+
+
+def one_line(text: str | None) -> str:
+    """A header value unfolded for display (RFC 5322 2.2.3); the stored bytes keep it."""
+    return _LINE_BREAK.sub(" ", _FOLD.sub("", text)) if text else ""
 
 
 def say_if_cut(shown: int, limit: int, total: Callable[[], int]) -> None:

@@ -8,6 +8,7 @@ from receiver.cli.context import AppContext, emit_json, iso, pass_app
 from receiver.store import mailboxes
 from receiver.store.confirmations import confirmations
 from receiver.store.models import Mailbox, utcnow
+from receiver.store.retention import quarantine_days
 
 
 def address_text(local_part: str, domain: str) -> str:
@@ -41,8 +42,8 @@ def mailbox_json(app: AppContext, mb: Mailbox, counts: dict[str, int] | None = N
         "policy_set": {"altered": mb.policy_altered, "unverifiable": mb.policy_unverifiable},
         "retention": {
             "keep_days": mb.keep_days,
-            "quarantine_days": (mb.quarantine_days if mb.quarantine_days is not None
-                                else cfg.get("retention", "quarantine_days")),
+            "quarantine_days": quarantine_days(mb.quarantine_days,
+                                               cfg.get("retention", "quarantine_days")),
             "legal_hold": mb.legal_hold,
             "pruned_at": iso(mb.pruned_at),
         },
@@ -157,7 +158,7 @@ mailbox.command("disable", help="Refuse copies for a mailbox (550 5.2.1).")(_set
 mailbox.command("enable", help="Accept copies for a mailbox again.")(_set_state("active"))
 
 
-@mailbox.command("rotate")
+@mailbox.command("rotate", short_help="Give a mailbox a new receiver address.")
 @click.argument("email")
 @click.option("--grace-days", type=float, default=None,
               help="Days the old address keeps working (default: receiver.rotate_grace_days).")
@@ -179,7 +180,7 @@ def rotate(app: AppContext, email: str, grace_days: float | None, as_json: bool)
                    f"{iso(old.expires_at)}")
 
 
-@mailbox.command("remove")
+@mailbox.command("remove", short_help="Delete a mailbox.")
 @click.argument("email")
 @click.option("--purge", is_flag=True, help="Also delete every delivery of the mailbox.")
 @json_option

@@ -63,7 +63,7 @@ def set_(app: AppContext, email: str, keep_days: int | None, keep_forever: bool,
         print_mailbox(data)
 
 
-@click.command()
+@click.command(short_help="Delete expired copies and what they leave behind.")
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
 @json_option
 @pass_app

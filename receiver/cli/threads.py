@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from receiver.cli.context import AppContext, CliError, emit_json, pass_app, say_if_cut
+from receiver.cli.context import (AppContext, CliError, emit_json, one_line, pass_app,
+                                  say_if_cut)
 from receiver.cli.exits import EX_CANTCREAT
 from receiver.cli.mailbox import json_option
 from receiver.cli.messages import _found, _mailbox_key
@@ -43,10 +44,10 @@ def list_(app: AppContext, mailbox_email: str | None, since: dt.datetime | None,
         return
     for r in rows:
         click.echo(f"{r['id']:>7}  {r['last_date'] or '-':<20}  {r['messages']:>4} msgs  "
-                   f"{r['subject'] or '(no subject)'}")
+                   f"{one_line(r['subject']) or '(no subject)'}")
 
 
-@threads.command("show")
+@threads.command("show", short_help="Show a thread as a tree.")
 @click.argument("thread_id", type=int)
 @json_option
 @pass_app
@@ -57,7 +58,7 @@ def show(app: AppContext, thread_id: int, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    click.echo(f"thread {data['id']}: {data['subject'] or '(no subject)'} "
+    click.echo(f"thread {data['id']}: {one_line(data['subject']) or '(no subject)'} "
                f"({data['messages']} messages)")
     stack = [(0, n) for n in reversed(data["tree"])]
     while stack:
@@ -66,16 +67,16 @@ def show(app: AppContext, thread_id: int, as_json: bool) -> None:
         if n["ghost"]:
             click.echo(f"{indent}[missing] <{n['message_id']}>")
         else:
-            who = n["from_name"] or n["from"] or "-"
+            who = one_line(n["from_name"]) or n["from"] or "-"
             click.echo(f"{indent}{n['date'] or '-':<20}  {who[:28]}  "
-                       f"{n['subject'] or '(no subject)'}  [{n['id']}]")
+                       f"{one_line(n['subject']) or '(no subject)'}  [{n['id']}]")
         stack.extend((depth + 1, c) for c in reversed(n["children"]))
 
 
 _FROM_LINE = re.compile(rb"^(>*From )", re.M)
 
 
-@threads.command("export")
+@threads.command("export", short_help="Write a thread's messages into an mbox file.")
 @click.argument("thread_id", type=int)
 @click.option("--mbox", "mbox_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The mbox file to write (mboxrd: body lines starting 'From ' get '>').")

@@ -24,7 +24,7 @@ from receiver.pipeline import DUPLICATE, QUARANTINED, REJECTED, STORED
 from receiver.store import exports, mailboxes, thread_queries
 
 
-@click.command("import")
+@click.command("import", short_help="Import mbox, Maildir, .eml files or stdin into a mailbox.")
 @click.argument("path")
 @click.option("--mailbox", "email", required=True, metavar="EMAIL", help="Mailbox to import into.")
 @click.option("--progress/--no-progress", default=None,
@@ -99,7 +99,7 @@ def _exit_status(stdin: bool, d: dict) -> int:
     return EX_ERROR if failed else EX_OK
 
 
-@click.command("export")
+@click.command("export", short_help="Write a mailbox's copies to an mbox file or a Maildir.")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--mailbox", "email", required=True, metavar="EMAIL", help="Mailbox to export.")
 @click.option("--format", "fmt", type=click.Choice(["mbox", "maildir"]), default="mbox",

@@ -6,6 +6,7 @@ import json
 
 from peewee import JOIN, fn
 
+from receiver.parse.ids import normalize_id
 from receiver.store.deliveries import decompress
 from receiver.store.models import Blob, Delivery, Mailbox, Message, Thread
 
@@ -95,6 +96,22 @@ def get_message(message_pk: int) -> Message:
     if m is None:
         raise NotFound(f"no message {message_pk}: see `threads-receiver messages list`")
     return m
+
+
+def find_message(key: str) -> int:
+    """The row of a message named by its row number or its Message-ID (`<id>` or bare)."""
+    if key.isdigit():
+        return int(key)
+    msgid = normalize_id(key) or key.strip()
+    rows = [pk for (pk,) in Message.select(Message.id).where(Message.message_id == msgid)
+            .order_by(Message.id).tuples()]
+    if not rows:
+        raise NotFound(f"no message <{msgid}>: see `threads-receiver messages list`")
+    if len(rows) > 1:
+        # Two different messages may share an id (both are kept): the admin picks one.
+        raise NotFound(f"<{msgid}> is the Message-ID of {len(rows)} messages: give one of "
+                       f"the rows {', '.join(map(str, rows))}")
+    return rows[0]
 
 
 def message_detail(message_pk: int) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -167,3 +168,13 @@ def test_the_readme_production_setup_works_as_written(tmp_path):
                        text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in etc.iterdir()) == ["receiver.toml"]
+
+
+def test_the_readme_documents_every_exit_status():
+    from receiver.cli import exits
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Exit statuses", 1)[1].split("\n## ", 1)[0]
+    documented = {int(n) for n in re.findall(r"^\| (\d+) \|", table, re.M)}
+    used = {v for k, v in vars(exits).items() if k.startswith("EX_")}
+    assert documented == used | {2}  # 2 (and 3) are verify's verdict statuses

@@ -27,6 +27,11 @@ class _Failure(click.ClickException):
         self.exit_code = exit_code
 
 
+class _UsageError(click.UsageError):
+    # click's own 2 is `verify`'s "altered": a usage error gets sysexits' 64.
+    exit_code = EX_USAGE
+
+
 class _Group(click.Group):
     """Turns the errors an admin can act on into one line and their exit status."""
 
@@ -34,16 +39,13 @@ class _Group(click.Group):
         try:
             return super().make_context(*args, **kwargs)
         except click.UsageError as e:
-            e.exit_code = EX_USAGE
-            raise
+            raise _UsageError(e.format_message(), e.ctx) from None
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except click.UsageError as e:
-            # click's own 2 is `verify`'s "altered": a usage error gets sysexits' 64.
-            e.exit_code = EX_USAGE
-            raise
+            raise _UsageError(e.format_message(), e.ctx) from None
         except CliError as e:
             raise _Failure(str(e), e.exit_code) from None
         except ConfigError as e:

@@ -41,16 +41,14 @@ _BINARY = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]")
 
 def is_message(raw: bytes) -> bool:
     """Whether a file's bytes can be a mail message: a header field first, and a header
-    block (up to the first empty line) of text lines, each a field or a folded line.
+    block (up to the first empty line) of text. A malformed line further down the header
+    is a defect of a message, not a sign of something else: it is kept.
 
     `import` asks this of files a person pointed it at (an empty file, a database, random
     bytes are not mail); SMTP keeps whatever a sender committed and never asks.
     """
     head = _HEADER_END.split(raw, 1)[0]
-    lines = head.splitlines()
-    return (bool(lines) and _HEADER_LINE.match(lines[0]) is not None
-            and not _BINARY.search(head)
-            and all(line[:1] in (b" ", b"\t") or _HEADER_LINE.match(line) for line in lines))
+    return _HEADER_LINE.match(head) is not None and not _BINARY.search(head)
 
 
 def strip_from_line(raw: bytes) -> bytes:

@@ -30,6 +30,7 @@ def fill(rx, tmp_path, n: int, email: str = "alice@corp.example") -> None:
 
 def test_usage_errors_exit_64_everywhere_and_verify_keeps_its_verdicts(receiver, tmp_path):
     for args in (["--bogus"], ["mailbox", "lsit"], ["messages", "show"],
+                 ["status", "--listen", "127.0.0.1:99999"], ["status", "--metrics", "x"],
                  ["messages", "list", "--limit", "-1"], ["verify"], ["threads", "show", "x"],
                  ["quarantine", "release"], ["mailbox", "set", "a@b.example", "--altered", "drop"]):
         r = receiver.cli(*args, check=False)

@@ -109,6 +109,17 @@ def one_line(text: str | None) -> str:
     return _LINE_BREAK.sub(" ", _FOLD.sub("", text)) if text else ""
 
 
+def hostport(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Checks a HOST:PORT option: a bad one is a usage error, before anything runs."""
+    if value is not None:
+        try:
+            configmod.parse_hostport(value, param.name or "")
+        except configmod.ConfigError:
+            raise click.BadParameter(f"expected HOST:PORT, the port from 0 to 65535, got "
+                                     f"{value!r}") from None
+    return value
+
+
 def say_if_cut(shown: int, limit: int, total: Callable[[], int]) -> None:
     """A listing stopped at --limit says so on stderr (stdout keeps only the rows)."""
     if limit and shown == limit:

@@ -6,8 +6,15 @@ import sys
 
 import click
 
-from receiver.cli.context import (NONE, AppContext, CliError, emit_json, one_line, pass_app,
-                                  say_if_cut)
+from receiver.cli.context import (
+    NONE,
+    AppContext,
+    CliError,
+    emit_json,
+    one_line,
+    pass_app,
+    say_if_cut,
+)
 from receiver.cli.mailbox import json_option
 from receiver.store import mailboxes, queries
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import click
 
-from receiver.cli.context import (NONE, AppContext, emit_json, one_line, pass_app,
-                                  say_if_cut)
+from receiver.cli.context import (
+    NONE,
+    AppContext,
+    emit_json,
+    one_line,
+    pass_app,
+    say_if_cut,
+)
 from receiver.cli.mailbox import json_option
 from receiver.store import mailboxes
 from receiver.store import quarantine as store

@@ -14,6 +14,7 @@ from receiver import config as configmod
 from receiver.cli.context import (
     AppContext,
     CliError,
+    hostport,
     make_folder,
     pass_app,
     write_config,
@@ -71,18 +72,8 @@ def is_domain(name: str) -> bool:
 _BIND_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
 
 
-def _hostport(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None:
-        try:
-            configmod.parse_hostport(value, "--listen")
-        except configmod.ConfigError:
-            raise click.BadParameter(f"expected HOST:PORT, the port from 0 to 65535, got "
-                                     f"{value!r}") from None
-    return value
-
-
 @click.command()
-@click.option("--listen", metavar="HOST:PORT", callback=_hostport,
+@click.option("--listen", metavar="HOST:PORT", callback=hostport,
               help="Address to listen on (default: smtp.listen).")
 @click.option("--lmtp", is_flag=True, default=None, help="Speak LMTP (behind Postfix).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,

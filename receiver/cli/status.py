@@ -10,7 +10,7 @@ import urllib.request
 import click
 from peewee import fn
 
-from receiver.cli.context import AppContext, emit_json, iso, pass_app
+from receiver.cli.context import AppContext, emit_json, hostport, iso, pass_app
 from receiver.cli.mailbox import json_option
 from receiver.config import parse_hostport
 from receiver.metrics import database_answers
@@ -59,8 +59,9 @@ def healthz(listen: str) -> tuple[bool, str]:
 
 
 @click.command(short_help="Check SMTP, the database and /healthz; exit 1 when down.")
-@click.option("--listen", metavar="HOST:PORT", help="SMTP listener to check (default: smtp.listen).")
-@click.option("--metrics", "metrics_listen", metavar="HOST:PORT",
+@click.option("--listen", metavar="HOST:PORT", callback=hostport,
+              help="SMTP listener to check (default: smtp.listen).")
+@click.option("--metrics", "metrics_listen", metavar="HOST:PORT", callback=hostport,
               help="Metrics listener to ask for /healthz (default: metrics.listen).")
 @json_option
 @pass_app

@@ -9,8 +9,14 @@ from pathlib import Path
 
 import click
 
-from receiver.cli.context import (AppContext, CliError, emit_json, one_line, pass_app,
-                                  say_if_cut)
+from receiver.cli.context import (
+    AppContext,
+    CliError,
+    emit_json,
+    one_line,
+    pass_app,
+    say_if_cut,
+)
 from receiver.cli.exits import EX_CANTCREAT
 from receiver.cli.mailbox import json_option
 from receiver.cli.messages import _found, _mailbox_key

@@ -25,6 +25,7 @@ from receiver.mailfiles import MailItem, is_message
 from receiver.parse.worker import Budget, ParseWorkers
 from receiver.pipeline import (DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAILED, Envelope,
                                Pipeline)
+from receiver.stages import exit_for_restart, watch
 from receiver.store import mailboxes
 from receiver.store.db import check_schema, open_database, run_read
 from receiver.store.deliveries import Writer
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 CONCURRENCY = 256
 # Messages whose "already stored?" question is asked in one query.
 LOOKUP_CHUNK = 256
+EX_TEMPFAIL = 75  # sysexits: an import the watchdog gave up on can simply be run again
 # Seconds between progress reports (a terminal redraw per message would cost more).
 PROGRESS_EVERY = 0.25
 
@@ -114,6 +116,10 @@ class Importer:
         parser = await loop.run_in_executor(None, lambda: ParseWorkers(
             Budget.from_config(self.config), self.config.get("parse", "workers")))
         pipeline = Pipeline(self.config, writer, verifier, executor, parser=parser.parse)
+        # An import is resumable: one whose store writer hangs ends (75, try again) and
+        # the next run skips what was committed.
+        watchdog = watch([writer.stage, verifier.stage, parser.stage], self.config,
+                         exit_for_restart(EX_TEMPFAIL))
         summary = ImportSummary()
         slots = asyncio.Semaphore(self.concurrency)
         session = "import-" + secrets.token_hex(4)
@@ -172,6 +178,7 @@ class Importer:
             progress(position, summary)
         finally:
             ticker.cancel()
+            watchdog.stop()
             summary.elapsed = time.monotonic() - started
             await loop.run_in_executor(executor, writer.stop)
             await verifier.close()

@@ -21,6 +21,7 @@ from receiver.parse.worker import Budget, ParseWorkers
 from receiver.pipeline import Pipeline
 from receiver.smtp.handler import ReceiverHandler
 from receiver.smtp.protocol import ReceiverLMTP, ReceiverSMTP, Shared
+from receiver.stages import Stage, Watchdog, exit_for_restart, heartbeat, watch
 from receiver.store.db import check_schema, open_database
 from receiver.store.deliveries import Writer
 from receiver.threads.subject import SubjectRule
@@ -28,12 +29,16 @@ from receiver.verify import Verifier
 
 log = logging.getLogger(__name__)
 
+EX_SOFTWARE = 70  # sysexits: what the daemon exits with when the watchdog gives up
+
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
     if not config.get("tls", "cert_file"):
         return None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = getattr(ssl.TLSVersion, config.get("tls", "min_version").replace(".", "_"))
+    # TLS 1.2 only: OpenSSL sets the TLS 1.3 suites apart, and all of them are AEAD.
+    ctx.set_ciphers(config.get("tls", "ciphers"))
     load_certificate(ctx, config)
     return ctx
 
@@ -63,6 +68,8 @@ class Daemon:
     lmtp: bool = False
     # Resolved once (getfqdn may block on DNS), again on reload.
     hostname: str = ""
+    watchdog: Watchdog | None = None
+    heartbeat: asyncio.Task | None = None
 
     def factory(self, implicit_tls: bool = False):
         def make():
@@ -122,6 +129,10 @@ class Daemon:
         for session in list(self.shared.sessions):
             if session.transport is not None:
                 session.transport.abort()
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.writer.stop)
         await self.verifier.close()
@@ -145,22 +156,28 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
     shared = Shared.from_config(config)
     use_lmtp = config.get("smtp", "lmtp") if lmtp is None else lmtp
     handler = ReceiverHandler(pipeline, max_recipients=config.get("smtp", "max_recipients"),
-                              lmtp=use_lmtp, auth_failures=shared.auth_failures)
+                              lmtp=use_lmtp, failed_logins=shared.auth_failures)
     hostname = config.get("smtp", "hostname") or await loop.run_in_executor(None, socket.getfqdn)
     daemon = Daemon([], writer, executor, verifier, parser, shared, handler, pipeline, config,
                     "", 0, tls=tls_context(config), lmtp=use_lmtp, hostname=hostname)
+    loop_stage = Stage("event loop")
+    daemon.heartbeat = loop.create_task(heartbeat(loop_stage))
+    daemon.watchdog = watch([writer.stage, verifier.stage, parser.stage, loop_stage], config,
+                            exit_for_restart(EX_SOFTWARE))
+    shared.problems = daemon.watchdog.problems
     if sock is not None:
         server = await loop.create_server(daemon.factory(), sock=sock)
     else:
         host, port = parse_hostport(listen or config.get("smtp", "listen"))
         server = await loop.create_server(daemon.factory(), host=host, port=port,
-                                          reuse_address=True)
+                                          reuse_address=True, backlog=config.get("smtp", "backlog"))
     daemon.servers.append(server)
     daemon.host, daemon.port = server.sockets[0].getsockname()[:2]
     if config.get("tls", "implicit_listen"):
         thost, tport = parse_hostport(config.get("tls", "implicit_listen"), "tls.implicit_listen")
         tserver = await loop.create_server(daemon.factory(implicit_tls=True), host=thost,
                                            port=tport, ssl=daemon.tls, reuse_address=True,
+                                           backlog=config.get("smtp", "backlog"),
                                            # every worker listens there too
                                            reuse_port=sock is not None)
         daemon.servers.append(tserver)
@@ -176,7 +193,7 @@ async def run(config: Config, listen: str | None = None, lmtp: bool | None = Non
     announce(f"threads-receiver: {kind} listening on {daemon.host}:{daemon.port}{also}")
     metrics_http = metrics.start_listener(
         config.get("metrics", "listen"), lambda: all(s.is_serving() for s in daemon.servers),
-        daemon.writer.db, announce)
+        daemon.writer.db, daemon.watchdog, announce)
     await until_signal(daemon)
     announce("threads-receiver: stopping")
     await daemon.stop()

@@ -110,7 +110,7 @@ def test_status_knows_this_receiver_from_any_smtp_server(receiver):
 
 
 def test_the_metrics_server_answers_unknown_paths_with_404():
-    app = metrics.wsgi_app(lambda: True, None)
+    app = metrics.wsgi_app(lambda: True, None, None)
     said = []
     for path in ("/", "/nope", "/metrics/x", "/metrics"):
         body = b"".join(app({"PATH_INFO": path, "REQUEST_METHOD": "GET", "QUERY_STRING": ""},

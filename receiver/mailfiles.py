@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
+from receiver.mail import read as read_mail
+
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
 # "From sender Thu Dec 31 22:50:51 2009" and the variants real archives carry.
@@ -34,21 +36,21 @@ def wire_form(raw: bytes) -> bytes:
     return _BARE_LF.sub(b"\r\n", raw)
 
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 # C0 controls other than TAB, LF, CR and ESC (ISO-2022-JP headers carry ESC): binary data.
 _BINARY = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]")
 
 
 def is_message(raw: bytes) -> bool:
     """Whether a file's bytes can be a mail message: a header field first, and a header
-    block (up to the first empty line) of text. A malformed line further down the header
+    block (as receiver.mail reads it) of text. A malformed line further down the header
     is a defect of a message, not a sign of something else: it is kept.
 
     `import` asks this of files a person pointed it at (an empty file, a database, random
     bytes are not mail); SMTP keeps whatever a sender committed and never asks.
     """
-    head = _HEADER_END.split(raw, 1)[0]
-    return _HEADER_LINE.match(head) is not None and not _BINARY.search(head)
+    mail = read_mail(raw)
+    return (bool(mail.fields) and mail.fields[0].start == 0
+            and not _BINARY.search(mail.header))
 
 
 def strip_from_line(raw: bytes) -> bytes:

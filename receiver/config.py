@@ -328,8 +328,8 @@ def _validate(config: Config) -> None:
 
 def parse_hostport(value: str, name: str = "listen") -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"{name}: expected HOST:PORT, got {value!r}")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{name}: expected HOST:PORT (port 0 to 65535), got {value!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import psycopg2
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+# Test data lives in the checkout (tests/data/, each source with its README and licence):
+# no test reads anything outside it.
+DATA = ROOT / "tests" / "data"
 PG_DSN = os.environ.get("TR_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 DOMAIN = "push.example.com"
 

@@ -16,9 +16,9 @@ from receiver.store.deliveries import store_delivery
 from receiver.store.models import MODELS, Mailbox, Message, SchemaInfo
 from receiver.store.threading import DEFAULT_RULE, lock_threading
 from receiver.threads.subject import SubjectRule
-from tests.helpers import SHARED
+from tests.helpers import DATA
 
-FEDORA = SHARED / "corpora" / "fedora-devel-2010-01"
+FEDORA = DATA / "fedora-devel-2010-01"
 _MBOX_FROM = re.compile(rb"^From \S+ +\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n", re.M)
 
 

@@ -17,7 +17,7 @@ from receiver.cli.context import (
     pass_app,
     say_if_cut,
 )
-from receiver.cli.exits import EX_CANTCREAT
+from receiver.exits import EX_CANTCREAT
 from receiver.cli.mailbox import json_option
 from receiver.cli.messages import _found, _mailbox_key
 from receiver.store import thread_queries

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from receiver import config as configmod
 from receiver import malloc, metrics
+from receiver.exits import EX_SOFTWARE
 from receiver.config import Config, parse_hostport
 from receiver.parse.worker import Budget, ParseWorkers
 from receiver.pipeline import Pipeline
@@ -28,8 +29,6 @@ from receiver.threads.subject import SubjectRule
 from receiver.verify import Verifier
 
 log = logging.getLogger(__name__)
-
-EX_SOFTWARE = 70  # sysexits: what the daemon exits with when the watchdog gives up
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:

@@ -36,6 +36,10 @@ def open_database(url: str, lock_timeout: float = 10.0) -> Database:
                 # inserts, and re-reading their pages from the OS was most of a bulk
                 # import's CPU once the database outgrew the default.
                 "cache_size": -32768,
+                # A checkpoint every 64 MB of WAL, not every 4 MB: each one writes and
+                # fsyncs the database file inside a commit, and at the default they were
+                # a third of the threading store's wall time (bench/RESULTS.md).
+                "wal_autocheckpoint": 16384,
             },
         )
     elif url.startswith(("postgresql://", "postgres://")):

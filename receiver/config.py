@@ -77,6 +77,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # Oldest protocol accepted: TLSv1.2 or TLSv1.3.
         "min_version": "TLSv1.2",
     },
+    "imap": {
+        # HOST:PORT of the IMAP listener (STARTTLS; 143 in production) and of the one
+        # speaking TLS from the first byte (993); empty: none. Both need tls.cert_file.
+        "listen": "",
+        "implicit_listen": "",
+        # Commands answered BAD in a row before the connection is closed.
+        "max_errors": 10,
+    },
     "auth": {
         # Failed AUTH attempts per client address within failure_window seconds before
         # further attempts are refused with 454 4.7.0.
@@ -286,6 +294,11 @@ def _validate(config: Config) -> None:
         raise ConfigError("tls.require_starttls needs tls.cert_file and tls.key_file")
     if tls["min_version"] not in ("TLSv1.2", "TLSv1.3"):
         raise ConfigError("tls.min_version: TLSv1.2 or TLSv1.3")
+    for key in ("listen", "implicit_listen"):
+        if config.get("imap", key):
+            if not tls["cert_file"]:
+                raise ConfigError(f"imap.{key} needs tls.cert_file and tls.key_file")
+            parse_hostport(config.get("imap", key), f"imap.{key}")
     for net in config.get("smtp", "proxy_trusted"):
         try:
             ipaddress.ip_network(net, strict=False)

@@ -14,7 +14,7 @@ from peewee import Database, DateTimeField, IntegerField
 from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator, migrate
 
 from receiver.store.db import StoreError, is_postgres, schema_version
-from receiver.store.models import SCHEMA_VERSION, SchemaInfo
+from receiver.store.models import SCHEMA_VERSION, Folder, FolderEntry, SchemaInfo
 
 PG_MIGRATION_LOCK = 0x7468726561647301
 
@@ -27,7 +27,12 @@ def _to_2(m: SchemaMigrator) -> None:
     )
 
 
-MIGRATIONS: dict[int, Callable[[SchemaMigrator], None]] = {2: _to_2}
+def _to_3(m: SchemaMigrator) -> None:
+    """IMAP folders and the deliveries seen in each (receiver.imap)."""
+    m.database.create_tables([Folder, FolderEntry], safe=True)
+
+
+MIGRATIONS: dict[int, Callable[[SchemaMigrator], None]] = {2: _to_2, 3: _to_3}
 
 
 def pending(db: Database) -> list[int]:

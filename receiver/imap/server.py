@@ -1,0 +1,91 @@
+"""The IMAP listeners: STARTTLS (`[imap] listen`) and TLS on connect (`implicit_listen`),
+built from the daemon's pipeline and sharing its SMTP AUTH failure limiter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from contextlib import AsyncExitStack, closing
+from uuid import uuid4
+
+from proxyprotocol.sock import SocketInfo
+from pymap.context import connection_exit
+from pymap.imap import IMAPConnection
+from pymap.imap.state import ConnectionState
+from pymap.parsing.response import CommandResponse, ResponseOk
+
+from receiver import metrics
+from receiver.config import Config, parse_hostport
+from receiver.imap.backend import Backend
+from receiver.imap.login import Login
+from receiver.imap.settings import Settings
+from receiver.pipeline import Pipeline
+from receiver.smtp.limits import FailureLimiter
+
+log = logging.getLogger(__name__)
+
+# What each [imap] key listens for, as the daemon announces it.
+KINDS = {"listen": "STARTTLS", "implicit_listen": "implicit TLS"}
+
+
+class State(ConnectionState):
+    async def do_greeting(self) -> CommandResponse:
+        # pymap would let a loopback client log in without TLS; a login here always
+        # needs TLS (LOGINDISABLED until STARTTLS).
+        return ResponseOk(b"*", self.config.greeting, self.capability)
+
+
+def _no_delay(writer: asyncio.StreamWriter) -> None:
+    """The continuation before a literal goes out at once, and the client's literal is
+    acknowledged at once: no Nagle / delayed-ACK stall per APPEND (bench/RESULTS.md)."""
+    sock = writer.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if hasattr(socket, "TCP_QUICKACK"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+
+
+class Listener:
+    """asyncio.start_server's callback: one pymap connection per client."""
+
+    def __init__(self, login: Login, settings: Settings):
+        self.login = login
+        self.settings = settings
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _no_delay(writer)
+        sock_info = SocketInfo.get(writer, None, unique_id=uuid4().bytes)
+        conn = IMAPConnection(self.settings.commands, self.settings, reader, writer, sock_info)
+        state = State(self.login, self.settings)
+        metrics.imap_session_opened()
+        try:
+            async with AsyncExitStack() as stack:
+                connection_exit.set(stack)
+                stack.enter_context(closing(conn))
+                await conn.run(state)
+        except Exception:
+            # pymap has told the client (BYE); the fault is ours to log, not to spread.
+            log.exception("imap %s: session failed", sock_info.unique_id.hex()[:12])
+        finally:
+            metrics.imap_session_closed()
+
+
+async def start(config: Config, pipeline: Pipeline, tls: ssl.SSLContext | None,
+                hostname: str, limiter: FailureLimiter) -> dict[str, asyncio.AbstractServer]:
+    """The configured IMAP listeners, serving, by [imap] key."""
+    servers: dict[str, asyncio.AbstractServer] = {}
+    for key in KINDS:
+        implicit = key == "implicit_listen"
+        if not config.get("imap", key):
+            continue
+        assert tls is not None  # config validation: IMAP needs a certificate
+        settings = Settings(config, hostname, tls, implicit_tls=implicit)
+        login = Login(Backend(pipeline, settings), limiter)
+        host, port = parse_hostport(config.get("imap", key), f"imap.{key}")
+        servers[key] = await asyncio.start_server(
+            Listener(login, settings), host=host, port=port, reuse_address=True,
+            ssl=tls if implicit else None)
+    return servers

@@ -4,6 +4,7 @@ built from the daemon's pipeline and sharing its SMTP AUTH failure limiter."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -14,7 +15,9 @@ from proxyprotocol.sock import SocketInfo
 from pymap.context import connection_exit
 from pymap.imap import IMAPConnection
 from pymap.imap.state import ConnectionState
-from pymap.parsing.response import CommandResponse, ResponseOk
+from pymap.parsing.command import Command
+from pymap.parsing.commands import InvalidCommand
+from pymap.parsing.response import CommandResponse, ResponseNo, ResponseOk
 
 from receiver import metrics
 from receiver.config import Config, parse_hostport
@@ -35,6 +38,43 @@ class State(ConnectionState):
         # pymap would let a loopback client log in without TLS; a login here always
         # needs TLS (LOGINDISABLED until STARTTLS).
         return ResponseOk(b"*", self.config.greeting, self.capability)
+
+    async def do_command(self, cmd: Command) -> CommandResponse:
+        # pymap answers an APPEND literal over the size limit BAD; RFC 7889 says NO [TOOBIG].
+        if (isinstance(cmd, InvalidCommand) and cmd.parse_exc is not None
+                and bytes(cmd.parse_exc.code or b"") == b"[TOOBIG]"):
+            return ResponseNo(cmd.tag, b"Message larger than the limit (APPENDLIMIT).",
+                              cmd.parse_exc.code)
+        return await super().do_command(cmd)
+
+
+class BoundedReader:
+    """The client's stream, as pymap reads it, within limits: pymap reads a LITERAL+
+    whole whatever its size, and a line until the stream's buffer limit. Past either,
+    the client is told BYE and the connection ends; nothing more is read or held."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 max_literal: int):
+        self.reader = reader
+        self.writer = writer
+        self.max_literal = max_literal
+
+    async def _bye(self, text: bytes) -> EOFError:
+        self.writer.write(b"* BYE " + text + b"\r\n")
+        with contextlib.suppress(ConnectionError):
+            await self.writer.drain()
+        return EOFError()
+
+    async def readline(self) -> bytes:
+        try:
+            return await self.reader.readline()
+        except ValueError:  # the line ran past the buffer limit
+            raise await self._bye(b"[TOOBIG] Command line too long.") from None
+
+    async def readexactly(self, n: int) -> bytes:
+        if n > self.max_literal:
+            raise await self._bye(b"[TOOBIG] Literal larger than the limit (APPENDLIMIT).")
+        return await self.reader.readexactly(n)
 
 
 def _no_delay(writer: asyncio.StreamWriter) -> None:
@@ -58,7 +98,9 @@ class Listener:
     async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         _no_delay(writer)
         sock_info = SocketInfo.get(writer, None, unique_id=uuid4().bytes)
-        conn = IMAPConnection(self.settings.commands, self.settings, reader, writer, sock_info)
+        bounded = BoundedReader(reader, writer, self.settings.max_literal)
+        conn = IMAPConnection(self.settings.commands, self.settings,
+                              bounded, writer, sock_info)  # type: ignore[arg-type]
         state = State(self.login, self.settings)
         metrics.imap_session_opened()
         try:

@@ -32,7 +32,7 @@ class Settings(IMAPConfig):
             reject_dnsbl=False,
         )
         self.hostname = hostname
-        self.implicit_tls = implicit_tls
+        self.max_literal = config.get("smtp", "max_message_size")
 
     @property
     def backend_capability(self) -> BackendCapability:

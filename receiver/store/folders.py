@@ -101,12 +101,13 @@ def rename(mailbox_id: int, before: str, after: str, delimiter: str) -> str:
     before, after = canonical(before), canonical(after)
     with database.atomic():
         rows = list(Folder.select().where(Folder.mailbox == mailbox_id))
-        by_name = {f.name: f for f in rows}
-        if before not in by_name:
-            return "missing"
-        if after in by_name:
-            return "exists"
         prefix = before + delimiter
+        names = {f.name for f in rows}
+        # A parent that exists only through its children ("Old" of "Old/2019") renames too.
+        if before not in names and not any(n.startswith(prefix) for n in names):
+            return "missing"
+        if after in names or any(n.startswith(after + delimiter) for n in names):
+            return "exists"
         for f in rows:
             if f.name == before or (before != INBOX and f.name.startswith(prefix)):
                 f.name = after + f.name[len(before):]
@@ -119,24 +120,30 @@ def subscribe(mailbox_id: int, name: str, on: bool) -> None:
      .where((Folder.mailbox == mailbox_id) & (Folder.name == canonical(name))).execute())
 
 
+def _next_uid(folder_id: int) -> int:
+    # The row lock taken here orders concurrent appends to one folder until the commit.
+    Folder.update(uidnext=Folder.uidnext + 1).where(Folder.id == folder_id).execute()
+    return Folder.select(Folder.uidnext).where(Folder.id == folder_id).scalar() - 1
+
+
 def add_entry(folder_id: int, delivery_id: int, flags: frozenset[str],
               internal_date: dt.datetime) -> int:
-    """The UID of the delivery in this folder: a new one, or the one it already has (a
-    byte-identical re-append shows the copy again and changes nothing else)."""
+    """The UID of the delivery in this folder: the one it is shown under already (a
+    byte-identical re-append changes nothing), else a new one. A copy expunged earlier
+    comes back under a new UID: a UID once expunged is never shown again."""
     for _ in range(2):
         with database.atomic():
             old = FolderEntry.get_or_none((FolderEntry.folder == folder_id)
                                           & (FolderEntry.delivery == delivery_id))
             if old is not None:
                 if old.hidden:
-                    old.hidden = False
+                    old.uid, old.hidden = _next_uid(folder_id), False
+                    old.flags, old.internal_date = " ".join(sorted(flags)), internal_date
                     old.save()
                 return old.uid
             try:
                 with database.atomic():
-                    # The row lock taken here orders concurrent appends to one folder.
-                    Folder.update(uidnext=Folder.uidnext + 1).where(Folder.id == folder_id).execute()
-                    uid = Folder.select(Folder.uidnext).where(Folder.id == folder_id).scalar() - 1
+                    uid = _next_uid(folder_id)
                     FolderEntry.create(folder=folder_id, uid=uid, delivery=delivery_id,
                                        flags=" ".join(sorted(flags)),
                                        internal_date=internal_date)
@@ -148,19 +155,20 @@ def add_entry(folder_id: int, delivery_id: int, flags: frozenset[str],
 
 def _entries(folder_id: int):
     return (FolderEntry
-            .select(FolderEntry.uid, FolderEntry.flags, FolderEntry.internal_date,
-                    Delivery.id, Delivery.status, Message.thread_id)
+            .select(FolderEntry.uid, Delivery.id, FolderEntry.flags, FolderEntry.internal_date,
+                    Message.thread_id, Delivery.status)
             .join(Delivery).join(Message)
             .where((FolderEntry.folder == folder_id) & ~FolderEntry.hidden)
-            .order_by(FolderEntry.uid))
+            .order_by(FolderEntry.uid)
+            .tuples())
 
 
-def _entry_info(row) -> EntryInfo:
-    flags = frozenset(row.flags.split())
-    if row.delivery.status == "quarantined":
-        flags |= {QUARANTINED}
-    return EntryInfo(row.uid, row.delivery.id, flags, row.internal_date,
-                     row.delivery.message.thread_id)
+def _entry_info(row: tuple) -> EntryInfo:
+    uid, delivery_id, flags, internal_date, thread_id, status = row
+    shown = frozenset(flags.split())
+    if status == "quarantined":
+        shown |= {QUARANTINED}
+    return EntryInfo(uid, delivery_id, shown, internal_date, thread_id)
 
 
 def entries(folder_id: int) -> list[EntryInfo]:

@@ -11,6 +11,8 @@ from pathlib import Path
 from tests.helpers import Receiver
 
 TLS = Path(__file__).parent / "tls"
+# For 127.0.0.1 and localhost: mbsync checks the host name it connects to.
+CERT, KEY = TLS / "loopback-cert.pem", TLS / "loopback-key.pem"
 EMAIL = "alice@corp.example"
 
 
@@ -19,8 +21,8 @@ def imap_receiver(directory: Path, db_url: str, extra: str = "") -> Receiver:
     (`.address`, `.username`, `.password`); `start_imap` runs it."""
     r = Receiver(directory, db_url, extra_config=(
         '[imap]\nlisten = "127.0.0.1:0"\nimplicit_listen = "127.0.0.1:0"\n' + extra))
-    for name in ("cert.pem", "key.pem"):
-        shutil.copy(TLS / name, directory / name)
+    shutil.copy(CERT, directory / "cert.pem")
+    shutil.copy(KEY, directory / "key.pem")
     r.extra_env.update({"THREADS_RECEIVER_TLS_CERT_FILE": "cert.pem",
                         "THREADS_RECEIVER_TLS_KEY_FILE": "key.pem"})
     r.address = r.add_mailbox(EMAIL)
@@ -42,9 +44,7 @@ def start_imap(r: Receiver) -> dict[str, int]:
 
 
 def client_context() -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(TLS / "cert.pem"))
-    ctx.check_hostname = False
-    return ctx
+    return ssl.create_default_context(cafile=str(CERT))
 
 
 def starttls(r: Receiver, login: bool = True) -> imaplib.IMAP4:

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from tests import mailfixtures as F
-from tests.imap_support import implicit, imap_receiver, start_imap, starttls
+from tests.imap_support import imap_receiver, implicit, start_imap, starttls
 from tests.rawsmtp import deliveries, message, query, stored_raws
 
 WHEN = imaplib.Time2Internaldate(1546336800)  # 01-Jan-2019 10:00:00 +0000

@@ -56,6 +56,7 @@ def test_sqlite_path_is_relative_to_the_config(tmp_path):
     ("", {"THREADS_RECEIVER_SMTP_MAX_RECIPIENTS": "many"}, "expected a whole number"),
     ("", {"THREADS_RECEIVER_DB": "mysql://x"}, "database.url"),
     ("", {"THREADS_RECEIVER_SMTP_LISTEN": "nowhere"}, "HOST:PORT"),
+    ("[imap]\nlisten = \"127.0.0.1:143\"\n", {}, "imap.listen needs tls.cert_file"),
 ])
 def test_bad_config_says_which_key(tmp_path, text, env, words):
     path = tmp_path / "r.toml"

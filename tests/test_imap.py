@@ -308,3 +308,26 @@ def test_a_literal_or_line_past_the_limits_ends_the_connection_unread(rx, db_url
     assert c2.noop()[0] == "OK"
     c2.logout()
     assert deliveries(db_url) == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_credentials_csv_for_a_bulk_copy_tool(receiver):
+    for email in ("b@corp.example", "a@corp.example", "c@corp.example"):
+        receiver.add_mailbox(email)
+    receiver.cli("mailbox", "credentials", "c@corp.example")
+    r = receiver.cli("mailbox", "credentials", "--all", "--csv")
+    lines = r.stdout.decode().split("\r\n")
+    assert lines[0] == "email,server,port,username,password"
+    rows = [line.split(",") for line in lines[1:] if line]
+    assert [row[:4] for row in rows] == [["a@corp.example", "push.example.com", "993",
+                                          "a@corp.example"],
+                                         ["b@corp.example", "push.example.com", "993",
+                                          "b@corp.example"]]
+    assert all(len(row[4]) >= 20 for row in rows)
+    assert b"already in force" in r.stderr and b"c@corp.example" in r.stderr
+    again = receiver.cli("mailbox", "credentials", "a@corp.example", "c@corp.example",
+                         "--csv", "--reissue").stdout.decode()
+    assert [line.split(",")[0] for line in again.split("\r\n")[1:] if line] == [
+        "a@corp.example", "c@corp.example"]
+    bad = receiver.cli("mailbox", "credentials", "--all", check=False)
+    assert bad.returncode == 1 and b"--csv" in bad.stderr

@@ -84,6 +84,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "implicit_listen": "",
         # Commands answered BAD in a row before the connection is closed.
         "max_errors": 10,
+        # Seconds a client may stay silent (IDLE included) before BYE; RFC 3501 asks for
+        # at least 30 minutes.
+        "timeout": 1800,
+        # Concurrent connections, in total and per client address; past either: BYE.
+        "max_sessions": 200,
+        "max_sessions_per_ip": 20,
     },
     "auth": {
         # Failed AUTH attempts per client address within failure_window seconds before

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import imaplib
 import re
+import socket
 import threading
 
 import pytest
@@ -331,3 +332,22 @@ def test_credentials_csv_for_a_bulk_copy_tool(receiver):
         "a@corp.example", "c@corp.example"]
     bad = receiver.cli("mailbox", "credentials", "--all", check=False)
     assert bad.returncode == 1 and b"--csv" in bad.stderr
+
+
+def test_connections_and_silence_are_limited(tmp_path, db_url):
+    r = imap_receiver(tmp_path / "rx", db_url,
+                      extra="timeout = 1\nmax_sessions_per_ip = 2\n")
+    start_imap(r)
+    try:
+        first, second = implicit(r, login=False), implicit(r, login=False)
+        third = socket.create_connection(("127.0.0.1", r.imap_ports["STARTTLS"]), timeout=30)
+        assert third.recv(200).startswith(b"* BYE [UNAVAILABLE]")
+        third.close()
+        # The silent ones are logged out after imap.timeout; then there is room again.
+        assert first.readline().startswith(b"* BYE Autologout")
+        second.readline()
+        fourth = implicit(r)
+        assert fourth.noop()[0] == "OK"
+        fourth.logout()
+    finally:
+        r.stop()

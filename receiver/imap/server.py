@@ -25,7 +25,7 @@ from receiver.imap.backend import Backend
 from receiver.imap.login import Login
 from receiver.imap.settings import Settings
 from receiver.pipeline import Pipeline
-from receiver.smtp.limits import FailureLimiter
+from receiver.smtp.limits import FailureLimiter, SessionSlots
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,11 @@ class BoundedReader:
     the client is told BYE and the connection ends; nothing more is read or held."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 max_literal: int):
+                 max_literal: int, timeout: float):
         self.reader = reader
         self.writer = writer
         self.max_literal = max_literal
+        self.timeout = timeout
 
     async def _bye(self, text: bytes) -> EOFError:
         self.writer.write(b"* BYE " + text + b"\r\n")
@@ -67,14 +68,21 @@ class BoundedReader:
 
     async def readline(self) -> bytes:
         try:
-            return await self.reader.readline()
+            async with asyncio.timeout(self.timeout):
+                return await self.reader.readline()
         except ValueError:  # the line ran past the buffer limit
             raise await self._bye(b"[TOOBIG] Command line too long.") from None
+        except TimeoutError:
+            raise await self._bye(b"Autologout: idle for too long.") from None
 
     async def readexactly(self, n: int) -> bytes:
         if n > self.max_literal:
             raise await self._bye(b"[TOOBIG] Literal larger than the limit (APPENDLIMIT).")
-        return await self.reader.readexactly(n)
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self.reader.readexactly(n)
+        except TimeoutError:
+            raise await self._bye(b"Autologout: idle for too long.") from None
 
 
 def _no_delay(writer: asyncio.StreamWriter) -> None:
@@ -91,14 +99,31 @@ def _no_delay(writer: asyncio.StreamWriter) -> None:
 class Listener:
     """asyncio.start_server's callback: one pymap connection per client."""
 
-    def __init__(self, login: Login, settings: Settings):
+    def __init__(self, login: Login, settings: Settings, slots: SessionSlots):
         self.login = login
         self.settings = settings
+        self.slots = slots
 
     async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        _no_delay(writer)
         sock_info = SocketInfo.get(writer, None, unique_id=uuid4().bytes)
-        bounded = BoundedReader(reader, writer, self.settings.max_literal)
+        ip = str(sock_info.peername_ip)
+        if not self.slots.acquire(ip):
+            log.warning("imap: connection from %s refused: too many connections", ip)
+            writer.write(b"* BYE [UNAVAILABLE] Too many connections, try again later.\r\n")
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            writer.close()
+            return
+        try:
+            await self._serve(reader, writer, sock_info)
+        finally:
+            self.slots.release(ip)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     sock_info: SocketInfo) -> None:
+        _no_delay(writer)
+        bounded = BoundedReader(reader, writer, self.settings.max_literal,
+                                self.settings.timeout)
         conn = IMAPConnection(self.settings.commands, self.settings,
                               bounded, writer, sock_info)  # type: ignore[arg-type]
         state = State(self.login, self.settings)
@@ -119,6 +144,8 @@ async def start(config: Config, pipeline: Pipeline, tls: ssl.SSLContext | None,
                 hostname: str, limiter: FailureLimiter) -> dict[str, asyncio.AbstractServer]:
     """The configured IMAP listeners, serving, by [imap] key."""
     servers: dict[str, asyncio.AbstractServer] = {}
+    # One count across both listeners.
+    slots = SessionSlots(config.get("imap", "max_sessions"), config.get("imap", "max_sessions_per_ip"))
     for key in KINDS:
         implicit = key == "implicit_listen"
         if not config.get("imap", key):
@@ -128,6 +155,6 @@ async def start(config: Config, pipeline: Pipeline, tls: ssl.SSLContext | None,
         login = Login(Backend(pipeline, settings), limiter)
         host, port = parse_hostport(config.get("imap", key), f"imap.{key}")
         servers[key] = await asyncio.start_server(
-            Listener(login, settings), host=host, port=port, reuse_address=True,
+            Listener(login, settings, slots), host=host, port=port, reuse_address=True,
             ssl=tls if implicit else None)
     return servers

@@ -33,6 +33,7 @@ class Settings(IMAPConfig):
         )
         self.hostname = hostname
         self.max_literal = config.get("smtp", "max_message_size")
+        self.timeout = config.get("imap", "timeout")
 
     @property
     def backend_capability(self) -> BackendCapability:

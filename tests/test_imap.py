@@ -351,3 +351,26 @@ def test_connections_and_silence_are_limited(tmp_path, db_url):
         fourth.logout()
     finally:
         r.stop()
+
+
+def test_appends_from_several_connections_at_once(rx, db_url):
+    def push(worker: int, uids: list[int]) -> None:
+        c = implicit(rx)
+        for n in range(8):
+            uids.append(appenduid(c.append("INBOX", None, None, message(f"{worker}-{n}")))[1])
+        # Every connection also appends one message all the others append too.
+        uids.append(appenduid(c.append("INBOX", None, None, message("shared")))[1])
+        c.logout()
+
+    results: list[list[int]] = [[] for _ in range(4)]
+    threads = [threading.Thread(target=push, args=(w, results[w])) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    own = [uid for r in results for uid in r[:-1]]
+    shared = {r[-1] for r in results}
+    assert sorted(own) == sorted(set(own)) and len(own) == 32
+    assert len(shared) == 1 and not shared & set(own)
+    assert sorted(own + list(shared)) == list(range(1, 34))
+    assert len(deliveries(db_url)) == 33

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from peewee import IntegrityError, fn
 
+from receiver.store.db import write_transaction
 from receiver.store.models import Blob, Delivery, Folder, FolderEntry, Message, database
 
 INBOX = "INBOX"
@@ -66,7 +67,7 @@ def get(mailbox_id: int, name: str) -> FolderInfo | None:
 def create(mailbox_id: int, name: str) -> FolderInfo | None:
     """The new folder, or None if the name is taken."""
     try:
-        with database.atomic():
+        with write_transaction(database.obj):
             f = Folder.create(mailbox=mailbox_id, name=canonical(name),
                               uidvalidity=_new_uidvalidity(mailbox_id))
     except IntegrityError:
@@ -85,13 +86,15 @@ def names(mailbox_id: int, subscribed_only: bool = False) -> list[str]:
 
 def delete(mailbox_id: int, name: str) -> str:
     """"deleted", "missing" or "not empty" (the archive is never deleted over IMAP)."""
-    f = Folder.get_or_none((Folder.mailbox == mailbox_id) & (Folder.name == canonical(name)))
-    if f is None:
-        return "missing"
-    visible = FolderEntry.select().where((FolderEntry.folder == f) & ~FolderEntry.hidden)
-    if visible.exists():
-        return "not empty"
-    f.delete_instance()
+    with write_transaction(database.obj):
+        f = Folder.get_or_none((Folder.mailbox == mailbox_id)
+                               & (Folder.name == canonical(name)))
+        if f is None:
+            return "missing"
+        visible = FolderEntry.select().where((FolderEntry.folder == f) & ~FolderEntry.hidden)
+        if visible.exists():
+            return "not empty"
+        f.delete_instance()
     return "deleted"
 
 
@@ -99,7 +102,7 @@ def rename(mailbox_id: int, before: str, after: str, delimiter: str) -> str:
     """"renamed", "missing" or "exists". Children move along; UIDVALIDITY stays.
     Renaming INBOX moves its messages and leaves a new, empty INBOX (RFC 3501 6.3.5)."""
     before, after = canonical(before), canonical(after)
-    with database.atomic():
+    with write_transaction(database.obj):
         rows = list(Folder.select().where(Folder.mailbox == mailbox_id))
         prefix = before + delimiter
         names = {f.name for f in rows}
@@ -132,7 +135,7 @@ def add_entry(folder_id: int, delivery_id: int, flags: frozenset[str],
     byte-identical re-append changes nothing), else a new one. A copy expunged earlier
     comes back under a new UID: a UID once expunged is never shown again."""
     for _ in range(2):
-        with database.atomic():
+        with write_transaction(database.obj):
             old = FolderEntry.get_or_none((FolderEntry.folder == folder_id)
                                           & (FolderEntry.delivery == delivery_id))
             if old is not None:

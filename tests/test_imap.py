@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import imaplib
 import re
+import signal
 import socket
 import threading
 
@@ -374,3 +375,29 @@ def test_appends_from_several_connections_at_once(rx, db_url):
     assert len(shared) == 1 and not shared & set(own)
     assert sorted(own + list(shared)) == list(range(1, 34))
     assert len(deliveries(db_url)) == 33
+
+
+def test_every_tagged_ok_survives_a_kill_9(rx, db_url):
+    confirmed: dict[bytes, int] = {}
+
+    def push() -> None:
+        c = implicit(rx)
+        try:
+            for n in range(1000):
+                raw = message(n)
+                confirmed[raw] = appenduid(c.append("INBOX", None, None, raw))[1]
+        except (imaplib.IMAP4.abort, OSError, AssertionError):
+            pass  # the daemon is gone
+
+    t = threading.Thread(target=push)
+    t.start()
+    while len(confirmed) < 5:
+        t.join(0.05)
+    rx.proc.send_signal(signal.SIGKILL)
+    rx.proc.wait(30)
+    t.join(60)
+    stored = dict(query(db_url, "SELECT e.uid, d.blob_sha256 FROM folder_entry e "
+                                "JOIN delivery d ON d.id = e.delivery_id"))
+    raws = stored_raws(db_url)
+    for raw, uid in confirmed.items():
+        assert raws[stored[uid]] == raw

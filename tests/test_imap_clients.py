@@ -7,9 +7,11 @@ import mailbox
 import re
 import shutil
 import subprocess
+import textwrap
 
 import pytest
 
+from receiver.instructions import guide
 from receiver.parse import parse_message
 from receiver.store.db import open_database
 from tests.imap_support import CERT, imap_receiver, start_imap
@@ -30,31 +32,12 @@ def without_tuid(raw: bytes) -> bytes:
 
 
 def mbsync_config(tmp_path, rx) -> str:
-    return f"""
-IMAPAccount receiver
-Host localhost
-Port {rx.imap_ports["implicit TLS"]}
-User {rx.username}
-Pass {rx.password}
-SSLType IMAPS
-CertificateFile {CERT}
-
-IMAPStore receiver
-Account receiver
-
-MaildirStore local
-Path {tmp_path}/mail/
-Inbox {tmp_path}/mail/INBOX
-SubFolders Verbatim
-
-Channel push
-Far :receiver:
-Near :local:
-Patterns *
-Sync Push
-Create Far
-SyncState *
-"""
+    """The guide's ~/.mbsyncrc (`mailbox instructions --provider mbsync`), made local."""
+    text = guide("mbsync", rx.username, rx.address, "localhost", rx.imap_ports["implicit TLS"])
+    block = textwrap.dedent(text.split("to the receiver:\n\n", 1)[1].split("\n\nthen", 1)[0])
+    return (block.replace("~/Mail", str(tmp_path / "mail"))
+            .replace('PassCmd "cat ~/.receiver-password"', f"Pass {rx.password}")
+            .replace("SSLType IMAPS", f"SSLType IMAPS\nCertificateFile {CERT}"))
 
 
 def run_mbsync(config) -> subprocess.CompletedProcess:

@@ -78,6 +78,7 @@ class BoundedReader:
     async def readexactly(self, n: int) -> bytes:
         if n > self.max_literal:
             raise await self._bye(b"[TOOBIG] Literal larger than the limit (APPENDLIMIT).")
+        _quick_ack(self.writer)
         try:
             async with asyncio.timeout(self.timeout):
                 return await self.reader.readexactly(n)
@@ -86,13 +87,20 @@ class BoundedReader:
 
 
 def _no_delay(writer: asyncio.StreamWriter) -> None:
-    """The continuation before a literal goes out at once, and the client's literal is
-    acknowledged at once: no Nagle / delayed-ACK stall per APPEND (bench/RESULTS.md)."""
+    """Replies leave at once (no Nagle on the server's side)."""
     sock = writer.get_extra_info("socket")
-    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if hasattr(socket, "TCP_QUICKACK"):
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _quick_ack(writer: asyncio.StreamWriter) -> None:
+    """Acknowledge the next segments at once. A client that leaves Nagle on (imaplib
+    does) sends the CRLF after a literal only once its last segment is acknowledged;
+    a delayed ACK would hold every APPEND for ~40 ms (bench/RESULTS.md). Linux drops
+    back to delayed ACKs by itself, so this is set again before every literal."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None and hasattr(socket, "TCP_QUICKACK") and sock.family in (
+            socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
 

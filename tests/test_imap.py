@@ -4,6 +4,7 @@ login, APPEND through the pipeline, folders, and reading back what was appended.
 from __future__ import annotations
 
 import imaplib
+import json
 import re
 import signal
 import socket
@@ -401,3 +402,18 @@ def test_every_tagged_ok_survives_a_kill_9(rx, db_url):
     raws = stored_raws(db_url)
     for raw, uid in confirmed.items():
         assert raws[stored[uid]] == raw
+
+
+def test_status_checks_the_imap_listeners(rx):
+    ports = {"THREADS_RECEIVER_IMAP_LISTEN": f"127.0.0.1:{rx.imap_ports['STARTTLS']}",
+             "THREADS_RECEIVER_IMAP_IMPLICIT_LISTEN":
+                 f"127.0.0.1:{rx.imap_ports['implicit TLS']}"}
+    data = json.loads(rx.cli("status", "--listen", f"127.0.0.1:{rx.port}", "--json",
+                             **ports).stdout)
+    assert data["checks"]["imap"]["ok"] and data["checks"]["imaps"]["ok"], data
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    ports["THREADS_RECEIVER_IMAP_LISTEN"] = f"127.0.0.1:{closed.getsockname()[1]}"
+    r = rx.cli("status", "--listen", f"127.0.0.1:{rx.port}", "--json", check=False, **ports)
+    closed.close()
+    assert r.returncode == 1 and not json.loads(r.stdout)["checks"]["imap"]["ok"]

@@ -417,3 +417,23 @@ def test_status_checks_the_imap_listeners(rx):
     r = rx.cli("status", "--listen", f"127.0.0.1:{rx.port}", "--json", check=False, **ports)
     closed.close()
     assert r.returncode == 1 and not json.loads(r.stdout)["checks"]["imap"]["ok"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_workers_share_the_imap_ports(tmp_path, db_url):
+    r = imap_receiver(tmp_path / "rx", db_url)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    r.extra_env["THREADS_RECEIVER_IMAP_IMPLICIT_LISTEN"] = f"127.0.0.1:{port}"
+    r.start("--workers", "2")
+    r.imap_ports = {"implicit TLS": port}
+    try:
+        for n in range(6):
+            c = implicit(r)
+            appenduid(c.append("INBOX", None, None, message(n)))
+            c.logout()
+        assert len(deliveries(db_url)) == 6
+    finally:
+        rc, log = r.stop()
+    assert rc == 0, log

@@ -149,8 +149,10 @@ class Listener:
 
 
 async def start(config: Config, pipeline: Pipeline, tls: ssl.SSLContext | None,
-                hostname: str, limiter: FailureLimiter) -> dict[str, asyncio.AbstractServer]:
-    """The configured IMAP listeners, serving, by [imap] key."""
+                hostname: str, limiter: FailureLimiter, reuse_port: bool = False,
+                ) -> dict[str, asyncio.AbstractServer]:
+    """The configured IMAP listeners, serving, by [imap] key. `reuse_port`: every
+    worker of `serve --workers` listens on the same ports."""
     servers: dict[str, asyncio.AbstractServer] = {}
     # One count across both listeners.
     slots = SessionSlots(config.get("imap", "max_sessions"), config.get("imap", "max_sessions_per_ip"))
@@ -164,5 +166,6 @@ async def start(config: Config, pipeline: Pipeline, tls: ssl.SSLContext | None,
         host, port = parse_hostport(config.get("imap", key), f"imap.{key}")
         servers[key] = await asyncio.start_server(
             Listener(login, settings, slots), host=host, port=port, reuse_address=True,
+            reuse_port=reuse_port,
             ssl=tls if implicit else None)
     return servers

@@ -182,7 +182,8 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
                                            reuse_port=sock is not None)
         daemon.servers.append(tserver)
         daemon.tls_port = tserver.sockets[0].getsockname()[1]
-    imap_servers = await imap.start(config, pipeline, daemon.tls, hostname, shared.auth_failures)
+    imap_servers = await imap.start(config, pipeline, daemon.tls, hostname, shared.auth_failures,
+                                    reuse_port=sock is not None)
     daemon.servers += imap_servers.values()
     daemon.imap_ports = {k: s.sockets[0].getsockname()[1] for k, s in imap_servers.items()}
     return daemon

@@ -201,10 +201,3 @@ def raw_of(delivery_id: int) -> tuple[bytes, str]:
     b = (Blob.select(Blob.data, Blob.codec).join(Delivery, on=(Delivery.blob == Blob.sha256))
          .where(Delivery.id == delivery_id).get())
     return bytes(b.data), b.codec
-
-
-def labels(delivery_id: int) -> list[str]:
-    """The names of the folders the delivery is shown in."""
-    return [f.name for f in Folder.select(Folder.name).join(FolderEntry)
-            .where((FolderEntry.delivery == delivery_id) & ~FolderEntry.hidden)
-            .order_by(Folder.name)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import os
+import ssl
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,12 +52,24 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "timeout": 300,
         # Seconds the whole DATA phase may take.
         "data_timeout": 600,
-        # Commands in one session, and error replies in one session, before 421 and close.
+        # Commands that make no progress (NOOP, RSET, VRFY, EXPN, ETRN, HELP, and refused
+        # ones), and error replies, since the session's last accepted message; the last
+        # one allowed is answered, then 421 4.7.0 and close.
         "max_commands": 1000,
         "max_errors": 10,
         # Concurrent sessions, in total and per client address; past either: 421 4.7.0.
         "max_sessions": 200,
         "max_sessions_per_ip": 20,
+        # Front MTAs relaying here (e.g. the Postfix in front): held to max_sessions only,
+        # never to max_sessions_per_ip. LMTP peers always are.
+        "trusted_networks": [],
+        # From this share of max_sessions open on, the idle timeout is stress_timeout
+        # seconds instead of timeout (Postfix's stress mode), until the pressure is gone.
+        "stress_threshold": 0.8,
+        "stress_timeout": 10,
+        # Connections the kernel queues before they are accepted (listen(2) backlog;
+        # the kernel caps it at net.core.somaxconn).
+        "backlog": 4096,
         # Bytes of message data held in memory across all sessions; past it: 452 4.3.1.
         # Peak memory is about twice this, plus the parse workers (bench/RESULTS.md).
         "max_inflight_bytes": 64 * 1024 * 1024,
@@ -76,6 +89,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "require_starttls": False,
         # Oldest protocol accepted: TLSv1.2 or TLSv1.3.
         "min_version": "TLSv1.2",
+        # TLS 1.2 cipher suites (OpenSSL syntax): AEAD only, the "intermediate" profile of
+        # Mozilla's server-side TLS guidelines. TLS 1.3 suites are all AEAD already.
+        "ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                   "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                   "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                   "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:"
+                   "DHE-RSA-CHACHA20-POLY1305",
     },
     "imap": {
         # HOST:PORT of the IMAP listener (STARTTLS; 143 in production) and of the one
@@ -305,11 +325,24 @@ def _validate(config: Config) -> None:
             if not tls["cert_file"]:
                 raise ConfigError(f"imap.{key} needs tls.cert_file and tls.key_file")
             parse_hostport(config.get("imap", key), f"imap.{key}")
-    for net in config.get("smtp", "proxy_trusted"):
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            raise ConfigError(f"smtp.proxy_trusted: not a network: {net!r}") from None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(tls["ciphers"])
+    except ssl.SSLError:
+        raise ConfigError(f"tls.ciphers: no cipher suite OpenSSL knows in {tls['ciphers']!r}"
+                          ) from None
+    for key in ("proxy_trusted", "trusted_networks"):
+        for net in config.get("smtp", key):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(f"smtp.{key}: not a network: {net!r}") from None
+    if not 0 < config.get("smtp", "stress_threshold") <= 1:
+        raise ConfigError("smtp.stress_threshold: a share of smtp.max_sessions, more than 0 "
+                          "and at most 1")
+    if config.get("smtp", "stress_timeout") <= 0:
+        raise ConfigError("smtp.stress_timeout: seconds, more than 0")
+    if config.get("smtp", "backlog") < 1:
+        raise ConfigError("smtp.backlog: at least 1")
 
 
 def parse_hostport(value: str, name: str = "listen") -> tuple[str, int]:

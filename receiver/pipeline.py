@@ -89,8 +89,9 @@ class Pipeline:
 
     def _policy(self, mb: MailboxInfo) -> policies.Policy:
         return policies.Policy(
-            altered=mb.policy_altered or self.config.get("policy", "altered"),
-            unverifiable=mb.policy_unverifiable or self.config.get("policy", "unverifiable"),
+            altered=policies.Action(mb.policy_altered or self.config.get("policy", "altered")),
+            unverifiable=policies.Action(mb.policy_unverifiable
+                                         or self.config.get("policy", "unverifiable")),
         )
 
     def _prepare(self, raw: bytes, inner: bytes | None) -> _Prepared:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 
 import pytest
@@ -56,6 +57,10 @@ def test_sqlite_path_is_relative_to_the_config(tmp_path):
     ("", {"THREADS_RECEIVER_SMTP_MAX_RECIPIENTS": "many"}, "expected a whole number"),
     ("", {"THREADS_RECEIVER_DB": "mysql://x"}, "database.url"),
     ("", {"THREADS_RECEIVER_SMTP_LISTEN": "nowhere"}, "HOST:PORT"),
+    ("[smtp]\ntrusted_networks = [\"postfix\"]\n", {}, "smtp.trusted_networks"),
+    ("[smtp]\nstress_threshold = 0.0\n", {}, "smtp.stress_threshold"),
+    ("[smtp]\nbacklog = 0\n", {}, "smtp.backlog"),
+    ("[tls]\nciphers = \"NO-SUCH-SUITE\"\n", {}, "tls.ciphers"),
     ("[imap]\nlisten = \"127.0.0.1:143\"\n", {}, "imap.listen needs tls.cert_file"),
 ])
 def test_bad_config_says_which_key(tmp_path, text, env, words):
@@ -69,3 +74,13 @@ def test_bad_config_says_which_key(tmp_path, text, env, words):
 def test_missing_config_file_is_a_clear_error(tmp_path):
     with pytest.raises(config.ConfigError, match="config file not found"):
         config.load(tmp_path / "absent.toml", {})
+
+
+def test_readme_toml_snippets_are_valid_config(tmp_path):
+    """What the README tells an admin to write (e.g. "Behind Postfix") loads."""
+    snippets = re.findall(r"```toml\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S)
+    assert snippets
+    for i, text in enumerate(snippets):
+        path = tmp_path / f"{i}.toml"
+        path.write_text(text)
+        config.load(path, {})

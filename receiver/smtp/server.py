@@ -38,6 +38,8 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
         return None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = getattr(ssl.TLSVersion, config.get("tls", "min_version").replace(".", "_"))
+    # TLS 1.2 only: OpenSSL sets the TLS 1.3 suites apart, and all of them are AEAD.
+    ctx.set_ciphers(config.get("tls", "ciphers"))
     load_certificate(ctx, config)
     return ctx
 
@@ -157,7 +159,7 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
     shared = Shared.from_config(config)
     use_lmtp = config.get("smtp", "lmtp") if lmtp is None else lmtp
     handler = ReceiverHandler(pipeline, max_recipients=config.get("smtp", "max_recipients"),
-                              lmtp=use_lmtp, auth_failures=shared.auth_failures)
+                              lmtp=use_lmtp, failed_logins=shared.auth_failures)
     hostname = config.get("smtp", "hostname") or await loop.run_in_executor(None, socket.getfqdn)
     daemon = Daemon([], writer, executor, verifier, parser, shared, handler, pipeline, config,
                     "", 0, tls=tls_context(config), lmtp=use_lmtp, hostname=hostname)
@@ -171,13 +173,14 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
     else:
         host, port = parse_hostport(listen or config.get("smtp", "listen"))
         server = await loop.create_server(daemon.factory(), host=host, port=port,
-                                          reuse_address=True)
+                                          reuse_address=True, backlog=config.get("smtp", "backlog"))
     daemon.servers.append(server)
     daemon.host, daemon.port = server.sockets[0].getsockname()[:2]
     if config.get("tls", "implicit_listen"):
         thost, tport = parse_hostport(config.get("tls", "implicit_listen"), "tls.implicit_listen")
         tserver = await loop.create_server(daemon.factory(implicit_tls=True), host=thost,
                                            port=tport, ssl=daemon.tls, reuse_address=True,
+                                           backlog=config.get("smtp", "backlog"),
                                            # every worker listens there too
                                            reuse_port=sock is not None)
         daemon.servers.append(tserver)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Callable
 
-from peewee import Database, DateTimeField, IntegerField
+import json
+
+from peewee import Database, DateTimeField, IntegerField, TextField
 from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator, migrate
 
 from receiver.store.db import StoreError, is_postgres, schema_version
-from receiver.store.models import SCHEMA_VERSION, Folder, FolderEntry, SchemaInfo
+from receiver.store.models import SCHEMA_VERSION, Delivery, Folder, FolderEntry, SchemaInfo
 
 PG_MIGRATION_LOCK = 0x7468726561647301
 
@@ -28,11 +30,24 @@ def _to_2(m: SchemaMigrator) -> None:
 
 
 def _to_3(m: SchemaMigrator) -> None:
+    """Forwarding confirmations in a column of their own (they were looked for with LIKE in
+    the verification detail's JSON text)."""
+    migrate(m.add_column("delivery", "confirmation", TextField(null=True)))
+    # Once, at the upgrade: the only place the JSON text is still searched.
+    rows = (Delivery.select(Delivery.id, Delivery.verify_detail)
+            .where(Delivery.verify_detail.contains('"confirmation"')).tuples())
+    for pk, detail in list(rows):
+        found = json.loads(detail).get("confirmation")
+        if found:
+            Delivery.update(confirmation=json.dumps(found)).where(Delivery.id == pk).execute()
+
+
+def _to_4(m: SchemaMigrator) -> None:
     """IMAP folders and the deliveries seen in each (receiver.imap)."""
     m.database.create_tables([Folder, FolderEntry], safe=True)
 
 
-MIGRATIONS: dict[int, Callable[[SchemaMigrator], None]] = {2: _to_2, 3: _to_3}
+MIGRATIONS: dict[int, Callable[[SchemaMigrator], None]] = {2: _to_2, 3: _to_3, 4: _to_4}
 
 
 def pending(db: Database) -> list[int]:

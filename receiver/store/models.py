@@ -28,7 +28,7 @@ from peewee import (
 )
 
 # Bumped with every migration in receiver/store/migrations.py.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 database = DatabaseProxy()
 
@@ -211,13 +211,15 @@ class Delivery(Base):
     smtp_defects = TextField(default="[]")  # JSON: e.g. bare LF seen in DATA
     wrapper_blob = ForeignKeyField(Blob, column_name="wrapper_sha256", object_id_name="wrapper_blob_id",
                                    null=True)
+    # JSON of a Gmail/Outlook forwarding confirmation this copy is, else null.
+    confirmation = TextField(null=True)
 
     class Meta:
         indexes = ((("mailbox", "blob"), True),)
 
 
 class Folder(Base):
-    """Schema 3: an IMAP folder of one mailbox. Its name is a label on the deliveries
+    """Schema 4: an IMAP folder of one mailbox. Its name is a label on the deliveries
     in it, never a threading input; its UIDVALIDITY never changes, RENAME included."""
 
     id = AutoField()
@@ -233,7 +235,7 @@ class Folder(Base):
 
 
 class FolderEntry(Base):
-    """Schema 3: one delivery as seen in one folder. EXPUNGE hides it from that folder's
+    """Schema 4: one delivery as seen in one folder. EXPUNGE hides it from that folder's
     view; the delivery itself is never deleted over IMAP."""
 
     id = AutoField()

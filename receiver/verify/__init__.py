@@ -24,8 +24,7 @@ import dkim
 from receiver import faults
 from receiver.config import Config
 from receiver.stages import Stage
-from receiver.parse.headers import unfold
-from receiver.verify.alignment import aligned
+from receiver.mail import RawMail, read
 from receiver.verify.arccheck import ArcResult, check_arc
 from receiver.verify.authresults import auth_results
 from receiver.verify.confirmation import find_confirmation, may_confirm
@@ -33,6 +32,7 @@ from receiver.verify.copypath import WRAPPED, address_of, classify, domain_of
 from receiver.verify.dkimcheck import (TEMPERROR_RESULT, SigResult, check_all, dkim_body,
                                        parse_header_block, signature_key_names)
 from receiver.verify.dnskeys import KeyAnswer, KeyResolver
+from receiver.verify.evidence import Evidence
 from receiver.verify.judge import judge
 from receiver.verify.verdict import UNVERIFIABLE, Verdict
 
@@ -54,8 +54,9 @@ def _sha256(raw: bytes) -> str:
 
 @dataclass
 class _Parsed:
-    """The header block parsed once (dkimpy's parser), and what the checks need from it."""
+    """The message read once, its header block parsed by dkimpy, and what the checks need."""
 
+    mail: RawMail
     dkim: dkim.DKIM | None
     key_names: list[str]
     from_domain: str | None
@@ -64,7 +65,9 @@ class _Parsed:
 
 
 @dataclass
-class Evidence:
+class _Checks:
+    """The DKIM/ARC results of one byte string, shared by the mailboxes it was sent to."""
+
     sigs: list[SigResult]
     arc: ArcResult
     from_domain: str | None
@@ -76,12 +79,9 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
-def first_receipt(headers: list[tuple[bytes, bytes]], fallback: dt.datetime) -> dt.datetime:
+def first_receipt(mail: RawMail, fallback: dt.datetime) -> dt.datetime:
     """When the message was first received: the date of its bottom-most Received field."""
-    for name, value in reversed(headers):
-        if name.lower() != b"received":
-            continue
-        text = unfold(value)
+    for text in reversed(mail.get_all("Received")):
         if ";" in text:
             try:
                 when = email.utils.parsedate_to_datetime(text.rsplit(";", 1)[1].strip())
@@ -93,33 +93,37 @@ def first_receipt(headers: list[tuple[bytes, bytes]], fallback: dt.datetime) -> 
 
 
 def parse_for_checks(raw: bytes, received_at: dt.datetime) -> _Parsed:
+    mail = read(raw)
     try:
-        d, body_at = parse_header_block(raw)
+        d = parse_header_block(mail)
     except (dkim.DKIMException, IndexError) as e:
         # IndexError: dkimpy appends a first line that starts with a blank to the field
         # above it, and there is none.
-        return _Parsed(None, [], None, _aware(received_at), f"malformed header block: {e}")
-    from_values = [unfold(v) for n, v in d.headers if n.lower() == b"from"]
-    from_domain = domain_of(address_of(from_values[0])) if len(from_values) == 1 else None
+        return _Parsed(mail, None, [], None, _aware(received_at),
+                       f"malformed header block: {e}")
+    # The bottom-most From is the one a signature covers; a second one above it is an
+    # unsigned instance, which the verdict names (dkimcheck.SigResult.unsigned_instances).
+    from_values = mail.get_all("From")
+    from_domain = domain_of(address_of(from_values[-1])) if from_values else None
     if any(n.lower() == b"dkim-signature" for n, _ in d.headers):
-        d.body = dkim_body(raw, body_at)  # check_all hashes it
-    return _Parsed(d, signature_key_names(d.headers), from_domain,
-                   first_receipt(d.headers, received_at))
+        d.body = dkim_body(mail)  # check_all hashes it
+    return _Parsed(mail, d, signature_key_names(d.headers), from_domain,
+                   first_receipt(mail, received_at))
 
 
-def run_checks(raw: bytes, parsed: _Parsed, keys: dict[str, KeyAnswer]) -> Evidence:
+def run_checks(parsed: _Parsed, keys: dict[str, KeyAnswer]) -> _Checks:
     if parsed.dkim is None:
-        return Evidence([], ArcResult(reason=parsed.error), None, parsed.first_receipt,
+        return _Checks([], ArcResult(reason=parsed.error), None, parsed.first_receipt,
                         parsed.error)
     sigs = check_all(parsed.dkim, keys, parsed.first_receipt)
-    arc = check_arc(raw, parsed.dkim.headers, keys)
-    return Evidence(sigs, arc, parsed.from_domain, parsed.first_receipt)
+    arc = check_arc(parsed.mail, parsed.dkim.headers, keys)
+    return _Checks(sigs, arc, parsed.from_domain, parsed.first_receipt)
 
 
-def check_and_conclude(raw: bytes, parsed: _Parsed, keys: dict[str, KeyAnswer],
+def check_and_conclude(parsed: _Parsed, keys: dict[str, KeyAnswer],
                        subscriber: str | None, authserv_id: str) -> tuple:
-    ev = run_checks(raw, parsed, keys)
-    return ev, conclude(raw, ev, subscriber, authserv_id)
+    ev = run_checks(parsed, keys)
+    return ev, conclude(parsed.mail, ev, subscriber, authserv_id)
 
 
 def first_pass(raw: bytes, received_at: dt.datetime, subscriber: str | None,
@@ -131,30 +135,18 @@ def first_pass(raw: bytes, received_at: dt.datetime, subscriber: str | None,
     keys = cached_keys(parsed.key_names)
     if keys is None:
         return parsed, None
-    return parsed, check_and_conclude(raw, parsed, keys, subscriber, authserv_id)
+    return parsed, check_and_conclude(parsed, keys, subscriber, authserv_id)
 
 
-def conclude(raw: bytes, ev: Evidence, subscriber: str | None, authserv_id: str) -> tuple:
-    """The copy path, the verdict on this copy as it stands, and its confirmation (if any)."""
-    path = classify(raw, subscriber)
+def conclude(mail: RawMail, ev: _Checks, subscriber: str | None, authserv_id: str) -> tuple:
+    """The copy path, and the verdict on this copy as it stands with its evidence."""
+    path = classify(mail, subscriber)
     verdict = judge(path, ev.sigs, ev.arc, ev.from_domain)
     if ev.error:
         verdict.reasons.insert(0, ev.error)
     verdict.auth_results = auth_results(authserv_id, ev.sigs, ev.arc)
-    verdict.detail = {
-        "path": path.to_json(),
-        "from_domain": ev.from_domain,
-        "first_receipt": ev.first_receipt.astimezone(dt.timezone.utc).replace(tzinfo=None)
-        .isoformat() + "Z",
-        "dkim": [s.to_json() for s in ev.sigs],
-        "alignment": [{"d": s.d, "relaxed": aligned(s.d, ev.from_domain),
-                       "strict": aligned(s.d, ev.from_domain, strict=True)} for s in ev.sigs],
-        "arc": ev.arc.to_json(),
-    }
-    confirmation = find_confirmation(raw) if may_confirm(ev.from_domain) else None
-    if confirmation is not None:
-        verdict.confirmation = confirmation
-        verdict.detail["confirmation"] = confirmation
+    verdict.evidence = Evidence(path, ev.from_domain, ev.first_receipt, ev.sigs, ev.arc)
+    verdict.confirmation = find_confirmation(mail) if may_confirm(ev.from_domain) else None
     return path, verdict
 
 
@@ -195,11 +187,12 @@ class Verifier:
         if not unwrap or depth >= MAX_UNWRAP_DEPTH:
             why = "unwrapping is off (policy.unwrap = false)" if not unwrap else "nested too deep"
             return Verdict(UNVERIFIABLE, [f"{what}, not unwrapped: {why}", *verdict.reasons],
-                           detail=verdict.detail, auth_results=verdict.auth_results)
+                           evidence=verdict.evidence, auth_results=verdict.auth_results)
         inner = await self._verify(path.inner, subscriber, received_at, unwrap, depth + 1)
         inner.reasons.insert(0, f"{what}: the enclosed original was checked, stored and "
                                 f"threaded; the wrapper is kept as evidence")
-        inner.detail["wrapper"] = verdict.detail
+        assert inner.evidence is not None  # conclude() always sets it
+        inner.evidence.wrapper = verdict.evidence
         if inner.inner is None:
             inner.inner = path.inner
         return inner
@@ -215,7 +208,7 @@ class Verifier:
         hit = self._evidence_cache.get(key)
         if hit and hit[0] > now:
             ev = await asyncio.shield(hit[1])
-            return await self._off_loop(conclude, raw, ev, subscriber, authserv)
+            return await self._off_loop(lambda: conclude(read(raw), ev, subscriber, authserv))
         shared = asyncio.get_running_loop().create_future()
         self._evidence_cache[key] = (now + EVIDENCE_CACHE_SECONDS, shared)
         while len(self._evidence_cache) > EVIDENCE_CACHE_MAX:
@@ -228,8 +221,8 @@ class Verifier:
                                                 authserv, self.keys.cached)
             if done is None:
                 keys = await self.keys.fetch(parsed.key_names)
-                done = await self._off_loop(check_and_conclude, raw, parsed, keys,
-                                            subscriber, authserv)
+                done = await self._off_loop(check_and_conclude, parsed, keys, subscriber,
+                                            authserv)
         except BaseException as e:
             self._evidence_cache.pop(key, None)
             if isinstance(e, asyncio.CancelledError):

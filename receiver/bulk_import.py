@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 from peewee import Database
 
 from receiver.config import Config
+from receiver.mail import read
 from receiver.mailfiles import MailItem
 from receiver.parse.worker import Budget, ParseWorkers
 from receiver.pipeline import (DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAILED, Envelope,
@@ -123,7 +124,7 @@ class Importer:
         async def one(item: MailItem) -> None:
             try:
                 env = Envelope(source="import", session_id=session, peer=source_name)
-                outcome = (await pipeline.deliver(item.raw, env, [(rcpt, mb)]))[0]
+                outcome = (await pipeline.deliver(read(item.raw), env, [(rcpt, mb)]))[0]
                 summary.counts[outcome.status] += 1
                 if outcome.status in (REJECTED, TEMPFAILED):
                     summary.reasons[f"{outcome.status}: {outcome.reason}"] += 1

@@ -12,6 +12,7 @@ import authres.arc
 import pytest
 
 from receiver import config as configmod
+from receiver.mail import read
 from receiver.verify import Verifier, dnskeys
 from receiver.verify.dkimcheck import SigResult
 from tests import mailfixtures as F
@@ -30,7 +31,7 @@ def verifier(dns, **env) -> Verifier:
 def run(v: Verifier, raw: bytes, subscriber: str | None = F.SUBSCRIBER, **kw):
     async def go():
         try:
-            return await v.verify(raw, subscriber=subscriber, received_at=NOW, **kw)
+            return await v.verify(read(raw), subscriber=subscriber, received_at=NOW, **kw)
         finally:
             await v.close()
     return asyncio.run(go())
@@ -190,9 +191,9 @@ def test_keys_are_cached_and_one_data_is_verified_once(dns):
     raw = F.signed()
 
     async def go():
-        first = await asyncio.gather(*(v.verify(raw, subscriber=f"u{i}@corp.example",
+        first = await asyncio.gather(*(v.verify(read(raw), subscriber=f"u{i}@corp.example",
                                                 received_at=NOW) for i in range(5)))
-        other = await v.verify(F.sieve_redirect(raw), subscriber=F.SUBSCRIBER, received_at=NOW)
+        other = await v.verify(read(F.sieve_redirect(raw)), subscriber=F.SUBSCRIBER, received_at=NOW)
         await v.close()
         return first, other
 

@@ -30,7 +30,7 @@ TRACES = [
 
 
 def verdict_of(raw: bytes):
-    parsed = parse_for_checks(raw, NOW)
+    parsed = parse_for_checks(read(raw), NOW)
     _, (path, verdict) = check_and_conclude(parsed, KEYS, F.SUBSCRIBER, "rx.example")
     return path, verdict
 

@@ -533,7 +533,8 @@ class Hardened:
             raw = stream.message()
             del stream
             self.envelope.content = self.envelope.original_content = raw
-            self.envelope.smtp_defects = list(read(raw).defects)
+            # Read once, here: the handler hands this object on to every stage.
+            self.envelope.mail = read(raw)
             status = await self._call_handler_hook("DATA")
             self._set_post_data_state()
             await self.push(status)

@@ -263,8 +263,9 @@ class Writer:
         for _, fut in lost:
             _settle(fut, error=WriterFailed("the store writer died during the commit"))
             self.stage.done()
-        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        thread.start()
+        self._thread = thread  # started before stop() can see it
 
     def submit(self, requests: list[DeliveryRequest]) -> concurrent.futures.Future:
         """Future of list[DeliveryResult], resolved after COMMIT (or with the error)."""

@@ -92,8 +92,7 @@ def first_receipt(mail: RawMail, fallback: dt.datetime) -> dt.datetime:
     return _aware(fallback)
 
 
-def parse_for_checks(raw: bytes, received_at: dt.datetime) -> _Parsed:
-    mail = read(raw)
+def parse_for_checks(mail: RawMail, received_at: dt.datetime) -> _Parsed:
     try:
         d = parse_header_block(mail)
     except (dkim.DKIMException, IndexError) as e:
@@ -126,12 +125,12 @@ def check_and_conclude(parsed: _Parsed, keys: dict[str, KeyAnswer],
     return ev, conclude(parsed.mail, ev, subscriber, authserv_id)
 
 
-def first_pass(raw: bytes, received_at: dt.datetime, subscriber: str | None,
+def first_pass(mail: RawMail, received_at: dt.datetime, subscriber: str | None,
                authserv_id: str, cached_keys: Callable[[list[str]], dict | None]) -> tuple:
     """The parse, and the whole check when no key needs fetching: none is named, or
     `cached_keys` has every one (the usual case once a signer's key has been seen)."""
     faults.hit("verifier")
-    parsed = parse_for_checks(raw, received_at)
+    parsed = parse_for_checks(mail, received_at)
     keys = cached_keys(parsed.key_names)
     if keys is None:
         return parsed, None
@@ -172,15 +171,16 @@ class Verifier:
         job.add_done_callback(lambda _: self.stage.done())
         return await asyncio.wrap_future(job)
 
-    async def verify(self, raw: bytes, *, subscriber: str | None, received_at: dt.datetime,
-                     unwrap: bool | None = None) -> Verdict:
+    async def verify(self, mail: RawMail, *, subscriber: str | None,
+                     received_at: dt.datetime, unwrap: bool | None = None) -> Verdict:
+        """The verdict on one copy, as the edge read it (receiver.mail.read)."""
         if unwrap is None:
             unwrap = self.config.get("policy", "unwrap")
-        return await self._verify(raw, subscriber, received_at, unwrap, 0)
+        return await self._verify(mail, subscriber, received_at, unwrap, 0)
 
-    async def _verify(self, raw: bytes, subscriber: str | None, received_at: dt.datetime,
+    async def _verify(self, mail: RawMail, subscriber: str | None, received_at: dt.datetime,
                       unwrap: bool, depth: int) -> Verdict:
-        path, verdict = await self._checked(raw, subscriber, received_at)
+        path, verdict = await self._checked(mail, subscriber, received_at)
         if path.kind != WRAPPED:
             return verdict
         what = f"wrapped copy ({path.how[0]})"
@@ -188,7 +188,8 @@ class Verifier:
             why = "unwrapping is off (policy.unwrap = false)" if not unwrap else "nested too deep"
             return Verdict(UNVERIFIABLE, [f"{what}, not unwrapped: {why}", *verdict.reasons],
                            evidence=verdict.evidence, auth_results=verdict.auth_results)
-        inner = await self._verify(path.inner, subscriber, received_at, unwrap, depth + 1)
+        inner = await self._verify(read(path.inner), subscriber, received_at, unwrap,
+                                   depth + 1)
         inner.reasons.insert(0, f"{what}: the enclosed original was checked, stored and "
                                 f"threaded; the wrapper is kept as evidence")
         assert inner.evidence is not None  # conclude() always sets it
@@ -197,10 +198,11 @@ class Verifier:
             inner.inner = path.inner
         return inner
 
-    async def _checked(self, raw: bytes, subscriber: str | None,
+    async def _checked(self, mail: RawMail, subscriber: str | None,
                        received_at: dt.datetime) -> tuple:
         """(copy path, verdict); the DKIM/ARC evidence is shared by copies of equal bytes."""
         authserv = self.config.authserv_id
+        raw = mail.raw
         # Hashing a large message would hold the loop for milliseconds: do it in a thread.
         key = (_sha256(raw) if len(raw) <= HASH_ON_LOOP_MAX
                else await self._off_loop(_sha256, raw))
@@ -208,7 +210,7 @@ class Verifier:
         hit = self._evidence_cache.get(key)
         if hit and hit[0] > now:
             ev = await asyncio.shield(hit[1])
-            return await self._off_loop(lambda: conclude(read(raw), ev, subscriber, authserv))
+            return await self._off_loop(conclude, mail, ev, subscriber, authserv)
         shared = asyncio.get_running_loop().create_future()
         self._evidence_cache[key] = (now + EVIDENCE_CACHE_SECONDS, shared)
         while len(self._evidence_cache) > EVIDENCE_CACHE_MAX:
@@ -217,7 +219,7 @@ class Verifier:
             # At most two trips to the threads: parse (and, with no key to fetch, finish),
             # then after the DNS answers the crypto and the verdict together. Each trip
             # costs the loop a handoff, so the cached keys are looked at in the first one.
-            parsed, done = await self._off_loop(first_pass, raw, received_at, subscriber,
+            parsed, done = await self._off_loop(first_pass, mail, received_at, subscriber,
                                                 authserv, self.keys.cached)
             if done is None:
                 keys = await self.keys.fetch(parsed.key_names)

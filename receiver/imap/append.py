@@ -16,6 +16,7 @@ from pymap.parsing.response import ResponseCode
 
 from receiver.delivery import REJECTED, TEMPFAILED, Envelope
 from receiver.imap import connection
+from receiver.mail import RawMail, read
 from receiver.pipeline import UNAVAILABLE, Outcome, Pipeline
 from receiver.store import folders
 from receiver.store.folders import FolderInfo
@@ -64,16 +65,17 @@ class Appender:
         self.login = login
         self.run = run
 
-    def envelope(self) -> Envelope:
+    def envelope(self, mail: RawMail) -> Envelope:
         return Envelope(source="imap", session_id=connection.session_id(),
                         peer=connection.peer(), tls=tls_of(connection.cipher()),
-                        auth_user=self.login, received_at=utcnow())
+                        auth_user=self.login, smtp_defects=list(mail.defects),
+                        received_at=utcnow())
 
     async def __call__(self, folder: FolderInfo, msg: AppendMessage) -> int:
         """The UID of the committed copy in `folder`; raises the NO otherwise."""
         # The literal exactly as the client sent it: these are the bytes stored.
-        raw = bytes(msg.literal)
-        [outcome] = await self.pipeline.deliver(raw, self.envelope(),
+        mail = read(bytes(msg.literal))
+        [outcome] = await self.pipeline.deliver(mail, self.envelope(mail),
                                                 [(self.mailbox.email, self.mailbox)])
         refused = refusal(outcome)
         if refused is not None:

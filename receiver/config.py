@@ -97,6 +97,20 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:"
                    "DHE-RSA-CHACHA20-POLY1305",
     },
+    "imap": {
+        # HOST:PORT of the IMAP listener (STARTTLS; 143 in production) and of the one
+        # speaking TLS from the first byte (993); empty: none. Both need tls.cert_file.
+        "listen": "",
+        "implicit_listen": "",
+        # Commands answered BAD in a row before the connection is closed.
+        "max_errors": 10,
+        # Seconds a client may stay silent (IDLE included) before BYE; RFC 3501 asks for
+        # at least 30 minutes.
+        "timeout": 1800,
+        # Concurrent connections, in total and per client address; past either: BYE.
+        "max_sessions": 200,
+        "max_sessions_per_ip": 20,
+    },
     "auth": {
         # Failed AUTH attempts per client address within failure_window seconds before
         # further attempts are refused with 454 4.7.0.
@@ -306,6 +320,11 @@ def _validate(config: Config) -> None:
         raise ConfigError("tls.require_starttls needs tls.cert_file and tls.key_file")
     if tls["min_version"] not in ("TLSv1.2", "TLSv1.3"):
         raise ConfigError("tls.min_version: TLSv1.2 or TLSv1.3")
+    for key in ("listen", "implicit_listen"):
+        if config.get("imap", key):
+            if not tls["cert_file"]:
+                raise ConfigError(f"imap.{key} needs tls.cert_file and tls.key_file")
+            parse_hostport(config.get("imap", key), f"imap.{key}")
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(tls["ciphers"])
     except ssl.SSLError:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PROVIDERS = ("gmail", "outlook", "exchange", "sieve", "postfix", "migrationwiz")
+PROVIDERS = ("gmail", "outlook", "exchange", "sieve", "postfix", "migrationwiz", "thunderbird",
+             "outlook-desktop", "apple-mail", "imapsync", "mbsync", "offlineimap", "import")
 
 TITLES = {
     "gmail": "Gmail and Google Workspace: automatic forwarding",
@@ -18,8 +19,31 @@ TITLES = {
     "exchange": "Exchange and Microsoft 365 (administrator): a mail flow rule",
     "sieve": "Sieve (Dovecot, Fastmail, Proton Bridge, cPanel...): redirect :copy",
     "postfix": "Postfix (the mail server itself): recipient_bcc_maps",
-    "migrationwiz": "Bulk copy of old mail (MigrationWiz and similar tools, or a file export)",
+    "migrationwiz": "Bulk copy of old mail with MigrationWiz (an IMAP destination)",
+    "thunderbird": "Thunderbird: add the receiver as an IMAP account and drag mail in",
+    "outlook-desktop": "Outlook (desktop): add the receiver as an IMAP account and drag mail in",
+    "apple-mail": "Apple Mail: add the receiver as an IMAP account and drag mail in",
+    "imapsync": "imapsync: copy a mailbox from its IMAP server to the receiver",
+    "mbsync": "mbsync (isync): push a local Maildir or an IMAP mailbox to the receiver",
+    "offlineimap": "offlineimap: copy a mailbox from its IMAP server to the receiver",
+    "import": "Old mail from a file export (mbox, Maildir, .eml): the receiver's import",
 }
+
+# Every IMAP guide starts from the account the receiver issues for the mailbox.
+_ACCOUNT = """The account: server {imap_host}, port {imap_port}, SSL/TLS from the start (or port 143
+with STARTTLS), normal password. User name {email} (or {address}); the password is
+the one the receiver issues, never the mailbox's own:
+
+    threads-receiver mailbox credentials {email}
+"""
+
+# What every IMAP guide says about the receiver's side of IMAP.
+_IMAP_NOTES = """Whatever comes in over IMAP goes through the same checks, policy and threading as a
+redirected copy, and is kept exactly as the client sent it. A refused message gets a
+NO naming what changed; a storage fault NO [UNAVAILABLE]: the client retries. The
+folder a message was copied into is kept as a label. Deleting or moving a message
+over IMAP only hides it from that folder: the archive itself is never deleted over
+IMAP (retention and `mailbox remove` are the administrator's)."""
 
 GUIDES = {
     "gmail": """\
@@ -98,7 +122,122 @@ makes the copy in its cleanup daemon before delivery, so the copy is the very
 message delivered locally; keep content filters that rewrite messages (disclaimers,
 footers) after the copy or exempt the receiver domain. The receiver must be reachable
 on port 25 from this server (its MX record, or a transport_maps entry).""",
-    "migrationwiz": """\
+    "migrationwiz": _ACCOUNT + """
+For many mailboxes at once, make the CSV MigrationWiz imports (email, server, port,
+username, password; credentials are issued to every mailbox that has none):
+
+    threads-receiver mailbox credentials --all --csv > receiver-users.csv
+
+1. In MigrationWiz create a Mailbox Migration project. Source: the old mail system.
+   Destination: "IMAP", server {imap_host}, port {imap_port}, "Use SSL" ticked.
+2. Add the users (Bulk Add → import receiver-users.csv): destination login name
+   {email}, destination password from the CSV.
+3. Start a Full Migration. An interrupted pass is simply started again: messages
+   already copied are found by MigrationWiz and, byte for byte, by the receiver too.
+
+""" + _IMAP_NOTES,
+    "thunderbird": _ACCOUNT + """
+1. Account Settings → Account Actions → Add Mail Account. Enter your name, {email}
+   and the password above, then "Configure manually": incoming IMAP, {imap_host},
+   port {imap_port}, SSL/TLS, Normal password, username {email}. Outgoing: choose
+   any existing server (nothing is sent through the receiver). Done.
+2. Select messages (or a whole folder) in the old account and drag them onto the
+   receiver account's Inbox or any folder you create there. Thunderbird copies them
+   with IMAP APPEND; hold Ctrl (Cmd on a Mac) while dropping so the old account keeps
+   its copy ("copy", not "move").
+
+""" + _IMAP_NOTES,
+    "outlook-desktop": _ACCOUNT + """
+1. File → Add Account → enter {email} → Advanced options → "Let me set up my
+   account manually" → IMAP. Incoming mail: {imap_host}, port {imap_port},
+   encryption SSL/TLS. Outgoing mail: any server (nothing is sent through the
+   receiver). Enter the password above.
+2. In the folder pane, select messages in the old mailbox and drag them with the
+   right mouse button onto the receiver account's Inbox → "Copy". Outlook copies
+   each message as it holds it; messages Outlook rebuilt from Exchange can lose their
+   original headers and be judged unverifiable.
+
+""" + _IMAP_NOTES,
+    "apple-mail": _ACCOUNT + """
+1. Mail → Settings → Accounts → + → Other Mail Account. Enter {email} and the
+   password above; when asked, account type IMAP, incoming server {imap_host},
+   user name {email}; outgoing server: any. Under Server Settings untick
+   "Automatically manage connection settings" and set port {imap_port}, TLS/SSL on.
+2. Select messages in the old mailbox and Option-drag them onto the receiver
+   account's Inbox (Option copies instead of moving).
+
+""" + _IMAP_NOTES,
+    "imapsync": _ACCOUNT + """
+    imapsync --host1 OLD-IMAP-SERVER --user1 {email} --password1 'OLD-PASSWORD' \\
+             --host2 {imap_host} --port2 {imap_port} --ssl2 \\
+             --user2 {email} --password2 'RECEIVER-PASSWORD' \\
+             --nofoldersizes --noexpungeaftereach --delete2 0
+
+Run the same command again after an interruption: imapsync skips what is there by
+Message-ID, and a byte-identical copy is the receiver's duplicate anyway. Never use
+--delete1 to move mail: the receiver is a copy.
+
+""" + _IMAP_NOTES,
+    "mbsync": _ACCOUNT + """
+An ~/.mbsyncrc that pushes a local Maildir (or, with an IMAPStore instead of the
+MaildirStore, another IMAP server) to the receiver:
+
+    IMAPAccount receiver
+    Host {imap_host}
+    Port {imap_port}
+    User {email}
+    PassCmd "cat ~/.receiver-password"
+    SSLType IMAPS
+
+    IMAPStore receiver
+    Account receiver
+
+    MaildirStore local
+    Path ~/Mail/
+    Inbox ~/Mail/INBOX
+    SubFolders Verbatim
+
+    Channel push
+    Far :receiver:
+    Near :local:
+    Patterns *
+    Sync Push
+    Create Far
+    SyncState *
+
+then `mbsync -a`, again after an interruption (its state files remember what was
+copied). mbsync adds one line of its own to each message it copies (X-TUID, its
+marker to find the message after a crash); the receiver keeps that line too.
+
+""" + _IMAP_NOTES,
+    "offlineimap": _ACCOUNT + """
+An ~/.offlineimaprc that copies IMAP to IMAP:
+
+    [general]
+    accounts = migrate
+
+    [Account migrate]
+    localrepository = receiver
+    remoterepository = old
+
+    [Repository old]
+    type = IMAP
+    remotehost = OLD-IMAP-SERVER
+    remoteuser = {email}
+    readonly = True
+
+    [Repository receiver]
+    type = IMAP
+    remotehost = {imap_host}
+    remoteport = {imap_port}
+    ssl = yes
+    remoteuser = {email}
+
+then `offlineimap -o`, again after an interruption. The receiver offers UIDPLUS, so
+offlineimap does not add its X-OfflineIMAP header to the copies.
+
+""" + _IMAP_NOTES,
+    "import": """\
 Old mail is copied once; new mail arrives through one of the rules above.
 
 From a file export (mbox from Google Takeout, Thunderbird or an IMAP backup tool, a
@@ -109,9 +248,8 @@ Maildir, or a folder of .eml files), run on the receiver:
 Every message goes through the same checks, policy and threading as a pushed copy.
 Run it again after an interruption: what is stored already is skipped.
 
-From a bulk copy tool that delivers over SMTP (MigrationWiz to an SMTP destination,
-imapsync piped to sendmail, a journaling archive export): issue the tool its own
-SMTP AUTH credential with
+From a bulk copy tool that delivers over SMTP (imapsync piped to sendmail, a
+journaling archive export): issue the tool its own SMTP AUTH credential with
 
     threads-receiver mailbox credentials {email}
 
@@ -133,6 +271,8 @@ What the receiver refuses, and why
   550 5.7.1, as the mailbox's policy says; the reply names what changed.
 - Storage trouble on the receiver: 451 4.3.0, so the sending server keeps the message
   and retries; nothing is lost.
+- Over IMAP the same refusals are a NO with the same sentence, and storage trouble
+  is NO [UNAVAILABLE].
 
 Check the first copy
 
@@ -146,31 +286,35 @@ Check the first copy
    means the rule forwards instead of redirecting."""
 
 
-def guide(provider: str, email: str, address: str) -> str:
+def guide(provider: str, email: str, address: str, imap_host: str, imap_port: int = 993) -> str:
     """One provider's steps, then what is refused and how to check the first copy."""
-    body = GUIDES[provider].format(email=email, address=address)
+    body = GUIDES[provider].format(email=email, address=address, imap_host=imap_host,
+                                   imap_port=imap_port)
     common = COMMON.format(email=email, address=address)
     return f"{TITLES[provider]}\n\n{body}\n\n{common}\n"
 
 
 EXAMPLE_EMAIL = "alice@corp.example"
 EXAMPLE_ADDRESS = "alice-<token>@push.example.com"
+EXAMPLE_HOST = "push.example.com"
 
 
 def docs_markdown() -> str:
     """docs/setup-guides.md: every guide for an example mailbox."""
     parts = [
-        "# Setting up a copy rule\n",
+        "# Setting up a copy rule, or copying mail in over IMAP\n",
         "Each guide below is what `threads-receiver mailbox instructions EMAIL --provider P`",
         f"prints, shown here for the mailbox {EXAMPLE_EMAIL} whose receiver address is",
-        f"`{EXAMPLE_ADDRESS}` (`threads-receiver mailbox show EMAIL` prints the real one).",
+        f"`{EXAMPLE_ADDRESS}` (`threads-receiver mailbox show EMAIL` prints the real one),",
+        f"and whose receiver answers IMAP at {EXAMPLE_HOST}:993.",
         "",
         "Contents: " + ", ".join(f"[{p}](#{p})" for p in PROVIDERS) + ".",
         "",
     ]
     for p in PROVIDERS:
         parts += [f'<a id="{p}"></a>', f"## {p}", "", "```text",
-                  guide(p, EXAMPLE_EMAIL, EXAMPLE_ADDRESS).rstrip("\n"), "```", ""]
+                  guide(p, EXAMPLE_EMAIL, EXAMPLE_ADDRESS, EXAMPLE_HOST).rstrip("\n"), "```",
+                  ""]
     return "\n".join(parts)
 
 

@@ -49,6 +49,12 @@ COMMIT_BATCH = Histogram("receiver_db_commit_batch", "Delivery requests per grou
 THREADS_MERGED = Counter("receiver_threads_merged",
                          "Threads merged into another one (rolled-back batches included).",
                          registry=REGISTRY)
+IMAP_SESSIONS = Counter("receiver_imap_sessions", "IMAP connections accepted.",
+                        registry=REGISTRY)
+IMAP_SESSIONS_OPEN = Gauge("receiver_imap_sessions_open", "IMAP connections open now.",
+                           registry=REGISTRY)
+IMAP_LOGINS = Counter("receiver_imap_logins", "IMAP logins, by result (ok, failed, blocked).",
+                      ["result"], registry=REGISTRY)
 INFLIGHT = Gauge("receiver_inflight_bytes", "Message bytes between DATA and the reply.",
                  registry=REGISTRY)
 
@@ -66,6 +72,19 @@ def session_opened(protocol) -> None:
 def session_closed(protocol, error: BaseException | None = None) -> None:
     SESSIONS_OPEN.dec()
     logs.session_line(protocol.session, protocol.receiver_started, error)
+
+
+def imap_session_opened() -> None:
+    IMAP_SESSIONS.inc()
+    IMAP_SESSIONS_OPEN.inc()
+
+
+def imap_session_closed() -> None:
+    IMAP_SESSIONS_OPEN.dec()
+
+
+def imap_login(result: str) -> None:
+    IMAP_LOGINS.labels(result).inc()
 
 
 def verdicts_seen(source: str, verdicts) -> None:

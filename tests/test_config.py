@@ -61,6 +61,7 @@ def test_sqlite_path_is_relative_to_the_config(tmp_path):
     ("[smtp]\nstress_threshold = 0.0\n", {}, "smtp.stress_threshold"),
     ("[smtp]\nbacklog = 0\n", {}, "smtp.backlog"),
     ("[tls]\nciphers = \"NO-SUCH-SUITE\"\n", {}, "tls.ciphers"),
+    ("[imap]\nlisten = \"127.0.0.1:143\"\n", {}, "imap.listen needs tls.cert_file"),
 ])
 def test_bad_config_says_which_key(tmp_path, text, env, words):
     path = tmp_path / "r.toml"

@@ -6,6 +6,7 @@ import click
 
 from receiver.cli.context import AppContext, CliError, emit_json, pass_app
 from receiver.cli.mailbox import address_text, json_option, mailbox
+from receiver.imap.endpoint import endpoint
 from receiver.instructions import PROVIDERS, guide
 from receiver.store import mailboxes
 
@@ -30,7 +31,8 @@ def instructions(app: AppContext, email: str, provider: str | None, as_json: boo
                    "set yours with `threads-receiver init --domain push.example.com` (or "
                    f"receiver.domains in {app.config.path})", err=True)
     chosen = [provider] if provider else list(PROVIDERS)
-    texts = {p: guide(p, mb.email, address) for p in chosen}
+    host, port = endpoint(app.config)
+    texts = {p: guide(p, mb.email, address, host, port) for p in chosen}
     if as_json:
         emit_json({"email": mb.email, "address": address, "guides": texts})
         return

@@ -1,8 +1,10 @@
-"""`status`: is the receiver healthy? The SMTP listener, the database, the metrics listener."""
+"""`status`: is the receiver healthy? The SMTP (and IMAP) listeners, the database, the
+metrics listener."""
 
 from __future__ import annotations
 
 import socket
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -28,22 +30,35 @@ def is_our_greeting(greeting: str) -> bool:
     return first.startswith("220") and IDENT in first.split()
 
 
-def smtp_banner(listen: str) -> tuple[bool, str]:
-    """Connect to the configured listener and read its greeting."""
+def smtp_banner(listen: str, ready: str = "220", bye: bytes = b"QUIT\r\n",
+                tls: bool = False) -> tuple[bool, str]:
+    """Connect to the configured listener and read its greeting (SMTP's, or with
+    `ready`="* OK" and `bye`=LOGOUT an IMAP listener's, `tls` for implicit TLS)."""
     host, port = parse_hostport(listen)
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     try:
-        with socket.create_connection((host, port), timeout=TIMEOUT) as s:
+        with socket.create_connection((host, port), timeout=TIMEOUT) as raw:
+            s = _unverified().wrap_socket(raw) if tls else raw
             s.settimeout(TIMEOUT)
             greeting = s.recv(512).decode("ascii", "replace").strip()
-            s.sendall(b"QUIT\r\n")
+            s.sendall(bye)
     except OSError as e:
         return False, f"{host}:{port}: {e.strerror or e}"
     said = greeting.splitlines()[0] if greeting else "no greeting"
-    if greeting.startswith("220") and not is_our_greeting(greeting):
+    if not greeting.startswith(ready):
+        return False, f"{host}:{port}: {said}"
+    if ready == "220" and not is_our_greeting(greeting):
         return False, f"{host}:{port}: not this receiver: {said}"
-    return is_our_greeting(greeting), f"{host}:{port}: {said}"
+    return True, f"{host}:{port}: {said}"
+
+
+def _unverified() -> ssl.SSLContext:
+    """A health check of our own listener: whether it answers, not its certificate."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 def healthz(listen: str) -> tuple[bool, str]:
@@ -71,6 +86,11 @@ def status(app: AppContext, listen: str | None, metrics_listen: str | None, as_j
     checks: dict[str, dict] = {}
     ok, detail = smtp_banner(listen or cfg.get("smtp", "listen"))
     checks["smtp"] = {"ok": ok, "detail": detail}
+    for key, name in (("listen", "imap"), ("implicit_listen", "imaps")):
+        if cfg.get("imap", key):
+            ok, detail = smtp_banner(cfg.get("imap", key), "* OK", b"a LOGOUT\r\n",
+                                     tls=key == "implicit_listen")
+            checks[name] = {"ok": ok, "detail": detail}
     db = open_database(cfg.database_url, cfg.get("database", "lock_timeout"))
     problem = database_answers(db)
     version = None if problem else schema_version(db)

@@ -12,11 +12,12 @@ import socket
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from receiver import config as configmod
 from receiver import malloc, metrics
 from receiver.exits import EX_SOFTWARE
+from receiver.imap import server as imap
 from receiver.config import Config, parse_hostport
 from receiver.parse.worker import Budget, ParseWorkers
 from receiver.pipeline import Pipeline
@@ -69,6 +70,8 @@ class Daemon:
     hostname: str = ""
     watchdog: Watchdog | None = None
     heartbeat: asyncio.Task | None = None
+    # [imap] key (listen, implicit_listen) → the port it listens on.
+    imap_ports: dict[str, int] = field(default_factory=dict)
 
     def factory(self, implicit_tls: bool = False):
         def make():
@@ -181,6 +184,10 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
                                            reuse_port=sock is not None)
         daemon.servers.append(tserver)
         daemon.tls_port = tserver.sockets[0].getsockname()[1]
+    imap_servers = await imap.start(config, pipeline, daemon.tls, hostname, shared.auth_failures,
+                                    reuse_port=sock is not None)
+    daemon.servers += imap_servers.values()
+    daemon.imap_ports = {k: s.sockets[0].getsockname()[1] for k, s in imap_servers.items()}
     return daemon
 
 
@@ -188,6 +195,8 @@ async def run(config: Config, listen: str | None = None, lmtp: bool | None = Non
               announce=print) -> None:
     daemon = await start(config, listen, lmtp)
     kind = "LMTP" if daemon.lmtp else "SMTP"
+    for key, port in daemon.imap_ports.items():
+        announce(f"threads-receiver: IMAP ({imap.KINDS[key]}) on port {port}")
     also = f" (implicit TLS on port {daemon.tls_port})" if daemon.tls_port is not None else ""
     announce(f"threads-receiver: {kind} listening on {daemon.host}:{daemon.port}{also}")
     metrics_http = metrics.start_listener(

@@ -75,6 +75,13 @@ def is_postgres(db: Database) -> bool:
     return isinstance(db, PostgresqlDatabase)
 
 
+def write_transaction(db: Database):
+    """A transaction that writes after reading: on SQLite it takes the write lock at
+    BEGIN (IMMEDIATE), else its first write would fail at once with "database is
+    locked" whenever another connection writes, instead of waiting for its turn."""
+    return db.atomic() if is_postgres(db) else db.atomic("IMMEDIATE")
+
+
 def create_schema(db: Database) -> None:
     with db.connection_context():
         with db.atomic():

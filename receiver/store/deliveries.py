@@ -21,7 +21,7 @@ from receiver import faults, metrics
 from receiver.delivery import STORED, DeliveryRequest, DeliveryResult
 from receiver.parse.record import ParsedMessage
 from receiver.stages import Stage
-from receiver.store.db import is_postgres
+from receiver.store.db import write_transaction
 from receiver.store.models import Blob, Delivery, Message
 from receiver.store import threading as threadstore
 from receiver.threads.links import ThreadLinks, links_of
@@ -351,7 +351,7 @@ class Writer:
             try:
                 # SQLite: take the write lock up front. A deferred transaction that reads
                 # first cannot wait for another process's writer (`serve --workers`).
-                with self.db.atomic() if is_postgres(self.db) else self.db.atomic("IMMEDIATE"):
+                with write_transaction(self.db):
                     threadstore.lock_threading(self.db)
                     flat = store_deliveries([r for reqs, _ in jobs for r in reqs],
                                             self.subject_rule)

@@ -16,7 +16,7 @@ from peewee import Database, DateTimeField, IntegerField, TextField
 from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator, migrate
 
 from receiver.store.db import StoreError, is_postgres, schema_version
-from receiver.store.models import SCHEMA_VERSION, Delivery, SchemaInfo
+from receiver.store.models import SCHEMA_VERSION, Delivery, Folder, FolderEntry, SchemaInfo
 
 PG_MIGRATION_LOCK = 0x7468726561647301
 
@@ -42,7 +42,12 @@ def _to_3(m: SchemaMigrator) -> None:
             Delivery.update(confirmation=json.dumps(found)).where(Delivery.id == pk).execute()
 
 
-MIGRATIONS: dict[int, Callable[[SchemaMigrator], None]] = {2: _to_2, 3: _to_3}
+def _to_4(m: SchemaMigrator) -> None:
+    """IMAP folders and the deliveries seen in each (receiver.imap)."""
+    m.database.create_tables([Folder, FolderEntry], safe=True)
+
+
+MIGRATIONS: dict[int, Callable[[SchemaMigrator], None]] = {2: _to_2, 3: _to_3, 4: _to_4}
 
 
 def pending(db: Database) -> list[int]:

@@ -28,7 +28,7 @@ from peewee import (
 )
 
 # Bumped with every migration in receiver/store/migrations.py.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 database = DatabaseProxy()
 
@@ -218,5 +218,37 @@ class Delivery(Base):
         indexes = ((("mailbox", "blob"), True),)
 
 
+class Folder(Base):
+    """Schema 4: an IMAP folder of one mailbox. Its name is a label on the deliveries
+    in it, never a threading input; its UIDVALIDITY never changes, RENAME included."""
+
+    id = AutoField()
+    mailbox = ForeignKeyField(Mailbox, backref="folders", on_delete="CASCADE")
+    name = CharField(max_length=512)
+    uidvalidity = BigIntegerField()
+    uidnext = BigIntegerField(default=1)
+    subscribed = BooleanField(default=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("mailbox", "name"), True),)
+
+
+class FolderEntry(Base):
+    """Schema 4: one delivery as seen in one folder. EXPUNGE hides it from that folder's
+    view; the delivery itself is never deleted over IMAP."""
+
+    id = AutoField()
+    folder = ForeignKeyField(Folder, backref="entries", on_delete="CASCADE")
+    uid = BigIntegerField()
+    delivery = ForeignKeyField(Delivery, on_delete="CASCADE")
+    flags = TextField(default="")  # space-separated IMAP flags and keywords
+    internal_date = DateTimeField(default=utcnow)
+    hidden = BooleanField(default=False)
+
+    class Meta:
+        indexes = ((("folder", "uid"), True), (("folder", "delivery"), True))
+
+
 MODELS = [SchemaInfo, Mailbox, MailboxAddress, Credential, Blob, Thread, ThreadMerge, MsgId,
-          Message, Delivery]
+          Message, Delivery, Folder, FolderEntry]

@@ -1,0 +1,93 @@
+"""APPEND: one appended message through the same pipeline as an SMTP delivery.
+
+The tagged OK (with APPENDUID) is sent only after the commit, as the SMTP 250 is; a
+refusal says what the SMTP reply would say. A byte-identical re-append is the store's
+duplicate: the folder shows the copy it already has under its UID.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from pymap.exceptions import MailboxError
+from pymap.parsing.message import AppendMessage
+from pymap.parsing.response import ResponseCode
+
+from receiver.delivery import REJECTED, TEMPFAILED, Envelope
+from receiver.imap import connection
+from receiver.mail import RawMail, read
+from receiver.pipeline import UNAVAILABLE, Outcome, Pipeline
+from receiver.store import folders
+from receiver.store.folders import FolderInfo
+from receiver.store.mailboxes import MailboxInfo
+from receiver.store.models import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def refusal(outcome: Outcome) -> MailboxError | None:
+    """The NO that answers an outcome which stored nothing, or None once committed."""
+    if outcome.status == REJECTED:
+        return MailboxError(None, outcome.reason.encode("utf-8", "replace"))
+    if outcome.status == TEMPFAILED:
+        return MailboxError(None, (outcome.reason or UNAVAILABLE).encode("utf-8", "replace"),
+                            ResponseCode.of(b"UNAVAILABLE"))
+    return None
+
+
+def unavailable() -> MailboxError:
+    return MailboxError(None, UNAVAILABLE.encode(), ResponseCode.of(b"UNAVAILABLE"))
+
+
+def tls_of(cipher) -> dict | None:
+    """The TLS columns of a delivery, from the connection's (name, version, bits)."""
+    if not cipher:
+        return None
+    return {"cipher": cipher[0], "version": cipher[1], "bits": cipher[2]}
+
+
+def internal_date(when: dt.datetime | None) -> dt.datetime:
+    """Naive UTC, as the store keeps every time."""
+    if when is None:
+        return utcnow()
+    if when.tzinfo is None:
+        return when
+    return when.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+class Appender:
+    """Appends for one logged-in session: the mailbox and who logged in are fixed."""
+
+    def __init__(self, pipeline: Pipeline, mailbox: MailboxInfo, login: str, run):
+        self.pipeline = pipeline
+        self.mailbox = mailbox
+        self.login = login
+        self.run = run
+
+    def envelope(self, mail: RawMail) -> Envelope:
+        return Envelope(source="imap", session_id=connection.session_id(),
+                        peer=connection.peer(), tls=tls_of(connection.cipher()),
+                        auth_user=self.login, smtp_defects=list(mail.defects),
+                        received_at=utcnow())
+
+    async def __call__(self, folder: FolderInfo, msg: AppendMessage) -> int:
+        """The UID of the committed copy in `folder`; raises the NO otherwise."""
+        # The literal exactly as the client sent it: these are the bytes stored.
+        mail = read(bytes(msg.literal))
+        [outcome] = await self.pipeline.deliver(mail, self.envelope(mail),
+                                                [(self.mailbox.email, self.mailbox)])
+        refused = refusal(outcome)
+        if refused is not None:
+            log.info("imap %s: APPEND to %r refused: %s %s", connection.session_id(), folder.name,
+                     outcome.status, outcome.reason)
+            raise refused
+        assert outcome.delivery_id is not None
+        flags = frozenset(f.value.decode("ascii", "replace") for f in msg.flag_set)
+        # Should this fail (NO [UNAVAILABLE]), the copy is committed: the client's retry
+        # is the store's duplicate, and is shown in the folder then.
+        uid = await self.run(folders.add_entry, folder.id, outcome.delivery_id, flags,
+                             internal_date(msg.when))
+        log.info("imap %s: APPEND to %r: %s delivery %s uid %s", connection.session_id(), folder.name,
+                 outcome.status, outcome.delivery_id, uid)
+        return uid

@@ -1,0 +1,258 @@
+"""pymap's backend over the store: the logged-in mailbox's folders and their entries.
+
+Nothing is cached between commands: every command sees the database as it is, so
+several daemons (`serve --workers`, several hosts on one PostgreSQL) show the same
+folders. A selected folder is re-read after each command (pymap's `set_messages`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import AsyncIterable, Iterable
+
+from pymap.backend.mailbox import MailboxDataInterface, MailboxSetInterface
+from pymap.backend.session import BaseSession
+from pymap.concurrent import Event
+from pymap.exceptions import MailboxError
+from pymap.flags import FlagOp
+from pymap.interfaces.message import CachedMessage
+from pymap.listtree import ListTree
+from pymap.mailbox import MailboxSnapshot
+from pymap.message import BaseLoadedMessage, BaseMessage
+from pymap.mime import MessageContent
+from pymap.parsing.message import AppendMessage
+from pymap.parsing.response import ResponseCode
+from pymap.parsing.specials import FetchRequirement, ObjectId
+from pymap.parsing.specials.flag import Flag, Seen
+from pymap.selected import SelectedMailbox, SelectedSet
+
+from receiver.imap.append import Appender, unavailable
+from receiver.imap.settings import Settings
+from receiver.pipeline import Pipeline
+from receiver.store import folders
+from receiver.store.db import run_read
+from receiver.store.deliveries import decompress
+from receiver.store.folders import EntryInfo, FolderInfo
+from receiver.store.mailboxes import MailboxInfo
+
+log = logging.getLogger(__name__)
+
+DELIMITER = "/"
+# How often an IDLE session looks for what other sessions (or daemons) changed.
+IDLE_POLL_SECONDS = 1.0
+
+
+class Backend:
+    """What every session of one listener shares: the pipeline and pymap's settings."""
+
+    def __init__(self, pipeline: Pipeline, settings: Settings):
+        self.pipeline = pipeline
+        self.settings = settings
+        self._selected: dict[int, SelectedSet] = {}
+
+    async def run(self, fn, *args):
+        """A store function, off the loop, in the pipeline's database threads. A fault
+        is a NO [UNAVAILABLE] to the command, never a dropped connection."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self.pipeline.executor, run_read, self.pipeline.writer.db, fn, *args)
+        except Exception as e:
+            log.error("imap: %s failed: %r", fn.__name__, e)
+            raise unavailable() from None
+
+    def selected_set(self, folder_id: int) -> SelectedSet:
+        return self._selected.setdefault(folder_id, SelectedSet())
+
+
+class Message(BaseMessage):
+    __slots__ = ["_backend", "delivery_id"]
+
+    def __init__(self, uid: int, internal_date: dt.datetime, flags: Iterable[Flag], *,
+                 delivery_id: int, backend: Backend, thread_id: ObjectId | None = None,
+                 expunged: bool = False):
+        super().__init__(uid, internal_date, flags, expunged=expunged,
+                         email_id=ObjectId(b"M%d" % delivery_id), thread_id=thread_id)
+        self.delivery_id = delivery_id
+        self._backend = backend
+
+    @classmethod
+    def of(cls, e: EntryInfo, backend: Backend) -> Message:
+        # A quarantined copy is in no thread yet: its THREADID is NIL.
+        return cls(e.uid, e.internal_date.replace(tzinfo=dt.UTC),
+                   [Flag(f) for f in e.flags], delivery_id=e.delivery_id, backend=backend,
+                   thread_id=ObjectId(b"T%d" % e.thread_id) if e.thread_id else None)
+
+    def again(self, *, flags: Iterable[Flag] | None = None) -> Message:
+        return Message(self.uid, self.internal_date,
+                       self.permanent_flags if flags is None else flags,
+                       delivery_id=self.delivery_id, backend=self._backend,
+                       thread_id=self.thread_id, expunged=self.expunged)
+
+    async def load_content(self, requirement: FetchRequirement) -> BaseLoadedMessage:
+        if requirement == FetchRequirement.NONE or requirement == FetchRequirement.METADATA:
+            return BaseLoadedMessage(self, requirement, None)
+        data, codec = await self._backend.run(folders.raw_of, self.delivery_id)
+        raw = await asyncio.get_running_loop().run_in_executor(
+            self._backend.pipeline.executor, decompress, data, codec)
+        return BaseLoadedMessage(self, requirement, MessageContent.parse(raw))
+
+
+class FolderData(MailboxDataInterface[Message]):
+    def __init__(self, backend: Backend, mailbox: MailboxInfo, info: FolderInfo,
+                 appender: Appender):
+        self.backend = backend
+        self.mailbox = mailbox
+        self.info = info
+        self.appender = appender
+
+    @property
+    def mailbox_id(self) -> ObjectId:
+        return ObjectId(b"F%d" % self.info.id)
+
+    @property
+    def readonly(self) -> bool:
+        return False
+
+    @property
+    def uid_validity(self) -> int:
+        return self.info.uidvalidity
+
+    @property
+    def selected_set(self) -> SelectedSet:
+        return self.backend.selected_set(self.info.id)
+
+    async def _messages(self) -> list[Message]:
+        return [Message.of(e, self.backend)
+                for e in await self.backend.run(folders.entries, self.info.id)]
+
+    async def update_selected(self, selected: SelectedMailbox, *,
+                              wait_on: Event | None = None) -> SelectedMailbox:
+        if wait_on is not None:
+            await wait_on.wait(timeout=IDLE_POLL_SECONDS)
+        selected.set_messages(await self._messages())
+        return selected
+
+    async def append(self, append_msg: AppendMessage, *, recent: bool = False) -> Message:
+        uid = await self.appender(self.info, append_msg)
+        e = await self.backend.run(folders.entry, self.info.id, uid)
+        return Message.of(e, self.backend)
+
+    async def copy(self, uid: int, destination: FolderData, *,
+                   recent: bool = False) -> int | None:
+        e = await self.backend.run(folders.entry, self.info.id, uid)
+        if e is None:
+            return None
+        return await self.backend.run(folders.add_entry, destination.info.id, e.delivery_id,
+                                      e.flags - {folders.QUARANTINED}, e.internal_date)
+
+    async def move(self, uid: int, destination: FolderData, *,
+                   recent: bool = False) -> int | None:
+        new_uid = await self.copy(uid, destination)
+        if new_uid is not None:
+            await self.backend.run(folders.hide, self.info.id, [uid])
+        return new_uid
+
+    async def get(self, uid: int, cached_msg: CachedMessage) -> Message:
+        # The selected view was read from the store after the last command; its copy is
+        # current enough, and a FETCH of many messages costs no query per message.
+        if not isinstance(cached_msg, Message):
+            raise TypeError(cached_msg)
+        return cached_msg.again()
+
+    async def update(self, uid: int, cached_msg: CachedMessage, flag_set: frozenset[Flag],
+                     mode: FlagOp) -> Message:
+        msg = await self.get(uid, cached_msg)
+        flags = mode.apply(msg.permanent_flags, flag_set)
+        await self.backend.run(folders.set_flags, self.info.id, uid,
+                               frozenset(f.value.decode("ascii", "replace") for f in flags))
+        return msg.again(flags=flags)
+
+    async def delete(self, uids: Iterable[int]) -> None:
+        await self.backend.run(folders.hide, self.info.id, list(uids))
+
+    async def claim_recent(self, selected: SelectedMailbox) -> None:
+        pass  # \Recent is not kept: every client here appends; none waits for new mail
+
+    async def cleanup(self) -> None:
+        pass
+
+    async def messages(self) -> AsyncIterable[Message]:
+        for m in await self._messages():
+            yield m
+
+    async def snapshot(self) -> MailboxSnapshot:
+        messages = await self._messages()
+        info = await self.backend.run(folders.get, self.mailbox.id, self.info.name) or self.info
+        unseen = [i for i, m in enumerate(messages, 1) if Seen not in m.permanent_flags]
+        return MailboxSnapshot(self.mailbox_id, self.readonly, self.uid_validity,
+                               self.permanent_flags, self.session_flags, len(messages), 0,
+                               len(unseen), unseen[0] if unseen else None, info.uidnext)
+
+
+class FolderSet(MailboxSetInterface[FolderData]):
+    def __init__(self, backend: Backend, mailbox: MailboxInfo, appender: Appender):
+        self.backend = backend
+        self.mailbox = mailbox
+        self.appender = appender
+
+    @property
+    def delimiter(self) -> str:
+        return DELIMITER
+
+    async def set_subscribed(self, name: str, subscribed: bool) -> None:
+        await self.backend.run(folders.subscribe, self.mailbox.id, name, subscribed)
+
+    async def _tree(self, subscribed_only: bool) -> ListTree:
+        names = await self.backend.run(folders.names, self.mailbox.id, subscribed_only)
+        return ListTree(DELIMITER).update(folders.INBOX, *names)
+
+    async def list_subscribed(self) -> ListTree:
+        return await self._tree(True)
+
+    async def list_mailboxes(self) -> ListTree:
+        return await self._tree(False)
+
+    async def get_mailbox(self, name: str) -> FolderData:
+        info = await self.backend.run(folders.get, self.mailbox.id, name)
+        if info is None:
+            raise KeyError(name)
+        return FolderData(self.backend, self.mailbox, info, self.appender)
+
+    async def add_mailbox(self, name: str) -> ObjectId:
+        info = await self.backend.run(folders.create, self.mailbox.id, name)
+        if info is None:
+            raise ValueError(name)
+        return ObjectId(b"F%d" % info.id)
+
+    async def delete_mailbox(self, name: str) -> None:
+        result = await self.backend.run(folders.delete, self.mailbox.id, name)
+        if result == "missing":
+            raise KeyError(name)
+        if result == "not empty":
+            raise MailboxError(name, b"Folder is not empty: the archive is never deleted "
+                               b"over IMAP.", ResponseCode.of(b"CANNOT"))
+
+    async def rename_mailbox(self, before: str, after: str) -> None:
+        result = await self.backend.run(folders.rename, self.mailbox.id, before, after, DELIMITER)
+        if result == "missing":
+            raise KeyError(before)
+        if result == "exists":
+            raise ValueError(after)
+
+
+class Session(BaseSession[Message]):
+    def __init__(self, owner: str, backend: Backend, mailbox: MailboxInfo):
+        super().__init__(owner)
+        self.backend = backend
+        appender = Appender(backend.pipeline, mailbox, owner, backend.run)
+        self._folders = FolderSet(backend, mailbox, appender)
+
+    @property
+    def config(self) -> Settings:
+        return self.backend.settings
+
+    @property
+    def mailbox_set(self) -> FolderSet:
+        return self._folders

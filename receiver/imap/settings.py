@@ -1,0 +1,52 @@
+"""pymap's settings for one listener, from the receiver's config.
+
+pymap reads its settings from an `IMAPConfig`; this one offers exactly what the backend
+implements, and offers a login (PLAIN, LOGIN) only once the connection is under TLS.
+"""
+
+from __future__ import annotations
+
+import ssl
+from argparse import Namespace
+
+from pymap.config import BackendCapability, IMAPConfig
+from pysasl import SASLAuth
+
+from receiver import __version__
+from receiver.config import Config
+
+# A password checked by the store (scrypt), so only mechanisms that carry it in clear.
+MECHANISMS = [b"PLAIN", b"LOGIN"]
+
+
+class Settings(IMAPConfig):
+    def __init__(self, config: Config, hostname: str, tls: ssl.SSLContext,
+                 implicit_tls: bool):
+        super().__init__(
+            Namespace(passlib_cfg=None, proxy_protocol=None),
+            host=None, port=0, ssl_context=tls,
+            # STARTTLS is offered on the plain listener; on the implicit one TLS is on.
+            tls_enabled=not implicit_tls,
+            max_append_len=config.get("smtp", "max_message_size"),
+            bad_command_limit=config.get("imap", "max_errors"),
+            reject_dnsbl=False,
+        )
+        self.hostname = hostname
+        self.max_literal = config.get("smtp", "max_message_size")
+        self.timeout = config.get("imap", "timeout")
+
+    @property
+    def backend_capability(self) -> BackendCapability:
+        return BackendCapability(idle=True, object_id=True, multi_append=True)
+
+    @property
+    def tls_auth(self) -> SASLAuth:
+        return SASLAuth.named(MECHANISMS)
+
+    @property
+    def greeting(self) -> bytes:
+        return b"%s threads-receiver IMAP ready" % self.hostname.encode("ascii", "replace")
+
+    @property
+    def id_response(self) -> dict[bytes, bytes]:
+        return {b"name": b"threads-receiver", b"version": __version__.encode()}

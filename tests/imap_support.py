@@ -1,0 +1,63 @@
+"""A receiver with its IMAP listeners on, and imaplib clients logged in to it."""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import shutil
+import ssl
+from pathlib import Path
+
+from tests.helpers import Receiver
+
+TLS = Path(__file__).parent / "tls"
+# For 127.0.0.1 and localhost: mbsync checks the host name it connects to.
+CERT, KEY = TLS / "loopback-cert.pem", TLS / "loopback-key.pem"
+EMAIL = "alice@corp.example"
+
+
+def imap_receiver(directory: Path, db_url: str, extra: str = "") -> Receiver:
+    """An initialised receiver with a certificate and one mailbox with a credential
+    (`.address`, `.username`, `.password`); `start_imap` runs it."""
+    r = Receiver(directory, db_url, extra_config=(
+        '[imap]\nlisten = "127.0.0.1:0"\nimplicit_listen = "127.0.0.1:0"\n' + extra))
+    shutil.copy(CERT, directory / "cert.pem")
+    shutil.copy(KEY, directory / "key.pem")
+    r.extra_env.update({"THREADS_RECEIVER_TLS_CERT_FILE": "cert.pem",
+                        "THREADS_RECEIVER_TLS_KEY_FILE": "key.pem"})
+    r.address = r.add_mailbox(EMAIL)
+    creds = r.cli_json("mailbox", "credentials", EMAIL)
+    r.username, r.password = creds["username"], creds["password"]
+    return r
+
+
+def start_imap(r: Receiver) -> dict[str, int]:
+    """Start the daemon; the IMAP ports by kind ("STARTTLS", "implicit TLS")."""
+    r.start()
+    ports = {}
+    for line in r.announced:
+        m = re.search(rb"IMAP \(([\w ]+)\) on port (\d+)", line)
+        if m:
+            ports[m.group(1).decode()] = int(m.group(2))
+    r.imap_ports = ports
+    return ports
+
+
+def client_context() -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(CERT))
+
+
+def starttls(r: Receiver, login: bool = True) -> imaplib.IMAP4:
+    c = imaplib.IMAP4("127.0.0.1", r.imap_ports["STARTTLS"], timeout=30)
+    c.starttls(client_context())
+    if login:
+        c.login(r.username, r.password)
+    return c
+
+
+def implicit(r: Receiver, login: bool = True) -> imaplib.IMAP4_SSL:
+    c = imaplib.IMAP4_SSL("127.0.0.1", r.imap_ports["implicit TLS"],
+                          ssl_context=client_context(), timeout=30)
+    if login:
+        c.login(r.username, r.password)
+    return c

@@ -359,7 +359,7 @@ def test_appends_from_several_connections_at_once(rx, db_url):
         for n in range(8):
             uids.append(appenduid(c.append("INBOX", None, None, message(f"{worker}-{n}")))[1])
         # Every connection also appends one message all the others append too.
-        uids.append(appenduid(c.append("INBOX", None, None, message("shared")))[1])
+        uids.append(appenduid(c.append("INBOX", None, None, message("common")))[1])
         c.logout()
 
     results: list[list[int]] = [[] for _ in range(4)]

@@ -36,6 +36,10 @@ from receiver.store.bulk import store_messages  # noqa: E402
 from receiver.store.deliveries import DeliveryRequest, store_delivery  # noqa: E402
 from receiver.store.models import Mailbox, Message  # noqa: E402
 from receiver.store.threading import lock_threading  # noqa: E402
+from receiver.threads.subject import SubjectRule  # noqa: E402
+
+# The default [threads] rule: the benchmark measures what a fresh install does.
+RULE = SubjectRule(enabled=True, window_days=30)
 
 START = dt.datetime(2024, 1, 1)
 WORDS = ("budget release plan invoice meeting review build server patch outage contract "
@@ -106,9 +110,9 @@ def ingest(url: str, records: list[ParsedMessage], batch: int, per_delivery: boo
                 lock_threading(db)
                 if per_delivery:
                     for rec in records[i:i + batch]:
-                        store_delivery(request(rec))
+                        store_delivery(request(rec), RULE)
                 else:
-                    store_messages(records[i:i + batch])
+                    store_messages(records[i:i + batch], RULE)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         threads = Message.select(Message.thread_id).distinct().count()
     db.close()

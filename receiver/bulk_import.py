@@ -22,14 +22,11 @@ from peewee import Database
 
 from receiver.config import Config
 from receiver.mailfiles import MailItem
-from receiver.parse.worker import Budget, ParseWorkers
-from receiver.pipeline import (DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAILED, Envelope,
-                               Pipeline)
+from receiver.pipeline import DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAILED, Envelope
 from receiver.store import mailboxes
 from receiver.store.db import check_schema, open_database, run_read
-from receiver.store.deliveries import Writer
 from receiver.store.models import Delivery
-from receiver.verify import Verifier
+from receiver.wiring import build
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +91,7 @@ class Importer:
                   ) -> ImportSummary:
         loop = asyncio.get_running_loop()
         db: Database = open_database(self.config.database_url,
-                                     self.config.get("database", "lock_timeout"))
+                                     self.config.database.lock_timeout)
         executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="import")
         await loop.run_in_executor(executor, check_schema, db)
         mb, local = await loop.run_in_executor(executor, run_read, db, _target, self.email)
@@ -103,12 +100,9 @@ class Importer:
             raise ImportRefused(f"mailbox {mb.email} is {mb.state}: "
                                f"`threads-receiver mailbox enable {mb.email}` first")
         rcpt = f"{local}@{self.config.domains[0]}" if local else mb.email
-        writer = Writer(db, self.config.get("database", "batch_max"))
-        verifier = Verifier(self.config)
-        # The daemon's parse workers: parsing runs in other processes, beside the writer.
-        parser = await loop.run_in_executor(None, lambda: ParseWorkers(
-            Budget.from_config(self.config), self.config.get("parse", "workers")))
-        pipeline = Pipeline(self.config, writer, verifier, executor, parser=parser.parse)
+        # The daemon's pipeline: parsing runs in other processes, beside the writer.
+        stack = await build(self.config, db, executor)
+        pipeline = stack.pipeline
         summary = ImportSummary()
         slots = asyncio.Semaphore(self.concurrency)
         session = "import-" + secrets.token_hex(4)
@@ -163,9 +157,7 @@ class Importer:
         finally:
             ticker.cancel()
             summary.elapsed = time.monotonic() - started
-            await loop.run_in_executor(executor, writer.stop)
-            await verifier.close()
-            await loop.run_in_executor(executor, parser.close)
+            await stack.close()
             executor.shutdown()
         return summary
 

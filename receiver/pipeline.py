@@ -18,7 +18,6 @@ from receiver import allowlist, metrics
 from receiver import policy as policies
 from receiver.config import Config
 from receiver.parse.record import ParsedMessage
-from receiver.parse.worker import Budget, parse_within
 from receiver.store import credentials, mailboxes
 from receiver.store.db import run_read
 from receiver.store.deliveries import DeliveryRequest, Writer, compress
@@ -78,17 +77,16 @@ class _Prepared:
 
 class Pipeline:
     def __init__(self, config: Config, writer: Writer, verifier: Verifier,
-                 executor: ThreadPoolExecutor,
-                 parser: Callable[[bytes], ParsedMessage] | None = None):
+                 executor: ThreadPoolExecutor, parser: Callable[[bytes], ParsedMessage]):
         self.config = config
         self.writer = writer
         self.verifier = verifier
         self.executor = executor
-        # The daemon passes its worker pool (receiver.parse.worker); in-process otherwise.
-        self.parser = parser or (lambda raw: parse_within(raw, Budget.from_config(config)))
+        # The worker pool (receiver.wiring.build), or an in-process parse in tests.
+        self.parser = parser
         # Large copies hold a parse worker for seconds each: they may take all workers but
         # one, so the small copies arriving meanwhile are not queued behind the burst.
-        self._large_lane = asyncio.Semaphore(max(1, config.get("parse", "workers") - 1))
+        self._large_lane = asyncio.Semaphore(max(1, config.parse.workers - 1))
 
     async def _off_loop(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -104,8 +102,8 @@ class Pipeline:
 
     def _policy(self, mb: MailboxInfo) -> policies.Policy:
         return policies.Policy(
-            altered=mb.policy_altered or self.config.get("policy", "altered"),
-            unverifiable=mb.policy_unverifiable or self.config.get("policy", "unverifiable"),
+            altered=mb.policy_altered or self.config.policy.altered,
+            unverifiable=mb.policy_unverifiable or self.config.policy.unverifiable,
         )
 
     def _prepare(self, raw: bytes, inner: bytes | None) -> _Prepared:

@@ -32,12 +32,12 @@ def test_env_overrides_file(tmp_path):
         "THREADS_RECEIVER_DNS_SERVERS": "127.0.0.1:5353, 10.0.0.1:53",
         "THREADS_RECEIVER_SMTP_LMTP": "yes",
     })
-    assert cfg.get("smtp", "listen") == "0.0.0.0:25"
-    assert cfg.get("smtp", "max_recipients") == 7
-    assert cfg.get("smtp", "lmtp") is True
-    assert cfg.get("database", "lock_timeout") == 2.0
+    assert cfg.smtp.listen == "0.0.0.0:25"
+    assert cfg.smtp.max_recipients == 7
+    assert cfg.smtp.lmtp is True
+    assert cfg.database.lock_timeout == 2.0
     assert cfg.database_url == "postgresql://u@h/db"
-    assert cfg.get("dns", "servers") == ["127.0.0.1:5353", "10.0.0.1:53"]
+    assert cfg.dns.servers == ("127.0.0.1:5353", "10.0.0.1:53")
 
 
 def test_sqlite_path_is_relative_to_the_config(tmp_path):

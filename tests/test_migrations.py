@@ -10,7 +10,7 @@ from receiver.store.db import open_database, schema_version
 from receiver.store.deliveries import DeliveryRequest, compress, store_delivery
 from receiver.store.mailboxes import token_hash
 from receiver.store.models import SCHEMA_VERSION, MailboxAddress, SchemaInfo
-from tests.helpers import Receiver
+from tests.helpers import DEFAULT_RULE, Receiver
 from tests.schema_v1 import MailboxV1, v1_models
 
 RAW = (b"From: Bob <bob@example.org>\r\nTo: alice@corp.example\r\nSubject: old\r\n"
@@ -28,7 +28,7 @@ def make_v1_database(url: str) -> None:
         with db.atomic():
             store_delivery(DeliveryRequest(
                 mailbox_id=mb.id, sha256=hashlib.sha256(RAW).hexdigest(), size=len(RAW),
-                compressed=compress(RAW), record=parse_message(RAW)))
+                compressed=compress(RAW), record=parse_message(RAW)), DEFAULT_RULE)
     db.close()
 
 

@@ -13,9 +13,9 @@ from receiver.store.db import create_schema, open_database
 from receiver.store.bulk import store_messages
 from receiver.store.deliveries import DeliveryRequest, store_delivery
 from receiver.store.models import MODELS, Mailbox, Message, SchemaInfo
-from receiver.store.threading import DEFAULT_RULE, lock_threading
+from receiver.store.threading import lock_threading
 from receiver.threads.subject import SubjectRule
-from tests.helpers import SHARED
+from tests.helpers import DEFAULT_RULE, SHARED
 
 FEDORA = SHARED / "corpora" / "fedora-devel-2010-01"
 _MBOX_FROM = re.compile(rb"^From \S+ +\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n", re.M)

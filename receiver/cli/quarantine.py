@@ -8,6 +8,7 @@ from receiver.cli.context import AppContext, emit_json, pass_app
 from receiver.cli.mailbox import json_option
 from receiver.store import quarantine as store
 from receiver.store.mailboxes import normalize_email
+from receiver.wiring import subject_rule
 
 
 @click.group()
@@ -76,7 +77,8 @@ def _each(app: AppContext, delivery_ids: tuple[int, ...], action, as_json: bool,
 @pass_app
 def release(app: AppContext, delivery_ids: tuple[int, ...], as_json: bool) -> None:
     """Release deliveries into threads, as if they had been accepted on arrival."""
-    _each(app, delivery_ids, store.release, as_json,
+    rule = subject_rule(app.config)
+    _each(app, delivery_ids, lambda db, i: store.release(db, i, rule), as_json,
           lambda r: f"delivery {r['delivery_id']} released: message {r['message']} "
                     f"in thread {r['thread_id']}")
 

@@ -21,7 +21,7 @@ def init(directory: Path, domain: str, force: bool) -> None:
     """Write DIR/receiver.toml and create the database schema."""
     path = write_config(directory.resolve(), domain.lower(), force)
     cfg = configmod.load(path)
-    db = open_database(cfg.database_url, cfg.get("database", "lock_timeout"))
+    db = open_database(cfg.database_url, cfg.database.lock_timeout)
     create_schema(db)
     click.echo(f"wrote {path}")
     click.echo(f"database: {cfg.database_url}")
@@ -43,7 +43,7 @@ def serve(app: AppContext, listen: str | None, lmtp: bool | None, workers: int |
     click.echo(f"threads-receiver: receiver domains {', '.join(cfg.domains)}")
     click.echo(f"threads-receiver: add a mailbox with `threads-receiver --config {cfg.path} "
                "mailbox add you@example.com`")
-    workers = workers or cfg.get("smtp", "workers")
+    workers = workers or cfg.smtp.workers
     if workers > 1:
         from receiver.smtp.workers import WorkerError, run_workers
 

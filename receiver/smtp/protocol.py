@@ -88,19 +88,19 @@ class Settings:
 
     @classmethod
     def from_config(cls, config: Config) -> "Settings":
-        g = config.get
+        smtp = config.smtp
         return cls(
             # A message larger than the in-flight budget could never be taken: refusing
             # it for good (552) beats a 452 its sender would retry for days.
-            max_message_size=min(g("smtp", "max_message_size"), g("smtp", "max_inflight_bytes")),
-            max_line_length=g("smtp", "max_line_length"),
-            timeout=g("smtp", "timeout"),
-            data_timeout=g("smtp", "data_timeout"),
-            max_commands=g("smtp", "max_commands"),
-            max_errors=g("smtp", "max_errors"),
-            require_starttls=g("tls", "require_starttls"),
+            max_message_size=min(smtp.max_message_size, smtp.max_inflight_bytes),
+            max_line_length=smtp.max_line_length,
+            timeout=smtp.timeout,
+            data_timeout=smtp.data_timeout,
+            max_commands=smtp.max_commands,
+            max_errors=smtp.max_errors,
+            require_starttls=config.tls.require_starttls,
             proxy_trusted=tuple(ipaddress.ip_network(n, strict=False)
-                                for n in g("smtp", "proxy_trusted")),
+                                for n in smtp.proxy_trusted),
         )
 
 
@@ -119,20 +119,20 @@ class Shared:
     def from_config(cls, config: Config) -> "Shared":
         return cls(
             settings=Settings.from_config(config),
-            slots=SessionSlots(config.get("smtp", "max_sessions"),
-                               config.get("smtp", "max_sessions_per_ip")),
-            budget=ByteBudget(config.get("smtp", "max_inflight_bytes")),
-            auth_failures=FailureLimiter(config.get("auth", "max_failures"),
-                                         config.get("auth", "failure_window")),
+            slots=SessionSlots(config.smtp.max_sessions,
+                               config.smtp.max_sessions_per_ip),
+            budget=ByteBudget(config.smtp.max_inflight_bytes),
+            auth_failures=FailureLimiter(config.auth.max_failures,
+                                         config.auth.failure_window),
         )
 
     def reload(self, config: Config) -> None:
         self.settings = Settings.from_config(config)
-        self.slots.total = config.get("smtp", "max_sessions")
-        self.slots.per_ip = config.get("smtp", "max_sessions_per_ip")
-        self.budget.limit = config.get("smtp", "max_inflight_bytes")
-        self.auth_failures.max_failures = config.get("auth", "max_failures")
-        self.auth_failures.window = config.get("auth", "failure_window")
+        self.slots.total = config.smtp.max_sessions
+        self.slots.per_ip = config.smtp.max_sessions_per_ip
+        self.budget.limit = config.smtp.max_inflight_bytes
+        self.auth_failures.max_failures = config.auth.max_failures
+        self.auth_failures.window = config.auth.failure_window
 
 
 class Hardened:

@@ -171,14 +171,13 @@ def insert_messages(records: list[tuple[ParsedMessage, ThreadLinks, str | None]]
     return rows, new
 
 
-def store_delivery(req: DeliveryRequest, rule: SubjectRule = threadstore.DEFAULT_RULE,
-                   ) -> DeliveryResult:
+def store_delivery(req: DeliveryRequest, rule: SubjectRule) -> DeliveryResult:
     """Store one delivery; see `store_deliveries`."""
     return store_deliveries([req], rule)[0]
 
 
 def store_deliveries(requests: list[DeliveryRequest],
-                     rule: SubjectRule = threadstore.DEFAULT_RULE) -> list[DeliveryResult]:
+                     rule: SubjectRule) -> list[DeliveryResult]:
     """Store many deliveries with a few set-wise statements; call inside a transaction
     holding `threadstore.lock_threading`.
 
@@ -245,8 +244,7 @@ class WriterStopped(Exception):
 class Writer:
     """The single writer thread of this process (SQLite allows one; PG batches gain)."""
 
-    def __init__(self, db: Database, batch_max: int = 64,
-                 subject_rule: SubjectRule = threadstore.DEFAULT_RULE):
+    def __init__(self, db: Database, batch_max: int, subject_rule: SubjectRule):
         self.db = db
         self.subject_rule = subject_rule
         self.batch_max = max(1, batch_max)

@@ -17,6 +17,7 @@ from receiver.store.models import Delivery, Mailbox, Message
 from receiver.store.queries import NotFound, blob_bytes, delivery_json, message_summary
 from receiver.store.retention import delete_deliveries
 from receiver.threads.links import links_of
+from receiver.threads.subject import SubjectRule
 
 QUARANTINED = "quarantined"
 
@@ -64,7 +65,7 @@ def show(delivery_id: int) -> dict:
     return data
 
 
-def release(db: Database, delivery_id: int) -> dict:
+def release(db: Database, delivery_id: int, rule: SubjectRule) -> dict:
     """Mark the delivery stored and thread its message (if no other delivery did)."""
     with db.atomic():
         threadstore.lock_threading(db)
@@ -73,7 +74,7 @@ def release(db: Database, delivery_id: int) -> dict:
         msg = Message.get_by_id(d.message_id)
         if msg.thread_id is None:
             record = parse_message(blob_bytes(msg.blob_id or d.blob_id))
-            threadstore.attach(msg, links_of(record))
+            threadstore.attach(msg, links_of(record), rule)
         return {"delivery_id": d.id, "message": msg.id, "thread_id": msg.thread_id,
                 "released": True}
 

@@ -54,15 +54,11 @@ def is_subject_orphan(subject: str | None, in_reply_to: list[str], references: l
 
 @dataclass(frozen=True)
 class SubjectRule:
-    """[threads] subject_join and subject_window_days of the config."""
+    """[threads] subject_join and subject_window_days of the config (no defaults here:
+    every caller passes the configured values, receiver.wiring.subject_rule)."""
 
-    enabled: bool = True
-    window_days: int = 30
-
-    @classmethod
-    def from_config(cls, config) -> "SubjectRule":
-        return cls(bool(config.get("threads", "subject_join")),
-                   int(config.get("threads", "subject_window_days")))
+    enabled: bool
+    window_days: int
 
     @functools.cached_property
     def window(self) -> dt.timedelta:

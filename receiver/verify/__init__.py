@@ -160,12 +160,21 @@ class Verifier:
 
     def __init__(self, config: Config, executor: Executor | None = None):
         self.config = config
-        self.keys = KeyResolver(config.get("dns", "servers"), config.get("dns", "timeout"))
+        self.keys = KeyResolver(config.dns.servers, config.dns.timeout)
         self._own_executor = executor is None
         # Two threads: the crypto holds the GIL, more would only queue.
         self._executor = executor or ThreadPoolExecutor(max_workers=2,
                                                         thread_name_prefix="verify")
         self._evidence_cache: OrderedDict[str, tuple[float, asyncio.Future]] = OrderedDict()
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload: policy.unwrap and the authserv-id apply to the next copy; new DNS
+        servers get a fresh resolver, and evidence checked with the old keys is dropped."""
+        if (config.dns.servers, config.dns.timeout) != (self.config.dns.servers,
+                                                        self.config.dns.timeout):
+            self.keys = KeyResolver(config.dns.servers, config.dns.timeout)
+            self._evidence_cache.clear()
+        self.config = config
 
     async def _off_loop(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -173,7 +182,7 @@ class Verifier:
     async def verify(self, raw: bytes, *, subscriber: str | None, received_at: dt.datetime,
                      unwrap: bool | None = None) -> Verdict:
         if unwrap is None:
-            unwrap = self.config.get("policy", "unwrap")
+            unwrap = self.config.policy.unwrap
         return await self._verify(raw, subscriber, received_at, unwrap, 0)
 
     async def _verify(self, raw: bytes, subscriber: str | None, received_at: dt.datetime,

@@ -78,6 +78,9 @@ timeout = 0.5
 [smtp]
 hostname = "after.example"
 max_recipients = 1
+max_message_size = 123456
+max_errors = 2
+max_sessions_per_ip = 2
 [policy]
 altered = "reject"
 unwrap = false
@@ -107,11 +110,17 @@ subject_join = false
                                     F.original(msgid="x1@author.example"))[0] == 250
     c = Raw(port)
     seen["smtp.hostname"] = c.greeting[1].startswith("220 after.example")
-    c.cmd("EHLO x")
+    seen["smtp.max_message_size"] = "SIZE 123456" in c.cmd("EHLO x")[1]
     c.cmd("MAIL FROM:<a@example.org>")
     c.cmd(f"RCPT TO:<{address}>")
     seen["smtp.max_recipients"] = c.cmd(f"RCPT TO:<{address}>")[0] == 452
+    seen["smtp.max_errors"] = 421 in [c.cmd("NOPE")[0] for _ in range(3)]
     c.close()
+    first, second = Raw(port), Raw(port)
+    third = Raw(port)
+    seen["smtp.max_sessions_per_ip"] = third.greeting[0] == 421
+    for conn in (first, second, third):
+        conn.close()
     assert [key for key, ok in seen.items() if not ok] == []
     assert receiver.proc.poll() is None
 

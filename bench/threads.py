@@ -36,10 +36,12 @@ from receiver.store.bulk import store_messages  # noqa: E402
 from receiver.store.deliveries import DeliveryRequest, store_delivery  # noqa: E402
 from receiver.store.models import Mailbox, Message  # noqa: E402
 from receiver.store.threading import lock_threading  # noqa: E402
-from receiver.threads.subject import SubjectRule  # noqa: E402
+from receiver import config as configmod  # noqa: E402
+from receiver.wiring import subject_rule  # noqa: E402
 
-# The default [threads] rule: the benchmark measures what a fresh install does.
-RULE = SubjectRule(enabled=True, window_days=30)
+# The defaults: the benchmark measures what a fresh install does.
+CONFIG = configmod.load(None, {})
+RULE = subject_rule(CONFIG)
 
 START = dt.datetime(2024, 1, 1)
 WORDS = ("budget release plan invoice meeting review build server patch outage contract "
@@ -100,7 +102,7 @@ def request(rec: ParsedMessage) -> DeliveryRequest:
 
 def ingest(url: str, records: list[ParsedMessage], batch: int, per_delivery: bool) -> float:
     """Messages per second: set-wise (store_messages) or one store_delivery each."""
-    db = open_database(url)
+    db = open_database(url, CONFIG.database.lock_timeout)
     create_schema(db)
     with db.connection_context():
         Mailbox.create(email="bench@corp.example")

@@ -25,6 +25,7 @@ DOMAIN = "push.example.com"
 DEFAULT_CONFIG = configmod.load(None, {})
 DEFAULT_RULE = subject_rule(DEFAULT_CONFIG)
 DEFAULT_BUDGET = parse_budget(DEFAULT_CONFIG)
+LOCK_TIMEOUT = DEFAULT_CONFIG.database.lock_timeout
 
 
 def env_for(config: Path, **extra: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ from receiver.store.db import open_database, schema_version
 from receiver.store.deliveries import DeliveryRequest, compress, store_delivery
 from receiver.store.mailboxes import token_hash
 from receiver.store.models import SCHEMA_VERSION, MailboxAddress, SchemaInfo
-from tests.helpers import DEFAULT_RULE, Receiver
+from tests.helpers import DEFAULT_RULE, LOCK_TIMEOUT, Receiver
 from tests.schema_v1 import MailboxV1, v1_models
 
 RAW = (b"From: Bob <bob@example.org>\r\nTo: alice@corp.example\r\nSubject: old\r\n"
@@ -18,7 +18,7 @@ RAW = (b"From: Bob <bob@example.org>\r\nTo: alice@corp.example\r\nSubject: old\r
 
 
 def make_v1_database(url: str) -> None:
-    db = open_database(url)
+    db = open_database(url, LOCK_TIMEOUT)
     with db.connection_context():
         for model in v1_models():
             model.create_table()
@@ -47,7 +47,7 @@ def test_upgrade_from_v1_keeps_data(tmp_path, db_url):
 
     out = rx.cli("db", "upgrade").stdout
     assert f"version {SCHEMA_VERSION}".encode() in out
-    assert schema_version(open_database(db_url)) == SCHEMA_VERSION
+    assert schema_version(open_database(db_url, LOCK_TIMEOUT)) == SCHEMA_VERSION
     # Idempotent: a second run has nothing to do.
     assert b"up to date" in rx.cli("db", "upgrade").stdout
 
@@ -63,7 +63,7 @@ def test_upgrade_from_v1_keeps_data(tmp_path, db_url):
 
 def test_newer_schema_is_refused(tmp_path, db_url):
     rx = Receiver(tmp_path / "rx", db_url)
-    db = open_database(db_url)
+    db = open_database(db_url, LOCK_TIMEOUT)
     with db.connection_context():
         SchemaInfo.update(version=SCHEMA_VERSION + 1).execute()
     db.close()

@@ -24,7 +24,7 @@ def _raw(n: int, size: int) -> bytes:
 def test_large_copies_leave_one_parse_worker_to_small_ones(tmp_path):
     cfg = configmod.load(None, environ={})
     assert cfg.parse.workers == 2
-    db = open_database(f"sqlite:///{tmp_path / 'r.db'}")
+    db = open_database(f"sqlite:///{tmp_path / 'r.db'}", cfg.database.lock_timeout)
     create_schema(db)
     mb = mailboxes._info(mailboxes.add("alice@corp.example")[0])
     lock = threading.Lock()

@@ -21,7 +21,7 @@ from receiver.store.models import Message, MsgId, ThreadMerge
 from receiver.store.threading import attach, lock_threading, resolve_thread_id
 from receiver.threads.links import links_of
 from receiver.threads.subject import SubjectRule
-from tests.helpers import DEFAULT_RULE
+from tests.helpers import DEFAULT_RULE, LOCK_TIMEOUT
 from tests.threading_support import fresh_store, ingest, ingest_bulk, partition, request_for
 
 BASE = dt.datetime(2024, 3, 1, 9, 0)
@@ -262,7 +262,7 @@ def _writer_process(db_url: str, records, seed: int) -> None:
     """One receiver's store writer, fed its own shuffle of the corpus."""
     order = records[:]
     random.Random(seed).shuffle(order)
-    db = open_database(db_url)
+    db = open_database(db_url, LOCK_TIMEOUT)
     writer = Writer(db, 4, DEFAULT_RULE)
     futures = [writer.submit([request_for(r)]) for r in order]
     for f in futures:

@@ -15,7 +15,7 @@ from receiver.store.deliveries import DeliveryRequest, store_delivery
 from receiver.store.models import MODELS, Mailbox, Message, SchemaInfo
 from receiver.store.threading import lock_threading
 from receiver.threads.subject import SubjectRule
-from tests.helpers import DEFAULT_RULE, SHARED
+from tests.helpers import DEFAULT_RULE, LOCK_TIMEOUT, SHARED
 
 FEDORA = SHARED / "corpora" / "fedora-devel-2010-01"
 _MBOX_FROM = re.compile(rb"^From \S+ +\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n", re.M)
@@ -64,7 +64,7 @@ def fedora_archive_threads() -> list[set[int]]:
 
 def fresh_store(db_url: str):
     """Open `db_url` with every table empty and one mailbox (id 1)."""
-    db = open_database(db_url)
+    db = open_database(db_url, LOCK_TIMEOUT)
     create_schema(db)
     with db.connection_context(), db.atomic():
         # DELETE, not TRUNCATE or DROP: far cheaper on PostgreSQL for a few rows.

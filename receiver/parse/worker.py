@@ -76,7 +76,7 @@ class _Worker:
 class ParseWorkers:
     """`parse(raw)` blocks its (executor) thread until a worker answers or the time is up."""
 
-    def __init__(self, budget: Budget, workers: int = 2):
+    def __init__(self, budget: Budget, workers: int):
         self.budget = budget
         # forkserver: children start from a clean, single-threaded process, not a copy of
         # this one with its writer thread and event loop.

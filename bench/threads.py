@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from receiver.parse.record import ParsedMessage  # noqa: E402
 from receiver.store.db import create_schema, open_database  # noqa: E402
 from receiver.store.bulk import store_messages  # noqa: E402
-from receiver.store.deliveries import DeliveryRequest, store_delivery  # noqa: E402
+from receiver.delivery import DeliveryRequest  # noqa: E402
+from receiver.store.deliveries import store_delivery  # noqa: E402
 from receiver.store.models import Mailbox, Message  # noqa: E402
 from receiver.store.threading import lock_threading  # noqa: E402
 from receiver import config as configmod  # noqa: E402

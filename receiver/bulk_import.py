@@ -23,6 +23,7 @@ from peewee import Database
 from receiver.config import Config
 from receiver.mailfiles import MailItem
 from receiver.pipeline import DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAILED, Envelope
+from receiver.stages import exit_for_restart, watch
 from receiver.store import mailboxes
 from receiver.store.db import check_schema, open_database, run_read
 from receiver.store.models import Delivery
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 CONCURRENCY = 256
 # Messages whose "already stored?" question is asked in one query.
 LOOKUP_CHUNK = 256
+EX_TEMPFAIL = 75  # sysexits: an import the watchdog gave up on can simply be run again
 # Seconds between progress reports (a terminal redraw per message would cost more).
 PROGRESS_EVERY = 0.25
 
@@ -103,6 +105,9 @@ class Importer:
         # The daemon's pipeline: parsing runs in other processes, beside the writer.
         stack = await build(self.config, db, executor)
         pipeline = stack.pipeline
+        # An import is resumable: one whose store writer hangs ends (75, try again) and
+        # the next run skips what was committed.
+        watchdog = watch(stack.stages, self.config, exit_for_restart(EX_TEMPFAIL))
         summary = ImportSummary()
         slots = asyncio.Semaphore(self.concurrency)
         session = "import-" + secrets.token_hex(4)
@@ -156,6 +161,7 @@ class Importer:
             progress(position, summary)
         finally:
             ticker.cancel()
+            watchdog.stop()
             summary.elapsed = time.monotonic() - started
             await stack.close()
             executor.shutdown()

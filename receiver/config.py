@@ -139,6 +139,20 @@ class MetricsSection:
 
 
 @dataclass(frozen=True, slots=True)
+class StagesSection:
+    # A stage (store writer, verifier, parse workers, event loop) holding waiting work
+    # with no progress for this many seconds is stuck: /healthz 503, new sessions 421,
+    # the deliveries waiting on it 451.
+    stall_seconds: float = 60.0
+    # Seconds a stuck stage may take to recover before the daemon exits (status 70)
+    # for systemd to restart it; 0: never exit.
+    exit_after: float = 30.0
+    # Longest wait from the end of DATA to the reply; past it 451 4.3.0 (a copy
+    # committed meanwhile makes the sender's retry an idempotent duplicate).
+    reply_seconds: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
 class DnsSection:
     # host:port strings; empty means the system resolver.
     servers: tuple[str, ...] = ()
@@ -149,7 +163,7 @@ SECTIONS: dict[str, type] = {
     "receiver": ReceiverSection, "database": DatabaseSection, "smtp": SmtpSection,
     "tls": TlsSection, "auth": AuthSection, "parse": ParseSection, "policy": PolicySection,
     "threads": ThreadsSection, "retention": RetentionSection, "metrics": MetricsSection,
-    "dns": DnsSection,
+    "stages": StagesSection, "dns": DnsSection,
 }
 
 
@@ -180,6 +194,7 @@ class Config:
     threads: ThreadsSection
     retention: RetentionSection
     metrics: MetricsSection
+    stages: StagesSection
     dns: DnsSection
 
     @property
@@ -306,6 +321,11 @@ def _validate(config: Config) -> None:
         raise ConfigError("smtp.workers: a number from 1 to 64")
     for server in config.dns.servers:
         parse_hostport(server if ":" in server else f"{server}:53", "dns.servers")
+    for key in ("stall_seconds", "reply_seconds"):
+        if getattr(config.stages, key) <= 0:
+            raise ConfigError(f"stages.{key}: seconds, more than 0")
+    if config.stages.exit_after < 0:
+        raise ConfigError("stages.exit_after: seconds, 0 or more")
     if config.dns.timeout <= 0:
         raise ConfigError("dns.timeout: seconds, more than 0")
     url = config.database.url

@@ -2,7 +2,8 @@
 
 The SMTP handler, the pipeline and the store call one-line hooks here, so instrumentation
 stays out of their logic. `[metrics] listen = "127.0.0.1:9464"` serves /metrics and
-/healthz (200 only while the SMTP listener accepts and the database answers).
+/healthz (200 only while the SMTP listener accepts, the database answers and no stage of
+the pipeline is dead or stuck; the body names what is wrong).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 from peewee import Database
 
 from receiver import logs
+from receiver.stages import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -124,19 +126,26 @@ def database_answers(db: Database) -> str | None:
         return f"database: {type(e).__name__}: {e}".strip()
 
 
-def health(smtp_up: Callable[[], bool], db: Database) -> tuple[bool, str]:
+def health(smtp_up: Callable[[], bool], db: Database, watchdog: Watchdog | None) -> tuple[bool, str]:
+    """(healthy, text): every problem on its own line, naming the stage or listener."""
+    problems = list(watchdog.problems()) if watchdog is not None else []
     if not smtp_up():
-        return False, "smtp: the listener is not accepting connections"
+        problems.append("smtp: the listener is not accepting connections")
     problem = database_answers(db)
-    return (False, problem) if problem else (True, "ok")
+    if problem:
+        problems.append(problem)
+    if problems:
+        return False, "\n".join(problems)
+    notes = [r.line for r in watchdog.reports() if r.detail != "ok"] if watchdog else []
+    return True, "\n".join(["ok", *notes])
 
 
-def wsgi_app(smtp_up: Callable[[], bool], db: Database):
+def wsgi_app(smtp_up: Callable[[], bool], db: Database, watchdog: Watchdog | None):
     metrics_app = make_wsgi_app(REGISTRY)
 
     def app(environ, start_response):
         if environ.get("PATH_INFO") == "/healthz":
-            ok, text = health(smtp_up, db)
+            ok, text = health(smtp_up, db, watchdog)
             start_response("200 OK" if ok else "503 Service Unavailable",
                            [("Content-Type", "text/plain; charset=utf-8")])
             return [text.encode() + b"\n"]
@@ -155,8 +164,10 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class MetricsListener:
-    def __init__(self, host: str, port: int, smtp_up: Callable[[], bool], db: Database):
-        self.httpd = make_server(host, port, wsgi_app(smtp_up, db), _Server, _QuietHandler)
+    def __init__(self, host: str, port: int, smtp_up: Callable[[], bool], db: Database,
+                 watchdog: Watchdog | None):
+        self.httpd = make_server(host, port, wsgi_app(smtp_up, db, watchdog), _Server,
+                                 _QuietHandler)
         self.port = self.httpd.server_port
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="metrics",
                                        daemon=True)
@@ -168,6 +179,7 @@ class MetricsListener:
 
 
 def start_listener(listen: str, smtp_up: Callable[[], bool], db: Database,
+                   watchdog: Watchdog | None,
                    announce=print) -> MetricsListener | None:
     """Serve /metrics and /healthz on `listen` (HOST:PORT); an empty value serves nothing."""
     if not listen:
@@ -175,6 +187,6 @@ def start_listener(listen: str, smtp_up: Callable[[], bool], db: Database,
     from receiver.config import parse_hostport
 
     host, port = parse_hostport(listen, "metrics.listen")
-    listener = MetricsListener(host, port, smtp_up, db)
+    listener = MetricsListener(host, port, smtp_up, db, watchdog)
     announce(f"threads-receiver: metrics on http://{host}:{listener.port}/metrics")
     return listener

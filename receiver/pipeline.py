@@ -7,22 +7,22 @@ gets one `Outcome` per mailbox and turns it into a reply; nothing here speaks SM
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from receiver import allowlist, metrics
 from receiver import policy as policies
 from receiver.config import Config
+from receiver.delivery import (DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAILED,
+                               DeliveryRequest, Envelope, Status)
 from receiver.parse.record import ParsedMessage
 from receiver.store import credentials, mailboxes
 from receiver.store.db import run_read
-from receiver.store.deliveries import DeliveryRequest, Writer, compress
+from receiver.store.deliveries import Writer, compress
 from receiver.store.mailboxes import MailboxInfo, RcptResult
-from receiver.store.models import utcnow
 from receiver.verify import Verifier
 from receiver.verify.verdict import Verdict
 
@@ -31,33 +31,15 @@ log = logging.getLogger(__name__)
 # From this size on a copy's parse takes long enough to hold up others (bench/RESULTS.md).
 LARGE_MESSAGE = 1 << 20
 
-STORED = "stored"
-DUPLICATE = "duplicate"
-QUARANTINED = "quarantined"
-REJECTED = "rejected"
-TEMPFAILED = "tempfailed"
-
-
-@dataclass
-class Envelope:
-    """Where a copy came from; recorded in columns, never written into the bytes."""
-
-    source: str = "smtp"  # smtp | lmtp | import
-    session_id: str | None = None
-    mail_from: str | None = None
-    peer: str | None = None
-    helo: str | None = None
-    tls: dict | None = None
-    auth_user: str | None = None
-    smtp_defects: list[str] = field(default_factory=list)
-    received_at: dt.datetime = field(default_factory=utcnow)
+# The reason of every temporary failure that is not a policy's: one cause, one text.
+UNAVAILABLE = "storage is unavailable, try again later"
 
 
 @dataclass(frozen=True)
 class Outcome:
     mailbox: MailboxInfo
     rcpt: str
-    status: str
+    status: Status
     delivery_id: int | None = None
     reason: str = ""
     # Enhanced status code of a refusal decided by policy (e.g. 5.7.1, 4.4.3).
@@ -71,7 +53,7 @@ class _Prepared:
     sha256: str
     size: int
     compressed: bytes
-    record: object
+    record: ParsedMessage
     wrapper: tuple[str, int, bytes] | None
 
 
@@ -87,6 +69,9 @@ class Pipeline:
         # Large copies hold a parse worker for seconds each: they may take all workers but
         # one, so the small copies arriving meanwhile are not queued behind the burst.
         self._large_lane = asyncio.Semaphore(max(1, config.parse.workers - 1))
+        # Past this a waiting sender is told 451 whatever a stage is doing: nobody waits
+        # forever on a stage that died or hangs (receiver.stages).
+        self.reply_seconds = config.stages.reply_seconds
 
     async def _off_loop(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -127,7 +112,19 @@ class Pipeline:
         """Check, decide and store one copy for each (rcpt address, mailbox).
 
         `per_recipient` is False for SMTP, where one DATA reply answers every recipient.
+        A fault in any stage, or no answer within `stages.reply_seconds`, is a temporary
+        failure for every recipient: the sender keeps the copy and retries.
         """
+        try:
+            async with asyncio.timeout(self.reply_seconds):
+                return await self._deliver(raw, envelope, rcpts, per_recipient)
+        except Exception as e:  # TimeoutError too: the retry finds a committed copy a duplicate
+            log.error("session %s: delivery failed: %r", envelope.session_id, e)
+            return [Outcome(mb, rcpt, TEMPFAILED, reason=UNAVAILABLE) for rcpt, mb in rcpts]
+
+    async def _deliver(self, raw: bytes, envelope: Envelope,
+                       rcpts: list[tuple[str, MailboxInfo]], per_recipient: bool,
+                       ) -> list[Outcome]:
         checks = [self.verifier.verify(raw, subscriber=mb.email,
                                        received_at=envelope.received_at) for _, mb in rcpts]
         # One recipient, the usual case, is awaited in place: gather would make it a task.
@@ -158,27 +155,16 @@ class Pipeline:
             requests.append((i, DeliveryRequest(
                 mailbox_id=mb.id, sha256=p.sha256, size=p.size, compressed=p.compressed,
                 record=p.record,
-                status="quarantined" if decision.action == policies.QUARANTINE else "stored",
-                source=envelope.source, session_id=envelope.session_id,
-                mail_from=envelope.mail_from, rcpt_to=rcpt, peer=envelope.peer,
-                helo=envelope.helo, tls=envelope.tls, auth_user=envelope.auth_user,
-                verdict=verdict.kind, reasons=verdict.reasons, verify_detail=verdict.detail,
-                auth_results=verdict.auth_results, smtp_defects=envelope.smtp_defects,
-                wrapper=p.wrapper,
+                status=QUARANTINED if decision.action == policies.QUARANTINE else STORED,
+                rcpt_to=rcpt, envelope=envelope, verdict=verdict, wrapper=p.wrapper,
             )))
         if requests:
-            try:
-                results = await asyncio.wrap_future(self.writer.submit([r for _, r in requests]))
-            except Exception as e:  # any storage fault: the sender keeps the copy and retries
-                log.error("session %s: storing failed: %r", envelope.session_id, e)
-                for i, _ in requests:
-                    mb = rcpts[i][1]
-                    outcomes[i] = Outcome(mb, rcpts[i][0], TEMPFAILED,
-                                          reason="storage is unavailable, try again later")
-            else:
-                for (i, _), res in zip(requests, results):
-                    status = (DUPLICATE if res.duplicate
-                              else QUARANTINED if res.status == "quarantined" else STORED)
-                    outcomes[i] = Outcome(rcpts[i][1], rcpts[i][0], status, res.delivery_id,
-                                          message_id=res.message_id)
+            committed = self.writer.submit([r for _, r in requests])
+            # shield: a session that goes away (or times out) stops waiting, but the
+            # commit it handed on is not cancelled under the writer.
+            results = await asyncio.shield(asyncio.wrap_future(committed))
+            for (i, _), res in zip(requests, results):
+                status = DUPLICATE if res.duplicate else res.status
+                outcomes[i] = Outcome(rcpts[i][1], rcpts[i][0], status, res.delivery_id,
+                                      message_id=res.message_id)
         return [o for o in outcomes if o is not None]

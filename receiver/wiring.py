@@ -17,6 +17,7 @@ from peewee import Database
 from receiver.config import Config
 from receiver.parse.worker import Budget, ParseWorkers
 from receiver.pipeline import Pipeline
+from receiver.stages import Stage
 from receiver.store.deliveries import Writer
 from receiver.threads.subject import SubjectRule
 from receiver.verify import Verifier
@@ -40,6 +41,11 @@ class Stack:
     verifier: Verifier
     parser: ParseWorkers
     pipeline: Pipeline
+
+    @property
+    def stages(self) -> list[Stage]:
+        """What the watchdog watches (receiver.stages)."""
+        return [self.writer.stage, self.verifier.stage, self.parser.stage]
 
     def reconfigure(self, config: Config) -> None:
         """A reload: [threads], [policy], [dns], receiver.domains and authserv_id apply to

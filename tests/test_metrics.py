@@ -41,6 +41,7 @@ def metrics_url(proc, timeout: float = 30) -> str:
         assert time.monotonic() < deadline, seen
         if select.select([proc.stdout.fileno()], [], [], 0.2)[0]:
             seen += os.read(proc.stdout.fileno(), 65536)
+    proc.startup_output = seen  # a second call finds it again
     return m.group(1).decode()
 
 
@@ -88,11 +89,11 @@ def test_metrics_healthz_and_status(tmp_path, db_url):
 
 def test_health_needs_listener_and_database(tmp_path):
     good = SqliteDatabase(str(tmp_path / "ok.db"))
-    assert metrics.health(lambda: True, good) == (True, "ok")
-    ok, why = metrics.health(lambda: False, good)
+    assert metrics.health(lambda: True, good, None) == (True, "ok")
+    ok, why = metrics.health(lambda: False, good, None)
     assert not ok and why.startswith("smtp")
     broken = SqliteDatabase(str(tmp_path))  # a folder: the database cannot be opened
-    ok, why = metrics.health(lambda: True, broken)
+    ok, why = metrics.health(lambda: True, broken, None)
     assert not ok and why.startswith("database")
 
 

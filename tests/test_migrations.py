@@ -7,7 +7,8 @@ import hashlib
 from receiver.parse import parse_message
 from receiver.store import migrations
 from receiver.store.db import open_database, schema_version
-from receiver.store.deliveries import DeliveryRequest, compress, store_delivery
+from receiver.delivery import DeliveryRequest
+from receiver.store.deliveries import compress, store_delivery
 from receiver.store.mailboxes import token_hash
 from receiver.store.models import SCHEMA_VERSION, MailboxAddress, SchemaInfo
 from tests.helpers import DEFAULT_RULE, LOCK_TIMEOUT, Receiver

@@ -11,7 +11,8 @@ from html.parser import HTMLParser
 from receiver.parse.record import ParsedMessage
 from receiver.store.db import create_schema, open_database
 from receiver.store.bulk import store_messages
-from receiver.store.deliveries import DeliveryRequest, store_delivery
+from receiver.delivery import DeliveryRequest
+from receiver.store.deliveries import store_delivery
 from receiver.store.models import MODELS, Mailbox, Message, SchemaInfo
 from receiver.store.threading import lock_threading
 from receiver.threads.subject import SubjectRule

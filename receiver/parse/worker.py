@@ -21,6 +21,7 @@ from receiver import malloc
 from receiver.parse.bare import parse_view
 from receiver.parse.budget import over_budget
 from receiver.parse.record import ParsedMessage, parse_message
+from receiver.stages import Stage
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,15 @@ class _Worker:
 
 
 class ParseWorkers:
-    """`parse(raw)` blocks its (executor) thread until a worker answers or the time is up."""
+    """`parse(raw)` blocks its (executor) thread until a worker answers or the time is up.
+
+    A worker that dies (killed from outside, out of memory) is replaced: found dead when
+    it is picked, during a parse, or by the watchdog (`stage`) while idle. A message whose
+    worker died under it is tried once more on a fresh worker before it is stored unparsed,
+    so a worker killed for reasons of its own costs no message its parse.
+    """
+
+    ATTEMPTS = 2
 
     def __init__(self, budget: Budget, workers: int):
         self.budget = budget
@@ -84,10 +93,12 @@ class ParseWorkers:
         self._ctx.set_forkserver_preload(["receiver.parse.worker"])
         self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
         self._all: set[_Worker] = set()
+        self._busy: set[_Worker] = set()
         self._lock = threading.Lock()
         self._closed = False
         for _ in range(max(1, workers)):
             self._add()
+        self.stage = Stage("parse", alive=self._idle_alive, restart=self.replace_dead)
 
     def _add(self) -> None:
         w = _Worker(self._ctx, self.budget)
@@ -97,26 +108,67 @@ class ParseWorkers:
 
     def _retire(self, w: _Worker) -> None:
         with self._lock:
+            if w not in self._all:
+                return  # already replaced (the watchdog found it dead while idle)
             self._all.discard(w)
+            self._busy.discard(w)
         w.kill()
         if not self._closed:
             self._add()
 
+    def _idle_alive(self) -> bool:
+        with self._lock:
+            return self._closed or all(w.proc.is_alive() for w in self._all - self._busy)
+
+    def replace_dead(self) -> None:
+        """Replace the idle workers that died (the watchdog's restart)."""
+        with self._lock:
+            dead = [w for w in self._all - self._busy if not w.proc.is_alive()]
+        for w in dead:
+            log.error("parse worker %s died while idle; replacing it", w.proc.pid)
+            self._retire(w)
+
+    def _checkout(self) -> _Worker:
+        while True:
+            w = self._idle.get()
+            with self._lock:
+                if w in self._all and w.proc.is_alive():
+                    self._busy.add(w)
+                    return w
+            self._retire(w)
+
+    def _checkin(self, w: _Worker) -> None:
+        with self._lock:
+            self._busy.discard(w)
+        self._idle.put(w)
+
     def parse(self, raw: bytes) -> ParsedMessage:
         if len(raw) > self.budget.max_bytes:
             return parse_within(raw, self.budget)
-        w = self._idle.get()
+        self.stage.taken()
         try:
-            w.conn.send_bytes(raw)
-            if w.conn.poll(self.budget.timeout):
-                rec = w.conn.recv()
-                self._idle.put(w)
-                return rec
+            return self._parse(raw)
+        finally:
+            self.stage.done()
+
+    def _parse(self, raw: bytes) -> ParsedMessage:
+        for _ in range(self.ATTEMPTS):
+            w = self._checkout()
+            try:
+                w.conn.send_bytes(raw)
+                if w.conn.poll(self.budget.timeout):
+                    rec = w.conn.recv()
+                    self._checkin(w)
+                    return rec
+            except (EOFError, OSError) as e:
+                reason = f"parse worker died: {e!r}"
+                log.warning("%s; trying the copy on a fresh worker", reason)
+                self._retire(w)
+                continue
             reason = f"parse budget: took longer than {self.budget.timeout:g}s"
-        except (EOFError, OSError) as e:
-            reason = f"parse worker died: {e!r}"
+            self._retire(w)
+            break
         log.warning("%s; storing the copy unparsed", reason)
-        self._retire(w)
         return parse_message(parse_view(raw), unparsed=reason)
 
     def close(self) -> None:

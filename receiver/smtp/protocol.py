@@ -27,6 +27,7 @@ import ipaddress
 import logging
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.proxy_protocol import get_proxy
@@ -60,6 +61,7 @@ _PLAIN_PATH = re.compile(
 TOO_MANY_SESSIONS = "421 4.7.0 Too many connections, try again later"
 TOO_MANY_COMMANDS = "421 4.7.0 Too many commands in one session, closing"
 TOO_MANY_ERRORS = "421 4.7.0 Too many errors in one session, closing"
+UNHEALTHY = "421 4.3.0 Cannot store mail now, try again later"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 TIMED_OUT = "421 4.4.2 Idle too long, closing"
 TEMPFAIL = "451 4.3.0 Temporary failure, try again later"
@@ -114,6 +116,9 @@ class Shared:
     auth_failures: FailureLimiter
     sessions: set = field(default_factory=set)
     stopping: bool = False
+    # What is wrong with the stages behind the sessions (receiver.stages); while not
+    # empty, new sessions are told 421 so that senders try another MX or later.
+    problems: Callable[[], list[str]] = list
 
     @classmethod
     def from_config(cls, config: Config) -> "Shared":
@@ -223,6 +228,11 @@ class Hardened:
             return
         if self.shared.stopping:
             await self.push(SHUTTING_DOWN)
+            return self._close()
+        problems = self.shared.problems()
+        if problems:
+            log.warning("session %s: refused, %s", sid, "; ".join(problems))
+            await self.push(f"{UNHEALTHY} ({'; '.join(problems)})")
             return self._close()
         ip = client_ip(self.session.peer)
         if not self.shared.slots.acquire(ip):

@@ -19,6 +19,7 @@ from receiver import malloc, metrics
 from receiver.config import Config, parse_hostport
 from receiver.smtp.handler import ReceiverHandler
 from receiver.smtp.protocol import ReceiverLMTP, ReceiverSMTP, Shared
+from receiver.stages import Stage, Watchdog, exit_for_restart, heartbeat, watch
 from receiver.store.db import check_schema, open_database
 from receiver.wiring import Stack, build
 
@@ -28,9 +29,12 @@ RESTART_KEYS = (("smtp", "listen"), ("smtp", "workers"), ("smtp", "lmtp"),
                 ("database", "lock_timeout"), ("database", "batch_max"),
                 ("parse", "timeout"), ("parse", "max_depth"), ("parse", "max_parts"),
                 ("parse", "max_bytes"), ("parse", "workers"), ("parse", "max_memory"),
-                ("metrics", "listen"))
+                ("metrics", "listen"), ("stages", "stall_seconds"), ("stages", "exit_after"),
+                ("stages", "reply_seconds"))
 
 log = logging.getLogger(__name__)
+
+EX_SOFTWARE = 70  # sysexits: what the daemon exits with when the watchdog gives up
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
@@ -65,6 +69,8 @@ class Daemon:
     lmtp: bool = False
     # Resolved once (getfqdn may block on DNS), again on reload.
     hostname: str = ""
+    watchdog: Watchdog | None = None
+    heartbeat: asyncio.Task | None = None
 
     def factory(self, implicit_tls: bool = False):
         def make():
@@ -127,6 +133,10 @@ class Daemon:
         for session in list(self.shared.sessions):
             if session.transport is not None:
                 session.transport.abort()
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
         await self.stack.close()
         self.executor.shutdown(wait=False)
 
@@ -147,6 +157,10 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
     hostname = config.smtp.hostname or await loop.run_in_executor(None, socket.getfqdn)
     daemon = Daemon([], stack, executor, shared, handler, config,
                     "", 0, tls=tls_context(config), lmtp=use_lmtp, hostname=hostname)
+    loop_stage = Stage("event loop")
+    daemon.heartbeat = loop.create_task(heartbeat(loop_stage))
+    daemon.watchdog = watch([*stack.stages, loop_stage], config, exit_for_restart(EX_SOFTWARE))
+    shared.problems = daemon.watchdog.problems
     if sock is not None:
         server = await loop.create_server(daemon.factory(), sock=sock)
     else:
@@ -174,7 +188,7 @@ async def run(config: Config, listen: str | None = None, lmtp: bool | None = Non
     announce(f"threads-receiver: {kind} listening on {daemon.host}:{daemon.port}{also}")
     metrics_http = metrics.start_listener(
         config.metrics.listen, lambda: all(s.is_serving() for s in daemon.servers),
-        daemon.stack.writer.db, announce)
+        daemon.stack.writer.db, daemon.watchdog, announce)
     await until_signal(daemon)
     announce("threads-receiver: stopping")
     await daemon.stop()

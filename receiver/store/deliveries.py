@@ -13,16 +13,17 @@ import json
 import logging
 import queue
 import threading
-from dataclasses import dataclass, field
 
 import zstandard
 from peewee import Database, IntegrityError, InterfaceError, OperationalError
 from psycopg2 import errorcodes
 
-from receiver import metrics
+from receiver import faults, metrics
+from receiver.delivery import STORED, DeliveryRequest, DeliveryResult
 from receiver.parse.record import ParsedMessage
+from receiver.stages import Stage
 from receiver.store.db import is_postgres
-from receiver.store.models import Blob, Delivery, Message, utcnow
+from receiver.store.models import Blob, Delivery, Message
 from receiver.store import threading as threadstore
 from receiver.threads.links import ThreadLinks, links_of
 from receiver.threads.subject import SubjectRule
@@ -33,38 +34,6 @@ log = logging.getLogger(__name__)
 # whole transaction is simply run again.
 RETRYABLE_PGCODES = {errorcodes.SERIALIZATION_FAILURE, errorcodes.DEADLOCK_DETECTED}
 TRANSACTION_ATTEMPTS = 5
-
-
-@dataclass
-class DeliveryRequest:
-    mailbox_id: int
-    sha256: str
-    size: int
-    compressed: bytes
-    record: ParsedMessage
-    status: str = "stored"  # stored | quarantined
-    source: str = "smtp"
-    session_id: str | None = None
-    mail_from: str | None = None
-    rcpt_to: str | None = None
-    peer: str | None = None
-    helo: str | None = None
-    tls: dict | None = None
-    auth_user: str | None = None
-    verdict: str = "unverifiable"
-    reasons: list[str] = field(default_factory=list)
-    verify_detail: dict = field(default_factory=dict)
-    auth_results: str | None = None
-    smtp_defects: list[str] = field(default_factory=list)
-    wrapper: tuple[str, int, bytes] | None = None  # (sha256, size, compressed)
-
-
-@dataclass(frozen=True)
-class DeliveryResult:
-    delivery_id: int
-    message_id: int
-    duplicate: bool
-    status: str
 
 
 _compressor = threading.local()
@@ -122,26 +91,27 @@ def message_fields(rec: ParsedMessage, links: ThreadLinks, blob_sha: str | None)
 
 
 def delivery_fields(req: DeliveryRequest, message_pk: int) -> dict:
-    """The Delivery row of a request."""
+    """The Delivery row of a request: the one place a delivery's fields are written."""
+    env, verdict = req.envelope, req.verdict
     return dict(
         mailbox=req.mailbox_id,
         message=message_pk,
         blob=req.sha256,
-        received_at=utcnow(),
-        status=req.status,
-        source=req.source,
-        session_id=db_text(req.session_id),
-        mail_from=db_text(req.mail_from),
+        received_at=env.received_at,
+        status=str(req.status),
+        source=env.source,
+        session_id=db_text(env.session_id),
+        mail_from=db_text(env.mail_from),
         rcpt_to=db_text(req.rcpt_to),
-        peer=db_text(req.peer),
-        helo=db_text(req.helo),
-        tls=json.dumps(req.tls) if req.tls else None,
-        auth_user=db_text(req.auth_user),
-        verdict=req.verdict,
-        reasons=json.dumps(req.reasons),
-        verify_detail=json.dumps(req.verify_detail),
-        auth_results=db_text(req.auth_results),
-        smtp_defects=json.dumps(req.smtp_defects),
+        peer=db_text(env.peer),
+        helo=db_text(env.helo),
+        tls=json.dumps(env.tls) if env.tls else None,
+        auth_user=db_text(env.auth_user),
+        verdict=str(verdict.kind),
+        reasons=json.dumps(verdict.reasons),
+        verify_detail=json.dumps(verdict.detail),
+        auth_results=db_text(verdict.auth_results),
+        smtp_defects=json.dumps(env.smtp_defects),
         wrapper_blob=req.wrapper[0] if req.wrapper else None,
     )
 
@@ -226,7 +196,7 @@ def store_deliveries(requests: list[DeliveryRequest],
         values = delivery_fields(r, pk).values()
         cursor.execute(sql, tuple(c.db_value(v) for c, v in zip(columns, values)))
         results[i] = DeliveryResult(cursor.fetchone()[0], pk, False, r.status)
-        if r.status == "stored" and tid is None and pk not in to_thread:
+        if r.status == STORED and tid is None and pk not in to_thread:
             to_thread[pk] = (Message(id=pk), links[i])
     threadstore.attach_many(list(to_thread.values()), rule)
 
@@ -241,8 +211,32 @@ class WriterStopped(Exception):
     """The writer is shutting down; the request was not stored."""
 
 
+class WriterFailed(Exception):
+    """The writer died or got stuck with the request; it may or may not be committed.
+    The sender is told to retry; a retry of a committed copy is an idempotent duplicate."""
+
+
+def _settle(fut: concurrent.futures.Future, result=None, error: BaseException | None = None,
+            ) -> None:
+    """Resolve a request's future unless the watchdog already failed it."""
+    try:
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        # Failed by the watchdog while this thread was stuck; the sender was told 451.
+        log.info("a request finished after it was given up on; its sender retries")
+
+
 class Writer:
-    """The single writer thread of this process (SQLite allows one; PG batches gain)."""
+    """The single writer thread of this process (SQLite allows one; PG batches gain).
+
+    The thread never ends on a fault in one batch: the batch's senders get the error
+    (451) and the next batch goes on. A request, once taken from the queue, can no longer
+    be cancelled (a client that vanished does not touch it): it is committed or not as
+    a unit. `stage` tells the watchdog how it is doing (receiver.stages).
+    """
 
     def __init__(self, db: Database, batch_max: int, subject_rule: SubjectRule):
         self.db = db
@@ -250,8 +244,18 @@ class Writer:
         self.batch_max = max(1, batch_max)
         # SimpleQueue: a put from the loop is one C call, not a Python lock and Condition.
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._stopping = False
+        self._current: list = []  # the batch being committed now
+        self.stage = Stage("writer", alive=lambda: self._stopping or self._thread.is_alive(),
+                           restart=self._start, fail_waiting=self._fail_waiting)
+        self._start()
+
+    def _start(self) -> None:
+        lost, self._current = self._current, []
+        for _, fut in lost:
+            _settle(fut, error=WriterFailed("the store writer died during the commit"))
+            self.stage.done()
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
     def submit(self, requests: list[DeliveryRequest]) -> concurrent.futures.Future:
@@ -260,6 +264,9 @@ class Writer:
         if self._stopping:
             fut.set_exception(WriterStopped("the receiver is shutting down"))
         else:
+            # Owed until this writer's thread has finished with it, whoever settles the
+            # future: a stalled commit stays stuck work after its sender was told 451.
+            self.stage.taken()
             self._queue.put((requests, fut))
         return fut
 
@@ -269,23 +276,63 @@ class Writer:
         self._queue.put(None)
         self._thread.join(timeout)
 
-    def _run(self) -> None:
-        while True:
+    def _take(self, item) -> bool:
+        # False: cancelled while queued (nobody waits for it); never cancellable after.
+        if item[1].set_running_or_notify_cancel():
+            return True
+        self.stage.done()
+        return False
+
+    def _next_batch(self) -> list | None:
+        """Up to batch_max queued requests; None when it is time to stop."""
+        batch: list = []
+        while not batch:
             item = self._queue.get()
             if item is None:
+                return None
+            if self._take(item):
+                batch.append(item)
+        while len(batch) < self.batch_max:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
                 break
-            batch = [item]
-            while len(batch) < self.batch_max:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
+            if nxt is None:
+                self._queue.put(None)
+                break
+            if self._take(nxt):
                 batch.append(nxt)
-            self._commit(batch)
+        return batch
+
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            self._current = batch
+            try:
+                self._commit(batch)
+            except Exception as e:  # a bug met in one batch: its senders retry, we go on
+                log.exception("store writer: a batch of %d failed", len(batch))
+                self._fail(batch, e)
+            if self._current is batch:  # not already given up by the watchdog
+                self._current = []
+                for _ in batch:
+                    self.stage.done()
         self._close()
+
+    def _fail_waiting(self, why: str) -> None:
+        """The watchdog found this writer stuck: fail what waits so its senders retry."""
+        error = WriterFailed(why)
+        for _, fut in self._current:  # still owed by the stuck thread: the stage stays stuck
+            _settle(fut, error=error)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)
+                break
+            _settle(item[1], error=error)
+            self.stage.done()
 
     @metrics.timed_commit
     def _transaction(self, jobs) -> list[list[DeliveryResult]]:
@@ -298,6 +345,7 @@ class Writer:
                     threadstore.lock_threading(self.db)
                     flat = store_deliveries([r for reqs, _ in jobs for r in reqs],
                                             self.subject_rule)
+                    faults.hit("writer")
                     out, at = [], 0
                     for reqs, _ in jobs:
                         out.append(flat[at:at + len(reqs)])
@@ -321,13 +369,13 @@ class Writer:
                 self._commit([job])
             return
         for (_, fut), res in zip(batch, results):
-            fut.set_result(res)
+            _settle(fut, res)
 
     def _fail(self, batch, error: Exception) -> None:
         log.error("store failed for %d deliveries: %r", len(batch), error)
         self._close()
         for _, fut in batch:
-            fut.set_exception(error)
+            _settle(fut, error=error)
 
     def _close(self) -> None:
         # A broken connection must not be reused: the next batch reconnects.

@@ -21,7 +21,9 @@ from typing import Callable
 
 import dkim
 
+from receiver import faults
 from receiver.config import Config
+from receiver.stages import Stage
 from receiver.parse.headers import unfold
 from receiver.verify.alignment import aligned
 from receiver.verify.arccheck import ArcResult, check_arc
@@ -124,6 +126,7 @@ def first_pass(raw: bytes, received_at: dt.datetime, subscriber: str | None,
                authserv_id: str, cached_keys: Callable[[list[str]], dict | None]) -> tuple:
     """The parse, and the whole check when no key needs fetching: none is named, or
     `cached_keys` has every one (the usual case once a signer's key has been seen)."""
+    faults.hit("verifier")
     parsed = parse_for_checks(raw, received_at)
     keys = cached_keys(parsed.key_names)
     if keys is None:
@@ -166,6 +169,8 @@ class Verifier:
         self._executor = executor or ThreadPoolExecutor(max_workers=2,
                                                         thread_name_prefix="verify")
         self._evidence_cache: OrderedDict[str, tuple[float, asyncio.Future]] = OrderedDict()
+        # Its threads are a pool that outlives any exception; it can only hang.
+        self.stage = Stage("verifier")
 
     def reconfigure(self, config: Config) -> None:
         """A reload: policy.unwrap and the authserv-id apply to the next copy; new DNS
@@ -177,7 +182,12 @@ class Verifier:
         self.config = config
 
     async def _off_loop(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        # Counted from the threads' side: a check still running after its sender left
+        # is still work the stage owes (a hung one must show as stuck).
+        self.stage.taken()
+        job = self._executor.submit(fn, *args)
+        job.add_done_callback(lambda _: self.stage.done())
+        return await asyncio.wrap_future(job)
 
     async def verify(self, raw: bytes, *, subscriber: str | None, received_at: dt.datetime,
                      unwrap: bool | None = None) -> Verdict:

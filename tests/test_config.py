@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tomllib
 
 import pytest
@@ -68,3 +69,23 @@ def test_bad_config_says_which_key(tmp_path, text, env, words):
 def test_missing_config_file_is_a_clear_error(tmp_path):
     with pytest.raises(config.ConfigError, match="config file not found"):
         config.load(tmp_path / "absent.toml", {})
+
+
+def test_config_is_frozen_and_typed():
+    cfg = config.load(None, {"THREADS_RECEIVER_DNS_SERVERS": "127.0.0.1:5353"})
+    assert cfg.dns.servers == ("127.0.0.1:5353",)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.smtp.max_errors = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.smtp = cfg.smtp  # type: ignore[misc]
+
+
+def test_a_missing_wire_fails_loudly():
+    """The parts that take config values have no defaults that could stand in for them."""
+    from receiver.parse.worker import Budget
+    from receiver.store.deliveries import Writer
+    from receiver.threads.subject import SubjectRule
+
+    for make in (SubjectRule, Budget, lambda: Writer(None, 64)):
+        with pytest.raises(TypeError):
+            make()

@@ -55,23 +55,6 @@ def has_domains(entries) -> bool:
     return bool(split_entries(entries)[1])
 
 
-def signing_domains(detail: dict) -> set[str]:
-    """Domains whose DKIM signature verified, and the ARC sealers of a chain that
-    validated, as receiver/verify records them in Verdict.detail:
-    {"dkim": [{"d": ..., "result": "pass"}, ...], "arc": {"cv": "pass", "sealers": [...]}}.
-    Read defensively: anything missing or malformed vouches for no one."""
-    found: set[str] = set()
-    if not isinstance(detail, dict):
-        return found
-    for sig in detail.get("dkim") or []:
-        if isinstance(sig, dict) and sig.get("result") == "pass" and isinstance(sig.get("d"), str):
-            found.add(sig["d"].lower().rstrip("."))
-    arc = detail.get("arc")
-    if isinstance(arc, dict) and arc.get("cv") == "pass":
-        found.update(d.lower().rstrip(".") for d in arc.get("sealers") or [] if isinstance(d, str))
-    return found
-
-
 def _domain_allows(domains: list[str], signers: set[str]) -> bool:
     return any(s == d or s.endswith("." + d) for s in signers for d in domains)
 
@@ -84,6 +67,7 @@ def refusal(entries, peer: str | None, verdict: Verdict) -> Decision | None:
     ip = peer_ip(peer)
     if ip is not None and any(ip in net for net in networks):
         return None
-    if domains and _domain_allows(domains, signing_domains(verdict.detail)):
+    if domains and verdict.evidence is not None and _domain_allows(
+            domains, verdict.evidence.signing_domains()):
         return None
     return Decision(REJECT, "this sender is not on the receiver address's allow-list")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -59,12 +60,24 @@ class SmtpSection:
     timeout: int = 300
     # Seconds the whole DATA phase may take.
     data_timeout: int = 600
-    # Commands in one session, and error replies in one session, before 421 and close.
+    # Commands that make no progress (NOOP, RSET, VRFY, EXPN, ETRN, HELP, and refused
+    # ones), and error replies, since the session's last accepted message; the last
+    # one allowed is answered, then 421 4.7.0 and close.
     max_commands: int = 1000
     max_errors: int = 10
     # Concurrent sessions, in total and per client address; past either: 421 4.7.0.
     max_sessions: int = 200
     max_sessions_per_ip: int = 20
+    # Front MTAs relaying here (e.g. the Postfix in front): held to max_sessions only,
+    # never to max_sessions_per_ip. LMTP peers always are.
+    trusted_networks: tuple[str, ...] = ()
+    # From this share of max_sessions open on, the idle timeout is stress_timeout
+    # seconds instead of timeout (Postfix's stress mode), until the pressure is gone.
+    stress_threshold: float = 0.8
+    stress_timeout: int = 10
+    # Connections the kernel queues before they are accepted (listen(2) backlog;
+    # the kernel caps it at net.core.somaxconn).
+    backlog: int = 4096
     # Bytes of message data held in memory across all sessions; past it: 452 4.3.1.
     # Peak memory is about twice this, plus the parse workers (bench/RESULTS.md).
     max_inflight_bytes: int = 64 * 1024 * 1024
@@ -86,6 +99,13 @@ class TlsSection:
     require_starttls: bool = False
     # Oldest protocol accepted: TLSv1.2 or TLSv1.3.
     min_version: str = "TLSv1.2"
+    # TLS 1.2 cipher suites (OpenSSL syntax): AEAD only, the "intermediate" profile of
+    # Mozilla's server-side TLS guidelines. TLS 1.3 suites are all AEAD already.
+    ciphers: str = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:"
+                    "DHE-RSA-CHACHA20-POLY1305")
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,11 +363,24 @@ def _validate(config: Config) -> None:
         raise ConfigError("tls.require_starttls needs tls.cert_file and tls.key_file")
     if tls.min_version not in ("TLSv1.2", "TLSv1.3"):
         raise ConfigError("tls.min_version: TLSv1.2 or TLSv1.3")
-    for net in config.smtp.proxy_trusted:
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            raise ConfigError(f"smtp.proxy_trusted: not a network: {net!r}") from None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(tls.ciphers)
+    except ssl.SSLError:
+        raise ConfigError(f"tls.ciphers: no cipher suite OpenSSL knows in {tls.ciphers!r}"
+                          ) from None
+    for key in ("proxy_trusted", "trusted_networks"):
+        for net in getattr(config.smtp, key):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(f"smtp.{key}: not a network: {net!r}") from None
+    if not 0 < config.smtp.stress_threshold <= 1:
+        raise ConfigError("smtp.stress_threshold: a share of smtp.max_sessions, more than 0 "
+                          "and at most 1")
+    if config.smtp.stress_timeout <= 0:
+        raise ConfigError("smtp.stress_timeout: seconds, more than 0")
+    if config.smtp.backlog < 1:
+        raise ConfigError("smtp.backlog: at least 1")
 
 
 def parse_hostport(value: str, name: str = "listen") -> tuple[str, int]:

@@ -71,8 +71,8 @@ def session_closed(protocol, error: BaseException | None = None) -> None:
 def verdicts_seen(source: str, verdicts) -> None:
     for v in verdicts:
         VERDICTS.labels(source, v.kind).inc()
-        for sig in (v.detail or {}).get("dkim", []) or []:
-            DKIM.labels(sig.get("result", "unknown")).inc()
+        for sig in v.evidence.dkim if v.evidence is not None else []:
+            DKIM.labels(sig.result).inc()
 
 
 def observe_delivery(deliver):

@@ -6,13 +6,14 @@ from __future__ import annotations
 import base64
 import re
 import socket
+import ssl
 import struct
 
 import pytest
 
 from receiver import allowlist
 from receiver.verify.verdict import UNALTERED, Verdict
-from tests.rawsmtp import Raw, deliveries, message, query, send, transaction
+from tests.rawsmtp import Raw, client_tls, deliveries, message, query, send, transaction
 
 
 def plain(user: str, password: str) -> str:
@@ -131,9 +132,16 @@ def proxy_v2(src: str, sport: int) -> bytes:
     return sig + bytes([0x21, 0x11]) + struct.pack("!H", len(addrs)) + addrs
 
 
-@pytest.mark.parametrize("header", [b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 25\r\n",
-                                    proxy_v2("203.0.113.7", 40000)])
-def test_proxy_protocol_from_a_trusted_proxy(receiver, header):
+@pytest.mark.parametrize("header, peer", [
+    (b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 25\r\n", "203.0.113.7:40000"),
+    (proxy_v2("203.0.113.7", 40000), "203.0.113.7:40000"),
+    # A balancer's health check, v1 UNKNOWN and v2 LOCAL: accepted, and the connection's
+    # own address is the client's (what the PROXY protocol specification says).
+    (b"PROXY UNKNOWN\r\n", "127.0.0.1:"),
+    (b"PROXY UNKNOWN ffff:f::1 ffff:f::2 1 2\r\n", "127.0.0.1:"),
+    (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x20, 0x00, 0, 0]), "127.0.0.1:"),
+])
+def test_proxy_protocol_from_a_trusted_proxy(receiver, header, peer):
     address = receiver.add_mailbox("alice@corp.example")
     port = receiver.start(THREADS_RECEIVER_SMTP_PROXY_TRUSTED="127.0.0.0/8")
     c = Raw(port, greet=False)
@@ -141,7 +149,7 @@ def test_proxy_protocol_from_a_trusted_proxy(receiver, header):
     assert c.reply()[0] == 220
     assert transaction(c, address, message(1))[0] == 250
     c.close()
-    assert deliveries(receiver.db_url)[0]["peer"] == "203.0.113.7:40000"
+    assert deliveries(receiver.db_url)[0]["peer"].startswith(peer)
     # Without a valid header a trusted proxy's connection is dropped.
     c = Raw(port, greet=False)
     c.send(b"EHLO not-a-proxy-header\r\n")
@@ -182,18 +190,29 @@ def test_allow_list_of_signing_domains_refuses_unsigned(receiver):
 
 
 def test_signing_domains_read_from_the_verdict():
-    detail = {"dkim": [{"d": "mail.google.com", "result": "pass"},
-                       {"d": "evil.example", "result": "fail"}],
-              "arc": {"cv": "pass", "sets": 1, "sealers": ["outlook.com"]}}
-    v = Verdict(UNALTERED, detail=detail)
-    assert allowlist.signing_domains(detail) == {"mail.google.com", "outlook.com"}
+    import datetime as dt
+
+    from receiver.verify.arccheck import ArcResult
+    from receiver.verify.copypath import CopyPath
+    from receiver.verify.dkimcheck import SigResult
+    from receiver.verify.evidence import Evidence
+
+    def evidence(sigs, arc) -> Evidence:
+        return Evidence(CopyPath("copied"), "example.org", dt.datetime(2020, 1, 1,
+                        tzinfo=dt.timezone.utc), sigs, arc)
+
+    ev = evidence([SigResult(0, d="Mail.Google.com.", result="pass"),
+                   SigResult(1, d="evil.example", result="fail")],
+                  ArcResult(cv="pass", sets=1, sealers=["outlook.com"]))
+    v = Verdict(UNALTERED, evidence=ev)
+    assert ev.signing_domains() == {"mail.google.com", "outlook.com"}
     assert allowlist.refusal(["google.com"], "198.51.100.1:25", v) is None
     assert allowlist.refusal(["outlook.com"], None, v) is None
     assert allowlist.refusal(["evil.example"], "198.51.100.1:25", v) is not None
     assert allowlist.refusal(["198.51.100.0/24"], "198.51.100.1:25", Verdict(UNALTERED)) is None
-    failed_arc = {"arc": {"cv": "fail", "sets": 1, "sealers": ["outlook.com"]}}
-    assert allowlist.signing_domains(failed_arc) == set()
-    assert allowlist.signing_domains({"dkim": "garbage", "arc": None}) == set()
+    assert allowlist.refusal(["google.com"], None, Verdict(UNALTERED)) is not None
+    failed_arc = evidence([], ArcResult(cv="fail", sets=1, sealers=["outlook.com"]))
+    assert failed_arc.signing_domains() == set()
 
 
 def test_allow_list_of_signing_domains_with_real_signatures(receiver, dns):
@@ -211,3 +230,58 @@ def test_allow_list_of_signing_domains_with_real_signatures(receiver, dns):
     code, text = send(port, address, F.sign(F.original(subject="x", msgid="x2@author.example")))
     assert code == 550 and "allow-list" in text
     assert [d["subject"] for d in deliveries(receiver.db_url)] == ["Quarterly numbers"]
+
+
+def _after_starttls(port: int) -> tuple[Raw, str]:
+    c = Raw(port)
+    c.cmd("EHLO x")
+    c.starttls()
+    return c, c.cmd("EHLO x")[1]
+
+
+def test_auth_mechanisms_are_plain_and_login_in_any_case(tls_receiver):
+    out = tls_receiver.cli("mailbox", "credentials", "alice@corp.example").stdout.decode()
+    user = re.search(r"username: (\S+)", out).group(1)
+    password = re.search(r"password: (\S+)", out).group(1)
+    port = tls_receiver.start()
+    c, ehlo = _after_starttls(port)
+    assert "250-AUTH LOGIN PLAIN\n" in ehlo  # nothing else is a mechanism
+    code, text = c.cmd("AUTH failures")
+    assert code == 504 and "5.5.4" in text
+    assert c.cmd("AUTH plain " + plain(user, password))[0] == 235  # RFC 4954: any case
+    c.close()
+    c, _ = _after_starttls(port)
+    assert c.cmd("auth Login " + base64.b64encode(user.encode()).decode())[0] == 334
+    assert c.cmd(base64.b64encode(password.encode()).decode())[0] == 235
+    c.close()
+
+
+def test_a_refused_proxy_header_is_logged_with_its_reason(receiver):
+    receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_SMTP_PROXY_TRUSTED="127.0.0.0/8")
+    c = Raw(port, greet=False)
+    c.send(b"PROXY TCP4 999.0.0.1 127.0.0.1 1 25\r\n")
+    assert c.closed()
+    log = receiver.log_path.read_text()
+    assert "trusted proxy 127.0.0.1 does not start with a valid PROXY header" in log
+    assert "PROXYv1 address malformed" in log
+
+
+def test_tls12_offers_aead_suites_only(tls_receiver):
+    port = tls_receiver.start()
+    for suites, accepted in (("ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES256-SHA384:"
+                              "ECDHE-RSA-AES128-SHA:AES128-SHA256:AES128-SHA", False),
+                             ("ECDHE-RSA-AES128-GCM-SHA256", True)):
+        ctx = client_tls()
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers(suites)
+        c = Raw(port)
+        c.cmd("EHLO x")
+        assert c.cmd("STARTTLS")[0] == 220
+        if accepted:
+            c.sock = ctx.wrap_socket(c.sock)
+            assert c.cmd("EHLO x")[0] == 250
+        else:
+            with pytest.raises(ssl.SSLError):
+                ctx.wrap_socket(c.sock)
+        c.close()

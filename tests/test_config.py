@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import tomllib
 
 import pytest
@@ -57,6 +58,10 @@ def test_sqlite_path_is_relative_to_the_config(tmp_path):
     ("", {"THREADS_RECEIVER_SMTP_MAX_RECIPIENTS": "many"}, "expected a whole number"),
     ("", {"THREADS_RECEIVER_DB": "mysql://x"}, "database.url"),
     ("", {"THREADS_RECEIVER_SMTP_LISTEN": "nowhere"}, "HOST:PORT"),
+    ("[smtp]\ntrusted_networks = [\"postfix\"]\n", {}, "smtp.trusted_networks"),
+    ("[smtp]\nstress_threshold = 0.0\n", {}, "smtp.stress_threshold"),
+    ("[smtp]\nbacklog = 0\n", {}, "smtp.backlog"),
+    ("[tls]\nciphers = \"NO-SUCH-SUITE\"\n", {}, "tls.ciphers"),
 ])
 def test_bad_config_says_which_key(tmp_path, text, env, words):
     path = tmp_path / "r.toml"
@@ -89,3 +94,13 @@ def test_a_missing_wire_fails_loudly():
     for make in (SubjectRule, Budget, lambda: Writer(None, 64)):
         with pytest.raises(TypeError):
             make()
+
+
+def test_readme_toml_snippets_are_valid_config(tmp_path):
+    """What the README tells an admin to write (e.g. "Behind Postfix") loads."""
+    snippets = re.findall(r"```toml\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S)
+    assert snippets
+    for i, text in enumerate(snippets):
+        path = tmp_path / f"{i}.toml"
+        path.write_text(text)
+        config.load(path, {})

@@ -20,8 +20,7 @@ def request(received_at: dt.datetime) -> DeliveryRequest:
     env = Envelope(source="lmtp", session_id="s1", mail_from="m@x", peer="192.0.2.1:25",
                    helo="mx.x", tls={"cipher": "C", "version": "TLSv1.3", "bits": 256},
                    auth_user=None, smtp_defects=["bare LF"], received_at=received_at)
-    verdict = Verdict(ALTERED, ["body changed"], detail={"path": {"kind": "copied"}},
-                      auth_results="rx; dkim=fail")
+    verdict = Verdict(ALTERED, ["body changed"], auth_results="rx; dkim=fail")
     return DeliveryRequest(mailbox_id=1, sha256=hashlib.sha256(RAW).hexdigest(), size=len(RAW),
                            compressed=compress(RAW), record=parse_message(RAW),
                            status=QUARANTINED, rcpt_to="alice-tok@push.example.com",

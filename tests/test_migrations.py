@@ -11,9 +11,11 @@ from receiver.delivery import DeliveryRequest
 from receiver.store.deliveries import compress, store_delivery
 from receiver.store.mailboxes import token_hash
 from receiver.store.models import SCHEMA_VERSION, MailboxAddress, SchemaInfo
+from receiver.verify.verdict import UNVERIFIABLE, Verdict
 from tests.helpers import DEFAULT_RULE, LOCK_TIMEOUT, Receiver
 from tests.schema_v1 import MailboxV1, v1_models
 
+CONFIRMATION = {"provider": "gmail", "code": "123456", "link": None}
 RAW = (b"From: Bob <bob@example.org>\r\nTo: alice@corp.example\r\nSubject: old\r\n"
        b"Message-ID: <old1@example.org>\r\nDate: Tue, 01 Jan 2019 10:00:00 +0000\r\n\r\nkept\r\n")
 
@@ -29,7 +31,10 @@ def make_v1_database(url: str) -> None:
         with db.atomic():
             store_delivery(DeliveryRequest(
                 mailbox_id=mb.id, sha256=hashlib.sha256(RAW).hexdigest(), size=len(RAW),
-                compressed=compress(RAW), record=parse_message(RAW)), DEFAULT_RULE)
+                compressed=compress(RAW), record=parse_message(RAW),
+                verdict=Verdict(UNVERIFIABLE, confirmation=CONFIRMATION)), DEFAULT_RULE)
+        # Before version 3 a confirmation lived only in the verification detail's JSON.
+        db.execute_sql("ALTER TABLE delivery DROP COLUMN confirmation")
     db.close()
 
 
@@ -60,6 +65,8 @@ def test_upgrade_from_v1_keeps_data(tmp_path, db_url):
     shown = rx.cli_json("mailbox", "show", "alice@corp.example")
     assert shown["retention"]["quarantine_days"] == 5
     assert shown["retention"]["keep_days"] == 30
+    # Version 3 moved the confirmation into a column of its own.
+    assert [(c["provider"], c["code"]) for c in shown["confirmations"]] == [("gmail", "123456")]
 
 
 def test_newer_schema_is_refused(tmp_path, db_url):

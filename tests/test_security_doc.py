@@ -38,3 +38,15 @@ def test_every_limit_is_documented_with_its_default():
     for name, shown in table.items():
         section, key = name.split(".")
         assert _shown(DEFAULTS[section][key]) == shown, name
+
+
+def test_both_systemd_units_keep_the_state_directory_private():
+    """SECURITY.md says the state directory stays 0700: every unit that names it must set
+    the mode, or systemd resets it to 0755 whenever that unit starts."""
+    assert "`StateDirectoryMode=0700`" in (ROOT / "SECURITY.md").read_text()
+    units = sorted((ROOT / "systemd").glob("*.service"))
+    assert len(units) == 2
+    for unit in units:
+        lines = unit.read_text().splitlines()
+        assert "StateDirectory=threads-receiver" in lines, unit.name
+        assert "StateDirectoryMode=0700" in lines, unit.name

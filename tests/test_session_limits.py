@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
+
+import pytest
 
 from tests.rawsmtp import Raw, deliveries, message, open_data, send, transaction
 
@@ -171,3 +174,93 @@ def test_a_message_of_exactly_the_budget_fits_with_or_without_its_size(receiver)
         assert c.reply()[0] == 250
         assert c.reply()[0] == 250
         c.close()
+
+
+def test_one_connection_carries_hundreds_of_messages(receiver):
+    """An MTA's cached connection or a bulk tool: 400 messages, each after an RSET and a
+    NOOP, in one session with the default limits (which cut it at 333 when every
+    command counted)."""
+    address = receiver.add_mailbox("alice@corp.example")
+    port = receiver.start()
+    c = Raw(port)
+    assert c.cmd("EHLO client.example.org")[0] == 250
+    for n in range(400):
+        c.send(f"RSET\r\nNOOP\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<{address}>\r\n"
+               "DATA\r\n".encode())
+        assert [c.reply()[0] for _ in range(5)] == [250, 250, 250, 250, 354], n
+        c.send(message(f"cached {n}") + b".\r\n")
+        assert c.reply()[0] == 250, n
+    assert c.cmd("QUIT")[0] == 221
+    assert len(deliveries(receiver.db_url)) == 400
+
+
+def test_smtp_source_reusing_one_connection(receiver):
+    """Postfix's own test client, one session for every message (-d)."""
+    address = receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_SMTP_MAX_COMMANDS="5")
+    r = subprocess.run(["smtp-source", "-d", "-s", "1", "-m", "50", "-f", "a@example.org",
+                        "-t", address, f"127.0.0.1:{port}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and not r.stderr, r.stderr
+    assert len(deliveries(receiver.db_url)) == 50
+    assert "Too many" not in receiver.log_path.read_text()
+
+
+def test_commands_without_progress_are_limited_and_a_message_resets_the_count(receiver):
+    address = receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_SMTP_MAX_COMMANDS="3")
+    c = Raw(port)
+    assert c.cmd("EHLO client.example.org")[0] == 250  # progress: not counted
+    assert c.cmd("NOOP")[0] == 250
+    assert c.cmd("VRFY someone")[0] == 252
+    assert transaction(c, address, message(1), helo=False)[0] == 250
+    assert c.cmd("HELP")[0] == 250
+    assert c.cmd("RSET")[0] == 250
+    assert c.cmd("NOOP")[0] == 250  # the third since the message: answered, then closed
+    code, text = c.reply()
+    assert code == 421 and "4.7.0" in text
+    assert c.closed()
+
+
+@pytest.mark.parametrize("front", ["trusted_networks", "lmtp"])
+def test_a_front_mta_is_held_to_the_total_cap_only(receiver, front):
+    receiver.add_mailbox("alice@corp.example")
+    env = ({"THREADS_RECEIVER_SMTP_TRUSTED_NETWORKS": "127.0.0.0/8"} if front == "trusted_networks"
+           else {"THREADS_RECEIVER_SMTP_LMTP": "true"})
+    port = receiver.start(THREADS_RECEIVER_SMTP_MAX_SESSIONS_PER_IP="2",
+                          THREADS_RECEIVER_SMTP_MAX_SESSIONS="4", **env)
+    held = [Raw(port) for _ in range(4)]  # twice the per-address cap
+    assert all(c.greeting[0] == 220 for c in held)
+    code, text = Raw(port, greet=False).reply()  # the total cap still holds
+    assert code == 421 and "4.7.0" in text
+    for c in held:
+        c.close()
+
+
+def test_idle_sessions_get_the_stress_timeout_near_the_cap(receiver):
+    receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_SMTP_MAX_SESSIONS="5",
+                          THREADS_RECEIVER_SMTP_STRESS_THRESHOLD="0.6",
+                          THREADS_RECEIVER_SMTP_STRESS_TIMEOUT="1",
+                          THREADS_RECEIVER_SMTP_TIMEOUT="60")
+    idle = [Raw(port), Raw(port)]
+    assert not idle[0].closed(wait=1.5)  # two of five: no pressure, the normal timeout
+    started = time.monotonic()
+    idle.append(Raw(port))  # three of five: under stress, every idle session shrinks
+    for c in idle:
+        code, text = c.reply()
+        assert code == 421 and "4.4.2" in text
+        assert c.closed()
+    assert time.monotonic() - started < 5
+    calm = Raw(port)  # the pressure is gone: the normal timeout again
+    time.sleep(2)
+    assert calm.cmd("NOOP")[0] == 250
+    calm.close()
+
+
+def test_the_listen_backlog_is_configurable(receiver):
+    port = receiver.start(THREADS_RECEIVER_SMTP_BACKLOG="77")
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                         text=True, check=True).stdout.split()
+    # ss shows a listening socket's backlog in its Send-Q column.
+    assert out[2] == "77", out

@@ -27,6 +27,9 @@ TEMPFAIL_DATA = "451 4.3.0 Temporary failure storing the message, try again late
 TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 NOT_OWN_MAILBOX = "550 5.7.1 These credentials may deliver to their own mailbox only"
 NOT_ALLOWED = "550 5.7.1 This sender is not on the receiver address's allow-list"
+# Advertised on top of aiosmtpd's: the session reads pipelined commands in order
+# (protocol.py), and every reply carries an enhanced status code (replies.py).
+EXTENSIONS = ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
 
 
 def session_id(session) -> str:
@@ -42,7 +45,9 @@ def outcome_line(o: Outcome) -> str:
     if o.status == REJECTED:
         return f"550 {o.code or '5.7.1'} {o.reason}"
     if o.status == TEMPFAILED:
-        return f"451 {o.code or '4.3.0'} {o.reason}" if o.reason else TEMPFAIL_DATA
+        # A policy's tempfail says its own cause; every other one is the store's, and has
+        # one text over SMTP and LMTP alike, whatever the pipeline's reason says.
+        return f"451 {o.code} {o.reason}" if o.code else TEMPFAIL_DATA
     raise ValueError(f"unknown outcome {o.status}")
 
 
@@ -62,15 +67,22 @@ def combined_reply(outcomes: list[Outcome]) -> str:
 
 class ReceiverHandler:
     def __init__(self, pipeline: Pipeline, *, max_recipients: int, lmtp: bool = False,
-                 auth_failures: FailureLimiter | None = None):
+                 failed_logins: FailureLimiter | None = None):
         self.pipeline = pipeline
         self.max_recipients = max_recipients
         self.lmtp = lmtp
-        self.auth_failures = auth_failures or FailureLimiter(5, 300.0)
+        # Not named auth_*: aiosmtpd takes every handler attribute so named for an AUTH
+        # mechanism, advertises it and accepts it.
+        self.failed_logins = failed_logins or FailureLimiter(5, 300.0)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        """What aiosmtpd does for EHLO and LHLO, plus the extensions the receiver has."""
+        session.host_name = hostname
+        return [*responses[:-1], *EXTENSIONS, responses[-1]]
 
     async def handle_AUTH(self, server, session, envelope, args):
         return await auth.authenticate(server, session, args, self.pipeline.authenticate,
-                                       self.auth_failures, session_id(session))
+                                       self.failed_logins, session_id(session))
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         sid = session_id(session)

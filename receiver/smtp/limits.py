@@ -22,8 +22,9 @@ class SessionSlots:
         self._by_ip: collections.Counter[str] = collections.Counter()
         self._count = 0
 
-    def acquire(self, ip: str) -> bool:
-        if self._count >= self.total or self._by_ip[ip] >= self.per_ip:
+    def acquire(self, ip: str, per_ip_cap: bool = True) -> bool:
+        """Take a slot; `per_ip_cap` False for a front MTA, held to the total cap only."""
+        if self._count >= self.total or (per_ip_cap and self._by_ip[ip] >= self.per_ip):
             return False
         self._count += 1
         self._by_ip[ip] += 1

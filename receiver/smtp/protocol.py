@@ -10,13 +10,18 @@ keeps its command implementations (HELO, EHLO, MAIL, RCPT, STARTTLS, AUTH, ...):
 - command lines must end in CRLF and hold no bare CR or NUL (500/501), at most 512
   octets (MAIL: 512 + its ESMTP parameters); arguments must be valid UTF-8, and
   non-ASCII addresses need SMTPUTF8 (553 5.6.7);
-- too many commands or error replies in one session: 421 4.7.0 and close;
-- concurrent sessions in total and per client address: 421 4.7.0 past the cap;
+- too many commands that make no progress (NOOP, RSET, VRFY, ... and refused ones) or
+  error replies since the last message accepted: 421 4.7.0 and close;
+- concurrent sessions in total and per client address (a configured front MTA: in
+  total only): 421 4.7.0 past the cap; near the total cap idle sessions get a short
+  timeout (Postfix's stress mode);
+- every reply carries an enhanced status code (receiver/smtp/replies.py);
 - DATA: SIZE and the growing body checked against the limit (552 5.3.4), bytes counted
   against a budget shared by every session (452 4.3.1), memory freed as soon as a
   limit is passed while the rest is drained, bare CR/LF in headers recorded as defects;
 - any exception: logged with the session id, answered 451 4.3.0;
-- PROXY protocol v1/v2 from trusted networks only; implicit TLS on a second listener;
+- PROXY protocol v1/v2 from trusted networks only (UNKNOWN/LOCAL: the connection's own
+  addresses); implicit TLS on a second listener;
 - SIGTERM: sessions in DATA finish, the others get 421 4.3.2.
 """
 
@@ -30,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.proxy_protocol import get_proxy
+from aiosmtpd.proxy_protocol import AF, V2_CMD, get_proxy
 from aiosmtpd.smtp import SMTP, TLSSetupException
 
 from receiver.config import Config
@@ -39,6 +44,7 @@ from receiver import metrics
 from receiver.smtp.datastream import DataStream
 from receiver.smtp.handler import session_id
 from receiver.smtp.limits import ByteBudget, FailureLimiter, SessionSlots, client_ip
+from receiver.smtp.replies import enhanced, is_client_error
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +55,11 @@ PROXY_TIMEOUT = 10.0
 # Up to one socket read (asyncio reads at most 256 KiB at a time).
 DATA_CHUNK = 256 * 1024
 ALLOWED_BEFORE_STARTTLS = {"NOOP", "EHLO", "LHLO", "STARTTLS", "QUIT"}
+# Commands that never move a message forward (Postfix's junk commands, plus HELP and
+# EXPN): counted against smtp.max_commands, like every refused command.
+NO_PROGRESS = {"NOOP", "RSET", "VRFY", "EXPN", "ETRN", "HELP"}
 
-_SIZE_PARAM = re.compile(r"(?i)\sSIZE=(\d{1,20})(?:\s|$)")
+_SIZE_PARAM = re.compile(r"(?i)\sSIZE=(\d+)(?:\s|$)")
 # The path nearly every client sends: <dot-atom@dot-atom>, then parameters after a
 # space. The email package's RFC 5322 parser that aiosmtpd uses costs tens of
 # microseconds a call; for this shape it returns the same address and rest.
@@ -86,7 +95,11 @@ class Settings:
     max_commands: int
     max_errors: int
     require_starttls: bool
+    stress_timeout: float
+    stress_threshold: float
     proxy_trusted: tuple = ()
+    # Front MTAs (Postfix relaying here): the per-address session cap does not apply.
+    trusted_networks: tuple = ()
 
     @classmethod
     def from_config(cls, config: Config) -> "Settings":
@@ -101,9 +114,23 @@ class Settings:
             max_commands=smtp.max_commands,
             max_errors=smtp.max_errors,
             require_starttls=config.tls.require_starttls,
-            proxy_trusted=tuple(ipaddress.ip_network(n, strict=False)
-                                for n in smtp.proxy_trusted),
+            stress_timeout=smtp.stress_timeout,
+            stress_threshold=smtp.stress_threshold,
+            proxy_trusted=_networks(smtp.proxy_trusted),
+            trusted_networks=_networks(smtp.trusted_networks),
         )
+
+
+def _networks(names: list[str]) -> tuple:
+    return tuple(ipaddress.ip_network(n, strict=False) for n in names)
+
+
+def _in_networks(ip: str, networks: tuple) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in net for net in networks)
 
 
 @dataclass
@@ -119,6 +146,8 @@ class Shared:
     # What is wrong with the stages behind the sessions (receiver.stages); while not
     # empty, new sessions are told 421 so that senders try another MX or later.
     problems: Callable[[], list[str]] = list
+    # Whether the sessions open were near the cap when last counted (stress mode).
+    stressed: bool = False
 
     @classmethod
     def from_config(cls, config: Config) -> "Shared":
@@ -156,8 +185,9 @@ class Hardened:
         self.settings = s
         self.implicit_tls = implicit_tls
         self.in_data = False
-        self._commands = 0
-        self._errors = 0
+        self._commands = 0  # no-progress commands since the last message accepted
+        self._errors = 0  # client errors since the last message accepted
+        self._command: str | None = None  # the verb being answered, for replies.enhanced
         self._slot_ip: str | None = None
         super().__init__(handler, data_size_limit=s.max_message_size, timeout=s.timeout,
                          require_starttls=s.require_starttls, **kwargs)
@@ -173,6 +203,7 @@ class Hardened:
             self.session.receiver_id = session_id(before)
             self.session.peer = before.peer
             self.session.proxy_data = before.proxy_data
+            self._reset_timeout(self._idle_timeout())  # aiosmtpd armed the normal one
         ssl_object = transport.get_extra_info("ssl_object")
         if self.implicit_tls and ssl_object is not None and self.session.ssl is None:
             # TLS from the first byte: let aiosmtpd treat it as after STARTTLS
@@ -203,11 +234,10 @@ class Hardened:
 
     async def push(self, status) -> None:
         text = status if isinstance(status, str) else status.decode("utf-8", "replace")
-        # The client's errors, not this server's capacity: a sender retrying into a full
-        # in-flight budget is not misbehaving.
-        if text[:1] in ("4", "5") and text != NO_MEMORY:
+        text = enhanced(text, self._command)
+        if is_client_error(text):
             self._errors += 1
-        await super().push(status)
+        await super().push(text)
 
     def _close(self) -> None:
         if self.transport is not None:
@@ -235,20 +265,26 @@ class Hardened:
             await self.push(f"{UNHEALTHY} ({'; '.join(problems)})")
             return self._close()
         ip = client_ip(self.session.peer)
-        if not self.shared.slots.acquire(ip):
+        # A front MTA (LMTP peer, smtp.trusted_networks) keeps cached connections open to
+        # as many as its destination concurrency: only the total cap applies to it.
+        front = isinstance(self, LMTP) or _in_networks(ip, self.settings.trusted_networks)
+        if not self.shared.slots.acquire(ip, per_ip_cap=not front):
             log.warning("session %s: %s over the session cap", sid, ip)
             await self.push(TOO_MANY_SESSIONS)
             return self._close()
         self._slot_ip = ip
         self.shared.sessions.add(self)
+        self._count_pressure()
         try:
             await self.push(f"220 {self.hostname} {self.__ident__}")
+            self._reset_timeout(self._idle_timeout())
             while self.transport is not None:
                 if self.shared.stopping:
                     await self.push(SHUTTING_DOWN)
                     return self._close()
+                errors = self._errors
                 try:
-                    await self._one_command(sid)
+                    command = await self._one_command(sid)
                 except (asyncio.CancelledError, ConnectionResetError):
                     raise
                 except TLSSetupException:
@@ -256,17 +292,29 @@ class Hardened:
                     return self._close()
                 except Exception:
                     log.exception("session %s: command failed", sid)
+                    command = None
                     if self.transport is not None:
                         await self.push(TEMPFAIL)
-                if self._errors > self.settings.max_errors and self.transport is not None:
+                finally:
+                    self._command = None
+                if command in NO_PROGRESS or self._errors > errors:
+                    self._commands += 1
+                if self.transport is None:
+                    break
+                if self._errors >= self.settings.max_errors:
                     log.warning("session %s: too many errors", sid)
                     await self.push(TOO_MANY_ERRORS)
+                    return self._close()
+                if self._commands >= self.settings.max_commands:
+                    log.warning("session %s: too many commands without progress", sid)
+                    await self.push(TOO_MANY_COMMANDS)
                     return self._close()
         except ConnectionResetError:
             log.info("session %s: connection reset", sid)
         finally:
             self.shared.sessions.discard(self)
             self.shared.slots.release(ip)
+            self._count_pressure()
             self._release_reservation()
             # A client gone without QUIT: aiosmtpd cancels this task on EOF and leaves
             # the transport half open; closing it here frees the socket.
@@ -274,28 +322,56 @@ class Hardened:
 
     async def _proxy_header(self, sid: str) -> bool:
         """From a trusted proxy, read its PROXY header and take the client address in it."""
-        trusted = self.settings.proxy_trusted
-        if not trusted or self.implicit_tls:
-            # On the implicit-TLS listener a PROXY header would come before the TLS
-            # handshake, which asyncio has done already: not supported there.
-            return True
-        try:
-            peer_ip = ipaddress.ip_address(client_ip(self.session.peer))
-        except ValueError:
-            return True
-        if not any(peer_ip in net for net in trusted):
+        peer_ip = client_ip(self.session.peer)
+        # On the implicit-TLS listener a PROXY header would come before the TLS
+        # handshake, which asyncio has done already: not supported there.
+        if self.implicit_tls or not _in_networks(peer_ip, self.settings.proxy_trusted):
             return True
         self._reset_timeout(PROXY_TIMEOUT)
-        data = await get_proxy(self._reader)
-        if not data or data.src_addr is None:
-            log.warning("session %s: bad PROXY header from %s: %s", sid, peer_ip,
-                        getattr(data, "error", ""))
+        try:
+            data = await get_proxy(self._reader)
+        except asyncio.IncompleteReadError:
+            log.warning("session %s: trusted proxy %s closed the connection before its "
+                        "PROXY header", sid, peer_ip)
+            self._close()
+            return False
+        if not data.valid:
+            log.warning("session %s: closing: the connection from trusted proxy %s does not "
+                        "start with a valid PROXY header (%s)", sid, peer_ip,
+                        data.error or "incomplete header")
             self._close()
             return False
         self.session.proxy_data = data
-        self.session.peer = (str(data.src_addr), data.src_port)
-        self._reset_timeout()
+        # PROXY v1 UNKNOWN and v2 LOCAL (a balancer's health check) or an address family
+        # other than IPv4/IPv6: the specification says to use the connection's own
+        # addresses.
+        if data.command != V2_CMD.LOCAL and data.family in (AF.INET, AF.INET6):
+            self.session.peer = (str(data.src_addr), data.src_port)
         return True
+
+    def _idle_timeout(self) -> float:
+        """Seconds the next command line may take: short while the daemon is near its
+        session cap, so that idle sessions cannot hold every slot (Postfix's stress)."""
+        s = self.settings
+        return min(s.timeout, s.stress_timeout) if self.shared.stressed else s.timeout
+
+    def _count_pressure(self) -> None:
+        """After a session came or went: enter or leave stress mode. Entering it shortens
+        the timeout of every session waiting for a command; leaving it lets each go back
+        to the normal one at its next command."""
+        shared = self.shared
+        stressed = shared.slots.count >= self.settings.stress_threshold * shared.slots.total
+        if stressed and not shared.stressed:
+            log.warning("%d sessions open (cap %d): idle timeout %ss", shared.slots.count,
+                        shared.slots.total, self.settings.stress_timeout)
+            shared.stressed = True
+            for session in shared.sessions:
+                if not session.in_data and session.transport is not None:
+                    session._reset_timeout(session._idle_timeout())
+        elif not stressed and shared.stressed:
+            log.info("%d sessions open (cap %d): idle timeout back to %ss",
+                     shared.slots.count, shared.slots.total, self.settings.timeout)
+            shared.stressed = False
 
     async def _read_line(self) -> bytes | None:
         """One command line, or None when it was too long (drained, answered)."""
@@ -315,10 +391,12 @@ class Hardened:
             self._close()
             return None
 
-    async def _one_command(self, sid: str) -> None:
+    async def _one_command(self, sid: str) -> str | None:
+        """Read and answer one command; returns its verb when it was dispatched."""
         line = await self._read_line()
         if line is None:
-            return
+            return None
+        self._command = "?"  # a refusal before dispatch still gets its enhanced code
         if not line.endswith(b"\r\n"):
             return await self.push(NEEDS_CRLF)
         line = line[:-2]
@@ -338,11 +416,6 @@ class Hardened:
             arg = arg_bytes.strip().decode("utf-8") or None
         except UnicodeDecodeError:
             return await self.push(BAD_UTF8)
-        self._commands += 1
-        if self._commands > self.settings.max_commands:
-            log.warning("session %s: too many commands", sid)
-            await self.push(TOO_MANY_COMMANDS)
-            return self._close()
         if not self._tls_handshake_okay and command != "QUIT":
             return await self.push("554 5.7.0 Command refused due to lack of security")
         if (self.require_starttls and not self._tls_protocol
@@ -351,8 +424,10 @@ class Hardened:
         method = self._smtp_methods.get(command)
         if method is None:
             return await self.push(f'500 5.5.1 Error: command "{command}" not recognized')
-        self._reset_timeout()
+        self._command = command
+        self._reset_timeout(self._idle_timeout())
         await method(arg)
+        return command
 
     # -- commands with our checks in front of aiosmtpd's ---------------------------
 
@@ -404,6 +479,11 @@ class Hardened:
             self.shared.budget.give_back(self._reserved)
             self._reserved = 0
 
+    async def smtp_AUTH(self, arg: str | None) -> None:
+        # RFC 4954: mechanism names are case-insensitive; aiosmtpd looks them up as sent.
+        mechanism, sep, rest = (arg or "").partition(" ")
+        await super().smtp_AUTH(mechanism.upper() + sep + rest if arg else arg)
+
     async def smtp_DATA(self, arg: str | None) -> None:
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
@@ -441,7 +521,7 @@ class Hardened:
                 stream.drop()
                 self.shared.budget.give_back(held)
                 held = 0
-            self._reset_timeout()
+            self._reset_timeout(self._idle_timeout())
             if error:
                 log.info("session %s: DATA refused: %s", session_id(self.session), error)
                 # LMTP answers the end of data once per recipient, refusals included.
@@ -457,6 +537,10 @@ class Hardened:
             status = await self._call_handler_hook("DATA")
             self._set_post_data_state()
             await self.push(status)
+            if any(line[:1] == "2" for line in status.split("\r\n")):
+                # A message accepted is progress: a connection reused for thousands of
+                # messages is never cut off by the limits on commands and errors.
+                self._commands = self._errors = 0
         finally:
             self.shared.budget.give_back(held)
             self.in_data = False

@@ -24,7 +24,7 @@ from receiver.store.db import check_schema, open_database
 from receiver.wiring import Stack, build
 
 # Keys read once at start: a reload that changes one logs that it needs a restart.
-RESTART_KEYS = (("smtp", "listen"), ("smtp", "workers"), ("smtp", "lmtp"),
+RESTART_KEYS = (("smtp", "listen"), ("smtp", "workers"), ("smtp", "lmtp"), ("smtp", "backlog"),
                 ("tls", "implicit_listen"), ("database", "url"),
                 ("database", "lock_timeout"), ("database", "batch_max"),
                 ("parse", "timeout"), ("parse", "max_depth"), ("parse", "max_parts"),
@@ -46,8 +46,10 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
 
 
 def load_certificate(ctx: ssl.SSLContext, config: Config) -> None:
-    """The certificate and the oldest protocol: at start, and again on reload."""
+    """The certificate, the oldest protocol and the suites: at start, and again on reload."""
     ctx.minimum_version = getattr(ssl.TLSVersion, config.tls.min_version.replace(".", "_"))
+    # TLS 1.2 only: OpenSSL sets the TLS 1.3 suites apart, and all of them are AEAD.
+    ctx.set_ciphers(config.tls.ciphers)
     base = config.base_dir
     ctx.load_cert_chain(base / config.tls.cert_file, base / config.tls.key_file)
 
@@ -153,7 +155,7 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
     shared = Shared.from_config(config)
     use_lmtp = config.smtp.lmtp if lmtp is None else lmtp
     handler = ReceiverHandler(stack.pipeline, max_recipients=config.smtp.max_recipients,
-                              lmtp=use_lmtp, auth_failures=shared.auth_failures)
+                              lmtp=use_lmtp, failed_logins=shared.auth_failures)
     hostname = config.smtp.hostname or await loop.run_in_executor(None, socket.getfqdn)
     daemon = Daemon([], stack, executor, shared, handler, config,
                     "", 0, tls=tls_context(config), lmtp=use_lmtp, hostname=hostname)
@@ -166,13 +168,14 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
     else:
         host, port = parse_hostport(listen or config.smtp.listen)
         server = await loop.create_server(daemon.factory(), host=host, port=port,
-                                          reuse_address=True)
+                                          reuse_address=True, backlog=config.smtp.backlog)
     daemon.servers.append(server)
     daemon.host, daemon.port = server.sockets[0].getsockname()[:2]
     if config.tls.implicit_listen:
         thost, tport = parse_hostport(config.tls.implicit_listen, "tls.implicit_listen")
         tserver = await loop.create_server(daemon.factory(implicit_tls=True), host=thost,
                                            port=tport, ssl=daemon.tls, reuse_address=True,
+                                           backlog=config.smtp.backlog,
                                            # every worker listens there too
                                            reuse_port=sock is not None)
         daemon.servers.append(tserver)

@@ -38,15 +38,16 @@ class WorkerError(Exception):
     """A worker could not start or keeps dying; the message says what to look at."""
 
 
-def reuseport_socket(host: str, port: int, listen: bool) -> socket.socket:
+def reuseport_socket(host: str, port: int, backlog: int | None) -> socket.socket:
+    """Bound to the shared port; listening too unless `backlog` is None."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        if listen:
-            sock.listen(1024)
+        if backlog is not None:
+            sock.listen(backlog)
             sock.setblocking(False)
     except OSError:
         sock.close()
@@ -76,7 +77,7 @@ def _worker_main(config: Config, host: str, port: int, lmtp: bool | None, ready,
 async def _serve_worker(config: Config, host: str, port: int, lmtp: bool | None, ready) -> None:
     from receiver.smtp.server import start, until_signal
 
-    daemon = await start(config, lmtp=lmtp, sock=reuseport_socket(host, port, listen=True))
+    daemon = await start(config, lmtp=lmtp, sock=reuseport_socket(host, port, config.smtp.backlog))
     ready.put(multiprocessing.current_process().pid)
     await until_signal(daemon)
     await daemon.stop()
@@ -145,7 +146,7 @@ def run_workers(config: Config, listen: str | None, lmtp: bool | None, workers: 
                 announce=print) -> None:
     """Run `workers` daemons on one port until SIGTERM or SIGINT."""
     host, port = parse_hostport(listen or config.smtp.listen)
-    holder = reuseport_socket(host, port, listen=False)
+    holder = reuseport_socket(host, port, None)
     port = holder.getsockname()[1]
     stopping = False
     reload = False

@@ -11,14 +11,9 @@ SHOWN = 5
 
 def confirmations(mailbox_id: int, limit: int = SHOWN) -> list[dict]:
     """{provider, code, link, from, subject, received_at, delivery_id} per confirmation."""
-    rows = (Delivery.select(Delivery.id, Delivery.received_at, Delivery.verify_detail)
-            .where((Delivery.mailbox == mailbox_id)
-                   & Delivery.verify_detail.contains('"confirmation"'))
+    rows = (Delivery.select(Delivery.id, Delivery.received_at, Delivery.confirmation)
+            .where((Delivery.mailbox == mailbox_id) & Delivery.confirmation.is_null(False))
             .order_by(Delivery.id.desc()).limit(limit))
-    out = []
-    for d in rows:
-        found = json.loads(d.verify_detail).get("confirmation")
-        if found:
-            out.append({**found, "delivery_id": d.id,
-                        "received_at": d.received_at.replace(microsecond=0).isoformat() + "Z"})
-    return out
+    return [{**json.loads(d.confirmation), "delivery_id": d.id,
+             "received_at": d.received_at.replace(microsecond=0).isoformat() + "Z"}
+            for d in rows]

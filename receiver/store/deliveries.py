@@ -113,6 +113,7 @@ def delivery_fields(req: DeliveryRequest, message_pk: int) -> dict:
         auth_results=db_text(verdict.auth_results),
         smtp_defects=json.dumps(env.smtp_defects),
         wrapper_blob=req.wrapper[0] if req.wrapper else None,
+        confirmation=json.dumps(verdict.confirmation) if verdict.confirmation else None,
     )
 
 

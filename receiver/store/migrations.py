@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Callable
 
-from peewee import Database, DateTimeField, IntegerField
+import json
+
+from peewee import Database, DateTimeField, IntegerField, TextField
 from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator, migrate
 
 from receiver.store.db import StoreError, is_postgres, schema_version
-from receiver.store.models import SCHEMA_VERSION, SchemaInfo
+from receiver.store.models import SCHEMA_VERSION, Delivery, SchemaInfo
 
 PG_MIGRATION_LOCK = 0x7468726561647301
 
@@ -27,7 +29,20 @@ def _to_2(m: SchemaMigrator) -> None:
     )
 
 
-MIGRATIONS: dict[int, Callable[[SchemaMigrator], None]] = {2: _to_2}
+def _to_3(m: SchemaMigrator) -> None:
+    """Forwarding confirmations in a column of their own (they were looked for with LIKE in
+    the verification detail's JSON text)."""
+    migrate(m.add_column("delivery", "confirmation", TextField(null=True)))
+    # Once, at the upgrade: the only place the JSON text is still searched.
+    rows = (Delivery.select(Delivery.id, Delivery.verify_detail)
+            .where(Delivery.verify_detail.contains('"confirmation"')).tuples())
+    for pk, detail in list(rows):
+        found = json.loads(detail).get("confirmation")
+        if found:
+            Delivery.update(confirmation=json.dumps(found)).where(Delivery.id == pk).execute()
+
+
+MIGRATIONS: dict[int, Callable[[SchemaMigrator], None]] = {2: _to_2, 3: _to_3}
 
 
 def pending(db: Database) -> list[int]:

@@ -28,7 +28,7 @@ from peewee import (
 )
 
 # Bumped with every migration in receiver/store/migrations.py.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 database = DatabaseProxy()
 
@@ -211,6 +211,8 @@ class Delivery(Base):
     smtp_defects = TextField(default="[]")  # JSON: e.g. bare LF seen in DATA
     wrapper_blob = ForeignKeyField(Blob, column_name="wrapper_sha256", object_id_name="wrapper_blob_id",
                                    null=True)
+    # JSON of a Gmail/Outlook forwarding confirmation this copy is, else null.
+    confirmation = TextField(null=True)
 
     class Meta:
         indexes = ((("mailbox", "blob"), True),)

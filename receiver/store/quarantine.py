@@ -1,8 +1,10 @@
 """The quarantine: deliveries stored byte-exact but held back from threads.
 
-Release threads the message exactly as if it had arrived then: the stored bytes are
-parsed again and attached inside one transaction, under the same PostgreSQL advisory
-lock the delivery writer takes, so a release never races a merge of another receiver.
+Release threads the message exactly as if it had arrived then, from the record the
+delivery path built and stored in the Message row: never from a new parse of the bytes,
+which would skip that path's clean-up (bare CR/LF in the header block) and parse
+budgets. It attaches inside one transaction, under the same PostgreSQL advisory lock
+the delivery writer takes, so a release never races a merge of another receiver.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ import json
 
 from peewee import Database
 
-from receiver.parse import parse_message
+from receiver.parse.record import ParsedMessage
 from receiver.store import threading as threadstore
 from receiver.store.models import Delivery, Mailbox, Message
-from receiver.store.queries import NotFound, blob_bytes, delivery_json, message_summary
+from receiver.store.queries import NotFound, delivery_json, message_summary
 from receiver.store.retention import delete_deliveries
 from receiver.threads.links import links_of
 from receiver.threads.subject import SubjectRule
@@ -65,6 +67,17 @@ def show(delivery_id: int) -> dict:
     return data
 
 
+def _stored_record(m: Message) -> ParsedMessage:
+    """The threading fields of the record the delivery path parsed, as stored."""
+    return ParsedMessage(
+        message_id=m.message_id, synthetic_id=m.synthetic_id, content_hash=m.content_hash,
+        subject=m.subject, date=m.date, date_raw=m.date_raw, from_addr=m.from_addr,
+        from_name=m.from_name, to=[tuple(p) for p in json.loads(m.to_addrs)],
+        cc=[tuple(p) for p in json.loads(m.cc_addrs)],
+        in_reply_to=(m.in_reply_to or "").split(), references=json.loads(m.references),
+        thread_index=m.thread_index)
+
+
 def release(db: Database, delivery_id: int, rule: SubjectRule) -> dict:
     """Mark the delivery stored and thread its message (if no other delivery did)."""
     with db.atomic():
@@ -73,8 +86,7 @@ def release(db: Database, delivery_id: int, rule: SubjectRule) -> dict:
         Delivery.update(status="stored").where(Delivery.id == d.id).execute()
         msg = Message.get_by_id(d.message_id)
         if msg.thread_id is None:
-            record = parse_message(blob_bytes(msg.blob_id or d.blob_id))
-            threadstore.attach(msg, links_of(record), rule)
+            threadstore.attach(msg, links_of(_stored_record(msg)), rule)
         return {"delivery_id": d.id, "message": msg.id, "thread_id": msg.thread_id,
                 "released": True}
 

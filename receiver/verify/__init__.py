@@ -25,7 +25,6 @@ from receiver import faults
 from receiver.config import Config
 from receiver.stages import Stage
 from receiver.parse.headers import unfold
-from receiver.verify.alignment import aligned
 from receiver.verify.arccheck import ArcResult, check_arc
 from receiver.verify.authresults import auth_results
 from receiver.verify.confirmation import find_confirmation, may_confirm
@@ -33,6 +32,7 @@ from receiver.verify.copypath import WRAPPED, address_of, classify, domain_of
 from receiver.verify.dkimcheck import (TEMPERROR_RESULT, SigResult, check_all, dkim_body,
                                        parse_header_block, signature_key_names)
 from receiver.verify.dnskeys import KeyAnswer, KeyResolver
+from receiver.verify.evidence import Evidence
 from receiver.verify.judge import judge
 from receiver.verify.verdict import UNVERIFIABLE, Verdict
 
@@ -64,7 +64,9 @@ class _Parsed:
 
 
 @dataclass
-class Evidence:
+class _Checks:
+    """The DKIM/ARC results of one byte string, shared by the mailboxes it was sent to."""
+
     sigs: list[SigResult]
     arc: ArcResult
     from_domain: str | None
@@ -107,13 +109,13 @@ def parse_for_checks(raw: bytes, received_at: dt.datetime) -> _Parsed:
                    first_receipt(d.headers, received_at))
 
 
-def run_checks(raw: bytes, parsed: _Parsed, keys: dict[str, KeyAnswer]) -> Evidence:
+def run_checks(raw: bytes, parsed: _Parsed, keys: dict[str, KeyAnswer]) -> _Checks:
     if parsed.dkim is None:
-        return Evidence([], ArcResult(reason=parsed.error), None, parsed.first_receipt,
+        return _Checks([], ArcResult(reason=parsed.error), None, parsed.first_receipt,
                         parsed.error)
     sigs = check_all(parsed.dkim, keys, parsed.first_receipt)
     arc = check_arc(raw, parsed.dkim.headers, keys)
-    return Evidence(sigs, arc, parsed.from_domain, parsed.first_receipt)
+    return _Checks(sigs, arc, parsed.from_domain, parsed.first_receipt)
 
 
 def check_and_conclude(raw: bytes, parsed: _Parsed, keys: dict[str, KeyAnswer],
@@ -134,27 +136,15 @@ def first_pass(raw: bytes, received_at: dt.datetime, subscriber: str | None,
     return parsed, check_and_conclude(raw, parsed, keys, subscriber, authserv_id)
 
 
-def conclude(raw: bytes, ev: Evidence, subscriber: str | None, authserv_id: str) -> tuple:
-    """The copy path, the verdict on this copy as it stands, and its confirmation (if any)."""
+def conclude(raw: bytes, ev: _Checks, subscriber: str | None, authserv_id: str) -> tuple:
+    """The copy path, and the verdict on this copy as it stands with its evidence."""
     path = classify(raw, subscriber)
     verdict = judge(path, ev.sigs, ev.arc, ev.from_domain)
     if ev.error:
         verdict.reasons.insert(0, ev.error)
     verdict.auth_results = auth_results(authserv_id, ev.sigs, ev.arc)
-    verdict.detail = {
-        "path": path.to_json(),
-        "from_domain": ev.from_domain,
-        "first_receipt": ev.first_receipt.astimezone(dt.timezone.utc).replace(tzinfo=None)
-        .isoformat() + "Z",
-        "dkim": [s.to_json() for s in ev.sigs],
-        "alignment": [{"d": s.d, "relaxed": aligned(s.d, ev.from_domain),
-                       "strict": aligned(s.d, ev.from_domain, strict=True)} for s in ev.sigs],
-        "arc": ev.arc.to_json(),
-    }
-    confirmation = find_confirmation(raw) if may_confirm(ev.from_domain) else None
-    if confirmation is not None:
-        verdict.confirmation = confirmation
-        verdict.detail["confirmation"] = confirmation
+    verdict.evidence = Evidence(path, ev.from_domain, ev.first_receipt, ev.sigs, ev.arc)
+    verdict.confirmation = find_confirmation(raw) if may_confirm(ev.from_domain) else None
     return path, verdict
 
 
@@ -204,11 +194,12 @@ class Verifier:
         if not unwrap or depth >= MAX_UNWRAP_DEPTH:
             why = "unwrapping is off (policy.unwrap = false)" if not unwrap else "nested too deep"
             return Verdict(UNVERIFIABLE, [f"{what}, not unwrapped: {why}", *verdict.reasons],
-                           detail=verdict.detail, auth_results=verdict.auth_results)
+                           evidence=verdict.evidence, auth_results=verdict.auth_results)
         inner = await self._verify(path.inner, subscriber, received_at, unwrap, depth + 1)
         inner.reasons.insert(0, f"{what}: the enclosed original was checked, stored and "
                                 f"threaded; the wrapper is kept as evidence")
-        inner.detail["wrapper"] = verdict.detail
+        assert inner.evidence is not None  # conclude() always sets it
+        inner.evidence.wrapper = verdict.evidence
         if inner.inner is None:
             inner.inner = path.inner
         return inner

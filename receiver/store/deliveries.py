@@ -256,8 +256,10 @@ class Writer:
         for _, fut in lost:
             _settle(fut, error=WriterFailed("the store writer died during the commit"))
             self.stage.done()
-        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        thread.start()
+        # Published once started: `stop` on another thread may join it at any moment.
+        self._thread = thread
 
     def submit(self, requests: list[DeliveryRequest]) -> concurrent.futures.Future:
         """Future of list[DeliveryResult], resolved after COMMIT (or with the error)."""

@@ -20,6 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from receiver import config as configmod  # noqa: E402
+from receiver.mail import read  # noqa: E402
 from receiver.verify import Verifier  # noqa: E402
 from tests import mailfixtures as F  # noqa: E402
 from tests.dns_server import DnsServer  # noqa: E402
@@ -47,7 +48,7 @@ async def run(messages: list[bytes], concurrency: int, verifier: Verifier) -> li
         while queue:
             raw = queue.pop()
             t = time.perf_counter()
-            await verifier.verify(raw, subscriber=F.SUBSCRIBER, received_at=now)
+            await verifier.verify(read(raw), subscriber=F.SUBSCRIBER, received_at=now)
             latencies.append(time.perf_counter() - t)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))

@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 from peewee import Database
 
 from receiver.config import Config
+from receiver.mail import read
 from receiver.mailfiles import MailItem
 from receiver.pipeline import DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAILED, Envelope
 from receiver.stages import exit_for_restart, watch
@@ -116,7 +117,7 @@ class Importer:
         async def one(item: MailItem) -> None:
             try:
                 env = Envelope(source="import", session_id=session, peer=source_name)
-                outcome = (await pipeline.deliver(item.raw, env, [(rcpt, mb)]))[0]
+                outcome = (await pipeline.deliver(read(item.raw), env, [(rcpt, mb)]))[0]
                 summary.counts[outcome.status] += 1
                 if outcome.status in (REJECTED, TEMPFAILED):
                     summary.reasons[f"{outcome.status}: {outcome.reason}"] += 1

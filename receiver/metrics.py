@@ -79,13 +79,13 @@ def observe_delivery(deliver):
     """Decorates Pipeline.deliver: latency, bytes in flight, outcomes by verdict."""
 
     @functools.wraps(deliver)
-    async def wrapper(self, raw: bytes, envelope, rcpts, *args, **kwargs):
-        size = len(raw)
+    async def wrapper(self, mail, envelope, rcpts, *args, **kwargs):
+        size = len(mail.raw)
         INFLIGHT.inc(size)
         BYTES.labels(envelope.source).inc(size)
         started = time.monotonic()
         try:
-            outcomes = await deliver(self, raw, envelope, rcpts, *args, **kwargs)
+            outcomes = await deliver(self, mail, envelope, rcpts, *args, **kwargs)
         finally:
             INFLIGHT.dec(size)
             DATA_SECONDS.labels(envelope.source).observe(time.monotonic() - started)

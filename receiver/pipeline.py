@@ -18,6 +18,7 @@ from receiver import policy as policies
 from receiver.config import Config
 from receiver.delivery import (DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAILED,
                                DeliveryRequest, Envelope, Status)
+from receiver.mail import RawMail
 from receiver.parse.record import ParsedMessage
 from receiver.store import credentials, mailboxes
 from receiver.store.db import run_read
@@ -87,8 +88,8 @@ class Pipeline:
 
     def _policy(self, mb: MailboxInfo) -> policies.Policy:
         return policies.Policy(
-            altered=mb.policy_altered or self.config.policy.altered,
-            unverifiable=mb.policy_unverifiable or self.config.policy.unverifiable,
+            altered=policies.Action(mb.policy_altered or self.config.policy.altered),
+            unverifiable=policies.Action(mb.policy_unverifiable or self.config.policy.unverifiable),
         )
 
     def _prepare(self, raw: bytes, inner: bytes | None) -> _Prepared:
@@ -106,10 +107,11 @@ class Pipeline:
             return await self._off_loop(self._prepare, raw, inner)
 
     @metrics.observe_delivery
-    async def deliver(self, raw: bytes, envelope: Envelope,
+    async def deliver(self, mail: RawMail, envelope: Envelope,
                       rcpts: list[tuple[str, MailboxInfo]], per_recipient: bool = True,
                       ) -> list[Outcome]:
-        """Check, decide and store one copy for each (rcpt address, mailbox).
+        """Check, decide and store one copy (as its edge read it: receiver.mail.read) for
+        each (rcpt address, mailbox).
 
         `per_recipient` is False for SMTP, where one DATA reply answers every recipient.
         A fault in any stage, or no answer within `stages.reply_seconds`, is a temporary
@@ -117,15 +119,16 @@ class Pipeline:
         """
         try:
             async with asyncio.timeout(self.reply_seconds):
-                return await self._deliver(raw, envelope, rcpts, per_recipient)
+                return await self._deliver(mail, envelope, rcpts, per_recipient)
         except Exception as e:  # TimeoutError too: the retry finds a committed copy a duplicate
             log.error("session %s: delivery failed: %r", envelope.session_id, e)
             return [Outcome(mb, rcpt, TEMPFAILED, reason=UNAVAILABLE) for rcpt, mb in rcpts]
 
-    async def _deliver(self, raw: bytes, envelope: Envelope,
+    async def _deliver(self, mail: RawMail, envelope: Envelope,
                        rcpts: list[tuple[str, MailboxInfo]], per_recipient: bool,
                        ) -> list[Outcome]:
-        checks = [self.verifier.verify(raw, subscriber=mb.email,
+        raw = mail.raw
+        checks = [self.verifier.verify(mail, subscriber=mb.email,
                                        received_at=envelope.received_at) for _, mb in rcpts]
         # One recipient, the usual case, is awaited in place: gather would make it a task.
         verdicts: list[Verdict] = ([await checks[0]] if len(checks) == 1

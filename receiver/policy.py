@@ -7,13 +7,21 @@ done to the copy and what to change in the rule that sends it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from receiver.verify.verdict import ALTERED, UNALTERED, UNVERIFIABLE, Verdict
 
-ACCEPT = "accept"
-QUARANTINE = "quarantine"
-REJECT = "reject"
-TEMPFAIL = "tempfail"
+
+class Action(StrEnum):
+    """What a policy does with a copy; the first three are also what the config names."""
+
+    ACCEPT = "accept"
+    QUARANTINE = "quarantine"
+    REJECT = "reject"
+    TEMPFAIL = "tempfail"
+
+
+ACCEPT, QUARANTINE, REJECT, TEMPFAIL = Action.ACCEPT, Action.QUARANTINE, Action.REJECT, Action.TEMPFAIL
 
 REJECT_CODE = "5.7.1"
 DNS_TEMPFAIL_CODE = "4.4.3"
@@ -27,6 +35,8 @@ REPLIES = {
     "headers_changed": "the signed headers were changed on the way (DKIM signature "
                        "mismatch): turn off subject tags or header rewriting for mail this "
                        "rule copies",
+    "headers_added": "a header field the signature covers was added again, unsigned, above "
+                     "the signed one: remove the rule or gateway that adds it",
     "body_appended": "text was appended after the signed part of the body (DKIM l=): turn "
                      "off footers or disclaimers for mail this rule copies",
 }
@@ -36,13 +46,13 @@ DNS_TEMPFAIL = ("the DKIM key could not be looked up (DNS failure) and this mail
 
 @dataclass(frozen=True)
 class Policy:
-    altered: str = QUARANTINE  # reject | quarantine | accept
-    unverifiable: str = ACCEPT  # accept | quarantine
+    altered: Action = QUARANTINE  # reject | quarantine | accept
+    unverifiable: Action = ACCEPT  # accept | quarantine
 
 
 @dataclass(frozen=True)
 class Decision:
-    action: str
+    action: Action
     # The sentence for the sender's admin on reject / tempfail.
     reason: str = ""
     # Enhanced status code (RFC 3463) of a reject / tempfail reply.

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from receiver import config as configmod
+from receiver.mail import read
 from receiver.verify import Verifier
 from tests.dns_server import DnsServer
 from tests.helpers import SHARED
@@ -56,7 +57,7 @@ def test_arc_validation_vector(suite_dns, scenarios, scenario, case):
 
     async def go():
         try:
-            return await verifier.verify(_message(case["message"] or ""), subscriber=None,
+            return await verifier.verify(read(_message(case["message"] or "")), subscriber=None,
                                          received_at=dt.datetime.now(dt.timezone.utc))
         finally:
             await verifier.close()

@@ -283,6 +283,7 @@ def test_an_import_survives_a_writer_that_raises_and_one_that_dies(receiver, tmp
     r = receiver.cli_process("import", str(folder), "--mailbox", "alice@corp.example",
                              "--json", check=False,
                              THREADS_RECEIVER_TEST_FAULTS="writer=raise@1")
+    assert r.stdout, r.stderr
     summary = json.loads(r.stdout)
     # A batch of one fails alone; a larger one is retried one by one (and then stored).
     assert summary["stored"] + summary["tempfailed"] == 6 and summary["stored"] >= 5, summary
@@ -290,6 +291,7 @@ def test_an_import_survives_a_writer_that_raises_and_one_that_dies(receiver, tmp
     assert len(deliveries(receiver.db_url)) == summary["stored"]
     r = receiver.cli_process("import", str(folder), "--mailbox", "alice@corp.example",
                              "--json", check=False, THREADS_RECEIVER_TEST_FAULTS="writer=die@1")
+    assert r.stdout, r.stderr
     summary = json.loads(r.stdout)
     assert len(deliveries(receiver.db_url)) + summary["tempfailed"] == 6, summary
     # Run again (as the failure line says): everything is in, nothing twice.

@@ -6,6 +6,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from receiver import config as configmod
+from receiver.mail import read
 from receiver.parse.worker import parse_within
 from receiver.pipeline import LARGE_MESSAGE, STORED, Envelope, Pipeline
 from receiver.store import mailboxes
@@ -49,7 +50,7 @@ def test_large_copies_leave_one_parse_worker_to_small_ones(tmp_path):
         raws = [_raw(n, LARGE_MESSAGE + 1000) for n in range(4)]
         raws += [_raw(n, 2000) for n in range(4, 8)]
         return await asyncio.gather(*(
-            pipeline.deliver(raw, Envelope(), [("a@push.example.com", mb)]) for raw in raws))
+            pipeline.deliver(read(raw), Envelope(), [("a@push.example.com", mb)]) for raw in raws))
 
     try:
         outcomes = asyncio.run(main())

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from receiver.mail import read
 from receiver.parse import record, slim as slim_module
 from receiver.parse.record import parse_message
 from receiver.parse.slim import _measure, confirmed, slim
@@ -54,7 +55,7 @@ def test_a_large_attachment_is_measured_without_mail_parser_reading_it(monkeypat
     data = bytes(range(256)) * 400
     raw = HEAD + multipart("X", [b"Content-Type: text/plain\r\n\r\nsee attached\r\n",
                                  attachment("a.pdf", data, ctype="application/pdf")])
-    view, omitted = slim(raw, 1024)
+    view, omitted = slim(read(raw), 1024)
     assert len(view) < 1000 and list(omitted.values()) == [
         (len(data), hashlib.sha256(data).hexdigest())]
     rec = parse_message(raw)
@@ -67,7 +68,7 @@ def test_a_large_attachment_is_measured_without_mail_parser_reading_it(monkeypat
 def test_a_message_that_is_one_named_base64_part(monkeypatch):
     raw = (HEAD + b"Content-Type: application/octet-stream; name=big.bin\r\n"
            b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(b"\x00" * 5000))
-    view, omitted = slim(raw, 100)
+    view, omitted = slim(read(raw), 100)
     assert len(omitted) == 1 and view.endswith(b"\r\n")
     assert records_agree(raw, monkeypatch)
 
@@ -76,7 +77,7 @@ def test_an_unnamed_binary_part_is_not_slimmed(monkeypatch):
     # mail-parser decodes it as body text: its charset defects come from the real bytes.
     raw = (HEAD + b"Content-Type: application/octet-stream\r\n"
            b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(b"\xff" * 9000))
-    assert slim(raw, 100) == (raw, {})
+    assert slim(read(raw), 100) == (raw, {})
     assert "CharsetDecodeDefect" in parse_message(raw).defects
     assert records_agree(raw, monkeypatch)
 
@@ -87,13 +88,13 @@ def test_what_is_not_plain_base64_stays(monkeypatch):
     odd = attachment("x.bin", b"\xff" * 3000).replace(b"/", b"-")  # not base64 any more
     qp = attachment("q.txt", b"=3D" * 2000, cte="quoted-printable")
     raw = HEAD + multipart("Y", [text, odd, qp])
-    assert slim(raw, 100) == (raw, {})
+    assert slim(read(raw), 100) == (raw, {})
     assert records_agree(raw, monkeypatch)
 
 
 def test_a_marker_seen_elsewhere_is_a_leak():
     raw = HEAD + multipart("Z", [attachment("a.bin", b"a" * 3000)])
-    _, omitted = slim(raw, 100)
+    _, omitted = slim(read(raw), 100)
     (marker,) = omitted
     assert confirmed(omitted, ["body text"], [marker, b"other file"])
     assert not confirmed(omitted, ["body text"], [b"other file"])  # not seen as a file
@@ -135,7 +136,7 @@ def test_what_the_email_package_reads_otherwise_gives_the_same_record(raw, monke
 def test_a_boundary_reused_inside_itself_is_not_slimmed():
     inner = multipart("R", [attachment("a.bin", b"a" * 3000)])
     raw = HEAD + multipart("R", [inner])
-    assert slim(raw, 100) == (raw, {})
+    assert slim(read(raw), 100) == (raw, {})
 
 
 def decoded_whole(body: bytes) -> tuple[int, str] | str:
@@ -167,7 +168,7 @@ def test_decoding_in_slices_gives_the_whole_bodys_size_hash_or_fails_alike(piece
 def test_a_large_part_that_is_not_valid_base64_is_left_to_mail_parser(monkeypatch):
     raw = HEAD + multipart("V", [attachment("a.bin", b"").replace(
         b"\r\n\r\n\r\n", b"\r\n\r\n" + b"QUJD" * 3000 + b"QUJDR\r\n")])
-    assert slim(raw, 100) == (raw, {})
+    assert slim(read(raw), 100) == (raw, {})
     assert parse_message(raw).parse_error is None
     assert records_agree(raw, monkeypatch)
 

@@ -4,7 +4,8 @@ import base64
 import datetime as dt
 
 from receiver.parse import parse_message
-from receiver.threads.links import links_of
+from receiver.parse.ids import is_weak_id
+from receiver.threads.links import choose_parent, links_of
 from receiver.threads.subject import (
     SubjectFacts, SubjectRule, is_reply_subject, is_subject_orphan, normalize_subject,
 )
@@ -89,13 +90,19 @@ def test_subject_rule_needs_an_orphan_a_shared_participant_and_the_window():
     assert SubjectRule(enabled=True, window_days=60).joins(orphan, _facts(days=45))
 
 
+def _id(name):
+    return name if "@" in name else f"{name}@t.example"
+
+
 def _m(msgid, parent=None, refs=(), day=0, **kw):
-    return TreeMessage(msgid=msgid, parent_id=parent, references=tuple(refs),
+    return TreeMessage(msgid=_id(msgid), in_reply_to=(_id(parent),) if parent else (),
+                       references=tuple(map(_id, refs)),
                        date=D0 + dt.timedelta(hours=day), tiebreak="h", **kw)
 
 
 def _shape(roots):
-    return [("  " * d) + (f"[{n.msgid}]" if n.ghost else n.msgid) for d, n in walk(roots)]
+    name = [n.msgid.removesuffix("@t.example") for _, n in walk(roots)]
+    return [("  " * d) + (f"[{m}]" if n.ghost else m) for (d, n), m in zip(walk(roots), name)]
 
 
 def test_tree_shows_missing_parents_as_ghosts_along_the_references_chain():
@@ -111,8 +118,8 @@ def test_tree_breaks_reference_loops():
 
 
 def test_tree_duplicate_message_ids_are_both_shown_replies_under_the_earliest():
-    one = TreeMessage("x", None, (), D0, "h1")
-    two = TreeMessage("x", None, (), D0 + dt.timedelta(hours=1), "h2")
+    one = TreeMessage(_id("x"), (), (), D0, "h1")
+    two = TreeMessage(_id("x"), (), (), D0 + dt.timedelta(hours=1), "h2")
     reply = _m("r", "x", ["x"], 2)
     roots = build_tree([reply, two, one])
     assert [(n.message.tiebreak if n.message else None, d) for d, n in walk(roots)] == [
@@ -124,3 +131,88 @@ def test_tree_places_outlook_replies_by_thread_index_and_orphans_by_subject():
     reply = _m("o2", day=1, thread_index=_ti(1), norm_subject="budget")
     orphan = _m("r", day=2, norm_subject="budget", subject_orphan=True)
     assert _shape(build_tree([orphan, reply, first])) == ["o1", "  o2", "  r"]
+
+
+# RFC 5256 §2.1 (and the cases imaptest's THREAD tests and real lists have).
+BASE_SUBJECTS = [
+    ("Re: [FWD: c]", "c"),
+    ("b (fwd) (fwd)", "b"),
+    ("b (fwd)(FWD)  ", "b"),
+    ("re: [fwd: [fwd: Re: [fwd: babylon]]]", "babylon"),
+    ("[fwd: [fwd: babylon]]", "babylon"),
+    ("Re: [list] Fwd: [other] Re: topic", "topic"),
+    ("[list] [tag] topic", "topic"),
+    ("[only a blob]", "[only a blob]"),  # (4): a blob stays when nothing would remain
+    ("Re [2]: topic", "topic"),
+    ("RE:   Re:re:topic", "topic"),
+    ("Fw: topic", "topic"),
+    ("[fwd: topic (fwd)]", "topic"),
+    ("AW: [fwd: WG: topic]", "topic"),
+    ("Re: reply needed", "reply needed"),
+    ("Review request", "review request"),
+]
+
+
+def test_base_subject_follows_rfc_5256():
+    for subject, base in BASE_SUBJECTS:
+        assert normalize_subject(subject) == base, subject
+
+
+def test_thread_index_reply_is_no_subject_orphan():
+    raw = (f"From: a@corp.example\r\nTo: b@corp.example\r\nSubject: RE: budget\r\n"
+           f"Message-ID: <o2@corp.example>\r\nThread-Index: {_ti(1)}\r\n\r\nok\r\n").encode()
+    assert not links_of(parse_message(raw)).subject.orphan
+    assert links_of(parse_message(raw.replace(b"Thread-Index", b"X-Thread-Index"))).subject.orphan
+
+
+GMANE = "cover.1289789604.git.joe-Gl0ILqbAaB2hcTrlDXGJrw@public.gmane.org"
+PERCHES = "cover.1289789604.git.joe@perches.com"
+
+
+def test_parent_choice_when_in_reply_to_is_broken_or_rewritten():
+    got = {"foo@two.com", "foo@four.com", PERCHES, "p@x", "q@x"}
+    # notmuch T050 "Re: two": an unknown In-Reply-To, the received References id wins.
+    assert choose_parent(["bar@baz.com"], ["foo@two.com"], got) == "foo@two.com"
+    # notmuch "neither": References name In-Reply-To first, then a received message.
+    assert choose_parent(["baz@four.com"], ["baz@four.com", "foo@four.com"], got) == "foo@four.com"
+    # A rewritten In-Reply-To: the original it extends, wherever References have it.
+    assert choose_parent([GMANE], [PERCHES, "p@x", "q@x"], got) == PERCHES
+    assert choose_parent([GMANE], ["p@x", PERCHES], got) == PERCHES
+    assert choose_parent([GMANE], ["p@x", PERCHES], set()) == PERCHES
+    # "joe" is no original of "joe2-…": the prefix must end at a separator.
+    assert choose_parent(["joe2-x@gmane.org"], ["joe@a.example", "p@x"], got) == "p@x"
+    # A received In-Reply-To wins; named in References it wins as a ghost too.
+    assert choose_parent(["q@x"], ["q@x", "p@x"], got) == "q@x"
+    assert choose_parent(["m@x"], ["p@x", "m@x"], got) == "m@x"
+    # Nothing received: References over an unknown In-Reply-To, the placeholder last.
+    assert choose_parent(["m@x"], ["n@x"], set()) == "n@x"
+    assert choose_parent(["m@x"], [], set()) == "m@x"
+    assert choose_parent([], ["p@x", "n@x"], got) == "n@x"
+    # Extra tokens beside the id: the received one is the parent.
+    assert choose_parent(["sender@x", "p@x"], [], got) == "p@x"
+    # A weak id is no parent unless received.
+    assert choose_parent(["yes"], [], got) is None
+    assert choose_parent(["yes"], [], {"yes"}) == "yes"
+
+
+def test_tree_puts_a_reply_with_a_rewritten_in_reply_to_under_its_real_parent():
+    msgs = [_m(PERCHES), _m("p1@x", PERCHES, [PERCHES], 1),
+            _m("r@x", GMANE, ["p1@x", PERCHES], 2)]
+    for order in (msgs, msgs[::-1]):
+        assert _shape(build_tree(order)) == [PERCHES, "  p1@x", "  r@x"]
+    # Without the original, a received References id beats the placeholder.
+    assert _shape(build_tree(msgs[1:])) == [f"[{PERCHES}]", "  p1@x", "    r@x"]
+    assert _shape(build_tree(msgs[2:])) == ["[p1@x]", f"  [{PERCHES}]", "    r@x"]
+
+
+def test_tree_ignores_weak_ids_that_were_not_received():
+    msgs = [TreeMessage("s1@x", ("yes",), ("yes",), D0, "h"),
+            TreeMessage("s2@x", ("s1@x",), ("yes", "s1@x"), D0 + dt.timedelta(hours=1), "h")]
+    assert _shape(build_tree(msgs)) == ["s1@x", "  s2@x"]
+    yes = TreeMessage("yes", (), (), D0 - dt.timedelta(hours=1), "h")
+    assert _shape(build_tree([yes, *msgs])) == ["yes", "  s1@x", "    s2@x"]
+
+
+def test_weak_ids_are_the_ones_without_an_at_sign():
+    assert is_weak_id("yes") and is_weak_id("1234")
+    assert not is_weak_id("a@b.example")

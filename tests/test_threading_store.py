@@ -21,6 +21,8 @@ from receiver.store.models import Message, MsgId, ThreadMerge
 from receiver.store.threading import attach, lock_threading, resolve_thread_id
 from receiver.threads.links import links_of
 from receiver.threads.subject import SubjectRule
+from receiver.threads.thread_index import conversation_key
+from receiver.threads.weak import slot_of
 from tests.helpers import DEFAULT_RULE, LOCK_TIMEOUT
 from tests.threading_support import fresh_store, ingest, ingest_bulk, partition, request_for
 
@@ -122,6 +124,76 @@ def test_subject_rule_switched_off_and_widened(db_url):
     assert threads_of(db) == [["l@x", "o@x", "p@x", "r@x"], ["s@x"]]
 
 
+def _ti_header(conv: bytes, blocks: int) -> str:
+    return "Thread-Index: " + base64.b64encode(conv.ljust(22, b".") + b"\0" * 5 * blocks).decode()
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_thread_index_reply_is_not_joined_by_subject_to_an_older_conversation(db_url, reverse):
+    old = parse_message(mail("old@x", subject="Budget", frm="carol@example.org",
+                             to="alice@corp.example", day=0))
+    first = parse_message(mail("t1@x", subject="Budget", frm="dave@example.org",
+                               to="alice@corp.example", day=2, extra=_ti_header(b"conv", 0)))
+    reply = parse_message(mail("t2@x", subject="RE: Budget", frm="alice@corp.example",
+                               to="carol@example.org", day=3, extra=_ti_header(b"conv", 1)))
+    recs = [old, first, reply]
+    db = fresh_store(db_url)
+    ingest(db, recs[::-1] if reverse else recs)
+    assert threads_of(db) == [["old@x"], ["t1@x", "t2@x"]]
+
+
+@st.composite
+def weak_series(draw):
+    """git send-email series answered `In-Reply-To: <yes>`: each series one sender, its
+    messages minutes apart; the series months apart, some from one sender."""
+    series: list[list[bytes]] = []
+    for k in range(draw(st.integers(2, 4))):
+        sender = draw(st.sampled_from(PEOPLE[:2]))
+        start = 60 * k + draw(st.integers(0, 20))
+        minutes = 0.0
+        msgs = []
+        for j in range(draw(st.integers(1, 4))):
+            minutes += draw(st.integers(0, 90))
+            head = draw(st.sampled_from(["irt", "both", "refs"]))
+            msgs.append(mail(f"s{k}.{j}@h.example", f"[PATCH {j}] part {k}",
+                             irt="<yes>" if head != "refs" else "",
+                             refs="<yes>" if head != "irt" else "", frm=sender,
+                             day=start + minutes / 1440, body=f"patch {k} {j}"))
+        series.append(msgs)
+    return series
+
+
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(series=weak_series(), seed=st.integers(0, 2**16))
+def test_a_weak_id_joins_a_series_but_not_conversations_months_apart(db_url, series, seed):
+    records = [parse_message(m) for msgs in series for m in msgs]
+    random.Random(seed).shuffle(records)
+    expected = sorted(sorted(f"s{k}.{j}@h.example" for j in range(len(msgs)))
+                      for k, msgs in enumerate(series))
+    for store, batch in ((ingest, 1), (ingest_bulk, 3)):
+        db = fresh_store(db_url)
+        store(db, records, batch=batch)
+        assert threads_of(db) == expected
+    # Once a message whose Message-ID is the weak id arrives, it joins everything naming it.
+    yes = parse_message(mail("yes", "yes", day=500))
+    for order in ([yes, *records], [*records, yes]):
+        db = fresh_store(db_url)
+        ingest(db, order, batch=2)
+        assert threads_of(db) == [sorted(["yes", *(m for g in expected for m in g)])]
+
+
+def test_a_weak_id_joins_the_same_sender_only_within_the_neighbouring_slot(db_url):
+    # Slots are 3 hours (UTC): 09:00-11:59, 12:00-14:59, ...; 18:00 is two slots on.
+    recs = [parse_message(mail(f"w{i}@x", irt="<yes>", frm=frm, day=hours / 24))
+            for i, (frm, hours) in enumerate([("bob@example.org", 0), ("bob@example.org", 2.9),
+                                              ("eve@example.org", 1), ("bob@example.org", 5.9),
+                                              ("bob@example.org", 9)])]
+    db = fresh_store(db_url)
+    ingest(db, recs[::-1])
+    assert threads_of(db) == [["w0@x", "w1@x", "w3@x"], ["w2@x"], ["w4@x"]]
+
+
 def test_quarantined_messages_stay_out_of_threads_until_released(db_url):
     db = fresh_store(db_url)
     held = parse_message(mail("b@x", irt="<a@x>"))
@@ -150,22 +222,24 @@ PEOPLE = ["ann@a.example", "ben@b.example", "cat@c.example", "dan@d.example"]
 @st.composite
 def forests(draw):
     """Conversations with truncated, missing, looping and garbage headers, duplicate and
-    missing Message-IDs, Outlook Thread-Index and reply subjects without links."""
+    missing Message-IDs, Outlook Thread-Index and reply subjects without links, archive-
+    rewritten In-Reply-To ids and the weak id <yes> (also as a Message-ID)."""
     n = draw(st.integers(2, 12))
     raws, ids, topic_of = [], [], []
     for i in range(n):
         parent = draw(st.one_of(st.none(), st.integers(0, i - 1))) if i else None
         topic = topic_of[parent] if parent is not None else draw(st.sampled_from(TOPICS))
         topic_of.append(topic)
-        kind = draw(st.sampled_from(["ok", "ok", "missing", "dup"]))
+        kind = draw(st.sampled_from(["ok", "ok", "missing", "dup", "weak"]))
         msgid = (None if kind == "missing" else ids[draw(st.integers(0, i - 1))]
-                 if kind == "dup" and i else f"m{i}@h.example")
+                 if kind == "dup" and i else "yes" if kind == "weak" else f"m{i}@h.example")
         ids.append(msgid or f"m{i}@h.example")
         # References: some earlier messages of the topic, then the parent.
         chain = []
         if parent is not None:
             chain = [ids[j] for j in range(parent) if topic_of[j] == topic][-2:] + [ids[parent]]
-        style = draw(st.sampled_from(["full", "irt", "truncated", "none", "loop", "garbage"]))
+        style = draw(st.sampled_from(["full", "irt", "truncated", "none", "loop", "garbage",
+                                      "rewritten", "weak"]))
         irt = refs = ""
         if chain and style in ("full", "irt", "garbage"):
             irt = f"<{chain[-1]}>"
@@ -180,6 +254,12 @@ def forests(draw):
         if style == "garbage":
             refs += " <> <not an id> <" + "z" * 260 + "@h.example>"
             irt += " your message of Tuesday"
+        if chain and style == "rewritten":
+            irt = f"<{chain[-1].split('@')[0]}-Zq9@gmane.example>"
+            refs = " ".join(f"<{c}>" for c in draw(st.permutations(chain)))
+        if style == "weak":
+            irt = "<yes>"
+            refs = " ".join(["<yes>"] + [f"<{c}>" for c in chain])
         reply = parent is not None and draw(st.booleans())
         subject = ("Re: " if reply else "") + topic
         frm, to = draw(st.sampled_from(PEOPLE)), draw(st.sampled_from(PEOPLE))
@@ -188,13 +268,18 @@ def forests(draw):
             conv = topic.encode().ljust(22, b".")
             extra = "Thread-Index: " + base64.b64encode(conv + b"\x00" * 5 * draw(
                 st.integers(0, 2))).decode()
-        raws.append(mail(msgid, subject, irt, refs, frm, to, day=draw(st.integers(0, 50)),
+        # Days, or hours (series-like) apart: the weak id's slots see both.
+        day = draw(st.one_of(st.integers(0, 50), st.integers(0, 30).map(lambda h: h / 24)))
+        raws.append(mail(msgid, subject, irt, refs, frm, to, day=day,
                          body=f"body {i}", extra=extra))
     return [parse_message(r) for r in raws]
 
 
 def expected_partition(records, rule=DEFAULT_RULE) -> set[frozenset]:
-    """Reference model: union-find over each message's keys and the subject rule's pairs."""
+    """Reference model: union-find over each message's Message-ID, the ids it references
+    that have an `@`, its Thread-Index conversation, the subject rule's pairs, and the weak
+    ids' rule: the message that carries one as its Message-ID, or the same sender within
+    one slot (receiver/threads/weak.py)."""
     parent: dict = {}
 
     def find(x):
@@ -206,12 +291,20 @@ def expected_partition(records, rule=DEFAULT_RULE) -> set[frozenset]:
         parent[find(a)] = find(b)
 
     links = [(("msg", r.message_id, r.content_hash), links_of(r)) for r in records]
-    for node, link in links:
-        for k in link.keys:
-            union(node, ("key", k))
-    for i, (a, la) in enumerate(links):
-        for b, lb in links[i + 1:]:
-            if rule.joins(la.subject, lb.subject):
+    received = {r.message_id for r in records}
+    for (node, link), r in zip(links, records):
+        named = {*r.references, *r.in_reply_to}
+        for k in [r.message_id, conversation_key(r.thread_index),
+                  *(i for i in named if "@" in i or i in received)]:
+            if k:
+                union(node, ("key", k))
+    for i, ((a, la), ra) in enumerate(zip(links, records)):
+        for (b, lb), rb in zip(links[i + 1:], records[i + 1:]):
+            weak_a = {w for w in [*ra.references, *ra.in_reply_to] if "@" not in w}
+            weak_b = {w for w in [*rb.references, *rb.in_reply_to] if "@" not in w}
+            if rule.joins(la.subject, lb.subject) or (
+                    weak_a & weak_b and ra.from_addr and ra.from_addr == rb.from_addr
+                    and ra.date and rb.date and abs(slot_of(ra.date) - slot_of(rb.date)) <= 1):
                 union(a, b)
     groups: dict = {}
     for node, _ in links:

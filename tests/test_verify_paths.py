@@ -12,7 +12,9 @@ import authres.arc
 import pytest
 
 from receiver import config as configmod
+from receiver.mail import read
 from receiver.verify import Verifier, dnskeys
+from receiver.verify.dkimcheck import SigResult
 from tests import mailfixtures as F
 from tests.dns_server import SERVFAIL, TIMEOUT, TTL
 
@@ -29,7 +31,7 @@ def verifier(dns, **env) -> Verifier:
 def run(v: Verifier, raw: bytes, subscriber: str | None = F.SUBSCRIBER, **kw):
     async def go():
         try:
-            return await v.verify(raw, subscriber=subscriber, received_at=NOW, **kw)
+            return await v.verify(read(raw), subscriber=subscriber, received_at=NOW, **kw)
         finally:
             await v.close()
     return asyncio.run(go())
@@ -78,6 +80,20 @@ CASES = [
     ("RFC 8463 Appendix A", lambda: F.RFC8463_MESSAGE, "unaltered", None,
      "d=football.example.com s=brisbane verifies"),
     ("unsigned", F.original, "unverifiable", None, "no DKIM signature"),
+    # RFC 6376 §8.15: an unsigned instance above the signed one is what a reader sees.
+    *[(f"unsigned {name} on top", lambda f=field: F.prepended(F.signed(), f), "altered",
+       "headers_added", (f"header added: 2 {name}: fields, the signature "
+                         "d=author.example s=s1 covers 1")) for name, field in [
+        ("Subject", b"Subject: Urgent: new bank details"),
+        ("From", b"From: Ann Author <ann@attacker.example>"),
+        ("Date", b"Date: Mon, 07 Oct 2024 10:00:00 +0000"),
+        ("Message-ID", b"Message-ID: <forged@attacker.example>"),
+        ("To", b"To: Bob <bob@corp.example>"),
+        ("Content-Type", b"Content-Type: text/html")]],
+    ("oversigned", F.oversigned, "unaltered", None, "d=author.example s=s1 verifies"),
+    # The oversigned slot now selects the added Subject: the signature breaks.
+    ("oversigned, subject added", lambda: F.prepended(F.oversigned(), b"Subject: x"),
+     "altered", "headers_changed", "signature mismatch (d=author.example"),
     ("malformed signature", lambda: b"DKIM-Signature: v=1; a=rsa-sha256; d=author.example; s=s1\r\n"
      + F.original(), "unverifiable", None, "malformed signature: missing b'b'="),
     ("only the forwarder signs", lambda: F.sign(F.original(), "list", "lists.example",
@@ -98,6 +114,14 @@ def test_copy_path_verdict(dns, name, make, kind, cause, reason):
     assert parsed.authserv_id == "localhost"
     dkim_results = [r.result for r in parsed.results if r.method == "dkim"]
     assert dkim_results == ([s["result"] for s in v.detail["dkim"]] or ["none"])
+
+
+def test_instances_counted_against_h_oversigning_and_trace_fields():
+    sig = SigResult(0, headers=["from", "subject", "subject", "received", "to"])
+    sig.count_instances(["received", "received", "subject", "from", "to", "to", "date"])
+    # Subject oversigned, Received prepended by each hop: neither counts; the second To does.
+    assert sig.unsigned_instances == {"to": [2, 1]}
+    assert sig.covered() == ["from", "subject", "to"]
 
 
 def test_wrapped_copy_is_unwrapped_to_the_exact_original(dns):
@@ -167,9 +191,9 @@ def test_keys_are_cached_and_one_data_is_verified_once(dns):
     raw = F.signed()
 
     async def go():
-        first = await asyncio.gather(*(v.verify(raw, subscriber=f"u{i}@corp.example",
+        first = await asyncio.gather(*(v.verify(read(raw), subscriber=f"u{i}@corp.example",
                                                 received_at=NOW) for i in range(5)))
-        other = await v.verify(F.sieve_redirect(raw), subscriber=F.SUBSCRIBER, received_at=NOW)
+        other = await v.verify(read(F.sieve_redirect(raw)), subscriber=F.SUBSCRIBER, received_at=NOW)
         await v.close()
         return first, other
 

@@ -62,11 +62,12 @@ def print_verdict(data: dict) -> None:
 
 
 async def _verify(app: AppContext, raw: bytes, subscriber: str | None):
+    from receiver.mail import read
     from receiver.verify import Verifier
 
     verifier = Verifier(app.config)
     try:
-        return await verifier.verify(raw, subscriber=subscriber,
+        return await verifier.verify(read(raw), subscriber=subscriber,
                                      received_at=dt.datetime.now(dt.timezone.utc))
     finally:
         await verifier.close()

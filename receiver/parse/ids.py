@@ -10,6 +10,8 @@ The rules, each with a unit test in tests/test_ids.py:
   over `MAX_ID_LENGTH` characters, and (outside angle brackets) a word without `@`,
   because a bracket-less In-Reply-To is prose ("your message of Tue, 5 Jan") far more
   often than an id.
+- An id without `@` (`<yes>`, `<1234>`) is *weak*: kept, since old MUAs wrote such
+  Message-IDs, but no evidence on its own (`is_weak_id`; receiver/threads/weak.py).
 - A message never references itself, nor one of its own From/To/Cc addresses (some
   clients put the `<user@host>` they reply to into In-Reply-To).
 """
@@ -51,6 +53,11 @@ def _plausible(v: str) -> bool:
     return (all(33 <= ord(c) < 127 or (ord(c) > 159 and not 0xD800 <= ord(c) <= 0xDFFF)
                 for c in v)
             and any(c.isalnum() for c in v))
+
+
+def is_weak_id(msgid: str) -> bool:
+    """An id no Message-ID generator would write today: no `@` (git send-email's `<yes>`)."""
+    return "@" not in msgid
 
 
 def extract_ids(header_value: str | None) -> list[str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import mailparser
 
-from receiver.parse.headers import get_all, get_first, header_fields, message_split
+from receiver.mail import RawMail, read
 from receiver.parse.ids import clean_references, extract_ids, normalize_id
 from receiver.parse.slim import confirmed, slim
 
@@ -62,8 +62,7 @@ class ParsedMessage:
 def content_hash(raw: bytes) -> str:
     """sha256 over the author's headers and the body, line endings folded to LF, so that
     two copies of one message that differ only in trace headers hash alike."""
-    block_end, body_start = message_split(raw)
-    return _content_hash(header_fields(raw[:block_end]), memoryview(raw)[body_start:])
+    return _content_hash(read(raw).for_parser)
 
 
 # Body octets folded and hashed at a time: the whole body folded at once took two copies
@@ -71,15 +70,16 @@ def content_hash(raw: bytes) -> str:
 _HASH_SLICE = 1 << 20
 
 
-def _content_hash(fields: list[tuple[str, bytes]], body: bytes | memoryview) -> str:
+def _content_hash(mail: RawMail) -> str:
     h = hashlib.sha256()
-    for name, value in fields:
-        if name.lower() in AUTHOR_HEADERS:
-            h.update(name.lower().encode() + b":" + b" ".join(value.split()) + b"\n")
+    for f in mail.fields:
+        if f.name.lower() in AUTHOR_HEADERS:
+            h.update(f.name.lower().encode() + b":" + b" ".join(f.value.split()) + b"\n")
     h.update(b"\n")
     # The body is hashed with CRLF folded to LF and trailing line breaks left out. CR
     # and LF pairs never overlap, so the trailing breaks can be taken off the raw body
     # from its end, a pair at a time, before folding.
+    body = memoryview(mail.raw)[mail.body_start:]
     end = len(body)
     while end and body[end - 1] == 0x0A:
         end -= 2 if end >= 2 and body[end - 2] == 0x0D else 1
@@ -145,16 +145,16 @@ def _attachment_meta(att: dict, omitted: dict[bytes, tuple[int, str]]) -> dict:
 SLIM_THRESHOLD = 8 * 1024
 
 
-def _parse(raw: bytes):
+def _parse(message: RawMail):
     """mail-parser's result, and what receiver.parse.slim left out of the view it read."""
-    view, omitted = slim(raw, SLIM_THRESHOLD)
+    view, omitted = slim(message, SLIM_THRESHOLD)
     mail = mailparser.parse_from_bytes(view)
     if omitted and not confirmed(omitted, mail.text_plain + mail.text_html
                                  + mail.text_not_managed,
                                  [_decoded(a) for a in mail.attachments]):
         # The email package saw another structure than slim's (a header block it ends
         # early, a bare CR in a boundary line, ...): parse the message itself.
-        return mailparser.parse_from_bytes(raw), {}
+        return mailparser.parse_from_bytes(message.raw), {}
     return mail, omitted
 
 
@@ -162,28 +162,28 @@ class BudgetExceeded(Exception):
     """The message is over the parse budget: only its raw headers are read."""
 
 
-def parse_message(raw: bytes, unparsed: str | None = None) -> ParsedMessage:
-    """Parse `raw`; never raises for bad mail (the error goes into `parse_error`).
+def parse_message(message: RawMail | bytes, unparsed: str | None = None) -> ParsedMessage:
+    """Parse the message as the reader's view for the parser has it (bare CR/LF in its
+    header block blanked); never raises for bad mail (the error goes into `parse_error`).
 
-    With `unparsed` (the reason), mail-parser is skipped and only the raw header fields
-    are read, as for a message mail-parser fails on.
+    With `unparsed` (the reason), mail-parser is skipped and only the header fields are
+    read, as for a message mail-parser fails on.
     """
-    block_end, body_start = message_split(raw)
-    fields = header_fields(raw[:block_end])
-    chash = _content_hash(fields, memoryview(raw)[body_start:])
-    raw_msgid = get_first(fields, "Message-ID")
+    view = (message if isinstance(message, RawMail) else read(message)).for_parser
+    chash = _content_hash(view)
+    raw_msgid = view.get_first("Message-ID")
     msgid = normalize_id(raw_msgid) if raw_msgid else None
     synthetic = msgid is None
     if synthetic:
         # Stable across copies: the same content always gets the same id.
         msgid = f"{chash[:32]}@synthetic.threads-receiver"
     rec = ParsedMessage(message_id=msgid, synthetic_id=synthetic, content_hash=chash)
-    rec.date_raw = get_first(fields, "Date")
-    rec.thread_index = (get_first(fields, "Thread-Index") or "").strip() or None
+    rec.date_raw = view.get_first("Date")
+    rec.thread_index = (view.get_first("Thread-Index") or "").strip() or None
     try:
         if unparsed is not None:
             raise BudgetExceeded(unparsed)
-        mail, omitted = _parse(raw)
+        mail, omitted = _parse(view)
         rec.subject = mail.subject or None
         rec.date = _utc(mail.date) if isinstance(mail.date, dt.datetime) else None
         frm = _addresses(mail.from_)
@@ -199,8 +199,8 @@ def parse_message(raw: bytes, unparsed: str | None = None) -> ParsedMessage:
     except Exception as e:  # mail-parser raises many kinds on hostile input
         log.info("mail-parser failed on %s: %r", msgid, e)
         rec.parse_error = f"{type(e).__name__}: {e}"[:500]
-        rec.subject = get_first(fields, "Subject")
-        for name, addr in email.utils.getaddresses(get_all(fields, "From"))[:1]:
+        rec.subject = view.get_first("Subject")
+        for name, addr in email.utils.getaddresses(view.get_all("From"))[:1]:
             rec.from_name, rec.from_addr = name, addr.lower() or None
     if rec.date is None:
         rec.date = _date_from_header(rec.date_raw)
@@ -208,8 +208,8 @@ def parse_message(raw: bytes, unparsed: str | None = None) -> ParsedMessage:
     if rec.from_addr:
         own.add(rec.from_addr)
     rec.in_reply_to = clean_references(
-        extract_ids(" ".join(get_all(fields, "In-Reply-To"))), msgid, own)
+        extract_ids(" ".join(view.get_all("In-Reply-To"))), msgid, own)
     rec.references = clean_references(
-        extract_ids(" ".join(get_all(fields, "References"))), msgid, own)
+        extract_ids(" ".join(view.get_all("References"))), msgid, own)
     return rec
 

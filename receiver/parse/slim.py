@@ -21,7 +21,7 @@ import hashlib
 import re
 import secrets
 
-from receiver.parse.budget import parts
+from receiver.mail import RawMail
 
 MARK = b"threads-receiver omitted part "
 # mail-parser keeps a part as an attachment (its payload untouched) when it has a name;
@@ -93,16 +93,17 @@ def _measure(raw: bytes, start: int, end: int) -> tuple[int, str]:
     return size + len(data), h.hexdigest()
 
 
-def slim(raw: bytes, threshold: int) -> tuple[bytes, dict[bytes, tuple[int, str]]]:
+def slim(mail: RawMail, threshold: int) -> tuple[bytes, dict[bytes, tuple[int, str]]]:
     """The view for mail-parser, and per marker the decoded size and SHA-256 of the body
-    it stands for. Without large base64 parts the view is `raw` itself."""
+    it stands for. Without large base64 parts the view is `mail.raw` itself."""
+    raw = mail.raw
     pieces: list[bytes | memoryview] = []
     omitted: dict[bytes, tuple[int, str]] = {}
     view = memoryview(raw)
     done = 0
     nonce = secrets.token_hex(8).encode()
     leaves = []
-    for part in parts(raw):
+    for part in mail.parts():
         if part.reused:  # a boundary reused inside its own multipart: parsers disagree
             return raw, {}
         if part.kind is None:

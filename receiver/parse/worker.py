@@ -18,8 +18,7 @@ import threading
 from dataclasses import dataclass
 
 from receiver import malloc
-from receiver.parse.bare import parse_view
-from receiver.parse.budget import over_budget
+from receiver.mail import read
 from receiver.parse.record import ParsedMessage, parse_message
 from receiver.stages import Stage
 
@@ -39,9 +38,9 @@ class Budget:
 
 def parse_within(raw: bytes, budget: Budget) -> ParsedMessage:
     """Parse in this process, skipping mail-parser for a message over the static budget."""
-    view = parse_view(raw)
+    view = read(raw).for_parser
     reason = (f"larger than {budget.max_bytes} bytes" if len(raw) > budget.max_bytes
-              else over_budget(view, budget.max_depth, budget.max_parts))
+              else view.over_budget(budget.max_depth, budget.max_parts))
     return parse_message(view, unparsed=f"parse budget: {reason}" if reason else None)
 
 
@@ -169,7 +168,7 @@ class ParseWorkers:
             self._retire(w)
             break
         log.warning("%s; storing the copy unparsed", reason)
-        return parse_message(parse_view(raw), unparsed=reason)
+        return parse_message(raw, unparsed=reason)
 
     def close(self) -> None:
         self._closed = True

@@ -124,7 +124,7 @@ class ReceiverHandler:
             return TEMPFAIL_DATA
 
     async def _data(self, session, envelope, sid: str) -> str:
-        raw: bytes = envelope.original_content
+        mail = envelope.mail
         env = Envelope(
             source="lmtp" if self.lmtp else "smtp",
             session_id=sid,
@@ -133,10 +133,10 @@ class ReceiverHandler:
             helo=session.host_name,
             tls=_tls(session),
             auth_user=session.auth_data.email if session.authenticated else None,
-            smtp_defects=list(getattr(envelope, "smtp_defects", [])),
+            smtp_defects=list(mail.defects),
         )
         rcpts = list(zip(envelope.rcpt_tos, envelope.mailboxes))
-        outcomes = await self.pipeline.deliver(raw, env, rcpts, per_recipient=self.lmtp)
+        outcomes = await self.pipeline.deliver(mail, env, rcpts, per_recipient=self.lmtp)
         logs.delivery_lines(session, env, outcomes)
         if self.lmtp:
             return "\r\n".join(outcome_line(o) for o in outcomes)

@@ -39,7 +39,7 @@ from aiosmtpd.proxy_protocol import AF, V2_CMD, get_proxy
 from aiosmtpd.smtp import SMTP, TLSSetupException
 
 from receiver.config import Config
-from receiver.parse.bare import header_defects
+from receiver.mail import read
 from receiver import metrics
 from receiver.smtp.datastream import DataStream
 from receiver.smtp.handler import session_id
@@ -533,7 +533,8 @@ class Hardened:
             raw = stream.message()
             del stream
             self.envelope.content = self.envelope.original_content = raw
-            self.envelope.smtp_defects = header_defects(raw)
+            # Read once, here: the handler hands this object on to every stage.
+            self.envelope.mail = read(raw)
             status = await self._call_handler_hook("DATA")
             self._set_post_data_state()
             await self.push(status)

@@ -55,9 +55,14 @@ def decompress(data: bytes, codec: str = "zstd") -> bytes:
 def db_text(value: str | None) -> str | None:
     """Text a database column can hold: no NUL (PostgreSQL refuses it) and no lone
     surrogates (undecodable bytes). The raw bytes keep the original either way."""
-    if value is None:
-        return None
+    if value is None or (value.isascii() and "\x00" not in value):
+        return value
     return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+
+
+def _json_list(values: list) -> str:
+    # Most of these lists are empty: "[]" without the encoder, for bulk inserts.
+    return json.dumps(values) if values else "[]"
 
 
 def message_fields(rec: ParsedMessage, links: ThreadLinks, blob_sha: str | None) -> dict:
@@ -74,17 +79,17 @@ def message_fields(rec: ParsedMessage, links: ThreadLinks, blob_sha: str | None)
         date_raw=db_text(rec.date_raw),
         from_addr=db_text(rec.from_addr),
         from_name=db_text(rec.from_name),
-        to_addrs=json.dumps(rec.to),
-        cc_addrs=json.dumps(rec.cc),
-        reply_to=json.dumps(rec.reply_to),
+        to_addrs=_json_list(rec.to),
+        cc_addrs=_json_list(rec.cc),
+        reply_to=_json_list(rec.reply_to),
         in_reply_to=" ".join(rec.in_reply_to) or None,
-        references=json.dumps(rec.references),
+        references=_json_list(rec.references),
         parent_msgid=links.parent_id,
         thread_index=db_text(rec.thread_index),
         text_body=db_text(rec.text_body),
         html_body=db_text(rec.html_body),
-        attachments=json.dumps(rec.attachments),
-        defects=json.dumps(rec.defects),
+        attachments=_json_list(rec.attachments),
+        defects=_json_list(rec.defects),
         parse_error=db_text(rec.parse_error),
         blob=blob_sha,
     )
@@ -136,8 +141,8 @@ def insert_messages(records: list[tuple[ParsedMessage, ThreadLinks, str | None]]
     new = {key for key in wanted if key not in rows}
     if new:
         fields = [message_fields(*wanted[key]) for key in wanted if key in new]
-        names = list(fields[0])
-        threadstore.insert_rows(Message, names, [tuple(f[n] for n in names) for f in fields])
+        # Every dict has message_fields' keys in one order.
+        threadstore.insert_rows(Message, list(fields[0]), [tuple(f.values()) for f in fields])
         rows = stored()
     return rows, new
 
@@ -258,8 +263,7 @@ class Writer:
             self.stage.done()
         thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         thread.start()
-        # Published once started: `stop` on another thread may join it at any moment.
-        self._thread = thread
+        self._thread = thread  # started before stop() can see it
 
     def submit(self, requests: list[DeliveryRequest]) -> concurrent.futures.Future:
         """Future of list[DeliveryResult], resolved after COMMIT (or with the error)."""

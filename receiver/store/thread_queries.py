@@ -21,7 +21,7 @@ def _thread_messages(thread_id: int) -> list[Message]:
     rows = list(Message.select(
         Message.id, Message.message_id, Message.content_hash, Message.subject,
         Message.norm_subject, Message.subject_orphan, Message.date, Message.from_addr,
-        Message.from_name, Message.parent_msgid, Message.references, Message.thread_index,
+        Message.from_name, Message.in_reply_to, Message.references, Message.thread_index,
         Message.participants, Message.thread_id, Message.blob,
     ).where(Message.thread_id == tid))
     if not rows:
@@ -72,7 +72,8 @@ def thread_tree(thread_id: int) -> dict:
     """One thread as a tree of nodes, ghosts included (see README, "Threading")."""
     rows = _thread_messages(thread_id)
     roots = build_tree([TreeMessage(
-        msgid=m.message_id, parent_id=m.parent_msgid, references=tuple(json.loads(m.references)),
+        msgid=m.message_id, in_reply_to=tuple((m.in_reply_to or "").split()),
+        references=tuple(json.loads(m.references)),
         date=m.date, tiebreak=m.content_hash, norm_subject=m.norm_subject or "",
         subject_orphan=m.subject_orphan, thread_index=m.thread_index, payload=m,
     ) for m in rows])

@@ -6,7 +6,11 @@ message that links two threads merges them into the smaller id (recorded in Thre
 so an old id still resolves). The subject rule (receiver/threads/subject.py) is a
 predicate on pairs of messages; `attach` looks for partners in both directions (this
 message an orphan joining earlier messages, or earlier orphans joining this message),
-so the pair is joined whichever of the two arrives second.
+so the pair is joined whichever of the two arrives second. Weak ids
+(receiver/threads/weak.py) join through slot keys, which a message creates for its own
+slot and joins in the neighbouring slots when they exist, and to the message whose
+Message-ID they are: looked up by the referring message, or by that message (a scan of
+the referring columns, only for a Message-ID without `@`).
 
 `attach` runs inside the caller's transaction. On PostgreSQL the caller holds
 `lock_threading()` for that transaction, which serialises threading across every
@@ -15,9 +19,12 @@ receiver process on the database; SQLite has one writer at a time anyway.
 
 from __future__ import annotations
 
-from peewee import Database
+import json
+
+from peewee import BooleanField, CharField, Database, IntegerField, TextField
 
 from receiver import metrics
+from receiver.parse.ids import is_weak_id
 from receiver.store.db import is_postgres
 from receiver.store.models import Message, MsgId, Thread, ThreadMerge, utcnow
 from receiver.threads.links import ThreadLinks
@@ -53,13 +60,29 @@ def attach_many(items: list[tuple[Message, ThreadLinks]],
     """
     uf = _UnionFind()
     keys = list(dict.fromkeys(k for _, links in items for k in links.keys))
-    existing = dict(select_in(MsgId, ["msgid", "thread_id"], "msgid", keys))
+    in_batch = set(keys)
+    weak = {w for _, links in items for w in links.weak_ids}
+    probes = [k for k in dict.fromkeys(k for _, links in items
+                                       for k in (*links.near_keys, *links.weak_ids))
+              if k not in in_batch]
+    rows = select_in(MsgId, ["msgid", "thread_id", "ghost"], "msgid", keys + probes)
+    existing = {k: tid for k, tid, _ in rows if k in in_batch}
+    # A neighbouring slot key joins when it exists; a weak id only when it is the
+    # Message-ID of a received message (its row is no ghost, or a message of this batch).
+    joinable = {k: tid for k, tid, ghost in rows
+                if k not in in_batch and not (ghost and k in weak)}
     for i, (_, links) in enumerate(items):
         for k in links.keys:
             uf.union(("m", i), ("k", k))
-    for k, tid in existing.items():
+        for k in (*links.near_keys, *links.weak_ids):
+            if k in in_batch or k in joinable:
+                uf.union(("m", i), ("k", k))
+    for k, tid in (*existing.items(), *joinable.items()):
         uf.union(("k", k), ("t", tid))
-    tids = set(existing.values())
+    tids = {*existing.values(), *joinable.values()}
+    for i, tid in _weak_referrers(items):
+        uf.union(("m", i), ("t", tid))
+        tids.add(tid)
     for i, tid in _subject_partners(items, rule):
         uf.union(("m", i), ("t", tid))
         tids.add(tid)
@@ -71,10 +94,12 @@ def attach_many(items: list[tuple[Message, ThreadLinks]],
         found[uf.find(("t", tid))].add(tid)
     fresh = iter(_new_threads(sum(1 for group in found.values() if not group)))
     target: dict[object, int] = {}
+    merged: list[tuple[int, int]] = []
     for root, group in found.items():
         target[root] = min(group) if group else next(fresh)
-        if len(group) > 1:
-            _merge(sorted(group - {target[root]}), target[root])
+        merged += [(old, target[root]) for old in sorted(group - {target[root]})]
+    if merged:
+        _merge(merged)
 
     own = {links.own_id for _, links in items}
     missing = [(k, target[uf.find(("k", k))], k not in own) for k in keys if k not in existing]
@@ -123,6 +148,10 @@ def select_in(model, fields: list[str], column: str, values: list, where: str = 
     return rows
 
 
+# Field types whose db_value returns a str, int or bool unchanged (the drivers adapt those).
+_AS_IS = (CharField, TextField, IntegerField, BooleanField)
+
+
 def insert_rows(model, fields: list[str], rows: list[tuple],
                 ignore_conflicts: bool = False) -> None:
     """Plain multi-row INSERT: peewee's per-value query building is the cost at bulk sizes.
@@ -140,10 +169,16 @@ def insert_rows(model, fields: list[str], rows: list[tuple],
     columns = [model._meta.fields[f] for f in fields]
     names = ", ".join(f'"{c.column_name}"' for c in columns)
     marks = ", ".join([db.param] * len(columns))
+    # Only the columns whose database value differs from the Python one are converted:
+    # calling db_value on every text column was a tenth of a bulk insert's time.
+    convert = [(n, c.db_value) for n, c in enumerate(columns) if type(c) not in _AS_IS]
+    values = [list(row) for row in rows]
+    for row in values:
+        for n, to_db in convert:
+            row[n] = to_db(row[n])
     db.cursor().executemany(
         f'INSERT INTO "{model._meta.table_name}" ({names}) VALUES ({marks})'
-        + (" ON CONFLICT DO NOTHING" if ignore_conflicts else ""),
-        [tuple(c.db_value(v) for c, v in zip(columns, row)) for row in rows])
+        + (" ON CONFLICT DO NOTHING" if ignore_conflicts else ""), values)
 
 
 def _subject_partners(items: list[tuple[Message, ThreadLinks]], rule: SubjectRule):
@@ -153,27 +188,28 @@ def _subject_partners(items: list[tuple[Message, ThreadLinks]], rule: SubjectRul
     mine = [(i, links.subject) for i, (_, links) in enumerate(items)
             if links.subject.norm_subject and links.subject.date is not None]
     # The SQL narrows to candidates (unthreaded rows, this batch included, have no thread
-    # yet and drop out); `rule.joins` decides. An orphan may join any same-subject
-    # message near its date: one query each (orphans are few). A message with links joins
-    # only orphans: one query for all of them.
+    # yet and drop out); `rule.joins` decides. Orphans may join any same-subject message,
+    # messages with links only orphans: one query for each kind, over the batch's subjects
+    # and dates (a query per orphan was a fifth of a bulk import's time).
     db = Message._meta.database
     table = Message._meta.table_name
-    base = (f'SELECT "norm_subject", "thread_id", "subject_orphan", "date", "participants" '
-            f'FROM "{table}" WHERE "thread_id" IS NOT NULL AND "date" BETWEEN {db.param} '
-            f'AND {db.param} AND ')
     date_value = Message.date.db_value
-    queries = [([i], base + f'"norm_subject" = {db.param}',
-                [date_value(f.date - rule.window), date_value(f.date + rule.window), f.norm_subject])
-               for i, f in mine if f.orphan]
-    linked = [(i, f) for i, f in mine if not f.orphan]
-    if linked:
-        subjects = sorted({f.norm_subject for _, f in linked})
-        dates = [f.date for _, f in linked]
-        queries.append(([i for i, _ in linked],
-                        base + f'"subject_orphan" AND "norm_subject" IN '
-                               f'({", ".join([db.param] * len(subjects))})',
-                        [date_value(min(dates) - rule.window),
-                         date_value(max(dates) + rule.window), *subjects]))
+    queries = []
+    for orphans in (True, False):
+        group = [(i, f) for i, f in mine if f.orphan == orphans]
+        if not group:
+            continue
+        subjects = sorted({f.norm_subject for _, f in group})
+        dates = [f.date for _, f in group]
+        only_orphans = "" if orphans else '"subject_orphan" AND '
+        queries.append((
+            [i for i, _ in group],
+            (f'SELECT "norm_subject", "thread_id", "subject_orphan", "date", "participants" '
+             f'FROM "{table}" WHERE "thread_id" IS NOT NULL AND "date" BETWEEN {db.param} '
+             f'AND {db.param} AND {only_orphans}'
+             f'"norm_subject" IN ({", ".join([db.param] * len(subjects))})'),
+            [date_value(min(dates) - rule.window), date_value(max(dates) + rule.window),
+             *subjects]))
     facts = dict(mine)
     out: set[tuple[int, int]] = set()
     for who, sql, params in queries:
@@ -187,6 +223,30 @@ def _subject_partners(items: list[tuple[Message, ThreadLinks]], rule: SubjectRul
                                      frozenset(people.split()))
                 out.update((i, tid) for i in candidates if rule.joins(facts[i], other))
     return sorted(out)
+
+
+def _weak_referrers(items: list[tuple[Message, ThreadLinks]]):
+    """(index in items, thread id) of threaded messages naming a weak Message-ID of the
+    batch. A scan of the referring columns, but such Message-IDs are rare."""
+    db = Message._meta.database
+    out = []
+    for i, (_, links) in enumerate(items):
+        w = links.own_id
+        if not is_weak_id(w):
+            continue
+        like = "%" + _like_escape(json.dumps(w)) + "%"
+        rows = db.execute_sql(
+            f'SELECT "thread_id", "references", "in_reply_to" FROM "{Message._meta.table_name}" '
+            f'WHERE "thread_id" IS NOT NULL AND ("references" LIKE {db.param} ESCAPE \'!\' '
+            f'OR "in_reply_to" LIKE {db.param} ESCAPE \'!\')',
+            [like, "%" + _like_escape(w) + "%"]).fetchall()
+        out += [(i, tid) for tid, refs, irt in rows
+                if w in json.loads(refs) or w in (irt or "").split()]
+    return out
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
 def _subject_pairs(items: list[tuple[Message, ThreadLinks]], rule: SubjectRule):
@@ -223,14 +283,20 @@ def chunks(values: list, size: int = 500):
     return [values[i:i + size] for i in range(0, len(values), size)]
 
 
-def _merge(merged: list[int], target: int) -> None:
+def _merge(merged: list[tuple[int, int]]) -> None:
+    """Merge each (old, new) pair's old thread into new: plain statements, each run for
+    every pair at once (the groups of one batch are disjoint, so the order is free)."""
     metrics.threads_merged(len(merged))
-    MsgId.update(thread_id=target).where(MsgId.thread_id.in_(merged)).execute()
-    Message.update(thread_id=target).where(Message.thread_id.in_(merged)).execute()
-    ThreadMerge.update(new_id=target).where(ThreadMerge.new_id.in_(merged)).execute()
-    ThreadMerge.insert_many([(old, target) for old in merged],
-                            fields=[ThreadMerge.old_id, ThreadMerge.new_id]).execute()
-    Thread.delete().where(Thread.id.in_(merged)).execute()
+    db = Thread._meta.database
+    mark = db.param
+    cursor = db.cursor()
+    moves = [(new, old) for old, new in merged]
+    for table, column in ((MsgId, "thread_id"), (Message, "thread_id"), (ThreadMerge, "new_id")):
+        cursor.executemany(f'UPDATE "{table._meta.table_name}" SET "{column}" = {mark} '
+                           f'WHERE "{column}" = {mark}', moves)
+    insert_rows(ThreadMerge, ["old_id", "new_id"], merged)
+    cursor.executemany(f'DELETE FROM "{Thread._meta.table_name}" WHERE "id" = {mark}',
+                       [(old,) for old, _ in merged])
 
 
 def resolve_thread_id(thread_id: int) -> int:

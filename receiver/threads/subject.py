@@ -15,30 +15,47 @@ import functools
 import re
 from dataclasses import dataclass
 
-# Reply/forward prefixes in the languages real mail has them, with counts (Re[2]:,
-# Re(2):, Re^2:) and ASCII or full-width colons.
-_PREFIX = r"(?:re|fwd?|aw|sv|vs|antw|odp|wg|tr|rv|enc|doorst|回复|回覆|答复|转发|轉寄)" \
-          r"(?:\[\d+\]|\(\d+\)|\^\d+)?\s*[:：]"
-_TAG = r"\[[^\]]{1,40}\]"
-_LEAD = re.compile(rf"^\s*(?:(?:{_PREFIX})|(?:{_TAG}))\s*", re.I)
-_REPLY = re.compile(rf"^\s*(?:{_TAG}\s*)*{_PREFIX}", re.I)
+# Reply/forward prefixes in the languages real mail has them (RFC 5256's re/fw/fwd
+# first), with counts (Re[2]:, Re(2):, Re^2:) and ASCII or full-width colons.
+_WORD = r"(?:re|fwd?|aw|sv|vs|antw|odp|wg|tr|rv|enc|doorst|回复|回覆|答复|转发|轉寄)"
+# RFC 5256 subj-blob: "[" *BLOBCHAR "]" *WSP, BLOBCHAR being any character but [ and ].
+_BLOB = r"\[[^\[\]]*\]\s*"
+_PREFIX = rf"{_WORD}\s*(?:{_BLOB}|\(\d+\)|\^\d+)?[:：]"
+_LEADER = re.compile(rf"^(?:(?:{_BLOB})*{_PREFIX}|\s+)", re.IGNORECASE)
+_LEAD_BLOB = re.compile(rf"^{_BLOB}")
+_TRAILER = re.compile(r"(?:\(fwd\)|\s)$", re.IGNORECASE)
+_FWD_HDR = "[fwd:"
+_REPLY = re.compile(rf"^\s*(?:{_BLOB})*{_PREFIX}", re.IGNORECASE)
 _WS = re.compile(r"\s+")
 # Longer subjects are cut: the normalised subject is an index key (PostgreSQL btree
 # entries have a size limit), and 200 characters tell conversations apart.
 MAX_NORM_SUBJECT = 200
 
 
-def normalize_subject(subject: str | None) -> str:
-    """Subject without reply/forward prefixes and [list tags], whitespace folded, lower."""
-    if not subject:
-        return ""
-    s = subject
+def base_subject(subject: str | None) -> str:
+    """RFC 5256 §2.1's base subject (steps 1-7), with the language prefixes above."""
+    s = _WS.sub(" ", subject or "")
     while True:
-        stripped = _LEAD.sub("", s, count=1)
-        if stripped == s:
-            break
-        s = stripped
-    return _WS.sub(" ", s).strip().lower()[:MAX_NORM_SUBJECT]
+        while _TRAILER.search(s):  # (2) trailing "(fwd)" and blanks
+            s = _TRAILER.sub("", s)
+        while True:  # (3) leaders, (4) a leading [blob] unless nothing would remain
+            stripped = _LEADER.sub("", s, count=1)
+            blob = _LEAD_BLOB.match(stripped)
+            if blob and stripped[blob.end():]:
+                stripped = stripped[blob.end():]
+            if stripped == s:
+                break
+            s = stripped
+        # (6) the "[fwd: ...]" wrapper, then again from (2)
+        if s.lower().startswith(_FWD_HDR) and s.endswith("]"):
+            s = s[len(_FWD_HDR):-1]
+            continue
+        return s
+
+
+def normalize_subject(subject: str | None) -> str:
+    """The base subject, whitespace folded, lower-cased, cut to MAX_NORM_SUBJECT."""
+    return base_subject(subject).strip().lower()[:MAX_NORM_SUBJECT]
 
 
 def is_reply_subject(subject: str | None) -> bool:

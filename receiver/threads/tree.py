@@ -1,11 +1,13 @@
 """The display tree of one thread, built when it is read (pure).
 
-Who replies to whom is a function of each message's own headers (`parent_id`: the one
-In-Reply-To id, else the last References id), so the tree is computed from the set of
-messages, never stored, and comes out the same whatever order they arrived in.
+Who replies to whom is chosen here, from each message's In-Reply-To and References and
+the set of ids received in the thread (`choose_parent`: an archive may have rewritten
+In-Reply-To), so the tree is computed from the set of messages, never stored, and comes
+out the same whatever order they arrived in.
 
 - A parent that was never received is a ghost node; its own parent is taken from the
-  References chain of the messages below it (JWZ's "empty containers").
+  References chain of the messages below it (JWZ's "empty containers"); a weak id
+  (no `@`) that was never received is no node at all.
 - A link that would close a loop is dropped (References loops, two messages naming
   each other); messages are visited in a fixed order (latest date first, then id), so
   the same link is dropped every time and the earliest message of a loop is its root.
@@ -22,13 +24,15 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from receiver.parse.ids import is_weak_id
+from receiver.threads.links import choose_parent
 from receiver.threads.thread_index import decode, parent_index
 
 
 @dataclass(frozen=True)
 class TreeMessage:
     msgid: str
-    parent_id: str | None
+    in_reply_to: tuple[str, ...]
     references: tuple[str, ...]
     date: dt.datetime | None
     tiebreak: str  # tells duplicates of one Message-ID apart (the content hash)
@@ -90,10 +94,11 @@ def build_tree(messages: list[TreeMessage]) -> list[Node]:
     # Latest first: in a loop, the link a later message makes to an earlier one is the
     # one that stays, so the earliest message of the loop is its root.
     for n in reversed(f.nodes):
-        if n.message.parent_id:
-            f.link(n, f.node(n.message.parent_id))
+        parent = choose_parent(n.message.in_reply_to, n.message.references, f.by_id)
+        if parent:
+            f.link(n, f.node(parent))
     for n in f.nodes:
-        refs = n.message.references
+        refs = [r for r in n.message.references if not is_weak_id(r) or r in f.by_id]
         for above, below in zip(refs, refs[1:]):
             child = f.node(below)
             if child.ghost:

@@ -24,7 +24,7 @@ import dkim
 from receiver import faults
 from receiver.config import Config
 from receiver.stages import Stage
-from receiver.parse.headers import unfold
+from receiver.mail import RawMail, read
 from receiver.verify.arccheck import ArcResult, check_arc
 from receiver.verify.authresults import auth_results
 from receiver.verify.confirmation import find_confirmation, may_confirm
@@ -54,8 +54,9 @@ def _sha256(raw: bytes) -> str:
 
 @dataclass
 class _Parsed:
-    """The header block parsed once (dkimpy's parser), and what the checks need from it."""
+    """The message read once, its header block parsed by dkimpy, and what the checks need."""
 
+    mail: RawMail
     dkim: dkim.DKIM | None
     key_names: list[str]
     from_domain: str | None
@@ -78,12 +79,9 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
-def first_receipt(headers: list[tuple[bytes, bytes]], fallback: dt.datetime) -> dt.datetime:
+def first_receipt(mail: RawMail, fallback: dt.datetime) -> dt.datetime:
     """When the message was first received: the date of its bottom-most Received field."""
-    for name, value in reversed(headers):
-        if name.lower() != b"received":
-            continue
-        text = unfold(value)
+    for text in reversed(mail.get_all("Received")):
         if ";" in text:
             try:
                 when = email.utils.parsedate_to_datetime(text.rsplit(";", 1)[1].strip())
@@ -94,57 +92,60 @@ def first_receipt(headers: list[tuple[bytes, bytes]], fallback: dt.datetime) -> 
     return _aware(fallback)
 
 
-def parse_for_checks(raw: bytes, received_at: dt.datetime) -> _Parsed:
+def parse_for_checks(mail: RawMail, received_at: dt.datetime) -> _Parsed:
     try:
-        d, body_at = parse_header_block(raw)
+        d = parse_header_block(mail)
     except (dkim.DKIMException, IndexError) as e:
         # IndexError: dkimpy appends a first line that starts with a blank to the field
         # above it, and there is none.
-        return _Parsed(None, [], None, _aware(received_at), f"malformed header block: {e}")
-    from_values = [unfold(v) for n, v in d.headers if n.lower() == b"from"]
-    from_domain = domain_of(address_of(from_values[0])) if len(from_values) == 1 else None
+        return _Parsed(mail, None, [], None, _aware(received_at),
+                       f"malformed header block: {e}")
+    # The bottom-most From is the one a signature covers; a second one above it is an
+    # unsigned instance, which the verdict names (dkimcheck.SigResult.unsigned_instances).
+    from_values = mail.get_all("From")
+    from_domain = domain_of(address_of(from_values[-1])) if from_values else None
     if any(n.lower() == b"dkim-signature" for n, _ in d.headers):
-        d.body = dkim_body(raw, body_at)  # check_all hashes it
-    return _Parsed(d, signature_key_names(d.headers), from_domain,
-                   first_receipt(d.headers, received_at))
+        d.body = dkim_body(mail)  # check_all hashes it
+    return _Parsed(mail, d, signature_key_names(d.headers), from_domain,
+                   first_receipt(mail, received_at))
 
 
-def run_checks(raw: bytes, parsed: _Parsed, keys: dict[str, KeyAnswer]) -> _Checks:
+def run_checks(parsed: _Parsed, keys: dict[str, KeyAnswer]) -> _Checks:
     if parsed.dkim is None:
         return _Checks([], ArcResult(reason=parsed.error), None, parsed.first_receipt,
                         parsed.error)
     sigs = check_all(parsed.dkim, keys, parsed.first_receipt)
-    arc = check_arc(raw, parsed.dkim.headers, keys)
+    arc = check_arc(parsed.mail, parsed.dkim.headers, keys)
     return _Checks(sigs, arc, parsed.from_domain, parsed.first_receipt)
 
 
-def check_and_conclude(raw: bytes, parsed: _Parsed, keys: dict[str, KeyAnswer],
+def check_and_conclude(parsed: _Parsed, keys: dict[str, KeyAnswer],
                        subscriber: str | None, authserv_id: str) -> tuple:
-    ev = run_checks(raw, parsed, keys)
-    return ev, conclude(raw, ev, subscriber, authserv_id)
+    ev = run_checks(parsed, keys)
+    return ev, conclude(parsed.mail, ev, subscriber, authserv_id)
 
 
-def first_pass(raw: bytes, received_at: dt.datetime, subscriber: str | None,
+def first_pass(mail: RawMail, received_at: dt.datetime, subscriber: str | None,
                authserv_id: str, cached_keys: Callable[[list[str]], dict | None]) -> tuple:
     """The parse, and the whole check when no key needs fetching: none is named, or
     `cached_keys` has every one (the usual case once a signer's key has been seen)."""
     faults.hit("verifier")
-    parsed = parse_for_checks(raw, received_at)
+    parsed = parse_for_checks(mail, received_at)
     keys = cached_keys(parsed.key_names)
     if keys is None:
         return parsed, None
-    return parsed, check_and_conclude(raw, parsed, keys, subscriber, authserv_id)
+    return parsed, check_and_conclude(parsed, keys, subscriber, authserv_id)
 
 
-def conclude(raw: bytes, ev: _Checks, subscriber: str | None, authserv_id: str) -> tuple:
+def conclude(mail: RawMail, ev: _Checks, subscriber: str | None, authserv_id: str) -> tuple:
     """The copy path, and the verdict on this copy as it stands with its evidence."""
-    path = classify(raw, subscriber)
+    path = classify(mail, subscriber)
     verdict = judge(path, ev.sigs, ev.arc, ev.from_domain)
     if ev.error:
         verdict.reasons.insert(0, ev.error)
     verdict.auth_results = auth_results(authserv_id, ev.sigs, ev.arc)
     verdict.evidence = Evidence(path, ev.from_domain, ev.first_receipt, ev.sigs, ev.arc)
-    verdict.confirmation = find_confirmation(raw) if may_confirm(ev.from_domain) else None
+    verdict.confirmation = find_confirmation(mail) if may_confirm(ev.from_domain) else None
     return path, verdict
 
 
@@ -179,15 +180,16 @@ class Verifier:
         job.add_done_callback(lambda _: self.stage.done())
         return await asyncio.wrap_future(job)
 
-    async def verify(self, raw: bytes, *, subscriber: str | None, received_at: dt.datetime,
-                     unwrap: bool | None = None) -> Verdict:
+    async def verify(self, mail: RawMail, *, subscriber: str | None,
+                     received_at: dt.datetime, unwrap: bool | None = None) -> Verdict:
+        """The verdict on one copy, as the edge read it (receiver.mail.read)."""
         if unwrap is None:
             unwrap = self.config.policy.unwrap
-        return await self._verify(raw, subscriber, received_at, unwrap, 0)
+        return await self._verify(mail, subscriber, received_at, unwrap, 0)
 
-    async def _verify(self, raw: bytes, subscriber: str | None, received_at: dt.datetime,
+    async def _verify(self, mail: RawMail, subscriber: str | None, received_at: dt.datetime,
                       unwrap: bool, depth: int) -> Verdict:
-        path, verdict = await self._checked(raw, subscriber, received_at)
+        path, verdict = await self._checked(mail, subscriber, received_at)
         if path.kind != WRAPPED:
             return verdict
         what = f"wrapped copy ({path.how[0]})"
@@ -195,7 +197,8 @@ class Verifier:
             why = "unwrapping is off (policy.unwrap = false)" if not unwrap else "nested too deep"
             return Verdict(UNVERIFIABLE, [f"{what}, not unwrapped: {why}", *verdict.reasons],
                            evidence=verdict.evidence, auth_results=verdict.auth_results)
-        inner = await self._verify(path.inner, subscriber, received_at, unwrap, depth + 1)
+        inner = await self._verify(read(path.inner), subscriber, received_at, unwrap,
+                                   depth + 1)
         inner.reasons.insert(0, f"{what}: the enclosed original was checked, stored and "
                                 f"threaded; the wrapper is kept as evidence")
         assert inner.evidence is not None  # conclude() always sets it
@@ -204,10 +207,11 @@ class Verifier:
             inner.inner = path.inner
         return inner
 
-    async def _checked(self, raw: bytes, subscriber: str | None,
+    async def _checked(self, mail: RawMail, subscriber: str | None,
                        received_at: dt.datetime) -> tuple:
         """(copy path, verdict); the DKIM/ARC evidence is shared by copies of equal bytes."""
         authserv = self.config.authserv_id
+        raw = mail.raw
         # Hashing a large message would hold the loop for milliseconds: do it in a thread.
         key = (_sha256(raw) if len(raw) <= HASH_ON_LOOP_MAX
                else await self._off_loop(_sha256, raw))
@@ -215,7 +219,7 @@ class Verifier:
         hit = self._evidence_cache.get(key)
         if hit and hit[0] > now:
             ev = await asyncio.shield(hit[1])
-            return await self._off_loop(conclude, raw, ev, subscriber, authserv)
+            return await self._off_loop(conclude, mail, ev, subscriber, authserv)
         shared = asyncio.get_running_loop().create_future()
         self._evidence_cache[key] = (now + EVIDENCE_CACHE_SECONDS, shared)
         while len(self._evidence_cache) > EVIDENCE_CACHE_MAX:
@@ -224,12 +228,12 @@ class Verifier:
             # At most two trips to the threads: parse (and, with no key to fetch, finish),
             # then after the DNS answers the crypto and the verdict together. Each trip
             # costs the loop a handoff, so the cached keys are looked at in the first one.
-            parsed, done = await self._off_loop(first_pass, raw, received_at, subscriber,
+            parsed, done = await self._off_loop(first_pass, mail, received_at, subscriber,
                                                 authserv, self.keys.cached)
             if done is None:
                 keys = await self.keys.fetch(parsed.key_names)
-                done = await self._off_loop(check_and_conclude, raw, parsed, keys,
-                                            subscriber, authserv)
+                done = await self._off_loop(check_and_conclude, parsed, keys, subscriber,
+                                            authserv)
         except BaseException as e:
             self._evidence_cache.pop(key, None)
             if isinstance(e, asyncio.CancelledError):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import dkim
 
-from receiver.parse.headers import unfold
+from receiver.mail import RawMail, unfold
 from receiver.verify.dkimcheck import make_dnsfunc, signature_key_names
 from receiver.verify.dnskeys import TEMPERROR, KeyAnswer
 
@@ -59,13 +59,13 @@ def dkim_pass_domains(results: str) -> list[str]:
     return out
 
 
-def check_arc(raw: bytes, headers: list[tuple[bytes, bytes]],
+def check_arc(mail: RawMail, headers: list[tuple[bytes, bytes]],
               keys: dict[str, KeyAnswer]) -> ArcResult:
     if not any(n.lower() in ARC_HEADERS for n, _ in headers):
         return ArcResult(reason="no ARC sets")
     res = ArcResult()
     try:
-        cv, sets, reason = dkim.arc_verify(raw, dnsfunc=make_dnsfunc(keys))
+        cv, sets, reason = dkim.arc_verify(mail.plain_blank_line, dnsfunc=make_dnsfunc(keys))
     except Exception as e:  # dkimpy raises assorted errors on malformed sets
         log.debug("ARC validation raised %r", e)
         cv, sets, reason = dkim.CV_Fail, [], f"malformed ARC set: {e}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from receiver.parse.headers import get_first, header_fields, message_split
+from receiver.mail import RawMail
 from receiver.verify.copypath import address_of, domain_of, message_texts
 
 _GMAIL_FROM = {"forwarding-noreply@google.com", "mail-noreply@google.com"}
@@ -33,18 +33,17 @@ def may_confirm(from_domain: str | None) -> bool:
     return from_domain is not None and (from_domain == "google.com" or _outlook_domain(from_domain))
 
 
-def find_confirmation(raw: bytes) -> dict | None:
+def find_confirmation(mail: RawMail) -> dict | None:
     """{provider, code, link, from, subject} for a forwarding confirmation, else None."""
-    fields = header_fields(raw[:message_split(raw)[0]])
-    sender = address_of(get_first(fields, "From"))
-    subject = get_first(fields, "Subject") or ""
+    sender = address_of(mail.get_first("From"))
+    subject = mail.get_first("Subject") or ""
     if sender in _GMAIL_FROM and _GMAIL_SUBJECT.search(subject):
         provider, code_re, link_re = "gmail", _GMAIL_CODE, _GMAIL_LINK
     elif _outlook_domain(domain_of(sender) or "") and _OUTLOOK_SUBJECT.search(subject):
         provider, code_re, link_re = "outlook", _OUTLOOK_CODE, _OUTLOOK_LINK
     else:
         return None
-    text = subject + "\n" + message_texts(raw)
+    text = subject + "\n" + message_texts(mail)
     code = code_re.search(text)
     link = link_re.search(text)
     if code is None and link is None:

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from email.utils import getaddresses
 
-from receiver.parse.headers import get_all, get_first, header_fields, message_split, split_message
+from receiver.mail import RawMail
 
 COPIED = "copied"
 FORWARDED = "forwarded"
@@ -82,9 +82,9 @@ def domain_of(address: str | None) -> str | None:
     return address.rpartition("@")[2].rstrip(">").lower() if address and "@" in address else None
 
 
-def message_texts(raw: bytes) -> str:
+def message_texts(mail: RawMail) -> str:
     """The decoded text of the inline text parts (for banners, codes and links)."""
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    msg = email.message_from_bytes(mail.for_parser.raw, policy=email.policy.default)
     out = []
     for part in msg.walk():
         if part.get_content_maintype() != "text" or part.is_attachment():
@@ -96,80 +96,50 @@ def message_texts(raw: bytes) -> str:
     return "\n".join(out)
 
 
-_BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.I)
-
-
-def mime_parts(head: bytes, body: bytes) -> list[bytes]:
-    """The raw bytes of each top-level part of a multipart body ([] when not multipart)."""
-    ctype = get_first(header_fields(head), "Content-Type") or ""
-    if not ctype.lower().lstrip().startswith("multipart/"):
-        return []
-    m = _BOUNDARY.search(ctype.encode("utf-8", "replace"))
-    if not m:
-        return []
-    boundary = m.group(1) or m.group(2)
-    delim = re.compile(rb"(?:\A|\r?\n)--" + re.escape(boundary) + rb"(--)?[ \t]*(?:\r?\n|\Z)")
-    parts, start = [], None
-    for d in delim.finditer(body):
-        if start is not None:
-            parts.append(body[start:d.start()])
-        if d.group(1):
-            return parts
-        start = d.end()
-    return parts
-
-
-def _part_type(part_head: bytes) -> str:
-    ctype = get_first(header_fields(part_head), "Content-Type") or "text/plain"
+def _part_type(part: RawMail) -> str:
+    ctype = part.get_first("Content-Type") or "text/plain"
     return ctype.split(";", 1)[0].strip().lower()
 
 
-def enclosed_message(head: bytes, body: bytes) -> bytes | None:
+def enclosed_message(mail: RawMail) -> bytes | None:
     """The exact bytes of the single message/rfc822 part of a multipart/mixed|report."""
-    found = []
-    for part in mime_parts(head, body):
-        phead, pbody = split_message(part)
-        if _part_type(phead) == "message/rfc822":
-            found.append((phead, pbody))
+    found = [part for part in mail.top_parts() if _part_type(part) == "message/rfc822"]
     if len(found) != 1:
         return None
-    phead, pbody = found[0]
-    cte = (get_first(header_fields(phead), "Content-Transfer-Encoding") or "").lower()
+    part = found[0]
+    body = part.body()
+    cte = (part.get_first("Content-Transfer-Encoding") or "").lower()
     if cte == "base64":  # not allowed by RFC 2046, but some clients do it
         try:
-            return base64.b64decode(pbody, validate=False)
+            return base64.b64decode(body, validate=False)
         except (binascii.Error, ValueError):
             return None
-    return pbody
+    return body
 
 
-def classify(raw: bytes, subscriber: str | None) -> CopyPath:
-    # The body is copied out only for the wrappers that need it: it may be 50 MB.
-    head_end, body_start = message_split(raw)
-    head = raw[:head_end]
-    fields = header_fields(head)
-    names = {n.lower() for n, _ in fields}
-    from_addr = address_of(get_first(fields, "From"))
-    subject = get_first(fields, "Subject") or ""
+def classify(mail: RawMail, subscriber: str | None) -> CopyPath:
+    names = {f.name.lower() for f in mail.fields}
+    from_addr = address_of(mail.get_first("From"))
+    subject = mail.get_first("Subject") or ""
     sub = subscriber.lower() if subscriber else None
     by_subscriber = sub is not None and from_addr == sub
 
     if "x-ms-journal-report" in names:
-        inner = enclosed_message(head, raw[body_start:])
+        inner = enclosed_message(mail)
         if inner is not None:
             return CopyPath(WRAPPED, ["Exchange journal report"], "journal", inner)
     fwd_subject = FWD_SUBJECT.match(subject) is not None
     # A message of the subscriber's own that merely carries an .eml (a sent-items copy)
     # is theirs to keep whole: only a forward (Fwd:/FW: subject) is unwrapped.
     if fwd_subject and (by_subscriber or sub is None):
-        inner = enclosed_message(head, raw[body_start:])
+        inner = enclosed_message(mail)
         if inner is not None:
             return CopyPath(WRAPPED, ["forwarded as attachment"], "attachment", inner)
-    if fwd_subject and (by_subscriber or sub is None) and BANNERS.search(message_texts(raw)):
+    if fwd_subject and (by_subscriber or sub is None) and BANNERS.search(message_texts(mail)):
         return CopyPath(FORWARDED, [f"forwarded inline (Subject: {subject[:80]})"])
 
     how = sorted({label for name, label in REDIRECT_TRACES.items() if name in names})
-    rp = get_all(fields, "Return-Path")
+    rp = mail.get_all("Return-Path")
     if rp and SRS.match(rp[0]):
         how.append("SRS envelope sender")
     return CopyPath(COPIED, how or ["direct"])

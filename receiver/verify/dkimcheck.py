@@ -21,6 +21,7 @@ from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizatio
 from dkim.crypto import HASH_ALGORITHMS
 from dkim.util import InvalidTagValueList, parse_tag_value
 
+from receiver.mail import RawMail
 from receiver.verify.dnskeys import EMPTY, FOUND, NXDOMAIN, TEMPERROR, KeyAnswer, key_name
 
 PASS = "pass"
@@ -31,6 +32,11 @@ TEMPERROR_RESULT = "temperror"
 
 # What the signature must cover for the copy to count as the author's unaltered message.
 AUTHOR_HEADERS = ("from", "date", "message-id", "subject")
+# Trace fields each hop prepends (RFC 5321 §4.4, RFC 8601, RFC 8617): a signature that
+# lists one cannot cover the instances added after it, and they are no alteration.
+TRACE_HEADERS = frozenset({"received", "return-path", "authentication-results",
+                           "dkim-signature", "arc-seal", "arc-message-signature",
+                           "arc-authentication-results"})
 
 
 @dataclass
@@ -50,6 +56,9 @@ class SigResult:
     body: str = "unknown"  # intact | changed | unknown
     header_signature: str = "unknown"  # valid | invalid | unknown
     key: str = "unknown"  # found | missing | revoked | bad | temperror
+    # Signed headers present more often than h= lists them: {name: [present, signed]}.
+    # DKIM signs the bottom-most instances, so the extra ones (above) are unsigned.
+    unsigned_instances: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def key_name(self) -> str:
@@ -57,6 +66,17 @@ class SigResult:
 
     def missing_headers(self) -> list[str]:
         return [h for h in AUTHOR_HEADERS if h not in self.headers]
+
+    def covered(self) -> list[str]:
+        """The names h= lists whose every instance the signature must cover."""
+        return [h for h in dict.fromkeys(self.headers) if h not in TRACE_HEADERS]
+
+    def count_instances(self, names: list[str]) -> None:
+        """Fill `unsigned_instances` from the lower-cased field names of the message."""
+        for name in self.covered():
+            present, signed = names.count(name), self.headers.count(name)
+            if present > signed:
+                self.unsigned_instances[name] = [present, signed]
 
     def appended_bytes(self) -> int:
         """Body bytes after the signed length l= (e.g. a list footer)."""
@@ -71,31 +91,23 @@ class SigResult:
 SIGNATURE_HEADERS = (b"dkim-signature", b"arc-seal", b"arc-message-signature")
 
 
-# dkimpy reads a message as lines ending in CRLF or LF; the first empty one ends the header
-# block (so does an empty first line).
-_EMPTY_LINE = re.compile(rb"\n\r?\n")
 _LINE_END = re.compile(rb"\r?\n")
 
 
-def parse_header_block(raw: bytes) -> tuple[dkim.DKIM, int]:
-    """dkimpy's parse of the header block alone, and the offset where the body starts.
+def parse_header_block(mail: RawMail) -> dkim.DKIM:
+    """dkimpy's parse of the header block alone, as the reader ends it.
 
     `dkim.DKIM(raw)` splits the whole message into lines and joins the body again, holding
     the GIL: a quarter of a second and two more copies for a 20 MB message, while the
     event loop waits. The fields and the key names need only the header block; the body
     is read (`dkim_body`) only for a message that has signatures to check.
     """
-    if raw.startswith((b"\n", b"\r\n")):
-        return dkim.DKIM(b""), raw.index(b"\n") + 1
-    end = _EMPTY_LINE.search(raw)
-    if end is None:
-        return dkim.DKIM(raw), len(raw)
-    return dkim.DKIM(raw[:end.start() + 1]), end.end()
+    return dkim.DKIM(mail.header)
 
 
-def dkim_body(raw: bytes, start: int) -> bytes:
+def dkim_body(mail: RawMail) -> bytes:
     """The body as `dkim.DKIM(raw)` holds it: its lines joined by CRLF."""
-    body = raw[start:]
+    body = mail.body()
     if body.count(b"\n") != body.count(b"\r\n"):  # a bare LF; SMTP DATA rarely has one
         body = _LINE_END.sub(b"\r\n", body)
     return body
@@ -190,6 +202,7 @@ def check_signature(d: dkim.DKIM, sig_header: tuple[bytes, bytes], index: int,
         res.result, res.reason = NEUTRAL, f"malformed signature: {e}"
         return res
     _fields(res, sig)
+    res.count_instances([n.lower().decode("ascii", "replace") for n, _ in d.headers])
     try:
         # x= is judged against the first receipt below, not against today.
         dkim.validate_signature_fields({k: v for k, v in sig.items() if k != b"x"})
@@ -224,7 +237,11 @@ def check_signature(d: dkim.DKIM, sig_header: tuple[bytes, bytes], index: int,
     res.key_bits = d.keysize
     # The body hash is settled above; the header hash covers bh= as signed.
     header_only = {k: v for k, v in sig.items() if k != b"bh"}
-    include = [h.encode() for h in res.headers]
+    # dkimpy verifies From once more than h= lists it, so a From added above the signed
+    # one breaks the signature (RFC 6376 §8.15, §5.4.2). The same for every name h=
+    # lists: the extra pass selects nothing when the signer oversigned (h= naming an
+    # absent instance), and the unsigned instance when one was added.
+    include = [h.encode() for h in [*res.headers, *res.covered()]]
     try:
         valid = d.verify_sig_process(header_only, include, sig_header, make_dnsfunc(keys))
     except dkim.KeyFormatError as e:
@@ -237,6 +254,10 @@ def check_signature(d: dkim.DKIM, sig_header: tuple[bytes, bytes], index: int,
     if res.body == "changed":
         res.result = FAIL
         res.reason = "body hash mismatch" + ("" if valid else "; signed headers changed too")
+    elif not valid and res.unsigned_instances:
+        res.result = FAIL
+        res.reason = ("signature mismatch: unsigned " + ", ".join(res.unsigned_instances)
+                      + " added above the signed one")
     elif not valid:
         res.result, res.reason = FAIL, "signature mismatch: signed headers were changed (or the key does not match)"
     elif expired:

@@ -3,7 +3,9 @@
 unaltered    an aligned passing signature covers From, Date, Message-ID and Subject,
              and no l= leaves appended text unsigned
 altered      forwarded inline; a body hash mismatch; a failing signature whose key is
-             there; text appended past l=
+             there (named when it failed on more instances of a signed header than
+             it covers: an unsigned Subject: above the signed one); text appended
+             past l=
 unverifiable the rest: no signature, key gone, expired, DNS failure, only the
              forwarder's domain signs, ARC evidence alone
 """
@@ -19,6 +21,18 @@ from receiver.verify.verdict import ALTERED, UNALTERED, UNVERIFIABLE, Verdict
 
 def _sig_name(s: SigResult) -> str:
     return f"d={s.d} s={s.s}"
+
+
+def _display_name(header: str) -> str:
+    return "Message-ID" if header == "message-id" else "-".join(
+        w.capitalize() for w in header.split("-"))
+
+
+def _added_headers(s: SigResult) -> list[str]:
+    """One reason per header with unsigned instances (RFC 6376 §8.15, §5.4.2)."""
+    return [f"header added: {present} {_display_name(h)}: fields, the signature "
+            f"{_sig_name(s)} covers {signed} (the one above is unsigned, and a reader shows it)"
+            for h, (present, signed) in s.unsigned_instances.items()]
 
 
 def _arc_evidence(arc: ArcResult, from_domain: str | None) -> str | None:
@@ -65,6 +79,8 @@ def judge(path: CopyPath, sigs: list[SigResult], arc: ArcResult,
     broken = [s for s in sigs if s.result == FAIL and s.header_signature == "invalid"]
     if broken:
         s = next((x for x in broken if x in own), broken[0])
+        if s.unsigned_instances:
+            return Verdict(ALTERED, [*_added_headers(s), *detail_notes], cause="headers_added")
         return Verdict(ALTERED, [f"headers changed: signature mismatch ({_sig_name(s)})",
                                  *detail_notes], cause="headers_changed")
 

@@ -34,7 +34,7 @@ class Verdict:
     # Gmail/Outlook forwarding confirmation: always accepted, shown in `mailbox show`.
     confirmation: dict | None = None
     # What went wrong, for the policy's reply sentence: forwarded_inline, body_changed,
-    # headers_changed, body_appended (see receiver.policy.REPLIES).
+    # headers_changed, headers_added, body_appended (see receiver.policy.REPLIES).
     cause: str | None = None
 
     @property

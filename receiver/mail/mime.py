@@ -1,5 +1,6 @@
-"""The MIME parts of a message, found without reading every line (`parts`), and whether
-they are too deep or too many to parse (`over_budget`).
+"""The one MIME walk: the parts of a message, found without reading every line (`parts`),
+whether they are too deep or too many to parse (`over_budget`), and the parts of a
+multipart message's own body (`top_parts`).
 
 Runs before the real parser so that a message over the budget (Postfix stops at 100
 levels; CPython's parser recurses and takes seconds on 100,000 parts) is never handed to
@@ -12,16 +13,15 @@ used to become a list of 270,000 line objects, 30 MB in a parse worker).
 from __future__ import annotations
 
 import re
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from receiver.mail.block import blank_line
 
 _CONTENT_TYPE = re.compile(rb"(?im)^content-type[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)")
 _BOUNDARY = re.compile(rb'(?i)boundary[ \t]*=[ \t]*(?:"([^"\r\n]*)"|([^\s;"]+))')
 _MULTIPART = re.compile(rb"(?i)^\s*multipart/")
 _MESSAGE = re.compile(rb"(?i)^\s*message/(rfc822|global)\b")
-# A header block ends at a line of nothing but CRs (or an empty one), the last line of
-# the message included: the first pattern is tried at the block's start, the second after.
-_BLANK_LINE = re.compile(rb"\r*(?:\n|\Z)")
-_LATER_BLANK_LINE = re.compile(rb"\n\r*(?:\n|\Z)")
 # Header text kept per part while looking for its Content-Type: the lines up to the one
 # that reaches this size.
 _HEADER_CAP = 64 * 1024
@@ -42,7 +42,10 @@ def nested_kind(header: bytes) -> tuple[str, bytes | None] | None:
     return None
 
 
-def next_delimiter(raw: bytes, pos: int, stack: list[bytes | None]):
+Delimiter = tuple[int, int, int, bool]
+
+
+def next_delimiter(raw: bytes, pos: int, stack: list[bytes | None]) -> Delimiter | None:
     """The first boundary line of an open multipart from `pos`: (line start, line end,
     stack level, closing?), or None. `stack` holds "--" + boundary per open multipart,
     None per embedded message; a line is tried against the innermost level first."""
@@ -87,24 +90,20 @@ def parts(raw: bytes) -> Iterator[Part]:
     pos = 0  # where the header block of the next part starts
     after_boundary = False
     while True:
-        blank = _BLANK_LINE.match(raw, pos)
-        if blank is not None:
-            header_end = pos
-        else:
-            blank = _LATER_BLANK_LINE.search(raw, pos)
-            if blank is None:  # headers to the end: no body, nothing more opens
-                yield Part(raw[pos:], len(raw), len(raw), None, len(stack), after_boundary,
-                           False)
-                return
-            header_end = blank.start() + 1
+        blank = blank_line(raw, pos)
+        if blank is None:  # headers to the end: no body, nothing more opens
+            yield Part(raw[pos:], len(raw), len(raw), None, len(stack), after_boundary,
+                       False)
+            return
+        header_end = blank[0]
         cut = raw.find(b"\n", pos + _HEADER_CAP - 1, header_end)
         header = raw[pos:header_end if cut < 0 else cut + 1]
         nested = nested_kind(header)
-        pos = blank.end()
+        pos = blank[1]
         kind, reused = None, False
         if nested is not None:
             kind, boundary = nested
-            delim = b"--" + boundary if kind == "multipart" else None
+            delim = b"--" + boundary if boundary is not None else None
             reused = delim is not None and delim in stack
             stack.append(delim)
         if kind == "message":  # its header block follows at once
@@ -134,3 +133,24 @@ def over_budget(raw: bytes, max_depth: int, max_parts: int) -> str | None:
         if part.depth > max_depth:
             return f"MIME nesting deeper than {max_depth} levels"
     return None
+
+
+def top_parts(raw: bytes, header: bytes, body_start: int) -> list[tuple[int, int]]:
+    """Where each part of a multipart message's own body lies in `raw` ([] when the
+    message, whose header block is `header`, is not multipart). Boundary lines are the
+    walk's; the line break before one belongs to it, not to the part. A part that no
+    boundary line ends is left out."""
+    nested = nested_kind(header)
+    if nested is None or nested[0] != "multipart" or nested[1] is None:
+        return []
+    stack: list[bytes | None] = [b"--" + nested[1]]
+    spans = []
+    found = next_delimiter(raw, body_start, stack)
+    while found is not None and not found[3]:
+        start = found[1]
+        found = next_delimiter(raw, start, stack)
+        if found is None:
+            break
+        end = found[0] - (2 if raw[found[0] - 2:found[0]] == b"\r\n" else 1)
+        spans.append((start, max(start, end)))
+    return spans

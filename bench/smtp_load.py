@@ -19,7 +19,7 @@ that got a 250 is in the store with the right thread count (FAILED otherwise). T
 the receiver (SQLite) again at half the rate c reached (p99 there), and the mixed scenario:
 50 sessions sending 20 MB messages while 10 sessions send small ones.
 
-    /work/main/.venv/bin/python bench/smtp_load.py [--messages N] [--json]
+    .venv/bin/python bench/smtp_load.py [--messages N] [--json]
 
 Needs the `postfix` package for smtp-sink (installed with apt-get when missing; the postfix
 daemon is never started) and PostgreSQL at 127.0.0.1:5432 for d and e (skipped otherwise).
@@ -32,7 +32,6 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import pickle

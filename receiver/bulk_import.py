@@ -22,7 +22,7 @@ from peewee import Database
 
 from receiver.config import Config
 from receiver.mail import read
-from receiver.mailfiles import MailItem
+from receiver.mailfiles import MailItem, is_message
 from receiver.pipeline import DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAILED, Envelope
 from receiver.stages import exit_for_restart, watch
 from receiver.store import mailboxes
@@ -51,6 +51,7 @@ class ImportSummary:
     counts: Counter = field(default_factory=Counter)  # stored, duplicate, quarantined, ...
     reasons: Counter = field(default_factory=Counter)  # "rejected: why" / "failed: why"
     failures: list[str] = field(default_factory=list)  # where, for the first few
+    not_messages: list[str] = field(default_factory=list)  # where: files that are not mail
     elapsed: float = 0.0
 
     @property
@@ -64,6 +65,7 @@ class ImportSummary:
                for k in (STORED, DUPLICATE, QUARANTINED, REJECTED, TEMPFAILED, "failed")},
             "reasons": dict(self.reasons.most_common()),
             "failed_at": self.failures,
+            "not_messages": self.not_messages,
             "seconds": round(self.elapsed, 3),
             "rate": round(self.seen / self.elapsed, 1) if self.elapsed else None,
         }
@@ -84,10 +86,13 @@ def _target(email: str) -> tuple[mailboxes.MailboxInfo, str | None]:
 
 
 class Importer:
-    def __init__(self, config: Config, email: str, concurrency: int = CONCURRENCY):
+    def __init__(self, config: Config, email: str, concurrency: int = CONCURRENCY,
+                 check_mail: bool = True):
         self.config = config
         self.email = email
         self.concurrency = concurrency
+        # Files are checked for being mail at all; a message piped in by an MTA is not.
+        self.check_mail = check_mail
 
     async def run(self, items: Iterable[MailItem], source_name: str,
                   progress: Callable[[int, ImportSummary], None] = lambda p, s: None,
@@ -149,6 +154,11 @@ class Importer:
                 for item, sha in zip(chunk, shas):
                     summary.seen += 1
                     position = item.progress
+                    if self.check_mail and not is_message(item.raw):
+                        summary.counts["failed"] += 1
+                        summary.reasons["failed: not a message"] += 1
+                        summary.not_messages.append(item.where)
+                        continue
                     if sha in known:
                         summary.counts[DUPLICATE] += 1
                         continue

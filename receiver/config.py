@@ -275,7 +275,7 @@ ENV_ALIASES = {
 }
 
 
-def _merge(data: dict, overrides: dict, origin: str) -> None:
+def _merge(data: dict[str, Any], overrides: dict[str, Any], origin: str) -> None:
     for section, values in overrides.items():
         if section not in data:
             raise ConfigError(f"{origin}: unknown section [{section}]")
@@ -385,8 +385,8 @@ def _validate(config: Config) -> None:
 
 def parse_hostport(value: str, name: str = "listen") -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"{name}: expected HOST:PORT, got {value!r}")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{name}: expected HOST:PORT (port 0 to 65535), got {value!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
 
 

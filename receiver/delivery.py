@@ -13,8 +13,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from receiver.parse.record import ParsedMessage
-from receiver.store.models import utcnow
 from receiver.verify.verdict import UNVERIFIABLE, Verdict
+
+
+def _now() -> dt.datetime:
+    # Naive UTC, the form both backends store (store.models.utcnow); the record sits
+    # below the store and does not import it.
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
 class Status(StrEnum):
@@ -44,7 +49,7 @@ class Envelope:
     auth_user: str | None = None
     smtp_defects: list[str] = field(default_factory=list)
     # When the end of data (or the file) was read: the delivery's received_at.
-    received_at: dt.datetime = field(default_factory=utcnow)
+    received_at: dt.datetime = field(default_factory=_now)
 
 
 @dataclass

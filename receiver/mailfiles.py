@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
+from receiver.mail import read as read_mail
+
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
 # "From sender Thu Dec 31 22:50:51 2009" and the variants real archives carry.
@@ -32,6 +34,23 @@ _QUOTE_ON_WRITE = re.compile(rb"(?m)^(>*From )")
 def wire_form(raw: bytes) -> bytes:
     """CRLF line endings; a bare CR is left alone."""
     return _BARE_LF.sub(b"\r\n", raw)
+
+
+# C0 controls other than TAB, LF, CR and ESC (ISO-2022-JP headers carry ESC): binary data.
+_BINARY = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]")
+
+
+def is_message(raw: bytes) -> bool:
+    """Whether a file's bytes can be a mail message: a header field first, and a header
+    block (as receiver.mail reads it) of text. A malformed line further down the header
+    is a defect of a message, not a sign of something else: it is kept.
+
+    `import` asks this of files a person pointed it at (an empty file, a database, random
+    bytes are not mail); SMTP keeps whatever a sender committed and never asks.
+    """
+    mail = read_mail(raw)
+    return (bool(mail.fields) and mail.fields[0].start == 0
+            and not _BINARY.search(mail.header))
 
 
 def strip_from_line(raw: bytes) -> bytes:

@@ -149,7 +149,10 @@ def wsgi_app(smtp_up: Callable[[], bool], db: Database, watchdog: Watchdog | Non
             start_response("200 OK" if ok else "503 Service Unavailable",
                            [("Content-Type", "text/plain; charset=utf-8")])
             return [text.encode() + b"\n"]
-        return metrics_app(environ, start_response)
+        if environ.get("PATH_INFO") == "/metrics":
+            return metrics_app(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"not found: /metrics and /healthz are served here\n"]
 
     return app
 

@@ -18,7 +18,9 @@ from receiver import config as configmod
 from receiver.wiring import parse_budget, subject_rule
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+# Test data lives in the checkout (tests/data/, each source with its README and licence):
+# no test reads anything outside it.
+DATA = ROOT / "tests" / "data"
 PG_DSN = os.environ.get("TR_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 DOMAIN = "push.example.com"
 # What an empty config file gives: the values tests pass where the daemon passes its own.
@@ -203,7 +205,7 @@ def merge_toml(base: str, extra: str) -> str:
             line = f"{key.group(1)} = {toml_value(value)}"
         out.append(line)
     for section, values in over.items():
-        for k, v in values.items():
+        for k in values:
             raise KeyError(f"unknown config key {section}.{k}")
     return "\n".join(out) + "\n"
 

@@ -54,7 +54,7 @@ class Raw:
                 if not chunk:
                     return True
                 self.buf += chunk
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return False
         except (ConnectionResetError, ssl.SSLError):
             return True

@@ -1,7 +1,7 @@
 """The ARC test suite run through the `verify` path (chain validation cases).
 
 Source: ValiMail's arc_test_suite (github.com/ValiMail/arc_test_suite, MIT licence, see
-/work/shared/vectors/arc_test_suite/LICENSE.txt), arc-draft-validation-tests.yml: each
+tests/data/arc_test_suite/LICENSE.txt), arc-draft-validation-tests.yml: each
 scenario's messages with their expected cv, and the TXT records our test DNS serves.
 """
 
@@ -17,9 +17,9 @@ from receiver import config as configmod
 from receiver.mail import read
 from receiver.verify import Verifier
 from tests.dns_server import DnsServer
-from tests.helpers import SHARED
+from tests.helpers import DATA
 
-SUITE = SHARED / "vectors" / "arc_test_suite" / "arc-draft-validation-tests.yml"
+SUITE = DATA / "arc_test_suite" / "arc-draft-validation-tests.yml"
 
 
 def _cases():

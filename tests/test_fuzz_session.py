@@ -5,7 +5,6 @@ message matches a stored row, byte-exact."""
 from __future__ import annotations
 
 import dataclasses
-import socket
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -81,7 +80,7 @@ def test_fuzz_session_and_parse(fuzz_port):
             if code == 250:
                 acked.append(raw)
             assert c.cmd("NOOP")[0] == 250  # the session is alive and answering
-        except (ConnectionError, socket.timeout, BrokenPipeError) as e:
+        except (TimeoutError, ConnectionError, BrokenPipeError) as e:
             raise AssertionError(f"session broke or hung: {e!r}") from e
         finally:
             c.close()

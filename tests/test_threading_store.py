@@ -292,7 +292,7 @@ def expected_partition(records, rule=DEFAULT_RULE) -> set[frozenset]:
 
     links = [(("msg", r.message_id, r.content_hash), links_of(r)) for r in records]
     received = {r.message_id for r in records}
-    for (node, link), r in zip(links, records):
+    for (node, _link), r in zip(links, records):
         named = {*r.references, *r.in_reply_to}
         for k in [r.message_id, conversation_key(r.thread_index),
                   *(i for i in named if "@" in i or i in received)]:

@@ -139,7 +139,7 @@ def test_the_header_block_parse_reads_the_message_as_dkimpy_does(pieces, tail):
             parse_header_block(mail)
         except type(e):
             return
-        raise AssertionError("the header block parsed where dkimpy's whole parse refused")
+        raise AssertionError("the header block parsed where dkimpy's whole parse refused") from e
     head = parse_header_block(mail)
     assert [list(h) for h in head.headers] == [list(h) for h in whole.headers]
     assert dkim_body(mail) == (whole.body or b"")

@@ -8,17 +8,17 @@ import hashlib
 import re
 from html.parser import HTMLParser
 
-from receiver.parse.record import ParsedMessage
-from receiver.store.db import create_schema, open_database
-from receiver.store.bulk import store_messages
 from receiver.delivery import DeliveryRequest
+from receiver.parse.record import ParsedMessage
+from receiver.store.bulk import store_messages
+from receiver.store.db import create_schema, open_database
 from receiver.store.deliveries import store_delivery
 from receiver.store.models import MODELS, Mailbox, Message, SchemaInfo
 from receiver.store.threading import lock_threading
 from receiver.threads.subject import SubjectRule
-from tests.helpers import DEFAULT_RULE, LOCK_TIMEOUT, SHARED
+from tests.helpers import DATA, DEFAULT_RULE, LOCK_TIMEOUT
 
-FEDORA = SHARED / "corpora" / "fedora-devel-2010-01"
+FEDORA = DATA / "fedora-devel-2010-01"
 _MBOX_FROM = re.compile(rb"^From \S+ +\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n", re.M)
 
 

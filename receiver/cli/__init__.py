@@ -1,7 +1,7 @@
 """The admin CLI: `threads-receiver COMMAND`. Each command group lives in its own module.
 
-Errors an admin can fix come out as one line `error: ...` and exit status 1, never
-as a traceback.
+Errors an admin can fix come out as one line `error: ...` and a documented exit status
+(receiver/cli/exits.py), never as a traceback.
 """
 
 from __future__ import annotations
@@ -14,19 +14,43 @@ from peewee import InterfaceError, OperationalError
 
 from receiver import logs
 from receiver.cli.context import AppContext, CliError
+from receiver.cli.exits import EX_CONFIG, EX_SOFTWARE, EX_USAGE
 from receiver.config import ConfigError
 from receiver.store.db import StoreError
 from receiver.store.mailboxes import MailboxError
 from receiver.store.queries import NotFound
 
 
+class _Failure(click.ClickException):
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _UsageError(click.UsageError):
+    # click's own 2 is `verify`'s "altered": a usage error gets sysexits' 64.
+    exit_code = EX_USAGE
+
+
 class _Group(click.Group):
-    """Turns the errors an admin can act on into one line and exit status 1."""
+    """Turns the errors an admin can act on into one line and their exit status."""
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as e:
+            raise _UsageError(e.format_message(), e.ctx) from None
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (CliError, ConfigError, StoreError, MailboxError, NotFound) as e:
+        except click.UsageError as e:
+            raise _UsageError(e.format_message(), e.ctx) from None
+        except CliError as e:
+            raise _Failure(str(e), e.exit_code) from None
+        except ConfigError as e:
+            raise _Failure(str(e), EX_CONFIG) from None
+        except (StoreError, MailboxError, NotFound) as e:
             raise click.ClickException(str(e)) from None
         except (OperationalError, InterfaceError) as e:
             raise click.ClickException(f"the database is unavailable: {e}".strip()) from None
@@ -73,4 +97,4 @@ def main() -> None:
         logging.getLogger("receiver").debug("unexpected error", exc_info=True)
         click.echo(f"error: unexpected {type(e).__name__}: {e} (rerun with -v for details)",
                    err=True)
-        sys.exit(70)
+        sys.exit(EX_SOFTWARE)

@@ -16,7 +16,7 @@ from receiver.cli.mailbox import json_option, mailbox
 from receiver.store import credentials, mailboxes
 
 
-@mailbox.command("credentials")
+@mailbox.command("credentials", short_help="Issue or revoke SMTP AUTH credentials.")
 @click.argument("email")
 @click.option("--revoke", is_flag=True, help="Revoke the mailbox's credentials.")
 @json_option
@@ -46,7 +46,7 @@ def credentials_(app: AppContext, email: str, revoke: bool, as_json: bool) -> No
         click.echo("note: AUTH needs TLS: set tls.cert_file and tls.key_file", err=True)
 
 
-@mailbox.command("allow")
+@mailbox.command("allow", short_help="Limit who may push to a mailbox.")
 @click.argument("email")
 @click.argument("entries", nargs=-1)
 @click.option("--clear", is_flag=True, help="Remove the allow-list: anyone may push again.")

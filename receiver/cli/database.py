@@ -22,7 +22,7 @@ def _open(app: AppContext):
     return open_database(cfg.database_url, cfg.database.lock_timeout)
 
 
-@db_group.command("version")
+@db_group.command("version", short_help="Print the database's schema version and the code's.")
 @json_option
 @pass_app
 def version(app: AppContext, as_json: bool) -> None:
@@ -37,7 +37,7 @@ def version(app: AppContext, as_json: bool) -> None:
                    + (": run `threads-receiver db upgrade`" if data["pending"] else ", up to date"))
 
 
-@db_group.command("upgrade")
+@db_group.command("upgrade", short_help="Apply the schema migrations this code needs.")
 @click.option("--dry-run", is_flag=True, help="Only list the migrations that would run.")
 @json_option
 @pass_app

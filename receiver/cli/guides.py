@@ -10,7 +10,7 @@ from receiver.instructions import PROVIDERS, guide
 from receiver.store import mailboxes
 
 
-@mailbox.command("instructions")
+@mailbox.command("instructions", short_help="Print the copy-rule guide for a mailbox.")
 @click.argument("email")
 @click.option("--provider", type=click.Choice(PROVIDERS), default=None,
               help="Only this provider's guide (default: all of them).")
@@ -25,6 +25,10 @@ def instructions(app: AppContext, email: str, provider: str | None, as_json: boo
         raise CliError(f"mailbox {mb.email} has no receiver address: "
                        f"`threads-receiver mailbox rotate {mb.email}`")
     address = address_text(current.local_part, app.config.domains[0])
+    if app.config.domains[0] == "localhost":
+        click.echo("warning: the receiver domain is localhost, which no sender can reach: "
+                   "set yours with `threads-receiver init --domain push.example.com` (or "
+                   f"receiver.domains in {app.config.path})", err=True)
     chosen = [provider] if provider else list(PROVIDERS)
     texts = {p: guide(p, mb.email, address) for p in chosen}
     if as_json:

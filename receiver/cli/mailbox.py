@@ -8,6 +8,7 @@ from receiver.cli.context import AppContext, emit_json, iso, pass_app
 from receiver.store import mailboxes
 from receiver.store.confirmations import confirmations
 from receiver.store.models import Mailbox, utcnow
+from receiver.store.retention import quarantine_days
 
 
 def address_text(local_part: str, domain: str) -> str:
@@ -37,10 +38,12 @@ def mailbox_json(app: AppContext, mb: Mailbox, counts: dict[str, int] | None = N
             "altered": mb.policy_altered or cfg.policy.altered,
             "unverifiable": mb.policy_unverifiable or cfg.policy.unverifiable,
         },
+        # What `mailbox set` gave this mailbox; null follows the config's [policy].
+        "policy_set": {"altered": mb.policy_altered, "unverifiable": mb.policy_unverifiable},
         "retention": {
             "keep_days": mb.keep_days,
-            "quarantine_days": (mb.quarantine_days if mb.quarantine_days is not None
-                                else cfg.retention.quarantine_days),
+            "quarantine_days": quarantine_days(mb.quarantine_days,
+                                               cfg.retention.quarantine_days),
             "legal_hold": mb.legal_hold,
             "pruned_at": iso(mb.pruned_at),
         },
@@ -57,8 +60,10 @@ def print_mailbox(data: dict) -> None:
         if a["expires_at"]:
             state = "works until" if a["active"] else "refused since"
             click.echo(f"old       {a['address']} ({state} {a['expires_at']})")
-    click.echo(f"policy    altered: {data['policy']['altered']}, "
-               f"unverifiable: {data['policy']['unverifiable']}")
+    own = data["policy_set"]
+    click.echo("policy    " + ", ".join(
+        f"{key}: {value}" + ("" if own[key] else " (default)")
+        for key, value in data["policy"].items()))
     click.echo(f"stored    {data['deliveries']['stored']} deliveries, "
                f"{data['deliveries']['quarantined']} quarantined")
     ret = data["retention"]
@@ -153,7 +158,7 @@ mailbox.command("disable", help="Refuse copies for a mailbox (550 5.2.1).")(_set
 mailbox.command("enable", help="Accept copies for a mailbox again.")(_set_state("active"))
 
 
-@mailbox.command("rotate")
+@mailbox.command("rotate", short_help="Give a mailbox a new receiver address.")
 @click.argument("email")
 @click.option("--grace-days", type=float, default=None,
               help="Days the old address keeps working (default: receiver.rotate_grace_days).")
@@ -175,7 +180,7 @@ def rotate(app: AppContext, email: str, grace_days: float | None, as_json: bool)
                    f"{iso(old.expires_at)}")
 
 
-@mailbox.command("remove")
+@mailbox.command("remove", short_help="Delete a mailbox.")
 @click.argument("email")
 @click.option("--purge", is_flag=True, help="Also delete every delivery of the mailbox.")
 @json_option

@@ -6,9 +6,17 @@ import sys
 
 import click
 
-from receiver.cli.context import AppContext, CliError, emit_json, pass_app
+from receiver.cli.context import (
+    NONE,
+    AppContext,
+    CliError,
+    emit_json,
+    one_line,
+    pass_app,
+    say_if_cut,
+)
 from receiver.cli.mailbox import json_option
-from receiver.store import queries
+from receiver.store import mailboxes, queries
 
 
 @click.group()
@@ -25,48 +33,54 @@ def messages() -> None:
 def list_(app: AppContext, mailbox_email: str | None, limit: int, as_json: bool) -> None:
     """List messages, newest first."""
     app.db()
-    rows = queries.list_messages(_mailbox_key(mailbox_email), limit)
+    key = _mailbox_key(mailbox_email)
+    rows = queries.list_messages(key, limit)
+    say_if_cut(len(rows), limit, lambda: queries.count_messages(key))
     if as_json:
         emit_json(rows)
         return
     for r in rows:
         click.echo(f"{r['id']:>7}  {r['date'] or '-':<20}  {(r['from'] or '-')[:28]:<28}  "
-                   f"{r['subject'] or '(no subject)'}")
+                   f"{one_line(r['subject']) or '(no subject)'}")
 
 
 def _mailbox_key(email: str | None) -> str | None:
-    if email is None:
-        return None
-    local, _, domain = email.rpartition("@")
-    return f"{local}@{domain.lower()}"
+    """The stored form of a --mailbox value; an unknown mailbox is an error, not no rows."""
+    return None if email is None else mailboxes.get(email).email
 
 
-@messages.command("show")
-@click.argument("message_id", type=int)
+message_argument = click.argument("message", metavar="ID|MESSAGE-ID")
+
+
+@messages.command("show", short_help="Show one message, its deliveries and verdicts.")
+@message_argument
 @json_option
 @pass_app
-def show(app: AppContext, message_id: int, as_json: bool) -> None:
-    """Show one message: headers, bodies, attachments, deliveries and verdicts."""
+def show(app: AppContext, message: str, as_json: bool) -> None:
+    """Show one message (by row or Message-ID): headers, bodies, deliveries and verdicts."""
     app.db()
-    data = _found(queries.message_detail, message_id)
+    data = _found(queries.message_detail, _found(queries.find_message, message))
     if as_json:
         emit_json(data)
         return
     click.echo(f"message     {data['id']}  <{data['message_id']}>"
                + ("  (synthetic id)" if data["synthetic_id"] else ""))
-    click.echo(f"subject     {data['subject']}")
-    click.echo(f"date        {data['date']}  ({data['date_raw']})")
-    click.echo(f"from        {data['from_name'] or ''} <{data['from']}>")
+    click.echo(f"subject     {one_line(data['subject']) or NONE}")
+    click.echo(f"date        {data['date'] or NONE}"
+               + (f"  ({data['date_raw']})" if data["date_raw"] else ""))
+    sender = " ".join(filter(None, [one_line(data["from_name"]),
+                                    data["from"] and f"<{data['from']}>"]))
+    click.echo(f"from        {sender or NONE}")
     for label, key in (("to", "to"), ("cc", "cc")):
         if data[key]:
             click.echo(f"{label:<12}{', '.join(a for _, a in data[key])}")
     if data["in_reply_to"]:
         click.echo(f"in-reply-to {' '.join(data['in_reply_to'])}")
     if data["references"]:
-        click.echo(f"references  {len(data['references'])} ids, parent {data['parent']}")
-    click.echo(f"thread      {data['thread_id']}")
+        click.echo(f"references  {len(data['references'])} ids, parent {data['parent'] or NONE}")
+    click.echo(f"thread      {data['thread_id'] or NONE}")
     for a in data["attachments"]:
-        click.echo(f"attachment  {a['name']} ({a['type']}, {a['size']} bytes)")
+        click.echo(f"attachment  {a['name'] or NONE} ({a['type']}, {a['size']} bytes)")
     if data["defects"] or data["parse_error"]:
         click.echo(f"defects     {', '.join(data['defects'])} {data['parse_error'] or ''}")
     for d in data["deliveries"]:
@@ -90,14 +104,14 @@ def _found(fn, *args):
         raise CliError(str(e)) from None
 
 
-@messages.command("raw")
-@click.argument("message_id", type=int)
+@messages.command("raw", short_help="Write a message's exact bytes to stdout.")
+@message_argument
 @click.option("--delivery", type=int, help="The bytes of this delivery of the message.")
 @pass_app
-def raw(app: AppContext, message_id: int, delivery: int | None) -> None:
-    """Write the exact bytes as received to stdout."""
+def raw(app: AppContext, message: str, delivery: int | None) -> None:
+    """Write the exact bytes as received (message by row or Message-ID) to stdout."""
     app.db()
-    data = _found(queries.message_raw, message_id, delivery)
+    data = _found(queries.message_raw, _found(queries.find_message, message), delivery)
     out = sys.stdout.buffer
     out.write(data)
     out.flush()

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import click
 
-from receiver.cli.context import AppContext, emit_json, pass_app
+from receiver.cli.context import (
+    NONE,
+    AppContext,
+    emit_json,
+    one_line,
+    pass_app,
+    say_if_cut,
+)
 from receiver.cli.mailbox import json_option
+from receiver.store import mailboxes
 from receiver.store import quarantine as store
-from receiver.store.mailboxes import normalize_email
 from receiver.wiring import subject_rule
 
 
@@ -25,7 +32,9 @@ def quarantine() -> None:
 def list_(app: AppContext, mailbox_email: str | None, limit: int, as_json: bool) -> None:
     """List quarantined deliveries, oldest first."""
     app.db()
-    rows = store.list_quarantined(normalize_email(mailbox_email) if mailbox_email else None, limit)
+    key = mailboxes.get(mailbox_email).email if mailbox_email else None
+    rows = store.list_quarantined(key, limit)
+    say_if_cut(len(rows), limit, lambda: store.count_quarantined(key))
     if as_json:
         emit_json(rows)
         return
@@ -33,7 +42,8 @@ def list_(app: AppContext, mailbox_email: str | None, limit: int, as_json: bool)
         click.echo("the quarantine is empty")
     for r in rows:
         click.echo(f"{r['delivery_id']:>7}  {r['mailbox']:<28} {r['verdict']:<12} "
-                   f"{(r['subject'] or '(no subject)')[:40]:<40}  {'; '.join(r['reasons'])[:80]}")
+                   f"{(one_line(r['subject']) or '(no subject)')[:40]:<40}  "
+                   f"{'; '.join(r['reasons'])[:80]}")
 
 
 @quarantine.command("show")
@@ -50,8 +60,8 @@ def show(app: AppContext, delivery_id: int, as_json: bool) -> None:
     m = d["message"]
     click.echo(f"delivery  {d['id']} to {d['mailbox']} at {d['received_at']} from {d['peer']}")
     click.echo(f"message   {m['id']} <{m['message_id']}>")
-    click.echo(f"subject   {m['subject']}")
-    click.echo(f"from      {m['from']}")
+    click.echo(f"subject   {one_line(m['subject']) or NONE}")
+    click.echo(f"from      {m['from'] or NONE}")
     click.echo(f"verdict   {d['verdict']}")
     for r in d["reasons"]:
         click.echo(f"reason    {r}")
@@ -71,7 +81,7 @@ def _each(app: AppContext, delivery_ids: tuple[int, ...], action, as_json: bool,
             click.echo(line(r))
 
 
-@quarantine.command("release")
+@quarantine.command("release", short_help="Release deliveries into threads.")
 @click.argument("delivery_ids", type=int, nargs=-1, required=True)
 @json_option
 @pass_app
@@ -83,7 +93,7 @@ def release(app: AppContext, delivery_ids: tuple[int, ...], as_json: bool) -> No
                     f"in thread {r['thread_id']}")
 
 
-@quarantine.command("delete")
+@quarantine.command("delete", short_help="Delete quarantined deliveries.")
 @click.argument("delivery_ids", type=int, nargs=-1, required=True)
 @json_option
 @pass_app

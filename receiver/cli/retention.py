@@ -1,6 +1,8 @@
-"""`mailbox set` (retention and legal hold) and `prune`: how long copies are kept."""
+"""`mailbox set` (policy, retention and legal hold) and `prune`: how long copies are kept."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
@@ -21,16 +23,34 @@ from receiver.store.retention import prune as prune_store
                    "retention.quarantine_days).")
 @click.option("--legal-hold/--no-legal-hold", default=None,
               help="A legal hold stops every pruning of this mailbox.")
+@click.option("--altered", type=click.Choice(["reject", "quarantine", "accept"]), default=None,
+              help="What to do with this mailbox's altered copies (default: policy.altered).")
+@click.option("--unverifiable", type=click.Choice(["accept", "quarantine"]), default=None,
+              help="What to do with copies nobody can vouch for (default: policy.unverifiable).")
+@click.option("--default", "default_policy", is_flag=True,
+              help="Follow the config's [policy] again (undo --altered and --unverifiable).")
 @json_option
 @pass_app
 def set_(app: AppContext, email: str, keep_days: int | None, keep_forever: bool,
-         quarantine_days: int | None, legal_hold: bool | None, as_json: bool) -> None:
-    """Set a mailbox's retention and legal hold."""
+         quarantine_days: int | None, legal_hold: bool | None, altered: str | None,
+         unverifiable: str | None, default_policy: bool, as_json: bool) -> None:
+    """Set a mailbox's policy, retention and legal hold.
+
+    The policy applies from the next copy on, over SMTP and `import` alike.
+    """
     if keep_forever and keep_days is not None:
         raise click.UsageError("--keep-days and --keep-forever contradict each other")
+    if default_policy and (altered or unverifiable):
+        raise click.UsageError("--default and --altered/--unverifiable contradict each other")
     app.db()
     with database.atomic():
         mb = mailboxes.get(email)
+        if default_policy:
+            mb.policy_altered = mb.policy_unverifiable = None
+        if altered:
+            mb.policy_altered = altered
+        if unverifiable:
+            mb.policy_unverifiable = unverifiable
         if keep_days is not None or keep_forever:
             mb.keep_days = keep_days
         if quarantine_days is not None:
@@ -45,7 +65,7 @@ def set_(app: AppContext, email: str, keep_days: int | None, keep_forever: bool,
         print_mailbox(data)
 
 
-@click.command()
+@click.command(short_help="Delete expired copies and what they leave behind.")
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
 @json_option
 @pass_app
@@ -61,7 +81,7 @@ def prune(app: AppContext, dry_run: bool, as_json: bool) -> None:
         report = prune_store(now, app.config.retention.quarantine_days)
         if dry_run:
             txn.rollback()
-    data = {
+    data: dict[str, Any] = {
         "dry_run": dry_run,
         "at": iso(now),
         "mailboxes": [{"email": m.email, "legal_hold": m.legal_hold, "keep_days": m.keep_days,

@@ -10,7 +10,7 @@ import urllib.request
 import click
 from peewee import fn
 
-from receiver.cli.context import AppContext, emit_json, iso, pass_app
+from receiver.cli.context import AppContext, emit_json, hostport, iso, pass_app
 from receiver.cli.mailbox import json_option
 from receiver.config import parse_hostport
 from receiver.metrics import database_answers
@@ -18,6 +18,14 @@ from receiver.store.db import open_database, schema_version
 from receiver.store.models import SCHEMA_VERSION, Delivery, Mailbox
 
 TIMEOUT = 5.0
+# The word our greeting carries (smtp/server.py's ident): any other server on the port is
+# not this receiver, however well it answers.
+IDENT = "threads-receiver"
+
+
+def is_our_greeting(greeting: str) -> bool:
+    first = greeting.splitlines()[0] if greeting else ""
+    return first.startswith("220") and IDENT in first.split()
 
 
 def smtp_banner(listen: str) -> tuple[bool, str]:
@@ -32,7 +40,10 @@ def smtp_banner(listen: str) -> tuple[bool, str]:
             s.sendall(b"QUIT\r\n")
     except OSError as e:
         return False, f"{host}:{port}: {e.strerror or e}"
-    return greeting.startswith("220"), f"{host}:{port}: {greeting.splitlines()[0] if greeting else 'no greeting'}"
+    said = greeting.splitlines()[0] if greeting else "no greeting"
+    if greeting.startswith("220") and not is_our_greeting(greeting):
+        return False, f"{host}:{port}: not this receiver: {said}"
+    return is_our_greeting(greeting), f"{host}:{port}: {said}"
 
 
 def healthz(listen: str) -> tuple[bool, str]:
@@ -47,9 +58,10 @@ def healthz(listen: str) -> tuple[bool, str]:
         return False, f"{url}: {getattr(e, 'reason', e)}"
 
 
-@click.command()
-@click.option("--listen", metavar="HOST:PORT", help="SMTP listener to check (default: smtp.listen).")
-@click.option("--metrics", "metrics_listen", metavar="HOST:PORT",
+@click.command(short_help="Check SMTP, the database and /healthz; exit 1 when down.")
+@click.option("--listen", metavar="HOST:PORT", callback=hostport,
+              help="SMTP listener to check (default: smtp.listen).")
+@click.option("--metrics", "metrics_listen", metavar="HOST:PORT", callback=hostport,
               help="Metrics listener to ask for /healthz (default: metrics.listen).")
 @json_option
 @pass_app

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import click
 
-from receiver.cli.context import AppContext, CliError, emit_json, pass_app
+from receiver.cli.context import (
+    AppContext,
+    CliError,
+    emit_json,
+    one_line,
+    pass_app,
+    say_if_cut,
+)
+from receiver.cli.exits import EX_CANTCREAT
 from receiver.cli.mailbox import json_option
 from receiver.cli.messages import _found, _mailbox_key
 from receiver.store import thread_queries
@@ -34,16 +42,18 @@ def list_(app: AppContext, mailbox_email: str | None, since: dt.datetime | None,
           as_json: bool) -> None:
     """List threads, latest activity first."""
     app.db()
-    rows = thread_queries.list_threads(_mailbox_key(mailbox_email), since, limit)
+    key = _mailbox_key(mailbox_email)
+    rows = thread_queries.list_threads(key, since, limit)
+    say_if_cut(len(rows), limit, lambda: thread_queries.count_threads(key, since))
     if as_json:
         emit_json(rows)
         return
     for r in rows:
         click.echo(f"{r['id']:>7}  {r['last_date'] or '-':<20}  {r['messages']:>4} msgs  "
-                   f"{r['subject'] or '(no subject)'}")
+                   f"{one_line(r['subject']) or '(no subject)'}")
 
 
-@threads.command("show")
+@threads.command("show", short_help="Show a thread as a tree.")
 @click.argument("thread_id", type=int)
 @json_option
 @pass_app
@@ -54,7 +64,7 @@ def show(app: AppContext, thread_id: int, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    click.echo(f"thread {data['id']}: {data['subject'] or '(no subject)'} "
+    click.echo(f"thread {data['id']}: {one_line(data['subject']) or '(no subject)'} "
                f"({data['messages']} messages)")
     stack = [(0, n) for n in reversed(data["tree"])]
     while stack:
@@ -63,24 +73,27 @@ def show(app: AppContext, thread_id: int, as_json: bool) -> None:
         if n["ghost"]:
             click.echo(f"{indent}[missing] <{n['message_id']}>")
         else:
-            who = n["from_name"] or n["from"] or "-"
+            who = one_line(n["from_name"]) or n["from"] or "-"
             click.echo(f"{indent}{n['date'] or '-':<20}  {who[:28]}  "
-                       f"{n['subject'] or '(no subject)'}  [{n['id']}]")
+                       f"{one_line(n['subject']) or '(no subject)'}  [{n['id']}]")
         stack.extend((depth + 1, c) for c in reversed(n["children"]))
 
 
 _FROM_LINE = re.compile(rb"^(>*From )", re.M)
 
 
-@threads.command("export")
+@threads.command("export", short_help="Write a thread's messages into an mbox file.")
 @click.argument("thread_id", type=int)
 @click.option("--mbox", "mbox_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The mbox file to write (mboxrd: body lines starting 'From ' get '>').")
+@click.option("--force", is_flag=True, help="Overwrite an existing mbox file.")
 @pass_app
-def export(app: AppContext, thread_id: int, mbox_path: Path) -> None:
+def export(app: AppContext, thread_id: int, mbox_path: Path, force: bool) -> None:
     """Write the thread's messages, exactly as received, into an mbox in date order."""
     app.db()
     messages = _found(thread_queries.thread_raw_messages, thread_id)
+    if mbox_path.exists() and not force:
+        raise CliError(f"{mbox_path} exists already (add --force to overwrite it)")
     try:
         with open(mbox_path, "wb") as out:
             for m, raw in messages:
@@ -88,7 +101,7 @@ def export(app: AppContext, thread_id: int, mbox_path: Path) -> None:
                 out.write(_FROM_LINE.sub(rb">\1", raw))
                 out.write(b"\n" if raw.endswith(b"\n") else b"\n\n")
     except OSError as e:
-        raise CliError(f"cannot write {mbox_path}: {e.strerror}") from None
+        raise CliError(f"cannot write {mbox_path}: {e.strerror}", EX_CANTCREAT) from None
     click.echo(f"wrote {len(messages)} messages to {mbox_path}", err=True)
 
 

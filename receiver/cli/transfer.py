@@ -11,16 +11,20 @@ import click
 
 from receiver.bulk_import import Importer, ImportRefused, ImportSummary
 from receiver.cli.context import AppContext, CliError, emit_json, pass_app
+from receiver.cli.exits import (
+    EX_CANTCREAT,
+    EX_ERROR,
+    EX_OK,
+    EX_TEMPFAIL,
+    EX_UNAVAILABLE,
+)
 from receiver.cli.mailbox import json_option
 from receiver.mailfiles import MaildirWriter, MailSource, iter_stdin, write_mbox
 from receiver.pipeline import DUPLICATE, QUARANTINED, REJECTED, STORED
-from receiver.store import exports, mailboxes
-
-# sysexits.h, for `import -` run as a Postfix pipe or procmail delivery.
-EX_OK, EX_UNAVAILABLE, EX_TEMPFAIL = 0, 69, 75
+from receiver.store import exports, mailboxes, thread_queries
 
 
-@click.command("import")
+@click.command("import", short_help="Import mbox, Maildir, .eml files or stdin into a mailbox.")
 @click.argument("path")
 @click.option("--mailbox", "email", required=True, metavar="EMAIL", help="Mailbox to import into.")
 @click.option("--progress/--no-progress", default=None,
@@ -45,7 +49,7 @@ def import_(app: AppContext, path: str, email: str, progress: bool | None, as_js
             raise CliError(str(e)) from None
         items, total, name = source, source.total, str(source.path)
     show = sys.stderr.isatty() if progress is None else progress
-    importer = Importer(app.config, email)
+    importer = Importer(app.config, email, check_mail=path != "-")
     try:
         if show:
             summary = _with_progress(importer, items, name, total)
@@ -83,16 +87,19 @@ def _print_summary(d: dict) -> None:
         click.echo(f"  {n:>6}  {reason}")
     for where in d["failed_at"]:
         click.echo(f"  at {where}", err=True)
+    for where in d["not_messages"]:
+        click.echo(f"not a message: {where}", err=True)
 
 
 def _exit_status(stdin: bool, d: dict) -> int:
     failed = d["failed"] + d["tempfailed"]
+    # sysexits for `import -` run as a Postfix pipe or procmail delivery.
     if stdin:
         return EX_TEMPFAIL if failed else EX_UNAVAILABLE if d[REJECTED] else EX_OK
-    return 1 if failed else 0
+    return EX_ERROR if failed else EX_OK
 
 
-@click.command("export")
+@click.command("export", short_help="Write a mailbox's copies to an mbox file or a Maildir.")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--mailbox", "email", required=True, metavar="EMAIL", help="Mailbox to export.")
 @click.option("--format", "fmt", type=click.Choice(["mbox", "maildir"]), default="mbox",
@@ -112,10 +119,15 @@ def export(app: AppContext, path: Path, email: str, fmt: str, thread_id: int | N
     """
     app.db()
     mb = mailboxes.get(email)
+    if thread_id is not None:
+        thread_queries.check_thread(thread_id)
     rows = exports.deliveries(mb.id, thread_id, since, include_quarantined)
     count = 0
     if fmt == "maildir":
-        box = MaildirWriter(path)
+        try:
+            box = MaildirWriter(path)
+        except OSError as e:
+            raise CliError(f"cannot write {path}: {e.strerror}", EX_CANTCREAT) from None
         for row in rows:
             box.add(f"{row.delivery_id}_{row.sha256[:16]}", row.received_at, row.raw)
             count += 1
@@ -129,11 +141,14 @@ def export(app: AppContext, path: Path, email: str, fmt: str, thread_id: int | N
         if path.exists() and not force:
             raise CliError(f"{path} exists already (add --force to overwrite it)")
         tmp = path.with_name(path.name + ".part")
-        with open(tmp, "wb") as out:
-            for row in rows:
-                write_mbox(out, row.mail_from, row.received_at, row.raw)
-                count += 1
-        tmp.replace(path)
+        try:
+            with open(tmp, "wb") as out:
+                for row in rows:
+                    write_mbox(out, row.mail_from, row.received_at, row.raw)
+                    count += 1
+            tmp.replace(path)
+        except OSError as e:
+            raise CliError(f"cannot write {path}: {e.strerror}", EX_CANTCREAT) from None
     if as_json:
         emit_json({"mailbox": mb.email, "format": fmt, "path": str(path), "messages": count})
     elif str(path) != "-":

@@ -73,8 +73,8 @@ async def _verify(app: AppContext, raw: bytes, subscriber: str | None):
         await verifier.close()
 
 
-@click.command("verify")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.command("verify", short_help="Check one .eml file as the receiver would.")
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option("--mailbox", "subscriber", metavar="EMAIL",
               help="The subscriber the copy is for (tells an inline forward by them).")
 @json_option

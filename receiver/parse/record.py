@@ -174,7 +174,7 @@ def parse_message(message: RawMail | bytes, unparsed: str | None = None) -> Pars
     raw_msgid = view.get_first("Message-ID")
     msgid = normalize_id(raw_msgid) if raw_msgid else None
     synthetic = msgid is None
-    if synthetic:
+    if msgid is None:
         # Stable across copies: the same content always gets the same id.
         msgid = f"{chash[:32]}@synthetic.threads-receiver"
     rec = ParsedMessage(message_id=msgid, synthetic_id=synthetic, content_hash=chash)

@@ -73,9 +73,9 @@ async def authenticate(server, session, args: list[str], check, limiter: Failure
     try:
         login, password = got[0].decode("utf-8"), got[1].decode("utf-8")
     except UnicodeDecodeError:
-        mailbox = None
+        mailbox: MailboxInfo | None = None
     else:
-        mailbox: MailboxInfo | None = await check(login, password)
+        mailbox = await check(login, password)
     if mailbox is None:
         limiter.fail(ip)
         log.info("session %s: AUTH failed from %s", sid, ip)

@@ -32,7 +32,7 @@ import ipaddress
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.proxy_protocol import AF, V2_CMD, get_proxy
@@ -121,7 +121,7 @@ class Settings:
         )
 
 
-def _networks(names: list[str]) -> tuple:
+def _networks(names: tuple[str, ...]) -> tuple:
     return tuple(ipaddress.ip_network(n, strict=False) for n in names)
 
 
@@ -169,7 +169,15 @@ class Shared:
         self.auth_failures.window = config.auth.failure_window
 
 
-class Hardened:
+# For the type checker the mixin is an SMTP; at run time its base comes from the class
+# it is mixed into.
+if TYPE_CHECKING:
+    _MixinBase = SMTP
+else:
+    _MixinBase = object
+
+
+class Hardened(_MixinBase):
     """Mixed in before aiosmtpd's SMTP or LMTP class; see the module docstring."""
 
     shared: Shared
@@ -290,11 +298,11 @@ class Hardened:
                 except TLSSetupException:
                     log.info("session %s: TLS handshake failed", sid)
                     return self._close()
-                except Exception:
-                    log.exception("session %s: command failed", sid)
+                except Exception as error:
+                    status = await self.handle_exception(error)
                     command = None
                     if self.transport is not None:
-                        await self.push(TEMPFAIL)
+                        await self.push(status)
                 finally:
                     self._command = None
                 if command in NO_PROGRESS or self._errors > errors:
@@ -319,6 +327,13 @@ class Hardened:
             # A client gone without QUIT: aiosmtpd cancels this task on EOF and leaves
             # the transport half open; closing it here frees the socket.
             self._close()
+
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's public hook for a command that raised (its own loop calls it too):
+        451, so the sender retries, instead of its "500 Error: (Exception) ..." that
+        leaks internals and makes the sender give up."""
+        log.error("session %s: command failed", session_id(self.session), exc_info=error)
+        return TEMPFAIL
 
     async def _proxy_header(self, sid: str) -> bool:
         """From a trusted proxy, read its PROXY header and take the client address in it."""

@@ -111,7 +111,7 @@ class Supervisor:
                     dead = [p for p in self.procs if not p.is_alive()]
                     if dead or time.monotonic() > deadline:
                         self.stop()
-                        raise WorkerError("a worker did not start (see the log above)")
+                        raise WorkerError("a worker did not start (see the log above)") from None
 
     def check(self) -> None:
         """Restart a worker that died; give up on one that dies as it starts."""

@@ -22,7 +22,7 @@ def open_database(url: str, lock_timeout: float) -> Database:
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):])
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = SqliteDatabase(
+        db: Database = SqliteDatabase(
             str(path),
             timeout=lock_timeout,
             pragmas={
@@ -39,6 +39,7 @@ def open_database(url: str, lock_timeout: float) -> Database:
             },
         )
     elif url.startswith(("postgresql://", "postgres://")):
+        _require_driver()
         u = urlparse(url)
         db = PostgresqlDatabase(
             unquote(u.path.lstrip("/")) or "postgres",
@@ -54,6 +55,16 @@ def open_database(url: str, lock_timeout: float) -> Database:
         raise StoreError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
     database.initialize(db)
     return db
+
+
+def _require_driver() -> None:
+    # peewee imports psycopg2 if it can and fails only at the first connect, with a
+    # message that does not say which package to install.
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        raise StoreError("a postgresql:// database needs the PostgreSQL driver: "
+                         "pip install 'threads-receiver[postgresql]' (or psycopg2-binary)") from None
 
 
 def is_postgres(db: Database) -> bool:

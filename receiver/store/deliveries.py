@@ -16,7 +16,6 @@ import threading
 
 import zstandard
 from peewee import Database, IntegrityError, InterfaceError, OperationalError
-from psycopg2 import errorcodes
 
 from receiver import faults, metrics
 from receiver.delivery import STORED, DeliveryRequest, DeliveryResult
@@ -32,7 +31,9 @@ log = logging.getLogger(__name__)
 
 # PostgreSQL aborts a transaction with these when concurrent writers collide; the
 # whole transaction is simply run again.
-RETRYABLE_PGCODES = {errorcodes.SERIALIZATION_FAILURE, errorcodes.DEADLOCK_DETECTED}
+# SQLSTATEs serialization_failure and deadlock_detected, spelled out so that a SQLite-only
+# install needs no psycopg2.
+RETRYABLE_PGCODES = {"40001", "40P01"}
 TRANSACTION_ATTEMPTS = 5
 
 
@@ -177,7 +178,7 @@ def store_deliveries(requests: list[DeliveryRequest],
             fresh.append(i)
     if not fresh:
         return results
-    blobs = {}
+    blobs: dict[str, tuple] = {}
     for i in fresh:
         r = requests[i]
         blobs.setdefault(r.sha256, (r.sha256, r.size, "zstd", r.compressed))

@@ -47,13 +47,22 @@ def _row(d: Delivery, m: Message) -> dict:
     }
 
 
-def list_quarantined(mailbox_email: str | None = None, limit: int = 100) -> list[dict]:
-    """Oldest first: the order an admin works through them; limit 0 means all."""
+def _held(mailbox_email: str | None):
     q = (Delivery.select(Delivery, Mailbox, Message).join(Mailbox)
          .switch(Delivery).join(Message)
-         .where(Delivery.status == QUARANTINED).order_by(Delivery.id))
+         .where(Delivery.status == QUARANTINED))
     if mailbox_email:
         q = q.where(Mailbox.email == mailbox_email)
+    return q
+
+
+def count_quarantined(mailbox_email: str | None = None) -> int:
+    return _held(mailbox_email).count()
+
+
+def list_quarantined(mailbox_email: str | None = None, limit: int = 100) -> list[dict]:
+    """Oldest first: the order an admin works through them; limit 0 means all."""
+    q = _held(mailbox_email).order_by(Delivery.id)
     if limit:
         q = q.limit(limit)
     return [_row(d, d.message) for d in q]

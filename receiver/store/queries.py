@@ -6,6 +6,7 @@ import json
 
 from peewee import JOIN, fn
 
+from receiver.parse.ids import normalize_id
 from receiver.store.deliveries import decompress
 from receiver.store.models import Blob, Delivery, Mailbox, Message, Thread
 
@@ -44,13 +45,21 @@ def message_summary(m: Message, mailboxes: list[str]) -> dict:
     }
 
 
-def list_messages(mailbox_email: str | None = None, limit: int = 50) -> list[dict]:
-    """Newest first (by Date, then arrival); limit 0 means all."""
+def _messages(mailbox_email: str | None):
     q = Message.select()
     if mailbox_email:
         q = q.where(Message.id.in_(
             Delivery.select(Delivery.message).join(Mailbox).where(Mailbox.email == mailbox_email)))
-    q = q.order_by(Message.date.desc(nulls="LAST"), Message.id.desc())
+    return q
+
+
+def count_messages(mailbox_email: str | None = None) -> int:
+    return _messages(mailbox_email).count()
+
+
+def list_messages(mailbox_email: str | None = None, limit: int = 50) -> list[dict]:
+    """Newest first (by Date, then arrival); limit 0 means all."""
+    q = _messages(mailbox_email).order_by(Message.date.desc(nulls="LAST"), Message.id.desc())
     if limit:
         q = q.limit(limit)
     rows = list(q)
@@ -87,6 +96,22 @@ def get_message(message_pk: int) -> Message:
     if m is None:
         raise NotFound(f"no message {message_pk}: see `threads-receiver messages list`")
     return m
+
+
+def find_message(key: str) -> int:
+    """The row of a message named by its row number or its Message-ID (`<id>` or bare)."""
+    if key.isdigit():
+        return int(key)
+    msgid = normalize_id(key) or key.strip()
+    rows = [pk for (pk,) in Message.select(Message.id).where(Message.message_id == msgid)
+            .order_by(Message.id).tuples()]
+    if not rows:
+        raise NotFound(f"no message <{msgid}>: see `threads-receiver messages list`")
+    if len(rows) > 1:
+        # Two different messages may share an id (both are kept): the admin picks one.
+        raise NotFound(f"<{msgid}> is the Message-ID of {len(rows)} messages: give one of "
+                       f"the rows {', '.join(map(str, rows))}")
+    return rows[0]
 
 
 def message_detail(message_pk: int) -> dict:
@@ -134,7 +159,7 @@ def message_raw(message_pk: int, delivery_pk: int | None = None) -> bytes:
 
 
 def stats() -> dict:
-    per = {}
+    per: dict[str, dict] = {}
     rows = (Mailbox.select(Mailbox.email, Delivery.status, fn.COUNT(Delivery.id),
                            fn.COUNT(fn.DISTINCT(Delivery.message)))
             .join(Delivery, JOIN.LEFT_OUTER).group_by(Mailbox.email, Delivery.status).tuples())

@@ -39,7 +39,7 @@ def delete_delivery_ids(ids: list[int]) -> Counter:
         message_ids.update(m for (m,) in Delivery.select(Delivery.message)
                            .where(Delivery.id.in_(part)).tuples())
         gone["deliveries"] += Delivery.delete().where(Delivery.id.in_(part)).execute()
-    held = set()
+    held: set[int] = set()
     for part in _chunks(sorted(message_ids)):
         held.update(m for (m,) in Delivery.select(Delivery.message)
                     .where(Delivery.message.in_(part)).distinct().tuples())
@@ -95,7 +95,7 @@ class MailboxPrune:
     email: str
     legal_hold: bool
     keep_days: int | None
-    quarantine_days: int | None
+    quarantine_days: int  # the one in force: the mailbox's own, else the default
     expired: int = 0
     quarantine_expired: int = 0
 
@@ -104,6 +104,11 @@ class MailboxPrune:
 class PruneReport:
     mailboxes: list[MailboxPrune] = field(default_factory=list)
     removed: Counter = field(default_factory=Counter)
+
+
+def quarantine_days(own: int | None, default: int) -> int:
+    """A mailbox's quarantine retention in force: its own setting, else the config's."""
+    return own if own is not None else default
 
 
 def expired_ids(mb: Mailbox, now: dt.datetime, quarantine_default: int) -> tuple[list[int], list[int]]:
@@ -119,7 +124,7 @@ def expired_ids(mb: Mailbox, now: dt.datetime, quarantine_default: int) -> tuple
         stored = [i for (i,) in Delivery.select(Delivery.id).where(
             (Delivery.mailbox == mb.id) & (Delivery.status != "quarantined")
             & (Delivery.received_at < cutoff)).tuples()]
-    qdays = mb.quarantine_days if mb.quarantine_days is not None else quarantine_default
+    qdays = quarantine_days(mb.quarantine_days, quarantine_default)
     quarantined: list[int] = []
     if qdays > 0:
         cutoff = now - dt.timedelta(days=qdays)
@@ -135,8 +140,10 @@ def prune(now: dt.datetime, quarantine_default: int) -> PruneReport:
     report = PruneReport()
     for mb in Mailbox.select().order_by(Mailbox.email):
         stored, quarantined = expired_ids(mb, now, quarantine_default)
-        report.mailboxes.append(MailboxPrune(mb.email, mb.legal_hold, mb.keep_days,
-                                             mb.quarantine_days, len(stored), len(quarantined)))
+        report.mailboxes.append(MailboxPrune(
+            mb.email, mb.legal_hold, mb.keep_days,
+            quarantine_days(mb.quarantine_days, quarantine_default), len(stored),
+            len(quarantined)))
         report.removed.update(delete_delivery_ids(stored + quarantined))
         if not mb.legal_hold:
             Mailbox.update(pruned_at=now).where(Mailbox.id == mb.id).execute()

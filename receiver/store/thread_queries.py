@@ -29,9 +29,12 @@ def _thread_messages(thread_id: int) -> list[Message]:
     return rows
 
 
-def list_threads(mailbox_email: str | None = None, since: dt.datetime | None = None,
-                 limit: int = 50) -> list[dict]:
-    """Latest activity first; limit 0 means all."""
+def check_thread(thread_id: int) -> None:
+    if not Message.select().where(Message.thread_id == resolve_thread_id(thread_id)).exists():
+        raise NotFound(f"no thread {thread_id}: see `threads-receiver threads list`")
+
+
+def _threads(mailbox_email: str | None, since: dt.datetime | None):
     last = fn.MAX(Message.date)
     q = (Message.select(Message.thread_id, fn.MIN(Message.date), last, fn.COUNT(Message.id))
          .where(Message.thread_id.is_null(False)).group_by(Message.thread_id))
@@ -41,6 +44,17 @@ def list_threads(mailbox_email: str | None = None, since: dt.datetime | None = N
         q = q.where(Message.thread_id.in_(holding))
     if since:
         q = q.having(last >= since)
+    return q, last
+
+
+def count_threads(mailbox_email: str | None = None, since: dt.datetime | None = None) -> int:
+    return _threads(mailbox_email, since)[0].count()
+
+
+def list_threads(mailbox_email: str | None = None, since: dt.datetime | None = None,
+                 limit: int = 50) -> list[dict]:
+    """Latest activity first; limit 0 means all."""
+    q, last = _threads(mailbox_email, since)
     q = q.order_by(last.desc(nulls="LAST"), Message.thread_id.desc())
     if limit:
         q = q.limit(limit)
@@ -78,10 +92,10 @@ def thread_tree(thread_id: int) -> dict:
         subject_orphan=m.subject_orphan, thread_index=m.thread_index, payload=m,
     ) for m in rows])
     nodes: dict[int, dict] = {}
-    top = []
-    for depth, n in walk(roots):
+    top: list[dict] = []
+    for _depth, n in walk(roots):
         m = n.message.payload if n.message else None
-        node = {
+        node: dict = {
             "id": m.id if m else None,
             "message_id": n.msgid,
             "ghost": m is None,

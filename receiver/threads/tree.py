@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 from receiver.parse.ids import is_weak_id
@@ -53,8 +54,19 @@ class Node:
     def ghost(self) -> bool:
         return self.message is None
 
+    @property
+    def received(self) -> TreeMessage:
+        """The message of a node that is not a ghost."""
+        if self.message is None:
+            raise ValueError(f"{self.msgid} is a ghost")
+        return self.message
 
-def _order(m: TreeMessage):
+
+# Messages sort by date (undated last), then Message-ID, then the content hash.
+_SortKey = tuple[bool, dt.datetime, str, str]
+
+
+def _order(m: TreeMessage) -> _SortKey:
     return (m.date is None, m.date or dt.datetime.min, m.msgid, m.tiebreak)
 
 
@@ -94,28 +106,28 @@ def build_tree(messages: list[TreeMessage]) -> list[Node]:
     # Latest first: in a loop, the link a later message makes to an earlier one is the
     # one that stays, so the earliest message of the loop is its root.
     for n in reversed(f.nodes):
-        parent = choose_parent(n.message.in_reply_to, n.message.references, f.by_id)
+        parent = choose_parent(n.received.in_reply_to, n.received.references, f.by_id)
         if parent:
             f.link(n, f.node(parent))
     for n in f.nodes:
-        refs = [r for r in n.message.references if not is_weak_id(r) or r in f.by_id]
+        refs = [r for r in n.received.references if not is_weak_id(r) or r in f.by_id]
         for above, below in zip(refs, refs[1:]):
             child = f.node(below)
             if child.ghost:
                 f.link(child, f.node(above))
-    by_index = {}
+    by_index: dict[bytes, Node] = {}
     for n in f.nodes:
-        raw = decode(n.message.thread_index)
+        raw = decode(n.received.thread_index)
         if raw is not None:
             by_index.setdefault(raw, n)
     for n in f.nodes:
         if n.parent is None:
-            up = parent_index(n.message.thread_index)
+            up = parent_index(n.received.thread_index)
             if up is not None and up in by_index:
                 f.link(n, by_index[up])
     first_by_subject: dict[str, Node] = {}
     for n in f.nodes:
-        m = n.message
+        m = n.received
         first = first_by_subject.setdefault(m.norm_subject, n)
         if n.parent is None and m.subject_orphan and first is not n:
             f.link(n, first)
@@ -128,7 +140,7 @@ def build_tree(messages: list[TreeMessage]) -> list[Node]:
     return roots
 
 
-def walk(roots: list[Node]):
+def walk(roots: list[Node]) -> Iterator[tuple[int, Node]]:
     """(depth, node) in display order, without recursion (threads can be deep)."""
     stack = [(0, n) for n in reversed(roots)]
     while stack:
@@ -137,9 +149,9 @@ def walk(roots: list[Node]):
         stack.extend((depth + 1, c) for c in reversed(n.children))
 
 
-def _subtree_keys(roots: list[Node]) -> dict[Node, tuple]:
+def _subtree_keys(roots: list[Node]) -> dict[Node, _SortKey]:
     """Sort key of every node: its message's, or for a ghost its earliest descendant's."""
-    keys: dict[Node, tuple] = {}
+    keys: dict[Node, _SortKey] = {}
     for _, n in reversed(list(walk(roots))):
         own = [_order(n.message)] if n.message else []
         keys[n] = min(own + [keys[c] for c in n.children], default=(True, dt.datetime.min, n.msgid, ""))

@@ -92,7 +92,8 @@ def message_texts(mail: RawMail) -> str:
         try:
             out.append(part.get_content())
         except (LookupError, ValueError, AssertionError):
-            out.append(part.get_payload(decode=True).decode("utf-8", "replace"))
+            payload = part.get_payload(decode=True)  # bytes for a part that is not multipart
+            out.append(payload.decode("utf-8", "replace") if isinstance(payload, bytes) else "")
     return "\n".join(out)
 
 

@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 from peewee import Database
 
 from receiver.config import Config
+from receiver.exits import EX_TEMPFAIL
 from receiver.mail import read
 from receiver.mailfiles import MailItem, is_message
 from receiver.pipeline import DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAILED, Envelope
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 CONCURRENCY = 256
 # Messages whose "already stored?" question is asked in one query.
 LOOKUP_CHUNK = 256
-EX_TEMPFAIL = 75  # sysexits: an import the watchdog gave up on can simply be run again
 # Seconds between progress reports (a terminal redraw per message would cost more).
 PROGRESS_EVERY = 0.25
 

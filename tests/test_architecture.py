@@ -28,7 +28,8 @@ INNER = {
     "logs": set(),
     "stages": set(),
     "faults": set(),
-    "mailfiles": set(),
+    "mailfiles": {"mail"},
+    "exits": set(),
     "instructions": set(),
     "malloc": set(),
 }

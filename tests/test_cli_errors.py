@@ -172,7 +172,7 @@ def test_the_readme_production_setup_works_as_written(tmp_path):
 
 
 def test_the_readme_documents_every_exit_status():
-    from receiver.cli import exits
+    from receiver import exits
 
     readme = (ROOT / "README.md").read_text()
     table = readme.split("## Exit statuses", 1)[1].split("\n## ", 1)[0]

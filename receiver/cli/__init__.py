@@ -1,7 +1,7 @@
 """The admin CLI: `threads-receiver COMMAND`. Each command group lives in its own module.
 
 Errors an admin can fix come out as one line `error: ...` and a documented exit status
-(receiver/cli/exits.py), never as a traceback.
+(receiver/exits.py), never as a traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from peewee import InterfaceError, OperationalError
 
 from receiver import logs
 from receiver.cli.context import AppContext, CliError
-from receiver.cli.exits import EX_CONFIG, EX_SOFTWARE, EX_USAGE
+from receiver.exits import EX_CONFIG, EX_SOFTWARE, EX_USAGE
 from receiver.config import ConfigError
 from receiver.store.db import StoreError
 from receiver.store.mailboxes import MailboxError
@@ -24,7 +24,8 @@ from receiver.store.queries import NotFound
 class _Failure(click.ClickException):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
-        self.exit_code = exit_code
+        # click declares exit_code on the class; each failure carries its own status.
+        self.exit_code = exit_code  # type: ignore[misc]
 
 
 class _UsageError(click.UsageError):

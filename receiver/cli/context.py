@@ -13,7 +13,7 @@ import click
 from peewee import Database
 
 from receiver import config as configmod
-from receiver.cli.exits import EX_CANTCREAT, EX_ERROR
+from receiver.exits import EX_CANTCREAT, EX_ERROR
 from receiver.store.db import check_schema, create_schema, open_database, schema_version
 
 

@@ -19,7 +19,7 @@ from receiver.cli.context import (
     pass_app,
     write_config,
 )
-from receiver.cli.exits import EX_UNAVAILABLE
+from receiver.exits import EX_UNAVAILABLE
 from receiver.store.db import create_schema, open_database
 from receiver.store.models import Mailbox
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
-import time
 from pathlib import Path
 
 import click
@@ -17,7 +15,8 @@ from receiver.cli.context import (
     pass_app,
     say_if_cut,
 )
-from receiver.cli.exits import EX_CANTCREAT
+from receiver.exits import EX_CANTCREAT
+from receiver.mailfiles import write_mbox
 from receiver.cli.mailbox import json_option
 from receiver.cli.messages import _found, _mailbox_key
 from receiver.store import thread_queries
@@ -79,9 +78,6 @@ def show(app: AppContext, thread_id: int, as_json: bool) -> None:
         stack.extend((depth + 1, c) for c in reversed(n["children"]))
 
 
-_FROM_LINE = re.compile(rb"^(>*From )", re.M)
-
-
 @threads.command("export", short_help="Write a thread's messages into an mbox file.")
 @click.argument("thread_id", type=int)
 @click.option("--mbox", "mbox_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -97,17 +93,10 @@ def export(app: AppContext, thread_id: int, mbox_path: Path, force: bool) -> Non
     try:
         with open(mbox_path, "wb") as out:
             for m, raw in messages:
-                out.write(_separator(m.from_addr, m.date))
-                out.write(_FROM_LINE.sub(rb">\1", raw))
-                out.write(b"\n" if raw.endswith(b"\n") else b"\n\n")
+                write_mbox(out, m.from_addr, m.date, raw)
     except OSError as e:
         raise CliError(f"cannot write {mbox_path}: {e.strerror}", EX_CANTCREAT) from None
     click.echo(f"wrote {len(messages)} messages to {mbox_path}", err=True)
-
-
-def _separator(sender: str | None, date: dt.datetime | None) -> bytes:
-    stamp = time.asctime((date or dt.datetime(1970, 1, 1)).timetuple())
-    return f"From {sender or 'MAILER-DAEMON'} {stamp}\n".encode("utf-8", "replace")
 
 
 COMMANDS = [threads]

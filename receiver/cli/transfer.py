@@ -11,7 +11,7 @@ import click
 
 from receiver.bulk_import import Importer, ImportRefused, ImportSummary
 from receiver.cli.context import AppContext, CliError, emit_json, pass_app
-from receiver.cli.exits import (
+from receiver.exits import (
     EX_CANTCREAT,
     EX_ERROR,
     EX_OK,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from receiver import config as configmod
 from receiver import malloc, metrics
+from receiver.exits import EX_SOFTWARE
 from receiver.config import Config, parse_hostport
 from receiver.smtp.handler import ReceiverHandler
 from receiver.smtp.protocol import ReceiverLMTP, ReceiverSMTP, Shared
@@ -33,8 +34,6 @@ RESTART_KEYS = (("smtp", "listen"), ("smtp", "workers"), ("smtp", "lmtp"), ("smt
                 ("stages", "reply_seconds"))
 
 log = logging.getLogger(__name__)
-
-EX_SOFTWARE = 70  # sysexits: what the daemon exits with when the watchdog gives up
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:

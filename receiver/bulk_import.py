@@ -24,15 +24,12 @@ from receiver.config import Config
 from receiver.exits import EX_TEMPFAIL
 from receiver.mail import read
 from receiver.mailfiles import MailItem, is_message
-from receiver.parse.worker import Budget, ParseWorkers
-from receiver.pipeline import (DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAILED, Envelope,
-                               Pipeline)
+from receiver.pipeline import DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAILED, Envelope
 from receiver.stages import exit_for_restart, watch
 from receiver.store import mailboxes
 from receiver.store.db import check_schema, open_database, run_read
-from receiver.store.deliveries import Writer
 from receiver.store.models import Delivery
-from receiver.verify import Verifier
+from receiver.wiring import build
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +99,7 @@ class Importer:
                   ) -> ImportSummary:
         loop = asyncio.get_running_loop()
         db: Database = open_database(self.config.database_url,
-                                     self.config.get("database", "lock_timeout"))
+                                     self.config.database.lock_timeout)
         executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="import")
         await loop.run_in_executor(executor, check_schema, db)
         mb, local = await loop.run_in_executor(executor, run_read, db, _target, self.email)
@@ -111,16 +108,12 @@ class Importer:
             raise ImportRefused(f"mailbox {mb.email} is {mb.state}: "
                                f"`threads-receiver mailbox enable {mb.email}` first")
         rcpt = f"{local}@{self.config.domains[0]}" if local else mb.email
-        writer = Writer(db, self.config.get("database", "batch_max"))
-        verifier = Verifier(self.config)
-        # The daemon's parse workers: parsing runs in other processes, beside the writer.
-        parser = await loop.run_in_executor(None, lambda: ParseWorkers(
-            Budget.from_config(self.config), self.config.get("parse", "workers")))
-        pipeline = Pipeline(self.config, writer, verifier, executor, parser=parser.parse)
+        # The daemon's pipeline: parsing runs in other processes, beside the writer.
+        stack = await build(self.config, db, executor)
+        pipeline = stack.pipeline
         # An import is resumable: one whose store writer hangs ends (75, try again) and
         # the next run skips what was committed.
-        watchdog = watch([writer.stage, verifier.stage, parser.stage], self.config,
-                         exit_for_restart(EX_TEMPFAIL))
+        watchdog = watch(stack.stages, self.config, exit_for_restart(EX_TEMPFAIL))
         summary = ImportSummary()
         slots = asyncio.Semaphore(self.concurrency)
         session = "import-" + secrets.token_hex(4)
@@ -181,9 +174,7 @@ class Importer:
             ticker.cancel()
             watchdog.stop()
             summary.elapsed = time.monotonic() - started
-            await loop.run_in_executor(executor, writer.stop)
-            await verifier.close()
-            await loop.run_in_executor(executor, parser.close)
+            await stack.close()
             executor.shutdown()
         return summary
 

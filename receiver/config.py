@@ -7,177 +7,233 @@ names (DB, DNS_SERVERS) exist because admins reach for them first.
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 import os
 import ssl
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "THREADS_RECEIVER_"
 CONFIG_NAME = "receiver.toml"
 
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "receiver": {
-        # Domains whose addresses this receiver accepts; the first one is printed.
-        "domains": ["localhost"],
-        # authserv-id written into Authentication-Results; empty means the first domain.
-        "authserv_id": "",
-        # How long a rotated-away receiver address keeps working.
-        "rotate_grace_days": 7,
-    },
-    "database": {
-        # sqlite:///relative/or/absolute/path (relative to the config's folder) or postgresql://...
-        "url": "sqlite:///receiver.db",
-        # Seconds a write may wait for a lock before the sender is told 451 and retries.
-        "lock_timeout": 10.0,
-        # Deliveries committed together in one transaction (group commit).
-        "batch_max": 64,
-    },
-    "smtp": {
-        "listen": "127.0.0.1:2525",
-        # Processes sharing the listening port (SO_REUSEPORT), one core each.
-        "workers": 1,
-        "lmtp": False,
-        # Name in the greeting and in our trace columns; empty means the host's FQDN.
-        "hostname": "",
-        "max_message_size": 50 * 1024 * 1024,
-        "max_recipients": 100,
-        # Longest DATA line accepted; RFC 5321 says 1000 but real senders exceed it.
-        "max_line_length": 10000,
-        # Seconds a command line may take; a session that sends one byte every few
-        # seconds is closed when it runs out.
-        "timeout": 300,
-        # Seconds the whole DATA phase may take.
-        "data_timeout": 600,
-        # Commands that make no progress (NOOP, RSET, VRFY, EXPN, ETRN, HELP, and refused
-        # ones), and error replies, since the session's last accepted message; the last
-        # one allowed is answered, then 421 4.7.0 and close.
-        "max_commands": 1000,
-        "max_errors": 10,
-        # Concurrent sessions, in total and per client address; past either: 421 4.7.0.
-        "max_sessions": 200,
-        "max_sessions_per_ip": 20,
-        # Front MTAs relaying here (e.g. the Postfix in front): held to max_sessions only,
-        # never to max_sessions_per_ip. LMTP peers always are.
-        "trusted_networks": [],
-        # From this share of max_sessions open on, the idle timeout is stress_timeout
-        # seconds instead of timeout (Postfix's stress mode), until the pressure is gone.
-        "stress_threshold": 0.8,
-        "stress_timeout": 10,
-        # Connections the kernel queues before they are accepted (listen(2) backlog;
-        # the kernel caps it at net.core.somaxconn).
-        "backlog": 4096,
-        # Bytes of message data held in memory across all sessions; past it: 452 4.3.1.
-        # Peak memory is about twice this, plus the parse workers (bench/RESULTS.md).
-        "max_inflight_bytes": 64 * 1024 * 1024,
-        # Seconds SIGTERM waits for sessions in DATA before the receiver exits.
-        "shutdown_grace": 30.0,
-        # Expect a PROXY protocol v1/v2 header from these networks (the real client
-        # address is then the one recorded and limited); others are direct clients.
-        "proxy_trusted": [],
-    },
-    "tls": {
-        # PEM certificate chain and key; empty: no STARTTLS, no AUTH, no implicit TLS.
-        "cert_file": "",
-        "key_file": "",
-        # A second listener speaking TLS from the first byte (port 465); empty: none.
-        "implicit_listen": "",
-        # Refuse MAIL until STARTTLS (530).
-        "require_starttls": False,
-        # Oldest protocol accepted: TLSv1.2 or TLSv1.3.
-        "min_version": "TLSv1.2",
-        # TLS 1.2 cipher suites (OpenSSL syntax): AEAD only, the "intermediate" profile of
-        # Mozilla's server-side TLS guidelines. TLS 1.3 suites are all AEAD already.
-        "ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-                   "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-                   "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
-                   "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:"
-                   "DHE-RSA-CHACHA20-POLY1305",
-    },
-    "imap": {
-        # HOST:PORT of the IMAP listener (STARTTLS; 143 in production) and of the one
-        # speaking TLS from the first byte (993); empty: none. Both need tls.cert_file.
-        "listen": "",
-        "implicit_listen": "",
-        # Commands answered BAD in a row before the connection is closed.
-        "max_errors": 10,
-        # Seconds a client may stay silent (IDLE included) before BYE; RFC 3501 asks for
-        # at least 30 minutes.
-        "timeout": 1800,
-        # Concurrent connections, in total and per client address; past either: BYE.
-        "max_sessions": 200,
-        "max_sessions_per_ip": 20,
-    },
-    "auth": {
-        # Failed AUTH attempts per client address within failure_window seconds before
-        # further attempts are refused with 454 4.7.0.
-        "max_failures": 5,
-        "failure_window": 300.0,
-    },
-    "parse": {
-        # Budget of the parse worker; past any of them the copy is stored raw and flagged.
-        "timeout": 10.0,
-        "max_depth": 100,
-        "max_parts": 5000,
-        "max_bytes": 64 * 1024 * 1024,
-        # Worker processes, and the address space each may use (bytes).
-        "workers": 2,
-        "max_memory": 2 * 1024 * 1024 * 1024,
-    },
-    "policy": {
-        # What to do with a copy judged altered: reject | quarantine | accept.
-        "altered": "quarantine",
-        # What to do with a copy nobody can vouch for: accept | quarantine.
-        "unverifiable": "accept",
-        # Unwrap a wrapped copy (forward as attachment, Exchange journal report): the
-        # enclosed original is verified, stored and threaded; the wrapper kept as evidence.
-        "unwrap": True,
-    },
-    "threads": {
-        # Join reply-prefixed orphans to a same-subject thread with a shared participant.
-        "subject_join": True,
-        "subject_window_days": 30,
-    },
-    "retention": {
-        # Days a quarantined copy waits for an admin before `prune` deletes it; 0 keeps it.
-        "quarantine_days": 30,
-    },
-    "metrics": {
-        # HOST:PORT for Prometheus /metrics and /healthz; empty: no listener.
-        "listen": "",
-    },
-    "stages": {
-        # A stage (store writer, verifier, parse workers, event loop) holding waiting work
-        # with no progress for this many seconds is stuck: /healthz 503, new sessions 421,
-        # the deliveries waiting on it 451.
-        "stall_seconds": 60.0,
-        # Seconds a stuck stage may take to recover before the daemon exits (status 70)
-        # for systemd to restart it; 0: never exit.
-        "exit_after": 30.0,
-        # Longest wait from the end of DATA to the reply; past it 451 4.3.0 (a copy
-        # committed meanwhile makes the sender's retry an idempotent duplicate).
-        "reply_seconds": 120.0,
-    },
-    "dns": {
-        # host:port strings; empty means the system resolver.
-        "servers": [],
-        "timeout": 5.0,
-    },
+# Every key, its type and its default, one frozen section each: the single source of
+# truth. A list in the TOML is a tuple here, so a loaded config cannot change under a
+# component that holds it.
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverSection:
+    # Domains whose addresses this receiver accepts; the first one is printed.
+    domains: tuple[str, ...] = ("localhost",)
+    # authserv-id written into Authentication-Results; empty means the first domain.
+    authserv_id: str = ""
+    # How long a rotated-away receiver address keeps working.
+    rotate_grace_days: int = 7
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSection:
+    # sqlite:///relative/or/absolute/path (relative to the config's folder) or postgresql://...
+    url: str = "sqlite:///receiver.db"
+    # Seconds a write may wait for a lock before the sender is told 451 and retries.
+    lock_timeout: float = 10.0
+    # Deliveries committed together in one transaction (group commit).
+    batch_max: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSection:
+    listen: str = "127.0.0.1:2525"
+    # Processes sharing the listening port (SO_REUSEPORT), one core each.
+    workers: int = 1
+    lmtp: bool = False
+    # Name in the greeting and in our trace columns; empty means the host's FQDN.
+    hostname: str = ""
+    max_message_size: int = 50 * 1024 * 1024
+    max_recipients: int = 100
+    # Longest DATA line accepted; RFC 5321 says 1000 but real senders exceed it.
+    max_line_length: int = 10000
+    # Seconds a command line may take; a session that sends one byte every few
+    # seconds is closed when it runs out.
+    timeout: int = 300
+    # Seconds the whole DATA phase may take.
+    data_timeout: int = 600
+    # Commands that make no progress (NOOP, RSET, VRFY, EXPN, ETRN, HELP, and refused
+    # ones), and error replies, since the session's last accepted message; the last
+    # one allowed is answered, then 421 4.7.0 and close.
+    max_commands: int = 1000
+    max_errors: int = 10
+    # Concurrent sessions, in total and per client address; past either: 421 4.7.0.
+    max_sessions: int = 200
+    max_sessions_per_ip: int = 20
+    # Front MTAs relaying here (e.g. the Postfix in front): held to max_sessions only,
+    # never to max_sessions_per_ip. LMTP peers always are.
+    trusted_networks: tuple[str, ...] = ()
+    # From this share of max_sessions open on, the idle timeout is stress_timeout
+    # seconds instead of timeout (Postfix's stress mode), until the pressure is gone.
+    stress_threshold: float = 0.8
+    stress_timeout: int = 10
+    # Connections the kernel queues before they are accepted (listen(2) backlog;
+    # the kernel caps it at net.core.somaxconn).
+    backlog: int = 4096
+    # Bytes of message data held in memory across all sessions; past it: 452 4.3.1.
+    # Peak memory is about twice this, plus the parse workers (bench/RESULTS.md).
+    max_inflight_bytes: int = 64 * 1024 * 1024
+    # Seconds SIGTERM waits for sessions in DATA before the receiver exits.
+    shutdown_grace: float = 30.0
+    # Expect a PROXY protocol v1/v2 header from these networks (the real client
+    # address is then the one recorded and limited); others are direct clients.
+    proxy_trusted: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSection:
+    # PEM certificate chain and key; empty: no STARTTLS, no AUTH, no implicit TLS.
+    cert_file: str = ""
+    key_file: str = ""
+    # A second listener speaking TLS from the first byte (port 465); empty: none.
+    implicit_listen: str = ""
+    # Refuse MAIL until STARTTLS (530).
+    require_starttls: bool = False
+    # Oldest protocol accepted: TLSv1.2 or TLSv1.3.
+    min_version: str = "TLSv1.2"
+    # TLS 1.2 cipher suites (OpenSSL syntax): AEAD only, the "intermediate" profile of
+    # Mozilla's server-side TLS guidelines. TLS 1.3 suites are all AEAD already.
+    ciphers: str = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:"
+                    "DHE-RSA-CHACHA20-POLY1305")
+
+
+@dataclass(frozen=True, slots=True)
+class ImapSection:
+    # HOST:PORT of the IMAP listener (STARTTLS; 143 in production) and of the one
+    # speaking TLS from the first byte (993); empty: none. Both need tls.cert_file.
+    listen: str = ""
+    implicit_listen: str = ""
+    # Commands answered BAD in a row before the connection is closed.
+    max_errors: int = 10
+    # Seconds a client may stay silent (IDLE included) before BYE; RFC 3501 asks for
+    # at least 30 minutes.
+    timeout: int = 1800
+    # Concurrent connections, in total and per client address; past either: BYE.
+    max_sessions: int = 200
+    max_sessions_per_ip: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSection:
+    # Failed AUTH attempts per client address within failure_window seconds before
+    # further attempts are refused with 454 4.7.0.
+    max_failures: int = 5
+    failure_window: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class ParseSection:
+    # Budget of the parse worker; past any of them the copy is stored raw and flagged.
+    timeout: float = 10.0
+    max_depth: int = 100
+    max_parts: int = 5000
+    max_bytes: int = 64 * 1024 * 1024
+    # Worker processes, and the address space each may use (bytes).
+    workers: int = 2
+    max_memory: int = 2 * 1024 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySection:
+    # What to do with a copy judged altered: reject | quarantine | accept.
+    altered: str = "quarantine"
+    # What to do with a copy nobody can vouch for: accept | quarantine.
+    unverifiable: str = "accept"
+    # Unwrap a wrapped copy (forward as attachment, Exchange journal report): the
+    # enclosed original is verified, stored and threaded; the wrapper kept as evidence.
+    unwrap: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadsSection:
+    # Join reply-prefixed orphans to a same-subject thread with a shared participant.
+    subject_join: bool = True
+    subject_window_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionSection:
+    # Days a quarantined copy waits for an admin before `prune` deletes it; 0 keeps it.
+    quarantine_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSection:
+    # HOST:PORT for Prometheus /metrics and /healthz; empty: no listener.
+    listen: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StagesSection:
+    # A stage (store writer, verifier, parse workers, event loop) holding waiting work
+    # with no progress for this many seconds is stuck: /healthz 503, new sessions 421,
+    # the deliveries waiting on it 451.
+    stall_seconds: float = 60.0
+    # Seconds a stuck stage may take to recover before the daemon exits (status 70)
+    # for systemd to restart it; 0: never exit.
+    exit_after: float = 30.0
+    # Longest wait from the end of DATA to the reply; past it 451 4.3.0 (a copy
+    # committed meanwhile makes the sender's retry an idempotent duplicate).
+    reply_seconds: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class DnsSection:
+    # host:port strings; empty means the system resolver.
+    servers: tuple[str, ...] = ()
+    timeout: float = 5.0
+
+
+SECTIONS: dict[str, type] = {
+    "receiver": ReceiverSection, "database": DatabaseSection, "smtp": SmtpSection,
+    "tls": TlsSection, "imap": ImapSection, "auth": AuthSection, "parse": ParseSection,
+    "policy": PolicySection,
+    "threads": ThreadsSection, "retention": RetentionSection, "metrics": MetricsSection,
+    "stages": StagesSection, "dns": DnsSection,
 }
 
 
-@dataclass
+def _toml_value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+# The defaults as the TOML spells them (lists, not tuples): the template is checked
+# against this, and each key's type is the type of its default.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    name: {f.name: _toml_value(getattr(cls(), f.name)) for f in fields(cls)}
+    for name, cls in SECTIONS.items()
+}
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Resolved settings plus where they came from (for messages to the admin)."""
 
     path: Path | None
-    data: dict[str, dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(DEFAULTS))
-
-    def get(self, section: str, key: str) -> Any:
-        return self.data[section][key]
+    receiver: ReceiverSection
+    database: DatabaseSection
+    smtp: SmtpSection
+    tls: TlsSection
+    imap: ImapSection
+    auth: AuthSection
+    parse: ParseSection
+    policy: PolicySection
+    threads: ThreadsSection
+    retention: RetentionSection
+    metrics: MetricsSection
+    stages: StagesSection
+    dns: DnsSection
 
     @property
     def base_dir(self) -> Path:
@@ -185,15 +241,15 @@ class Config:
 
     @property
     def database_url(self) -> str:
-        return resolve_sqlite_url(self.get("database", "url"), self.base_dir)
+        return resolve_sqlite_url(self.database.url, self.base_dir)
 
     @property
     def domains(self) -> list[str]:
-        return [d.lower() for d in self.get("receiver", "domains")]
+        return [d.lower() for d in self.receiver.domains]
 
     @property
     def authserv_id(self) -> str:
-        return self.get("receiver", "authserv_id") or self.domains[0]
+        return self.receiver.authserv_id or self.domains[0]
 
 
 class ConfigError(Exception):
@@ -264,12 +320,13 @@ def find_config_path(explicit: str | None) -> Path | None:
 
 
 def load(path: Path | None, environ: dict[str, str] | None = None) -> Config:
+    """The config: defaults, then the file, then the environment; validated."""
     env = os.environ if environ is None else environ
-    config = Config(path=path)
+    data = {section: dict(values) for section, values in DEFAULTS.items()}
     if path is not None:
         try:
             with open(path, "rb") as f:
-                _merge(config.data, tomllib.load(f), str(path))
+                _merge(data, tomllib.load(f), str(path))
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
         except tomllib.TOMLDecodeError as e:
@@ -278,11 +335,15 @@ def load(path: Path | None, environ: dict[str, str] | None = None) -> Config:
         for key, default in values.items():
             name = f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
             if name in env:
-                config.data[section][key] = _coerce(env[name], default, name)
+                data[section][key] = _coerce(env[name], default, name)
     for alias, (section, key) in ENV_ALIASES.items():
         name = ENV_PREFIX + alias
         if name in env:
-            config.data[section][key] = _coerce(env[name], DEFAULTS[section][key], name)
+            data[section][key] = _coerce(env[name], DEFAULTS[section][key], name)
+    config = Config(path, **{
+        section: SECTIONS[section](**{k: tuple(v) if isinstance(v, list) else v
+                                      for k, v in values.items()})
+        for section, values in data.items()})
     _validate(config)
     return config
 
@@ -290,58 +351,58 @@ def load(path: Path | None, environ: dict[str, str] | None = None) -> Config:
 def _validate(config: Config) -> None:
     if not config.domains:
         raise ConfigError("receiver.domains: at least one domain is needed")
-    if config.get("policy", "altered") not in ("reject", "quarantine", "accept"):
+    if config.policy.altered not in ("reject", "quarantine", "accept"):
         raise ConfigError("policy.altered: one of reject, quarantine, accept")
-    if config.get("policy", "unverifiable") not in ("accept", "quarantine"):
+    if config.policy.unverifiable not in ("accept", "quarantine"):
         raise ConfigError("policy.unverifiable: one of accept, quarantine")
-    if not 1 <= config.get("smtp", "workers") <= 64:
+    if not 1 <= config.smtp.workers <= 64:
         raise ConfigError("smtp.workers: a number from 1 to 64")
-    for server in config.get("dns", "servers"):
+    for server in config.dns.servers:
         parse_hostport(server if ":" in server else f"{server}:53", "dns.servers")
     for key in ("stall_seconds", "reply_seconds"):
-        if config.get("stages", key) <= 0:
+        if getattr(config.stages, key) <= 0:
             raise ConfigError(f"stages.{key}: seconds, more than 0")
-    if config.get("stages", "exit_after") < 0:
+    if config.stages.exit_after < 0:
         raise ConfigError("stages.exit_after: seconds, 0 or more")
-    if config.get("dns", "timeout") <= 0:
+    if config.dns.timeout <= 0:
         raise ConfigError("dns.timeout: seconds, more than 0")
-    url = config.get("database", "url")
+    url = config.database.url
     if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ConfigError("database.url: use sqlite:///path or postgresql://...")
-    parse_hostport(config.get("smtp", "listen"), "smtp.listen")
-    tls = config.data["tls"]
-    if bool(tls["cert_file"]) != bool(tls["key_file"]):
+    parse_hostport(config.smtp.listen, "smtp.listen")
+    tls = config.tls
+    if bool(tls.cert_file) != bool(tls.key_file):
         raise ConfigError("tls.cert_file and tls.key_file: set both or neither")
-    if tls["implicit_listen"]:
-        if not tls["cert_file"]:
+    if tls.implicit_listen:
+        if not tls.cert_file:
             raise ConfigError("tls.implicit_listen needs tls.cert_file and tls.key_file")
-        parse_hostport(tls["implicit_listen"], "tls.implicit_listen")
-    if tls["require_starttls"] and not tls["cert_file"]:
+        parse_hostport(tls.implicit_listen, "tls.implicit_listen")
+    if tls.require_starttls and not tls.cert_file:
         raise ConfigError("tls.require_starttls needs tls.cert_file and tls.key_file")
-    if tls["min_version"] not in ("TLSv1.2", "TLSv1.3"):
+    if tls.min_version not in ("TLSv1.2", "TLSv1.3"):
         raise ConfigError("tls.min_version: TLSv1.2 or TLSv1.3")
     for key in ("listen", "implicit_listen"):
-        if config.get("imap", key):
-            if not tls["cert_file"]:
+        if getattr(config.imap, key):
+            if not tls.cert_file:
                 raise ConfigError(f"imap.{key} needs tls.cert_file and tls.key_file")
-            parse_hostport(config.get("imap", key), f"imap.{key}")
+            parse_hostport(getattr(config.imap, key), f"imap.{key}")
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(tls["ciphers"])
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(tls.ciphers)
     except ssl.SSLError:
-        raise ConfigError(f"tls.ciphers: no cipher suite OpenSSL knows in {tls['ciphers']!r}"
+        raise ConfigError(f"tls.ciphers: no cipher suite OpenSSL knows in {tls.ciphers!r}"
                           ) from None
     for key in ("proxy_trusted", "trusted_networks"):
-        for net in config.get("smtp", key):
+        for net in getattr(config.smtp, key):
             try:
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
                 raise ConfigError(f"smtp.{key}: not a network: {net!r}") from None
-    if not 0 < config.get("smtp", "stress_threshold") <= 1:
+    if not 0 < config.smtp.stress_threshold <= 1:
         raise ConfigError("smtp.stress_threshold: a share of smtp.max_sessions, more than 0 "
                           "and at most 1")
-    if config.get("smtp", "stress_timeout") <= 0:
+    if config.smtp.stress_timeout <= 0:
         raise ConfigError("smtp.stress_timeout: seconds, more than 0")
-    if config.get("smtp", "backlog") < 1:
+    if config.smtp.backlog < 1:
         raise ConfigError("smtp.backlog: at least 1")
 
 

@@ -20,7 +20,6 @@ from receiver.delivery import (DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAI
                                DeliveryRequest, Envelope, Status)
 from receiver.mail import RawMail
 from receiver.parse.record import ParsedMessage
-from receiver.parse.worker import Budget, parse_within
 from receiver.store import credentials, mailboxes
 from receiver.store.db import run_read
 from receiver.store.deliveries import Writer, compress
@@ -61,20 +60,19 @@ class _Prepared:
 
 class Pipeline:
     def __init__(self, config: Config, writer: Writer, verifier: Verifier,
-                 executor: ThreadPoolExecutor,
-                 parser: Callable[[bytes], ParsedMessage] | None = None):
+                 executor: ThreadPoolExecutor, parser: Callable[[bytes], ParsedMessage]):
         self.config = config
         self.writer = writer
         self.verifier = verifier
         self.executor = executor
-        # The daemon passes its worker pool (receiver.parse.worker); in-process otherwise.
-        self.parser = parser or (lambda raw: parse_within(raw, Budget.from_config(config)))
+        # The worker pool (receiver.wiring.build), or an in-process parse in tests.
+        self.parser = parser
         # Large copies hold a parse worker for seconds each: they may take all workers but
         # one, so the small copies arriving meanwhile are not queued behind the burst.
-        self._large_lane = asyncio.Semaphore(max(1, config.get("parse", "workers") - 1))
+        self._large_lane = asyncio.Semaphore(max(1, config.parse.workers - 1))
         # Past this a waiting sender is told 451 whatever a stage is doing: nobody waits
         # forever on a stage that died or hangs (receiver.stages).
-        self.reply_seconds = config.get("stages", "reply_seconds")
+        self.reply_seconds = config.stages.reply_seconds
 
     async def _off_loop(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -90,9 +88,8 @@ class Pipeline:
 
     def _policy(self, mb: MailboxInfo) -> policies.Policy:
         return policies.Policy(
-            altered=policies.Action(mb.policy_altered or self.config.get("policy", "altered")),
-            unverifiable=policies.Action(mb.policy_unverifiable
-                                         or self.config.get("policy", "unverifiable")),
+            altered=policies.Action(mb.policy_altered or self.config.policy.altered),
+            unverifiable=policies.Action(mb.policy_unverifiable or self.config.policy.unverifiable),
         )
 
     def _prepare(self, raw: bytes, inner: bytes | None) -> _Prepared:

@@ -186,5 +186,5 @@ def exit_for_restart(code: int) -> Callable[[str], None]:
 
 def watch(stages: list[Stage], config, give_up: Callable[[str], None]) -> Watchdog:
     """A started watchdog over `stages` with the configured [stages] times."""
-    return Watchdog(stages, config.get("stages", "stall_seconds"),
-                    config.get("stages", "exit_after"), give_up).start()
+    return Watchdog(stages, config.stages.stall_seconds,
+                    config.stages.exit_after, give_up).start()

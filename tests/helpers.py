@@ -14,12 +14,20 @@ from pathlib import Path
 
 import psycopg2
 
+from receiver import config as configmod
+from receiver.wiring import parse_budget, subject_rule
+
 ROOT = Path(__file__).resolve().parent.parent
 # Test data lives in the checkout (tests/data/, each source with its README and licence):
 # no test reads anything outside it.
 DATA = ROOT / "tests" / "data"
 PG_DSN = os.environ.get("TR_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 DOMAIN = "push.example.com"
+# What an empty config file gives: the values tests pass where the daemon passes its own.
+DEFAULT_CONFIG = configmod.load(None, {})
+DEFAULT_RULE = subject_rule(DEFAULT_CONFIG)
+DEFAULT_BUDGET = parse_budget(DEFAULT_CONFIG)
+LOCK_TIMEOUT = DEFAULT_CONFIG.database.lock_timeout
 
 
 def env_for(config: Path, **extra: str) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import tomllib
 
@@ -33,12 +34,12 @@ def test_env_overrides_file(tmp_path):
         "THREADS_RECEIVER_DNS_SERVERS": "127.0.0.1:5353, 10.0.0.1:53",
         "THREADS_RECEIVER_SMTP_LMTP": "yes",
     })
-    assert cfg.get("smtp", "listen") == "0.0.0.0:25"
-    assert cfg.get("smtp", "max_recipients") == 7
-    assert cfg.get("smtp", "lmtp") is True
-    assert cfg.get("database", "lock_timeout") == 2.0
+    assert cfg.smtp.listen == "0.0.0.0:25"
+    assert cfg.smtp.max_recipients == 7
+    assert cfg.smtp.lmtp is True
+    assert cfg.database.lock_timeout == 2.0
     assert cfg.database_url == "postgresql://u@h/db"
-    assert cfg.get("dns", "servers") == ["127.0.0.1:5353", "10.0.0.1:53"]
+    assert cfg.dns.servers == ("127.0.0.1:5353", "10.0.0.1:53")
 
 
 def test_sqlite_path_is_relative_to_the_config(tmp_path):
@@ -74,6 +75,26 @@ def test_bad_config_says_which_key(tmp_path, text, env, words):
 def test_missing_config_file_is_a_clear_error(tmp_path):
     with pytest.raises(config.ConfigError, match="config file not found"):
         config.load(tmp_path / "absent.toml", {})
+
+
+def test_config_is_frozen_and_typed():
+    cfg = config.load(None, {"THREADS_RECEIVER_DNS_SERVERS": "127.0.0.1:5353"})
+    assert cfg.dns.servers == ("127.0.0.1:5353",)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.smtp.max_errors = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.smtp = cfg.smtp  # type: ignore[misc]
+
+
+def test_a_missing_wire_fails_loudly():
+    """The parts that take config values have no defaults that could stand in for them."""
+    from receiver.parse.worker import Budget
+    from receiver.store.deliveries import Writer
+    from receiver.threads.subject import SubjectRule
+
+    for make in (SubjectRule, Budget, lambda: Writer(None, 64)):
+        with pytest.raises(TypeError):
+            make()
 
 
 def test_readme_toml_snippets_are_valid_config(tmp_path):

@@ -10,6 +10,7 @@ from receiver.parse import parse_message
 from receiver.store.deliveries import compress, delivery_fields, store_delivery
 from receiver.store.models import Delivery, Message
 from receiver.verify.verdict import ALTERED, Verdict
+from tests.helpers import DEFAULT_RULE
 from tests.threading_support import fresh_store
 
 RAW = b"Message-ID: <r1@x>\r\nSubject: s\r\nFrom: a@x\r\n\r\nbody\r\n"
@@ -35,7 +36,7 @@ def test_received_at_is_the_envelope_time_not_the_commit_time(db_url):
     db = fresh_store(db_url)
     when = dt.datetime(2020, 5, 4, 3, 2, 1)
     with db.connection_context(), db.atomic():
-        res = store_delivery(request(when))
+        res = store_delivery(request(when), DEFAULT_RULE)
     with db.connection_context():
         d = Delivery.get_by_id(res.delivery_id)
         assert d.received_at == when

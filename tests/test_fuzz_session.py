@@ -4,10 +4,13 @@ message matches a stored row, byte-exact."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import DEFAULT_BUDGET
 from tests.rawsmtp import Raw, dot_stuff, stored_raws
 
 VERBS = ["HELO", "EHLO", "MAIL FROM:", "RCPT TO:", "DATA", "RSET", "NOOP", "QUIT", "VRFY",
@@ -91,7 +94,7 @@ def test_fuzz_session_and_parse(fuzz_port):
 @settings(max_examples=200, deadline=None)
 @given(mime)
 def test_fuzz_parse_never_raises(raw):
-    from receiver.parse.worker import Budget, parse_within
+    from receiver.parse.worker import parse_within
 
-    rec = parse_within(raw, Budget(max_depth=5, max_parts=20))
+    rec = parse_within(raw, dataclasses.replace(DEFAULT_BUDGET, max_depth=5, max_parts=20))
     assert rec.message_id and len(rec.content_hash) == 64

@@ -14,6 +14,7 @@ import pytest
 from receiver.instructions import guide
 from receiver.parse import parse_message
 from receiver.store.db import open_database
+from tests.helpers import LOCK_TIMEOUT
 from tests.imap_support import CERT, imap_receiver, start_imap
 from tests.rawsmtp import query, stored_raws
 from tests.threading_support import fedora_archive_threads, fedora_messages, partition
@@ -84,5 +85,5 @@ def test_mbsync_pushes_a_maildir_as_sent_threaded_and_a_rerun_appends_nothing(
     # Threaded exactly as the archive (and an SMTP delivery: tests/test_threads_fedora.py).
     records = [parse_message(raw) for raw in raws]
     number = {(rec.message_id, rec.content_hash): i for i, rec in enumerate(records)}
-    ours = {frozenset(number[k] for k in g) for g in partition(open_database(db_url))}
+    ours = {frozenset(number[k] for k in g) for g in partition(open_database(db_url, LOCK_TIMEOUT))}
     assert ours == {frozenset(t) for t in fedora_archive_threads()}

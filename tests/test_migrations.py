@@ -12,7 +12,7 @@ from receiver.store.deliveries import compress, store_delivery
 from receiver.store.mailboxes import token_hash
 from receiver.store.models import SCHEMA_VERSION, MailboxAddress, SchemaInfo
 from receiver.verify.verdict import UNVERIFIABLE, Verdict
-from tests.helpers import Receiver
+from tests.helpers import DEFAULT_RULE, LOCK_TIMEOUT, Receiver
 from tests.schema_v1 import MailboxV1, v1_models
 
 CONFIRMATION = {"provider": "gmail", "code": "123456", "link": None}
@@ -21,7 +21,7 @@ RAW = (b"From: Bob <bob@example.org>\r\nTo: alice@corp.example\r\nSubject: old\r
 
 
 def make_v1_database(url: str) -> None:
-    db = open_database(url)
+    db = open_database(url, LOCK_TIMEOUT)
     with db.connection_context():
         for model in v1_models():
             model.create_table()
@@ -32,7 +32,7 @@ def make_v1_database(url: str) -> None:
             store_delivery(DeliveryRequest(
                 mailbox_id=mb.id, sha256=hashlib.sha256(RAW).hexdigest(), size=len(RAW),
                 compressed=compress(RAW), record=parse_message(RAW),
-                verdict=Verdict(UNVERIFIABLE, confirmation=CONFIRMATION)))
+                verdict=Verdict(UNVERIFIABLE, confirmation=CONFIRMATION)), DEFAULT_RULE)
         # Before version 3 a confirmation lived only in the verification detail's JSON.
         db.execute_sql("ALTER TABLE delivery DROP COLUMN confirmation")
     db.close()
@@ -53,7 +53,7 @@ def test_upgrade_from_v1_keeps_data(tmp_path, db_url):
 
     out = rx.cli("db", "upgrade").stdout
     assert f"version {SCHEMA_VERSION}".encode() in out
-    assert schema_version(open_database(db_url)) == SCHEMA_VERSION
+    assert schema_version(open_database(db_url, LOCK_TIMEOUT)) == SCHEMA_VERSION
     # Idempotent: a second run has nothing to do.
     assert b"up to date" in rx.cli("db", "upgrade").stdout
 
@@ -71,7 +71,7 @@ def test_upgrade_from_v1_keeps_data(tmp_path, db_url):
 
 def test_newer_schema_is_refused(tmp_path, db_url):
     rx = Receiver(tmp_path / "rx", db_url)
-    db = open_database(db_url)
+    db = open_database(db_url, LOCK_TIMEOUT)
     with db.connection_context():
         SchemaInfo.update(version=SCHEMA_VERSION + 1).execute()
     db.close()

@@ -4,6 +4,7 @@ budget is stored raw and flagged, never refused; the parse never blocks other se
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import sys
 import time
@@ -15,7 +16,8 @@ from hypothesis import strategies as st
 
 from receiver.mail import mime as budget
 from receiver.mail.mime import nested_kind, over_budget
-from receiver.parse.worker import Budget, ParseWorkers
+from receiver.parse.worker import ParseWorkers
+from tests.helpers import DEFAULT_BUDGET
 from tests.rawsmtp import Raw, deliveries, open_data, send, stored_raws, transaction
 
 
@@ -185,7 +187,7 @@ def test_a_hung_parse_is_killed_and_the_copy_stored_flagged(receiver):
 
 
 def test_worker_pool_survives_a_dying_worker():
-    pool = ParseWorkers(Budget(timeout=5, max_memory=0), workers=1)
+    pool = ParseWorkers(dataclasses.replace(DEFAULT_BUDGET, timeout=5, max_memory=0), workers=1)
     try:
         w = pool._idle.get()
         w.proc.kill()

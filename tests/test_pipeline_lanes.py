@@ -6,13 +6,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from receiver import config as configmod
-from receiver.parse.worker import Budget, parse_within
 from receiver.mail import read
+from receiver.parse.worker import parse_within
 from receiver.pipeline import LARGE_MESSAGE, STORED, Envelope, Pipeline
 from receiver.store import mailboxes
 from receiver.store.db import create_schema, open_database
 from receiver.store.deliveries import Writer
 from receiver.verify import Verifier
+from tests.helpers import DEFAULT_BUDGET, DEFAULT_RULE
 
 
 def _raw(n: int, size: int) -> bytes:
@@ -23,8 +24,8 @@ def _raw(n: int, size: int) -> bytes:
 
 def test_large_copies_leave_one_parse_worker_to_small_ones(tmp_path):
     cfg = configmod.load(None, environ={})
-    assert cfg.get("parse", "workers") == 2
-    db = open_database(f"sqlite:///{tmp_path / 'r.db'}")
+    assert cfg.parse.workers == 2
+    db = open_database(f"sqlite:///{tmp_path / 'r.db'}", cfg.database.lock_timeout)
     create_schema(db)
     mb = mailboxes._info(mailboxes.add("alice@corp.example")[0])
     lock = threading.Lock()
@@ -39,9 +40,9 @@ def test_large_copies_leave_one_parse_worker_to_small_ones(tmp_path):
         time.sleep(0.1)  # a slow parse, so that overlaps show
         with lock:
             running[kind] -= 1
-        return parse_within(raw, Budget())
+        return parse_within(raw, DEFAULT_BUDGET)
 
-    writer = Writer(db)
+    writer = Writer(db, cfg.database.batch_max, DEFAULT_RULE)
     executor = ThreadPoolExecutor(8)
     pipeline = Pipeline(cfg, writer, Verifier(cfg), executor, parser=parser)
 

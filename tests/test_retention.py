@@ -7,6 +7,7 @@ import datetime as dt
 
 from receiver.store.db import open_database
 from receiver.store.models import Delivery, Mailbox, Message, MsgId, Thread, utcnow
+from tests.helpers import LOCK_TIMEOUT
 
 
 def msg(mid: str, parent: str | None = None, subject: str = "topic") -> bytes:
@@ -22,7 +23,7 @@ def deliver(rx, email: str, raw: bytes) -> None:
 
 
 def age(db_url: str, email: str, mid: str, days: int, status: str | None = None) -> None:
-    db = open_database(db_url)
+    db = open_database(db_url, LOCK_TIMEOUT)
     with db.connection_context():
         mb = Mailbox.get(Mailbox.email == email)
         ids = [d.id for d in Delivery.select(Delivery.id).join(Message)
@@ -84,7 +85,7 @@ def test_prune(receiver, db_url):
     assert gone["removed"]["messages"] == 1
     after = threads(rx)
     assert set(after) == {"b@x", "c@x", "s@x"} and after["b@x"] == after["c@x"] == before["a@x"]
-    db = open_database(db_url)
+    db = open_database(db_url, LOCK_TIMEOUT)
     with db.connection_context():
         assert MsgId.get(MsgId.msgid == "a@x").ghost  # still joins b and c for later copies
         assert not MsgId.select().where(MsgId.msgid.in_(["d@x", "q@x"])).exists()

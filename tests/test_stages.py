@@ -14,6 +14,7 @@ from receiver.stages import DEAD, OK, STUCK, Stage, Watchdog, assess
 from receiver.store.deliveries import Writer, WriterFailed
 from receiver.store.models import Delivery
 from receiver.parse import parse_message
+from tests.helpers import DEFAULT_RULE
 from tests.threading_support import fresh_store, request_for
 
 
@@ -62,7 +63,7 @@ def test_watchdog_restarts_a_dead_stage_and_gives_up_on_a_stuck_one():
 @pytest.fixture
 def writer(tmp_path):
     db = fresh_store(f"sqlite:///{tmp_path / 'w.db'}")
-    w = Writer(db, 8)
+    w = Writer(db, 8, DEFAULT_RULE)
     yield w
     w.stop(5)
 

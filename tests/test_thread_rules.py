@@ -86,8 +86,8 @@ def test_subject_rule_needs_an_orphan_a_shared_participant_and_the_window():
     assert not rule.joins(orphan, _facts(days=31))
     assert not rule.joins(orphan, _facts(subject="invoice 2"))
     assert not rule.joins(orphan, SubjectFacts("invoice", False, None, frozenset(["a@x"])))
-    assert not SubjectRule(enabled=False).joins(orphan, _facts())
-    assert SubjectRule(window_days=60).joins(orphan, _facts(days=45))
+    assert not SubjectRule(enabled=False, window_days=30).joins(orphan, _facts())
+    assert SubjectRule(enabled=True, window_days=60).joins(orphan, _facts(days=45))
 
 
 def _id(name):

@@ -23,6 +23,7 @@ from receiver.threads.links import links_of
 from receiver.threads.subject import SubjectRule
 from receiver.threads.thread_index import conversation_key
 from receiver.threads.weak import slot_of
+from tests.helpers import DEFAULT_RULE, LOCK_TIMEOUT
 from tests.threading_support import fresh_store, ingest, ingest_bulk, partition, request_for
 
 BASE = dt.datetime(2024, 3, 1, 9, 0)
@@ -116,10 +117,10 @@ def test_subject_rule_joins_orphans_in_any_arrival_order(db_url, order):
 
 def test_subject_rule_switched_off_and_widened(db_url):
     db = fresh_store(db_url)
-    ingest(db, _subject_case(), SubjectRule(enabled=False))
+    ingest(db, _subject_case(), SubjectRule(enabled=False, window_days=30))
     assert len(threads_of(db)) == 5
     db = fresh_store(db_url)
-    ingest(db, _subject_case(), SubjectRule(window_days=60))
+    ingest(db, _subject_case(), SubjectRule(enabled=True, window_days=60))
     assert threads_of(db) == [["l@x", "o@x", "p@x", "r@x"], ["s@x"]]
 
 
@@ -198,7 +199,7 @@ def test_quarantined_messages_stay_out_of_threads_until_released(db_url):
     held = parse_message(mail("b@x", irt="<a@x>"))
     with db.connection_context(), db.atomic():
         from receiver.store.deliveries import store_delivery
-        store_delivery(request_for(held, status="quarantined"))
+        store_delivery(request_for(held, status="quarantined"), DEFAULT_RULE)
     ingest(db, [parse_message(mail("a@x")), parse_message(mail("c@x", irt="<b@x>"))])
     with db.connection_context():
         assert Message.get(Message.message_id == "b@x").thread_id is None
@@ -208,7 +209,7 @@ def test_quarantined_messages_stay_out_of_threads_until_released(db_url):
         with db.atomic():
             lock_threading(db)
             msg = Message.get(Message.message_id == "b@x")
-            attach(msg, links_of(held))
+            attach(msg, links_of(held), DEFAULT_RULE)
     assert threads_of(db) == [["a@x", "b@x", "c@x"]]
 
 
@@ -274,7 +275,7 @@ def forests(draw):
     return [parse_message(r) for r in raws]
 
 
-def expected_partition(records, rule=SubjectRule()) -> set[frozenset]:
+def expected_partition(records, rule=DEFAULT_RULE) -> set[frozenset]:
     """Reference model: union-find over each message's Message-ID, the ids it references
     that have an `@`, its Thread-Index conversation, the subject rule's pairs, and the weak
     ids' rule: the message that carries one as its Message-ID, or the same sender within
@@ -354,8 +355,8 @@ def _writer_process(db_url: str, records, seed: int) -> None:
     """One receiver's store writer, fed its own shuffle of the corpus."""
     order = records[:]
     random.Random(seed).shuffle(order)
-    db = open_database(db_url)
-    writer = Writer(db, batch_max=4)
+    db = open_database(db_url, LOCK_TIMEOUT)
+    writer = Writer(db, 4, DEFAULT_RULE)
     futures = [writer.submit([request_for(r)]) for r in order]
     for f in futures:
         f.result(timeout=60)

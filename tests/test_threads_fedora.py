@@ -87,7 +87,7 @@ def test_fedora_month_threads_as_the_archive_does(db_url, fedora):
 def test_fedora_month_without_the_subject_rule(tmp_path, fedora):
     _, records = fedora
     db = fresh_store(f"sqlite:///{tmp_path / 'nosubject.db'}")
-    ingest(db, records, SubjectRule(enabled=False), batch=100)
+    ingest(db, records, SubjectRule(enabled=False, window_days=30), batch=100)
     ours = _by_archive_number(partition(db), records)
     archive = {frozenset(t) for t in fedora_archive_threads()}
     assert sorted(map(sorted, ours - archive)) == sorted(map(sorted, SPLIT_WITHOUT_SUBJECT_RULE))

@@ -8,15 +8,15 @@ import hashlib
 import re
 from html.parser import HTMLParser
 
-from receiver.parse.record import ParsedMessage
-from receiver.store.db import create_schema, open_database
-from receiver.store.bulk import store_messages
 from receiver.delivery import DeliveryRequest
+from receiver.parse.record import ParsedMessage
+from receiver.store.bulk import store_messages
+from receiver.store.db import create_schema, open_database
 from receiver.store.deliveries import store_delivery
 from receiver.store.models import MODELS, Mailbox, Message, SchemaInfo
-from receiver.store.threading import DEFAULT_RULE, lock_threading
+from receiver.store.threading import lock_threading
 from receiver.threads.subject import SubjectRule
-from tests.helpers import DATA
+from tests.helpers import DATA, DEFAULT_RULE, LOCK_TIMEOUT
 
 FEDORA = DATA / "fedora-devel-2010-01"
 _MBOX_FROM = re.compile(rb"^From \S+ +\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n", re.M)
@@ -65,7 +65,7 @@ def fedora_archive_threads() -> list[set[int]]:
 
 def fresh_store(db_url: str):
     """Open `db_url` with every table empty and one mailbox (id 1)."""
-    db = open_database(db_url)
+    db = open_database(db_url, LOCK_TIMEOUT)
     create_schema(db)
     with db.connection_context(), db.atomic():
         # DELETE, not TRUNCATE or DROP: far cheaper on PostgreSQL for a few rows.

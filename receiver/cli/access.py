@@ -57,7 +57,7 @@ def credentials_(app: AppContext, emails: tuple[str, ...], revoke: bool, every: 
     click.echo(f"username: {username}")
     click.echo(f"password: {password}")
     click.echo("the password is shown only now; issue new credentials if it is lost")
-    if not app.config.get("tls", "cert_file"):
+    if not app.config.tls.cert_file:
         click.echo("note: AUTH needs TLS: set tls.cert_file and tls.key_file", err=True)
 
 

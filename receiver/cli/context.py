@@ -82,7 +82,7 @@ class AppContext:
     def db(self, create: bool = False) -> Database:
         if self._db is None:
             cfg = self.config
-            self._db = open_database(cfg.database_url, cfg.get("database", "lock_timeout"))
+            self._db = open_database(cfg.database_url, cfg.database.lock_timeout)
             if (create or self.created_default) and schema_version(self._db) is None:
                 create_schema(self._db)
             check_schema(self._db)

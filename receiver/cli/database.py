@@ -19,7 +19,7 @@ def db_group() -> None:
 def _open(app: AppContext):
     cfg = app.config
     # Not app.db(): that refuses an old schema, which is what we are here to fix.
-    return open_database(cfg.database_url, cfg.get("database", "lock_timeout"))
+    return open_database(cfg.database_url, cfg.database.lock_timeout)
 
 
 @db_group.command("version", short_help="Print the database's schema version and the code's.")

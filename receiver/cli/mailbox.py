@@ -35,15 +35,15 @@ def mailbox_json(app: AppContext, mb: Mailbox, counts: dict[str, int] | None = N
             for a in mailboxes.addresses(mb)
         ],
         "policy": {
-            "altered": mb.policy_altered or cfg.get("policy", "altered"),
-            "unverifiable": mb.policy_unverifiable or cfg.get("policy", "unverifiable"),
+            "altered": mb.policy_altered or cfg.policy.altered,
+            "unverifiable": mb.policy_unverifiable or cfg.policy.unverifiable,
         },
         # What `mailbox set` gave this mailbox; null follows the config's [policy].
         "policy_set": {"altered": mb.policy_altered, "unverifiable": mb.policy_unverifiable},
         "retention": {
             "keep_days": mb.keep_days,
             "quarantine_days": quarantine_days(mb.quarantine_days,
-                                               cfg.get("retention", "quarantine_days")),
+                                               cfg.retention.quarantine_days),
             "legal_hold": mb.legal_hold,
             "pruned_at": iso(mb.pruned_at),
         },
@@ -167,7 +167,7 @@ mailbox.command("enable", help="Accept copies for a mailbox again.")(_set_state(
 def rotate(app: AppContext, email: str, grace_days: float | None, as_json: bool) -> None:
     """Give a mailbox a new receiver address; the old one works for a grace period."""
     app.db()
-    grace = app.config.get("receiver", "rotate_grace_days") if grace_days is None else grace_days
+    grace = app.config.receiver.rotate_grace_days if grace_days is None else grace_days
     old, new = mailboxes.rotate(email, grace)
     mb = mailboxes.get(email)
     data = mailbox_json(app, mb)

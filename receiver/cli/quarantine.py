@@ -15,7 +15,7 @@ from receiver.cli.context import (
 from receiver.cli.mailbox import json_option
 from receiver.store import mailboxes
 from receiver.store import quarantine as store
-from receiver.threads.subject import SubjectRule
+from receiver.wiring import subject_rule
 
 
 @click.group()
@@ -87,7 +87,7 @@ def _each(app: AppContext, delivery_ids: tuple[int, ...], action, as_json: bool,
 @pass_app
 def release(app: AppContext, delivery_ids: tuple[int, ...], as_json: bool) -> None:
     """Release deliveries into threads, as if they had been accepted on arrival."""
-    rule = SubjectRule.from_config(app.config)
+    rule = subject_rule(app.config)
     _each(app, delivery_ids, lambda db, i: store.release(db, i, rule), as_json,
           lambda r: f"delivery {r['delivery_id']} released: message {r['message']} "
                     f"in thread {r['thread_id']}")

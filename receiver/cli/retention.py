@@ -78,7 +78,7 @@ def prune(app: AppContext, dry_run: bool, as_json: bool) -> None:
     db = app.db()
     now = utcnow()
     with db.atomic() as txn:
-        report = prune_store(now, app.config.get("retention", "quarantine_days"))
+        report = prune_store(now, app.config.retention.quarantine_days)
         if dry_run:
             txn.rollback()
     data: dict[str, Any] = {

@@ -53,7 +53,7 @@ def init(directory: Path, data_dir: Path | None, db_url: str | None, domain: str
         configmod.load(None, environ={configmod.ENV_PREFIX + "DB": db_url})  # refused early
     path = write_config(directory.resolve(), domain, force, db_url)
     cfg = configmod.load(path, environ)
-    db = open_database(cfg.database_url, cfg.get("database", "lock_timeout"))
+    db = open_database(cfg.database_url, cfg.database.lock_timeout)
     create_schema(db)
     click.echo(f"wrote {path}")
     click.echo(f"database: {cfg.database_url}")
@@ -89,7 +89,7 @@ def serve(app: AppContext, listen: str | None, lmtp: bool | None, workers: int |
     if not Mailbox.select().exists():
         click.echo(f"threads-receiver: add a mailbox with `threads-receiver --config {cfg.path} "
                    "mailbox add you@example.com`")
-    workers = workers or cfg.get("smtp", "workers")
+    workers = workers or cfg.smtp.workers
     try:
         if workers > 1:
             from receiver.smtp.workers import WorkerError, run_workers

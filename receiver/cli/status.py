@@ -84,14 +84,14 @@ def status(app: AppContext, listen: str | None, metrics_listen: str | None, as_j
     """Check the SMTP listener, the database and /healthz; exit 1 when any is down."""
     cfg = app.config
     checks: dict[str, dict] = {}
-    ok, detail = smtp_banner(listen or cfg.get("smtp", "listen"))
+    ok, detail = smtp_banner(listen or cfg.smtp.listen)
     checks["smtp"] = {"ok": ok, "detail": detail}
     for key, name in (("listen", "imap"), ("implicit_listen", "imaps")):
-        if cfg.get("imap", key):
-            ok, detail = smtp_banner(cfg.get("imap", key), "* OK", b"a LOGOUT\r\n",
+        if getattr(cfg.imap, key):
+            ok, detail = smtp_banner(getattr(cfg.imap, key), "* OK", b"a LOGOUT\r\n",
                                      tls=key == "implicit_listen")
             checks[name] = {"ok": ok, "detail": detail}
-    db = open_database(cfg.database_url, cfg.get("database", "lock_timeout"))
+    db = open_database(cfg.database_url, cfg.database.lock_timeout)
     problem = database_answers(db)
     version = None if problem else schema_version(db)
     if problem is None and version != SCHEMA_VERSION:
@@ -99,7 +99,7 @@ def status(app: AppContext, listen: str | None, metrics_listen: str | None, as_j
                    "run `threads-receiver db upgrade`" if version else "no schema: run `init`")
     checks["database"] = {"ok": problem is None,
                           "detail": problem or f"{_redacted(cfg.database_url)} (schema {version})"}
-    metrics_listen = metrics_listen or cfg.get("metrics", "listen")
+    metrics_listen = metrics_listen or cfg.metrics.listen
     if metrics_listen:
         ok, detail = healthz(metrics_listen)
         checks["metrics"] = {"ok": ok, "detail": detail}

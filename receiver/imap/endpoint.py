@@ -15,8 +15,8 @@ CSV_COLUMNS = ("email", "server", "port", "username", "password")
 def endpoint(config: Config) -> tuple[str, int]:
     """(host name, implicit TLS port): the name in the certificate, i.e. smtp.hostname
     or else the first receiver domain, and the port of imap.implicit_listen (993)."""
-    host = config.get("smtp", "hostname") or config.domains[0]
-    listen = config.get("imap", "implicit_listen")
+    host = config.smtp.hostname or config.domains[0]
+    listen = config.imap.implicit_listen
     port = parse_hostport(listen, "imap.implicit_listen")[1] if listen else IMAPS_PORT
     return host, port
 

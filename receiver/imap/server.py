@@ -155,15 +155,15 @@ async def start(config: Config, pipeline: Pipeline, tls: ssl.SSLContext | None,
     worker of `serve --workers` listens on the same ports."""
     servers: dict[str, asyncio.Server] = {}
     # One count across both listeners.
-    slots = SessionSlots(config.get("imap", "max_sessions"), config.get("imap", "max_sessions_per_ip"))
+    slots = SessionSlots(config.imap.max_sessions, config.imap.max_sessions_per_ip)
     for key in KINDS:
         implicit = key == "implicit_listen"
-        if not config.get("imap", key):
+        if not getattr(config.imap, key):
             continue
         assert tls is not None  # config validation: IMAP needs a certificate
         settings = Settings(config, hostname, tls, implicit_tls=implicit)
         login = Login(Backend(pipeline, settings), limiter)
-        host, port = parse_hostport(config.get("imap", key), f"imap.{key}")
+        host, port = parse_hostport(getattr(config.imap, key), f"imap.{key}")
         servers[key] = await asyncio.start_server(
             Listener(login, settings, slots), host=host, port=port, reuse_address=True,
             reuse_port=reuse_port,

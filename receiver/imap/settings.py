@@ -27,13 +27,13 @@ class Settings(IMAPConfig):
             host=None, port=0, ssl_context=tls,
             # STARTTLS is offered on the plain listener; on the implicit one TLS is on.
             tls_enabled=not implicit_tls,
-            max_append_len=config.get("smtp", "max_message_size"),
-            bad_command_limit=config.get("imap", "max_errors"),
+            max_append_len=config.smtp.max_message_size,
+            bad_command_limit=config.imap.max_errors,
             reject_dnsbl=False,
         )
         self.hostname = hostname
-        self.max_literal = config.get("smtp", "max_message_size")
-        self.timeout = config.get("imap", "timeout")
+        self.max_literal = config.smtp.max_message_size
+        self.timeout = config.imap.timeout
 
     @property
     def backend_capability(self) -> BackendCapability:

@@ -27,16 +27,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Budget:
-    timeout: float = 10.0
-    max_depth: int = 100
-    max_parts: int = 5000
-    max_bytes: int = 64 * 1024 * 1024
-    max_memory: int = 2 * 1024 * 1024 * 1024
+    """The [parse] limits (receiver.wiring.parse_budget builds it from the config)."""
 
-    @classmethod
-    def from_config(cls, config) -> "Budget":
-        return cls(**{k: config.get("parse", k) for k in
-                      ("timeout", "max_depth", "max_parts", "max_bytes", "max_memory")})
+    timeout: float
+    max_depth: int
+    max_parts: int
+    max_bytes: int
+    max_memory: int
 
 
 def parse_within(raw: bytes, budget: Budget) -> ParsedMessage:
@@ -87,7 +84,7 @@ class ParseWorkers:
 
     ATTEMPTS = 2
 
-    def __init__(self, budget: Budget, workers: int = 2):
+    def __init__(self, budget: Budget, workers: int):
         self.budget = budget
         # forkserver: children start from a clean, single-threaded process, not a copy of
         # this one with its writer thread and event loop.

@@ -103,25 +103,25 @@ class Settings:
 
     @classmethod
     def from_config(cls, config: Config) -> "Settings":
-        g = config.get
+        smtp = config.smtp
         return cls(
             # A message larger than the in-flight budget could never be taken: refusing
             # it for good (552) beats a 452 its sender would retry for days.
-            max_message_size=min(g("smtp", "max_message_size"), g("smtp", "max_inflight_bytes")),
-            max_line_length=g("smtp", "max_line_length"),
-            timeout=g("smtp", "timeout"),
-            data_timeout=g("smtp", "data_timeout"),
-            max_commands=g("smtp", "max_commands"),
-            max_errors=g("smtp", "max_errors"),
-            require_starttls=g("tls", "require_starttls"),
-            stress_timeout=g("smtp", "stress_timeout"),
-            stress_threshold=g("smtp", "stress_threshold"),
-            proxy_trusted=_networks(g("smtp", "proxy_trusted")),
-            trusted_networks=_networks(g("smtp", "trusted_networks")),
+            max_message_size=min(smtp.max_message_size, smtp.max_inflight_bytes),
+            max_line_length=smtp.max_line_length,
+            timeout=smtp.timeout,
+            data_timeout=smtp.data_timeout,
+            max_commands=smtp.max_commands,
+            max_errors=smtp.max_errors,
+            require_starttls=config.tls.require_starttls,
+            stress_timeout=smtp.stress_timeout,
+            stress_threshold=smtp.stress_threshold,
+            proxy_trusted=_networks(smtp.proxy_trusted),
+            trusted_networks=_networks(smtp.trusted_networks),
         )
 
 
-def _networks(names: list[str]) -> tuple:
+def _networks(names: tuple[str, ...]) -> tuple:
     return tuple(ipaddress.ip_network(n, strict=False) for n in names)
 
 
@@ -153,20 +153,20 @@ class Shared:
     def from_config(cls, config: Config) -> "Shared":
         return cls(
             settings=Settings.from_config(config),
-            slots=SessionSlots(config.get("smtp", "max_sessions"),
-                               config.get("smtp", "max_sessions_per_ip")),
-            budget=ByteBudget(config.get("smtp", "max_inflight_bytes")),
-            auth_failures=FailureLimiter(config.get("auth", "max_failures"),
-                                         config.get("auth", "failure_window")),
+            slots=SessionSlots(config.smtp.max_sessions,
+                               config.smtp.max_sessions_per_ip),
+            budget=ByteBudget(config.smtp.max_inflight_bytes),
+            auth_failures=FailureLimiter(config.auth.max_failures,
+                                         config.auth.failure_window),
         )
 
     def reload(self, config: Config) -> None:
         self.settings = Settings.from_config(config)
-        self.slots.total = config.get("smtp", "max_sessions")
-        self.slots.per_ip = config.get("smtp", "max_sessions_per_ip")
-        self.budget.limit = config.get("smtp", "max_inflight_bytes")
-        self.auth_failures.max_failures = config.get("auth", "max_failures")
-        self.auth_failures.window = config.get("auth", "failure_window")
+        self.slots.total = config.smtp.max_sessions
+        self.slots.per_ip = config.smtp.max_sessions_per_ip
+        self.budget.limit = config.smtp.max_inflight_bytes
+        self.auth_failures.max_failures = config.auth.max_failures
+        self.auth_failures.window = config.auth.failure_window
 
 
 # For the type checker the mixin is an SMTP; at run time its base comes from the class

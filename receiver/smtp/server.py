@@ -19,33 +19,39 @@ from receiver import malloc, metrics
 from receiver.exits import EX_SOFTWARE
 from receiver.imap import server as imap
 from receiver.config import Config, parse_hostport
-from receiver.parse.worker import Budget, ParseWorkers
-from receiver.pipeline import Pipeline
 from receiver.smtp.handler import ReceiverHandler
 from receiver.smtp.protocol import ReceiverLMTP, ReceiverSMTP, Shared
 from receiver.stages import Stage, Watchdog, exit_for_restart, heartbeat, watch
 from receiver.store.db import check_schema, open_database
-from receiver.store.deliveries import Writer
-from receiver.threads.subject import SubjectRule
-from receiver.verify import Verifier
+from receiver.wiring import Stack, build
+
+# Keys read once at start: a reload that changes one logs that it needs a restart.
+RESTART_KEYS = (("smtp", "listen"), ("smtp", "workers"), ("smtp", "lmtp"), ("smtp", "backlog"),
+                ("tls", "implicit_listen"), ("database", "url"),
+                ("database", "lock_timeout"), ("database", "batch_max"),
+                ("parse", "timeout"), ("parse", "max_depth"), ("parse", "max_parts"),
+                ("parse", "max_bytes"), ("parse", "workers"), ("parse", "max_memory"),
+                ("metrics", "listen"), ("stages", "stall_seconds"), ("stages", "exit_after"),
+                ("stages", "reply_seconds"))
 
 log = logging.getLogger(__name__)
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
-    if not config.get("tls", "cert_file"):
+    if not config.tls.cert_file:
         return None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = getattr(ssl.TLSVersion, config.get("tls", "min_version").replace(".", "_"))
-    # TLS 1.2 only: OpenSSL sets the TLS 1.3 suites apart, and all of them are AEAD.
-    ctx.set_ciphers(config.get("tls", "ciphers"))
     load_certificate(ctx, config)
     return ctx
 
 
 def load_certificate(ctx: ssl.SSLContext, config: Config) -> None:
+    """The certificate, the oldest protocol and the suites: at start, and again on reload."""
+    ctx.minimum_version = getattr(ssl.TLSVersion, config.tls.min_version.replace(".", "_"))
+    # TLS 1.2 only: OpenSSL sets the TLS 1.3 suites apart, and all of them are AEAD.
+    ctx.set_ciphers(config.tls.ciphers)
     base = config.base_dir
-    ctx.load_cert_chain(base / config.get("tls", "cert_file"), base / config.get("tls", "key_file"))
+    ctx.load_cert_chain(base / config.tls.cert_file, base / config.tls.key_file)
 
 
 @dataclass
@@ -53,13 +59,10 @@ class Daemon:
     """The running parts, so tests and the CLI can start and stop them alike."""
 
     servers: list[asyncio.AbstractServer]
-    writer: Writer
+    stack: Stack
     executor: ThreadPoolExecutor
-    verifier: Verifier
-    parser: ParseWorkers
     shared: Shared
     handler: ReceiverHandler
-    pipeline: Pipeline
     config: Config
     host: str
     port: int
@@ -92,11 +95,11 @@ class Daemon:
     def _read_config(self) -> tuple[Config, str]:
         """Blocking part of a reload (files, DNS for the host name): runs off the loop."""
         config = configmod.load(self.config.path)
-        if self.tls is not None and config.get("tls", "cert_file"):
+        if self.tls is not None and config.tls.cert_file:
             # The same context serves both listeners: a renewed certificate is used by
             # every handshake from now on.
             load_certificate(self.tls, config)
-        return config, config.get("smtp", "hostname") or socket.getfqdn()
+        return config, config.smtp.hostname or socket.getfqdn()
 
     async def reload(self) -> None:
         """SIGHUP: re-read the config; new sessions get the new limits, policy and TLS
@@ -108,18 +111,21 @@ class Daemon:
         except (configmod.ConfigError, OSError, ssl.SSLError) as e:
             log.error("reload failed, keeping the running config: %s", e)
             return
-        if bool(config.get("tls", "cert_file")) != (self.tls is not None):
+        if bool(config.tls.cert_file) != (self.tls is not None):
             log.warning("turning TLS on or off takes a restart")
+        for section, key in RESTART_KEYS:
+            if getattr(getattr(config, section), key) != getattr(getattr(self.config, section), key):
+                log.warning("%s.%s changed: it takes a restart", section, key)
         self.config = config
         self.hostname = hostname
         self.shared.reload(config)
-        self.pipeline.config = config
-        self.handler.max_recipients = config.get("smtp", "max_recipients")
+        self.stack.reconfigure(config)
+        self.handler.max_recipients = config.smtp.max_recipients
         log.info("config reloaded from %s", config.path)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting; let sessions in DATA finish within `grace`; close the rest."""
-        grace = self.config.get("smtp", "shutdown_grace") if grace is None else grace
+        grace = self.config.smtp.shutdown_grace if grace is None else grace
         self.shared.stopping = True
         for server in self.servers:
             server.close()
@@ -135,10 +141,7 @@ class Daemon:
             self.watchdog.stop()
         if self.heartbeat is not None:
             self.heartbeat.cancel()
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.writer.stop)
-        await self.verifier.close()
-        await loop.run_in_executor(None, self.parser.close)
+        await self.stack.close()
         self.executor.shutdown(wait=False)
 
 
@@ -147,44 +150,39 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
     """Start one daemon; `sock` is a listening socket made by `serve --workers`."""
     loop = asyncio.get_running_loop()
     malloc.unmap_large_blocks()
-    db = open_database(config.database_url, config.get("database", "lock_timeout"))
+    db = open_database(config.database_url, config.database.lock_timeout)
     await loop.run_in_executor(None, check_schema, db)
-    writer = Writer(db, config.get("database", "batch_max"), SubjectRule.from_config(config))
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="receiver")
-    verifier = Verifier(config)
-    parser = await loop.run_in_executor(
-        None, lambda: ParseWorkers(Budget.from_config(config), config.get("parse", "workers")))
-    pipeline = Pipeline(config, writer, verifier, executor, parser=parser.parse)
+    stack = await build(config, db, executor)
     shared = Shared.from_config(config)
-    use_lmtp = config.get("smtp", "lmtp") if lmtp is None else lmtp
-    handler = ReceiverHandler(pipeline, max_recipients=config.get("smtp", "max_recipients"),
+    use_lmtp = config.smtp.lmtp if lmtp is None else lmtp
+    handler = ReceiverHandler(stack.pipeline, max_recipients=config.smtp.max_recipients,
                               lmtp=use_lmtp, failed_logins=shared.auth_failures)
-    hostname = config.get("smtp", "hostname") or await loop.run_in_executor(None, socket.getfqdn)
-    daemon = Daemon([], writer, executor, verifier, parser, shared, handler, pipeline, config,
+    hostname = config.smtp.hostname or await loop.run_in_executor(None, socket.getfqdn)
+    daemon = Daemon([], stack, executor, shared, handler, config,
                     "", 0, tls=tls_context(config), lmtp=use_lmtp, hostname=hostname)
     loop_stage = Stage("event loop")
     daemon.heartbeat = loop.create_task(heartbeat(loop_stage))
-    daemon.watchdog = watch([writer.stage, verifier.stage, parser.stage, loop_stage], config,
-                            exit_for_restart(EX_SOFTWARE))
+    daemon.watchdog = watch([*stack.stages, loop_stage], config, exit_for_restart(EX_SOFTWARE))
     shared.problems = daemon.watchdog.problems
     if sock is not None:
         server = await loop.create_server(daemon.factory(), sock=sock)
     else:
-        host, port = parse_hostport(listen or config.get("smtp", "listen"))
+        host, port = parse_hostport(listen or config.smtp.listen)
         server = await loop.create_server(daemon.factory(), host=host, port=port,
-                                          reuse_address=True, backlog=config.get("smtp", "backlog"))
+                                          reuse_address=True, backlog=config.smtp.backlog)
     daemon.servers.append(server)
     daemon.host, daemon.port = server.sockets[0].getsockname()[:2]
-    if config.get("tls", "implicit_listen"):
-        thost, tport = parse_hostport(config.get("tls", "implicit_listen"), "tls.implicit_listen")
+    if config.tls.implicit_listen:
+        thost, tport = parse_hostport(config.tls.implicit_listen, "tls.implicit_listen")
         tserver = await loop.create_server(daemon.factory(implicit_tls=True), host=thost,
                                            port=tport, ssl=daemon.tls, reuse_address=True,
-                                           backlog=config.get("smtp", "backlog"),
+                                           backlog=config.smtp.backlog,
                                            # every worker listens there too
                                            reuse_port=sock is not None)
         daemon.servers.append(tserver)
         daemon.tls_port = tserver.sockets[0].getsockname()[1]
-    imap_servers = await imap.start(config, pipeline, daemon.tls, hostname, shared.auth_failures,
+    imap_servers = await imap.start(config, stack.pipeline, daemon.tls, hostname, shared.auth_failures,
                                     reuse_port=sock is not None)
     daemon.servers += imap_servers.values()
     daemon.imap_ports = {k: s.sockets[0].getsockname()[1] for k, s in imap_servers.items()}
@@ -200,8 +198,8 @@ async def run(config: Config, listen: str | None = None, lmtp: bool | None = Non
     also = f" (implicit TLS on port {daemon.tls_port})" if daemon.tls_port is not None else ""
     announce(f"threads-receiver: {kind} listening on {daemon.host}:{daemon.port}{also}")
     metrics_http = metrics.start_listener(
-        config.get("metrics", "listen"), lambda: all(s.is_serving() for s in daemon.servers),
-        daemon.writer.db, daemon.watchdog, announce)
+        config.metrics.listen, lambda: all(s.is_serving() for s in daemon.servers),
+        daemon.stack.writer.db, daemon.watchdog, announce)
     await until_signal(daemon)
     announce("threads-receiver: stopping")
     await daemon.stop()

@@ -77,7 +77,7 @@ def _worker_main(config: Config, host: str, port: int, lmtp: bool | None, ready,
 async def _serve_worker(config: Config, host: str, port: int, lmtp: bool | None, ready) -> None:
     from receiver.smtp.server import start, until_signal
 
-    daemon = await start(config, lmtp=lmtp, sock=reuseport_socket(host, port, config.get("smtp", "backlog")))
+    daemon = await start(config, lmtp=lmtp, sock=reuseport_socket(host, port, config.smtp.backlog))
     ready.put(multiprocessing.current_process().pid)
     await until_signal(daemon)
     await daemon.stop()
@@ -145,7 +145,7 @@ class Supervisor:
 def run_workers(config: Config, listen: str | None, lmtp: bool | None, workers: int,
                 announce=print) -> None:
     """Run `workers` daemons on one port until SIGTERM or SIGINT."""
-    host, port = parse_hostport(listen or config.get("smtp", "listen"))
+    host, port = parse_hostport(listen or config.smtp.listen)
     holder = reuseport_socket(host, port, None)
     port = holder.getsockname()[1]
     stopping = False
@@ -163,9 +163,9 @@ def run_workers(config: Config, listen: str | None, lmtp: bool | None, workers: 
     sup = Supervisor(config, host, port, lmtp, workers)
     try:
         sup.start()
-        kind = "LMTP" if (config.get("smtp", "lmtp") if lmtp is None else lmtp) else "SMTP"
+        kind = "LMTP" if (config.smtp.lmtp if lmtp is None else lmtp) else "SMTP"
         announce(f"threads-receiver: {kind} listening on {host}:{port} ({workers} workers)")
-        if config.get("metrics", "listen"):
+        if config.metrics.listen:
             # Each worker has its own counters; one port cannot serve them all (yet).
             announce("threads-receiver: metrics.listen is not served with --workers; "
                      "`threads-receiver status` still checks health")

@@ -11,13 +11,12 @@ from __future__ import annotations
 from receiver.parse.record import ParsedMessage
 from receiver.store.deliveries import insert_messages
 from receiver.store.models import Message
-from receiver.store.threading import DEFAULT_RULE, attach_many
+from receiver.store.threading import attach_many
 from receiver.threads.links import links_of
 from receiver.threads.subject import SubjectRule
 
 
-def store_messages(records: list[ParsedMessage], rule: SubjectRule = DEFAULT_RULE,
-                   ) -> list[Message]:
+def store_messages(records: list[ParsedMessage], rule: SubjectRule) -> list[Message]:
     """Insert the records not stored yet and thread them; returns the new Message rows."""
     links = {(r.message_id, r.content_hash): links_of(r) for r in records}
     rows, new = insert_messages([(r, links[(r.message_id, r.content_hash)], None)

@@ -17,7 +17,7 @@ class StoreError(Exception):
     """The database cannot be used as configured; the message tells the admin why."""
 
 
-def open_database(url: str, lock_timeout: float = 10.0) -> Database:
+def open_database(url: str, lock_timeout: float) -> Database:
     """Bind the models to the database at `url` and return it (not yet connected)."""
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):])

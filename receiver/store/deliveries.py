@@ -148,14 +148,13 @@ def insert_messages(records: list[tuple[ParsedMessage, ThreadLinks, str | None]]
     return rows, new
 
 
-def store_delivery(req: DeliveryRequest, rule: SubjectRule = threadstore.DEFAULT_RULE,
-                   ) -> DeliveryResult:
+def store_delivery(req: DeliveryRequest, rule: SubjectRule) -> DeliveryResult:
     """Store one delivery; see `store_deliveries`."""
     return store_deliveries([req], rule)[0]
 
 
 def store_deliveries(requests: list[DeliveryRequest],
-                     rule: SubjectRule = threadstore.DEFAULT_RULE) -> list[DeliveryResult]:
+                     rule: SubjectRule) -> list[DeliveryResult]:
     """Store many deliveries with a few set-wise statements; call inside a transaction
     holding `threadstore.lock_threading`.
 
@@ -246,8 +245,7 @@ class Writer:
     a unit. `stage` tells the watchdog how it is doing (receiver.stages).
     """
 
-    def __init__(self, db: Database, batch_max: int = 64,
-                 subject_rule: SubjectRule = threadstore.DEFAULT_RULE):
+    def __init__(self, db: Database, batch_max: int, subject_rule: SubjectRule):
         self.db = db
         self.subject_rule = subject_rule
         self.batch_max = max(1, batch_max)

@@ -87,8 +87,7 @@ def _stored_record(m: Message) -> ParsedMessage:
         thread_index=m.thread_index)
 
 
-def release(db: Database, delivery_id: int,
-            rule: SubjectRule = threadstore.DEFAULT_RULE) -> dict:
+def release(db: Database, delivery_id: int, rule: SubjectRule) -> dict:
     """Mark the delivery stored and thread its message (if no other delivery did)."""
     with db.atomic():
         threadstore.lock_threading(db)

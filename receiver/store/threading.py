@@ -34,16 +34,13 @@ from receiver.threads.subject import SubjectFacts, SubjectRule
 # each other's rows, and a transaction-scoped advisory lock serialises exactly that.
 PG_THREADING_LOCK = 0x7468726561647300
 
-DEFAULT_RULE = SubjectRule()
-
-
 def lock_threading(db: Database) -> None:
     """Take the threading lock until the current transaction ends (PostgreSQL only)."""
     if is_postgres(db):
         db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (PG_THREADING_LOCK,))
 
 
-def attach(message: Message, links: ThreadLinks, rule: SubjectRule = DEFAULT_RULE) -> int:
+def attach(message: Message, links: ThreadLinks, rule: SubjectRule) -> int:
     """Put `message` into the thread its links lead to; returns the thread id.
 
     Call inside a transaction holding `lock_threading`. Queries: one lookup of the keys,
@@ -54,7 +51,7 @@ def attach(message: Message, links: ThreadLinks, rule: SubjectRule = DEFAULT_RUL
 
 
 def attach_many(items: list[tuple[Message, ThreadLinks]],
-                rule: SubjectRule = DEFAULT_RULE) -> list[int]:
+                rule: SubjectRule) -> list[int]:
     """`attach` for many unthreaded messages at once, with the same few statements.
 
     The batch is united in memory first (its messages' keys, the rows they hit, subject

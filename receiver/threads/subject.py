@@ -15,8 +15,6 @@ import functools
 import re
 from dataclasses import dataclass
 
-from receiver.config import Config
-
 # Reply/forward prefixes in the languages real mail has them (RFC 5256's re/fw/fwd
 # first), with counts (Re[2]:, Re(2):, Re^2:) and ASCII or full-width colons.
 _WORD = r"(?:re|fwd?|aw|sv|vs|antw|odp|wg|tr|rv|enc|doorst|回复|回覆|答复|转发|轉寄)"
@@ -73,15 +71,11 @@ def is_subject_orphan(subject: str | None, in_reply_to: list[str], references: l
 
 @dataclass(frozen=True)
 class SubjectRule:
-    """[threads] subject_join and subject_window_days of the config."""
+    """[threads] subject_join and subject_window_days of the config (no defaults here:
+    every caller passes the configured values, receiver.wiring.subject_rule)."""
 
-    enabled: bool = True
-    window_days: int = 30
-
-    @classmethod
-    def from_config(cls, config: Config) -> "SubjectRule":
-        return cls(bool(config.get("threads", "subject_join")),
-                   int(config.get("threads", "subject_window_days")))
+    enabled: bool
+    window_days: int
 
     @functools.cached_property
     def window(self) -> dt.timedelta:

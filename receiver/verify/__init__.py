@@ -154,7 +154,7 @@ class Verifier:
 
     def __init__(self, config: Config, executor: Executor | None = None):
         self.config = config
-        self.keys = KeyResolver(config.get("dns", "servers"), config.get("dns", "timeout"))
+        self.keys = KeyResolver(config.dns.servers, config.dns.timeout)
         self._own_executor = executor is None
         # Two threads: the crypto holds the GIL, more would only queue.
         self._executor = executor or ThreadPoolExecutor(max_workers=2,
@@ -162,6 +162,15 @@ class Verifier:
         self._evidence_cache: OrderedDict[str, tuple[float, asyncio.Future]] = OrderedDict()
         # Its threads are a pool that outlives any exception; it can only hang.
         self.stage = Stage("verifier")
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload: policy.unwrap and the authserv-id apply to the next copy; new DNS
+        servers get a fresh resolver, and evidence checked with the old keys is dropped."""
+        if (config.dns.servers, config.dns.timeout) != (self.config.dns.servers,
+                                                        self.config.dns.timeout):
+            self.keys = KeyResolver(config.dns.servers, config.dns.timeout)
+            self._evidence_cache.clear()
+        self.config = config
 
     async def _off_loop(self, fn, *args):
         # Counted from the threads' side: a check still running after its sender left
@@ -175,7 +184,7 @@ class Verifier:
                      received_at: dt.datetime, unwrap: bool | None = None) -> Verdict:
         """The verdict on one copy, as the edge read it (receiver.mail.read)."""
         if unwrap is None:
-            unwrap = self.config.get("policy", "unwrap")
+            unwrap = self.config.policy.unwrap
         return await self._verify(mail, subscriber, received_at, unwrap, 0)
 
     async def _verify(self, mail: RawMail, subscriber: str | None, received_at: dt.datetime,

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 import dns.asyncresolver
 import dns.exception
@@ -45,7 +46,7 @@ def key_name(selector: str, domain: str) -> str:
     return f"{selector}._domainkey.{domain}".lower().rstrip(".")
 
 
-def _resolver(servers: list[str], timeout: float) -> dns.asyncresolver.Resolver | None:
+def _resolver(servers: Sequence[str], timeout: float) -> dns.asyncresolver.Resolver | None:
     """The configured resolver; None when no servers are set and the system has none."""
     if servers:
         r = dns.asyncresolver.Resolver(configure=False)
@@ -77,7 +78,7 @@ def _pick_txt(answer: dns.resolver.Answer) -> bytes | None:
 
 
 class KeyResolver:
-    def __init__(self, servers: list[str], timeout: float):
+    def __init__(self, servers: Sequence[str], timeout: float):
         self._resolver = _resolver(servers, timeout)
         self._cache: dict[str, tuple[float, KeyAnswer]] = {}
         self._inflight: dict[str, asyncio.Future] = {}

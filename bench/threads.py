@@ -34,9 +34,9 @@ from receiver.parse.record import ParsedMessage  # noqa: E402
 from receiver.store.db import create_schema, open_database  # noqa: E402
 from receiver.store.bulk import store_messages  # noqa: E402
 from receiver.delivery import DeliveryRequest  # noqa: E402
-from receiver.store.deliveries import store_delivery  # noqa: E402
+from tests.threading_support import store_delivery  # noqa: E402
 from receiver.store.models import Mailbox, Message  # noqa: E402
-from receiver.store.threading import lock_threading  # noqa: E402
+from receiver.store.thread_state import lock_threading  # noqa: E402
 from receiver import config as configmod  # noqa: E402
 from receiver.wiring import subject_rule  # noqa: E402
 

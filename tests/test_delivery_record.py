@@ -7,11 +7,11 @@ import hashlib
 
 from receiver.delivery import QUARANTINED, DeliveryRequest, Envelope
 from receiver.parse import parse_message
-from receiver.store.deliveries import compress, delivery_fields, store_delivery
+from receiver.store.deliveries import compress, delivery_fields
 from receiver.store.models import Delivery, Message
 from receiver.verify.verdict import ALTERED, Verdict
 from tests.helpers import DEFAULT_RULE
-from tests.threading_support import fresh_store
+from tests.threading_support import fresh_store, store_delivery
 
 RAW = b"Message-ID: <r1@x>\r\nSubject: s\r\nFrom: a@x\r\n\r\nbody\r\n"
 

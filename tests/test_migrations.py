@@ -8,7 +8,8 @@ from receiver.parse import parse_message
 from receiver.store import migrations
 from receiver.store.db import open_database, schema_version
 from receiver.delivery import DeliveryRequest
-from receiver.store.deliveries import compress, store_delivery
+from receiver.store.deliveries import compress
+from tests.threading_support import store_delivery
 from receiver.store.mailboxes import token_hash
 from receiver.store.models import SCHEMA_VERSION, MailboxAddress, SchemaInfo
 from receiver.verify.verdict import UNVERIFIABLE, Verdict

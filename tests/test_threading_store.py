@@ -18,7 +18,7 @@ from receiver.store import thread_queries
 from receiver.store.db import is_postgres, open_database
 from receiver.store.deliveries import Writer
 from receiver.store.models import Message, MsgId, ThreadMerge
-from receiver.store.threading import attach, lock_threading, resolve_thread_id
+from receiver.store.thread_state import attach, lock_threading, resolve_thread_id
 from receiver.threads.links import links_of
 from receiver.threads.subject import SubjectRule
 from receiver.threads.thread_index import conversation_key
@@ -198,7 +198,7 @@ def test_quarantined_messages_stay_out_of_threads_until_released(db_url):
     db = fresh_store(db_url)
     held = parse_message(mail("b@x", irt="<a@x>"))
     with db.connection_context(), db.atomic():
-        from receiver.store.deliveries import store_delivery
+        from tests.threading_support import store_delivery
         store_delivery(request_for(held, status="quarantined"), DEFAULT_RULE)
     ingest(db, [parse_message(mail("a@x")), parse_message(mail("c@x", irt="<b@x>"))])
     with db.connection_context():

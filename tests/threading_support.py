@@ -8,18 +8,23 @@ import hashlib
 import re
 from html.parser import HTMLParser
 
-from receiver.delivery import DeliveryRequest
+from receiver.delivery import DeliveryRequest, DeliveryResult
 from receiver.parse.record import ParsedMessage
 from receiver.store.bulk import store_messages
 from receiver.store.db import create_schema, open_database
-from receiver.store.deliveries import store_delivery
+from receiver.store.deliveries import store_deliveries
 from receiver.store.models import MODELS, Mailbox, Message, SchemaInfo
-from receiver.store.threading import lock_threading
+from receiver.store.thread_state import lock_threading
 from receiver.threads.subject import SubjectRule
 from tests.helpers import DATA, DEFAULT_RULE, LOCK_TIMEOUT
 
 FEDORA = DATA / "fedora-devel-2010-01"
 _MBOX_FROM = re.compile(rb"^From \S+ +\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n", re.M)
+
+
+def store_delivery(req: DeliveryRequest, rule: SubjectRule) -> DeliveryResult:
+    """Store one delivery, as the writer stores a batch of one (store_deliveries)."""
+    return store_deliveries([req], rule)[0]
 
 
 def fedora_messages() -> list[bytes]:

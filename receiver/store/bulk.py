@@ -11,7 +11,7 @@ from __future__ import annotations
 from receiver.parse.record import ParsedMessage
 from receiver.store.deliveries import insert_messages
 from receiver.store.models import Message
-from receiver.store.threading import attach_many
+from receiver.store.thread_state import attach_many
 from receiver.threads.links import links_of
 from receiver.threads.subject import SubjectRule
 

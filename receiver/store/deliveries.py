@@ -23,7 +23,7 @@ from receiver.parse.record import ParsedMessage
 from receiver.stages import Stage
 from receiver.store.db import write_transaction
 from receiver.store.models import Blob, Delivery, Message
-from receiver.store import threading as threadstore
+from receiver.store import sql, thread_state
 from receiver.threads.links import ThreadLinks, links_of
 from receiver.threads.subject import SubjectRule
 
@@ -134,7 +134,7 @@ def insert_messages(records: list[tuple[ParsedMessage, ThreadLinks, str | None]]
     ids = list(dict.fromkeys(mid for mid, _ in wanted))
 
     def stored() -> dict[tuple[str, str], tuple[int, int | None]]:
-        return {(mid, chash): (pk, tid) for pk, mid, chash, tid in threadstore.select_in(
+        return {(mid, chash): (pk, tid) for pk, mid, chash, tid in sql.select_in(
             Message, ["id", "message_id", "content_hash", "thread_id"], "message_id", ids)
             if (mid, chash) in wanted}
 
@@ -143,20 +143,15 @@ def insert_messages(records: list[tuple[ParsedMessage, ThreadLinks, str | None]]
     if new:
         fields = [message_fields(*wanted[key]) for key in wanted if key in new]
         # Every dict has message_fields' keys in one order.
-        threadstore.insert_rows(Message, list(fields[0]), [tuple(f.values()) for f in fields])
+        sql.insert_rows(Message, list(fields[0]), [tuple(f.values()) for f in fields])
         rows = stored()
     return rows, new
-
-
-def store_delivery(req: DeliveryRequest, rule: SubjectRule) -> DeliveryResult:
-    """Store one delivery; see `store_deliveries`."""
-    return store_deliveries([req], rule)[0]
 
 
 def store_deliveries(requests: list[DeliveryRequest],
                      rule: SubjectRule) -> list[DeliveryResult]:
     """Store many deliveries with a few set-wise statements; call inside a transaction
-    holding `threadstore.lock_threading`.
+    holding `thread_state.lock_threading`.
 
     Idempotent per (mailbox, bytes), also within the list: a repeat gets the first
     one's delivery id. The rows and threads are those of storing the requests one by
@@ -165,7 +160,7 @@ def store_deliveries(requests: list[DeliveryRequest],
     """
     results: list[DeliveryResult | None] = [None] * len(requests)
     known = {(mb, sha): DeliveryResult(did, mid, True, status) for did, mb, sha, mid, status in
-             threadstore.select_in(Delivery, ["id", "mailbox", "blob", "message", "status"],
+             sql.select_in(Delivery, ["id", "mailbox", "blob", "message", "status"],
                                    "blob", list(dict.fromkeys(r.sha256 for r in requests)))}
     fresh: list[int] = []
     first: dict[tuple[int, str], int] = {}
@@ -184,7 +179,7 @@ def store_deliveries(requests: list[DeliveryRequest],
         blobs.setdefault(r.sha256, (r.sha256, r.size, "zstd", r.compressed))
         if r.wrapper:
             blobs.setdefault(r.wrapper[0], (*r.wrapper[:2], "zstd", r.wrapper[2]))
-    threadstore.insert_rows(Blob, ["sha256", "size", "codec", "data"], list(blobs.values()),
+    sql.insert_rows(Blob, ["sha256", "size", "codec", "data"], list(blobs.values()),
                             ignore_conflicts=True)
 
     links = {i: links_of(requests[i].record) for i in fresh}
@@ -193,19 +188,19 @@ def store_deliveries(requests: list[DeliveryRequest],
     db = Delivery._meta.database
     columns = [Delivery._meta.fields[n] for n in delivery_fields(requests[fresh[0]], 0)]
     names = ", ".join(f'"{c.column_name}"' for c in columns)
-    sql = (f'INSERT INTO "{Delivery._meta.table_name}" ({names}) '
-           f'VALUES ({", ".join([db.param] * len(columns))}) RETURNING "id"')
+    insert = (f'INSERT INTO "{Delivery._meta.table_name}" ({names}) '
+              f'VALUES ({", ".join([db.param] * len(columns))}) RETURNING "id"')
     cursor = db.cursor()
     to_thread: dict[int, tuple[Message, ThreadLinks]] = {}
     for i in fresh:
         r = requests[i]
         pk, tid = rows[(r.record.message_id, r.record.content_hash)]
         values = delivery_fields(r, pk).values()
-        cursor.execute(sql, tuple(c.db_value(v) for c, v in zip(columns, values)))
+        cursor.execute(insert, tuple(c.db_value(v) for c, v in zip(columns, values)))
         results[i] = DeliveryResult(cursor.fetchone()[0], pk, False, r.status)
         if r.status == STORED and tid is None and pk not in to_thread:
             to_thread[pk] = (Message(id=pk), links[i])
-    threadstore.attach_many(list(to_thread.values()), rule)
+    thread_state.attach_many(list(to_thread.values()), rule)
 
     for i, r in enumerate(requests):
         if results[i] is None:
@@ -350,7 +345,7 @@ class Writer:
                 # SQLite: take the write lock up front. A deferred transaction that reads
                 # first cannot wait for another process's writer (`serve --workers`).
                 with write_transaction(self.db):
-                    threadstore.lock_threading(self.db)
+                    thread_state.lock_threading(self.db)
                     flat = store_deliveries([r for reqs, _ in jobs for r in reqs],
                                             self.subject_rule)
                     faults.hit("writer")

@@ -10,7 +10,7 @@ from peewee import fn
 
 from receiver.store.deliveries import decompress
 from receiver.store.models import Blob, Delivery, Message
-from receiver.store.threading import resolve_thread_id
+from receiver.store.thread_state import resolve_thread_id
 
 BATCH = 200
 

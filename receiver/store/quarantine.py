@@ -14,7 +14,7 @@ import json
 from peewee import Database
 
 from receiver.parse.record import ParsedMessage
-from receiver.store import threading as threadstore
+from receiver.store import thread_state
 from receiver.store.models import Delivery, Mailbox, Message
 from receiver.store.queries import NotFound, delivery_json, message_summary
 from receiver.store.retention import delete_deliveries
@@ -90,12 +90,12 @@ def _stored_record(m: Message) -> ParsedMessage:
 def release(db: Database, delivery_id: int, rule: SubjectRule) -> dict:
     """Mark the delivery stored and thread its message (if no other delivery did)."""
     with db.atomic():
-        threadstore.lock_threading(db)
+        thread_state.lock_threading(db)
         d = _quarantined(delivery_id)
         Delivery.update(status="stored").where(Delivery.id == d.id).execute()
         msg = Message.get_by_id(d.message_id)
         if msg.thread_id is None:
-            threadstore.attach(msg, links_of(_stored_record(msg)), rule)
+            thread_state.attach(msg, links_of(_stored_record(msg)), rule)
         return {"delivery_id": d.id, "message": msg.id, "thread_id": msg.thread_id,
                 "released": True}
 
@@ -103,7 +103,7 @@ def release(db: Database, delivery_id: int, rule: SubjectRule) -> dict:
 def delete(db: Database, delivery_id: int) -> dict:
     """Delete the delivery, and its message and bytes when nothing else holds them."""
     with db.atomic():
-        threadstore.lock_threading(db)
+        thread_state.lock_threading(db)
         d = _quarantined(delivery_id)
         delete_deliveries(Delivery.select(Delivery.id).where(Delivery.id == d.id))
         return {"delivery_id": d.id, "deleted": True}

@@ -12,16 +12,8 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
 
+from receiver.store.sql import chunks
 from receiver.store.models import Blob, Delivery, Mailbox, Message, MsgId, Thread, ThreadMerge
-
-# Bound parameters per statement stay well under SQLite's limit.
-CHUNK = 500
-
-
-def _chunks(items: list, size: int = CHUNK):
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
 
 def delete_deliveries(delivery_ids_query) -> int:
     """Delete the deliveries selected by `delivery_ids_query` (a SELECT of Delivery.id) and
@@ -35,18 +27,18 @@ def delete_delivery_ids(ids: list[int]) -> Counter:
     if not ids:
         return gone
     message_ids: set[int] = set()
-    for part in _chunks(ids):
+    for part in chunks(ids):
         message_ids.update(m for (m,) in Delivery.select(Delivery.message)
                            .where(Delivery.id.in_(part)).tuples())
         gone["deliveries"] += Delivery.delete().where(Delivery.id.in_(part)).execute()
     held: set[int] = set()
-    for part in _chunks(sorted(message_ids)):
+    for part in chunks(sorted(message_ids)):
         held.update(m for (m,) in Delivery.select(Delivery.message)
                     .where(Delivery.message.in_(part)).distinct().tuples())
     orphans = sorted(message_ids - held)
     threads: set[int] = set()
     msgids: set[str] = set()
-    for part in _chunks(orphans):
+    for part in chunks(orphans):
         for mid, tid in Message.select(Message.message_id, Message.thread_id).where(
                 Message.id.in_(part)).tuples():
             msgids.add(mid)
@@ -61,7 +53,7 @@ def delete_delivery_ids(ids: list[int]) -> Counter:
 
 def _ghost_ids(msgids: list[str]) -> None:
     """Ids whose last threaded message went become ghosts again."""
-    for part in _chunks(msgids):
+    for part in chunks(msgids):
         still = {m for (m,) in Message.select(Message.message_id).where(
             Message.message_id.in_(part) & Message.thread_id.is_null(False)).tuples()}
         ghosts = [m for m in part if m not in still]
@@ -71,7 +63,7 @@ def _ghost_ids(msgids: list[str]) -> None:
 
 def _drop_empty_threads(thread_ids: list[int]) -> Counter:
     gone: Counter = Counter()
-    for part in _chunks(thread_ids):
+    for part in chunks(thread_ids):
         kept = {t for (t,) in Message.select(Message.thread_id).where(
             Message.thread_id.in_(part)).distinct().tuples()}
         empty = [t for t in part if t not in kept]

@@ -12,7 +12,7 @@ from peewee import fn
 
 from receiver.store.models import Delivery, Mailbox, Message
 from receiver.store.queries import NotFound, _iso, blob_bytes
-from receiver.store.threading import resolve_thread_id
+from receiver.store.thread_state import resolve_thread_id
 from receiver.threads.tree import TreeMessage, build_tree, walk
 
 

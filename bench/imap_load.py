@@ -87,9 +87,15 @@ def _client(port: int, nodelay: bool) -> imaplib.IMAP4:
     return c
 
 
-def send_all(port: int, corpus: Corpus, indices: list[int], sessions: int,
-             logins: list[tuple[str, str]], nodelay: bool, max_seconds: float | None,
-             ) -> tuple[Stats, float]:
+def send_all(
+    port: int,
+    corpus: Corpus,
+    indices: list[int],
+    sessions: int,
+    logins: list[tuple[str, str]],
+    nodelay: bool,
+    max_seconds: float | None,
+) -> tuple[Stats, float]:
     """Every message over `sessions` connections; connection k logs in as mailbox
     k % len(logins) and appends that mailbox's messages."""
     stats = Stats()
@@ -143,10 +149,25 @@ def send_all(port: int, corpus: Corpus, indices: list[int], sessions: int,
 def pymap_dict_server(work: Path):
     port = free_port()
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "pymap"), "--host", "127.0.0.1", "--port", str(port),
-         "--cert", str(CERT), "--key", str(KEY), "dict", "--demo-user", "bench",
-         "--demo-password", "bench"],
-        stdout=subprocess.DEVNULL, stderr=open(work / "pymap.log", "wb"))
+        [
+            str(Path(sys.executable).parent / "pymap"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--cert",
+            str(CERT),
+            "--key",
+            str(KEY),
+            "dict",
+            "--demo-user",
+            "bench",
+            "--demo-password",
+            "bench",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "pymap.log", "wb"),
+    )
     try:
         wait_port(port, proc)
         yield port, proc.pid, [("bench", "bench")], None
@@ -156,61 +177,85 @@ def pymap_dict_server(work: Path):
 
 @contextlib.contextmanager
 def receiver_server(setup: ReceiverSetup):
-    creds = [json.loads(setup._cli("mailbox", "credentials", f"user{i}@corp.bench.test",
-                                   "--json"))
-             for i in range(len(setup.addresses))]
+    creds = [
+        json.loads(setup._cli("mailbox", "credentials", f"user{i}@corp.bench.test", "--json"))
+        for i in range(len(setup.addresses))
+    ]
     shutil.copy(CERT, setup.dir / "cert.pem")
     shutil.copy(KEY, setup.dir / "key.pem")
     port = free_port()
-    setup.env.update({"THREADS_RECEIVER_TLS_CERT_FILE": "cert.pem",
-                      "THREADS_RECEIVER_TLS_KEY_FILE": "key.pem",
-                      "THREADS_RECEIVER_IMAP_LISTEN": f"127.0.0.1:{port}",
-                      # Every connection comes from 127.0.0.1, as a copy tool's from its host.
-                      "THREADS_RECEIVER_IMAP_MAX_SESSIONS_PER_IP": "1000"})
+    setup.env.update(
+        {
+            "THREADS_RECEIVER_TLS_CERT_FILE": "cert.pem",
+            "THREADS_RECEIVER_TLS_KEY_FILE": "key.pem",
+            "THREADS_RECEIVER_IMAP_LISTEN": f"127.0.0.1:{port}",
+            # Every connection comes from 127.0.0.1, as a copy tool's from its host.
+            "THREADS_RECEIVER_IMAP_MAX_SESSIONS_PER_IP": "1000",
+        }
+    )
     with setup.serve() as (_, pid, check):
         yield port, pid, [(c["username"], c["password"]) for c in creds], check
 
 
-def run_target(name: str, label: str, server_cm, corpus: Corpus, indices: list[int],
-               args, nodelay: bool, log) -> dict:
+def run_target(
+    name: str, label: str, server_cm, corpus: Corpus, indices: list[int], args, nodelay: bool, log
+) -> dict:
     with server_cm as (port, pid, logins, check):
         rss = RssMonitor(pid)
         cpu0 = rss.cpu_seconds
-        stats, elapsed = send_all(port, corpus, indices, args.sessions, logins, nodelay,
-                                  args.row_seconds or None)
+        stats, elapsed = send_all(
+            port, corpus, indices, args.sessions, logins, nodelay, args.row_seconds or None
+        )
         peak = rss.stop()
         cpu = rss.cpu_seconds - cpu0
         verdict = check(corpus, stats.acked) if check else None
     row = {
-        "target": name, "label": label, "acked": len(stats.acked), "codes": dict(stats.codes),
-        "seconds": round(elapsed, 2), "msgs_per_s": round(len(stats.acked) / elapsed, 1),
+        "target": name,
+        "label": label,
+        "acked": len(stats.acked),
+        "codes": dict(stats.codes),
+        "seconds": round(elapsed, 2),
+        "msgs_per_s": round(len(stats.acked) / elapsed, 1),
         "p50_ms": round(percentile(stats.latencies, 0.5) * 1000, 1),
         "p99_ms": round(percentile(stats.latencies, 0.99) * 1000, 1),
         "server_cpu_ms_per_msg": round(1000 * cpu / max(1, len(stats.acked)), 2),
-        "peak_rss_mb": round(peak / 1e6, 1), "errors": stats.errors[:3],
+        "peak_rss_mb": round(peak / 1e6, 1),
+        "errors": stats.errors[:3],
     }
     if verdict is not None:
         row["check"] = verdict
     check_text = ""
     if verdict is not None:
-        check_text = (f"  stored {verdict['deliveries']} lost {verdict['lost']} threads "
-                      f"{verdict['threads']}/{verdict['threads_expected']}"
-                      + ("" if verdict["ok"] else "  FAILED"))
-    log(f"{name:3} {label:44} {row['msgs_per_s']:8.1f} msg/s  p50 {row['p50_ms']:7.1f} ms  "
+        check_text = (
+            f"  stored {verdict['deliveries']} lost {verdict['lost']} threads "
+            f"{verdict['threads']}/{verdict['threads_expected']}"
+            + ("" if verdict["ok"] else "  FAILED")
+        )
+    log(
+        f"{name:3} {label:44} {row['msgs_per_s']:8.1f} msg/s  p50 {row['p50_ms']:7.1f} ms  "
         f"p99 {row['p99_ms']:7.1f} ms  cpu {row['server_cpu_ms_per_msg']:6.2f} ms/msg  "
-        f"rss {row['peak_rss_mb']:6.1f} MB{check_text}")
+        f"rss {row['peak_rss_mb']:6.1f} MB{check_text}"
+    )
     return row
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--messages", type=int, default=20_000,
-                   help="corpus size (smtp_load.py's default: its cache is reused)")
+    p.add_argument(
+        "--messages",
+        type=int,
+        default=20_000,
+        help="corpus size (smtp_load.py's default: its cache is reused)",
+    )
     p.add_argument("--sessions", type=int, default=20, help="concurrent connections")
     p.add_argument("--mailboxes", type=int, default=10)
     p.add_argument("--targets", default="p,pn,i,in,j")
-    p.add_argument("--row-seconds", type=float, default=60,
-                   help="stop appending to a target after this long (0: the whole corpus)")
+    p.add_argument(
+        "--row-seconds",
+        type=float,
+        default=60,
+        help="stop appending to a target after this long (0: the whole corpus)",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -219,8 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
 
-    log(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
-        f"{args.sessions} connections, STARTTLS, imaplib")
+    log(
+        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
+        f"{args.sessions} connections, STARTTLS, imaplib"
+    )
     corpus = build_corpus(args.messages, args.seed, args.mailboxes, log)
     dns = KeyServer(corpus.dns_txt)
     work = Path(tempfile.mkdtemp(prefix="trbench-imap-"))
@@ -229,23 +276,44 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for t, nodelay in (("p", False), ("pn", True)):
             if t in targets:
-                rows[t] = run_target(t, "pymap dict backend" + (", client TCP_NODELAY"
-                                                                 if nodelay else ""),
-                                     pymap_dict_server(work), corpus, indices, args, nodelay,
-                                     log)
+                rows[t] = run_target(
+                    t,
+                    "pymap dict backend" + (", client TCP_NODELAY" if nodelay else ""),
+                    pymap_dict_server(work),
+                    corpus,
+                    indices,
+                    args,
+                    nodelay,
+                    log,
+                )
         for t, nodelay in (("i", False), ("in", True)):
             if t in targets:
-                setup = ReceiverSetup(work / t, f"sqlite:///{work / t / 'receiver.db'}",
-                                      args.mailboxes, dns.port)
-                rows[t] = run_target(t, "receiver, SQLite" + (", client TCP_NODELAY"
-                                                              if nodelay else ""),
-                                     receiver_server(setup), corpus, indices, args, nodelay,
-                                     log)
+                setup = ReceiverSetup(
+                    work / t, f"sqlite:///{work / t / 'receiver.db'}", args.mailboxes, dns.port
+                )
+                rows[t] = run_target(
+                    t,
+                    "receiver, SQLite" + (", client TCP_NODELAY" if nodelay else ""),
+                    receiver_server(setup),
+                    corpus,
+                    indices,
+                    args,
+                    nodelay,
+                    log,
+                )
         if "j" in targets and pg_available():
             with PgTempDatabase() as url:
                 setup = ReceiverSetup(work / "j", url, args.mailboxes, dns.port)
-                rows["j"] = run_target("j", "receiver, PostgreSQL", receiver_server(setup),
-                                       corpus, indices, args, False, log)
+                rows["j"] = run_target(
+                    "j",
+                    "receiver, PostgreSQL",
+                    receiver_server(setup),
+                    corpus,
+                    indices,
+                    args,
+                    False,
+                    log,
+                )
     finally:
         dns.stop()
         shutil.rmtree(work, ignore_errors=True)

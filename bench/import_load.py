@@ -25,29 +25,39 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def make_mbox(path: Path, n: int, seed: int = 7) -> None:
     rnd = random.Random(seed)
-    words = ("the build fails on rawhide because the spec file needs a newer python macro "
-             "and the review request is pending since last week please check").split()
+    words = (
+        "the build fails on rawhide because the spec file needs a newer python macro "
+        "and the review request is pending since last week please check"
+    ).split()
     with open(path, "wb") as f:
         for i in range(n):
             root = i - i % 8
-            refs = f"In-Reply-To: <m{i - 1}@bench.example>\nReferences: <m{root}@bench.example>\n" \
-                if i != root else ""
+            refs = (
+                f"In-Reply-To: <m{i - 1}@bench.example>\nReferences: <m{root}@bench.example>\n"
+                if i != root
+                else ""
+            )
             body = "\n".join(" ".join(rnd.choices(words, k=12)) for _ in range(18))
             if i % 50 == 0:
                 body += "\n\nFrom what I can tell this is unrelated.\n"
-            f.write((f"From sender{i % 97}@bench.example Thu Dec 31 22:50:51 2009\n"
-                     f"From: Sender {i % 97} <sender{i % 97}@bench.example>\n"
-                     f"To: devel@lists.bench.example\n"
-                     f"Subject: {'Re: ' if refs else ''}thread {root}\n"
-                     f"Date: Fri, 1 Jan 2010 09:{i % 60:02d}:00 +0000\n"
-                     f"Message-ID: <m{i}@bench.example>\n{refs}"
-                     f"MIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n"
-                     f"{body}\n\n").encode())
+            f.write(
+                (
+                    f"From sender{i % 97}@bench.example Thu Dec 31 22:50:51 2009\n"
+                    f"From: Sender {i % 97} <sender{i % 97}@bench.example>\n"
+                    f"To: devel@lists.bench.example\n"
+                    f"Subject: {'Re: ' if refs else ''}thread {root}\n"
+                    f"Date: Fri, 1 Jan 2010 09:{i % 60:02d}:00 +0000\n"
+                    f"Message-ID: <m{i}@bench.example>\n{refs}"
+                    f"MIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n"
+                    f"{body}\n\n"
+                ).encode()
+            )
 
 
 def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "receiver", *args], env=env,
-                          capture_output=True, check=True)
+    return subprocess.run(
+        [sys.executable, "-m", "receiver", *args], env=env, capture_output=True, check=True
+    )
 
 
 def _children_cpu() -> float:
@@ -67,8 +77,10 @@ def main() -> None:
         mbox = tmp / "bench.mbox"
         t = time.monotonic()
         make_mbox(mbox, args.messages)
-        print(f"generated {args.messages} messages, {mbox.stat().st_size / 1e6:.0f} MB "
-              f"in {time.monotonic() - t:.1f}s")
+        print(
+            f"generated {args.messages} messages, {mbox.stat().st_size / 1e6:.0f} MB "
+            f"in {time.monotonic() - t:.1f}s"
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith("THREADS_RECEIVER_")}
         env.update(PYTHONPATH=str(ROOT), THREADS_RECEIVER_CONFIG=str(tmp / "rx" / "receiver.toml"))
         if args.db != "sqlite":
@@ -82,11 +94,13 @@ def main() -> None:
             wall = time.monotonic() - t
             cpu = _children_cpu() - cpu
             s = json.loads(r.stdout)
-            print(f"{label}: {s['messages']} messages, {s['stored']} stored, "
-                  f"{s['duplicate']} duplicates, {s['failed'] + s['tempfailed']} failed; "
-                  f"{s['rate']:,.0f} msg/s in the pipeline, {s['messages'] / wall:,.0f} msg/s "
-                  f"wall clock including start-up ({wall:.1f}s); CPU {cpu:.1f}s = "
-                  f"{1000 * cpu / s['messages']:.2f} ms a message")
+            print(
+                f"{label}: {s['messages']} messages, {s['stored']} stored, "
+                f"{s['duplicate']} duplicates, {s['failed'] + s['tempfailed']} failed; "
+                f"{s['rate']:,.0f} msg/s in the pipeline, {s['messages'] / wall:,.0f} msg/s "
+                f"wall clock including start-up ({wall:.1f}s); CPU {cpu:.1f}s = "
+                f"{1000 * cpu / s['messages']:.2f} ms a message"
+            )
         stats = json.loads(cli(env, "stats", "--json").stdout)["totals"]
         print(f"stored: {stats['messages']} messages in {stats['threads']} threads")
 

@@ -13,9 +13,11 @@ import argparse
 import collections
 import re
 
-IDLE = re.compile(r"\((threading|selectors|queue|concurrent/futures/thread)\.py\)$|"
-                  r"^(select|poll|wait|_worker|get|_wait_for_tstate_lock|run_forever|"
-                  r"_run_once|epoll)\b")
+IDLE = re.compile(
+    r"\((threading|selectors|queue|concurrent/futures/thread)\.py\)$|"
+    r"^(select|poll|wait|_worker|get|_wait_for_tstate_lock|run_forever|"
+    r"_run_once|epoll)\b"
+)
 
 
 def main() -> None:
@@ -28,8 +30,12 @@ def main() -> None:
     total = 0
     for line in open(args.file):
         stack, _, count = line.rstrip().rpartition(" ")
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].split("/")[-1] + ")"
-                  if " (" in f else f for f in stack.split(";")[1:]]
+        frames = [
+            f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].split("/")[-1] + ")"
+            if " (" in f
+            else f
+            for f in stack.split(";")[1:]
+        ]
         if not frames or IDLE.search(frames[-1]):
             continue
         n = int(count)

@@ -61,8 +61,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rx = Receiver(Path(tmp) / "rx", f"sqlite:///{tmp}/receiver.db")
         address = rx.add_mailbox("bench@corp.example")
-        port = rx.start(THREADS_RECEIVER_SMTP_MAX_MESSAGE_SIZE=str(50 * MB),
-                        THREADS_RECEIVER_SMTP_MAX_INFLIGHT_BYTES=str(128 * MB))
+        port = rx.start(
+            THREADS_RECEIVER_SMTP_MAX_MESSAGE_SIZE=str(50 * MB),
+            THREADS_RECEIVER_SMTP_MAX_INFLIGHT_BYTES=str(128 * MB),
+        )
         pid = rx.proc.pid
         time.sleep(1)
         base = rss(pid)
@@ -74,22 +76,28 @@ def main() -> None:
         code = stream(port, address, 500 * MB)
         peak.done = True
         peak.join()
-        print(f"500 MiB DATA against a 50 MiB limit: reply {code}, peak RSS {peak.peak:.0f} MiB "
-              f"(+{peak.peak - base:.0f}), {500 / (time.monotonic() - t):.0f} MiB/s drained")
+        print(
+            f"500 MiB DATA against a 50 MiB limit: reply {code}, peak RSS {peak.peak:.0f} MiB "
+            f"(+{peak.peak - base:.0f}), {500 / (time.monotonic() - t):.0f} MiB/s drained"
+        )
 
         peak = Peak(pid)
         peak.start()
         codes: list[int] = []
-        threads = [threading.Thread(target=lambda: codes.append(stream(port, address, 40 * MB)))
-                   for _ in range(10)]
+        threads = [
+            threading.Thread(target=lambda: codes.append(stream(port, address, 40 * MB)))
+            for _ in range(10)
+        ]
         for th in threads:
             th.start()
         for th in threads:
             th.join()
         peak.done = True
         peak.join()
-        print(f"10 sessions x 40 MiB at once, in-flight cap 128 MiB: replies "
-              f"{sorted(codes)}, peak RSS {peak.peak:.0f} MiB (+{peak.peak - base:.0f})")
+        print(
+            f"10 sessions x 40 MiB at once, in-flight cap 128 MiB: replies "
+            f"{sorted(codes)}, peak RSS {peak.peak:.0f} MiB (+{peak.peak - base:.0f})"
+        )
         rx.stop()
 
     stored = hash_password("x")

@@ -50,7 +50,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "threads-receiver-bench"
+CACHE_DIR = (
+    Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "threads-receiver-bench"
+)
 CORPUS_VERSION = 3
 RECEIVER_DOMAIN = "push.bench.test"
 PG_DSN = os.environ.get("TR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -84,8 +86,34 @@ class Corpus:
         return sum(m.size for m in self.mails)
 
 
-_SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "te", "vo", "zu", "ba", "de", "fi", "go",
-              "ha", "ji", "pe", "qua", "ri", "so", "tu", "wen", "xi", "yo", "an", "el", "or"]
+_SYLLABLES = [
+    "ka",
+    "lo",
+    "mi",
+    "ne",
+    "ru",
+    "sa",
+    "te",
+    "vo",
+    "zu",
+    "ba",
+    "de",
+    "fi",
+    "go",
+    "ha",
+    "ji",
+    "pe",
+    "qua",
+    "ri",
+    "so",
+    "tu",
+    "wen",
+    "xi",
+    "yo",
+    "an",
+    "el",
+    "or",
+]
 
 
 def _words(rng: random.Random, n: int) -> list[str]:
@@ -125,15 +153,17 @@ def _keys(seed: int) -> tuple[dict[str, bytes], dict[str, str]]:
     rng = random.Random(seed)
     keys, txt = {}, {}
     rsa = subprocess.run(["openssl", "genrsa", "2048"], capture_output=True, check=True).stdout
-    pub = subprocess.run(["openssl", "rsa", "-pubout", "-outform", "DER"], input=rsa,
-                         capture_output=True, check=True).stdout
+    pub = subprocess.run(
+        ["openssl", "rsa", "-pubout", "-outform", "DER"], input=rsa, capture_output=True, check=True
+    ).stdout
     rsa_txt = "v=DKIM1; k=rsa; p=" + base64.b64encode(pub).decode()
     for d in SENDER_DOMAINS:
         if d in ED25519_DOMAINS:
             sk = nacl.signing.SigningKey(bytes(rng.getrandbits(8) for _ in range(32)))
             keys[d] = base64.b64encode(bytes(sk))
             txt[f"{SELECTOR}._domainkey.{d}"] = (
-                "v=DKIM1; k=ed25519; p=" + base64.b64encode(bytes(sk.verify_key)).decode())
+                "v=DKIM1; k=ed25519; p=" + base64.b64encode(bytes(sk.verify_key)).decode()
+            )
         else:
             # One RSA key for every domain: key generation is slow and verification
             # costs the same whichever key it is.
@@ -145,8 +175,10 @@ def _keys(seed: int) -> tuple[dict[str, bytes], dict[str, str]]:
 def _plan(n: int, seed: int, mailboxes: int) -> list[dict]:
     """Who writes what to whom, in which conversation, in arrival order."""
     rng = random.Random(seed)
-    people = [(f"{n1.title()} {n2.title()}", f"{n1}.{n2}@{rng.choice(SENDER_DOMAINS)}")
-              for n1, n2 in zip(_words(rng, 600), _words(rng, 600))]
+    people = [
+        (f"{n1.title()} {n2.title()}", f"{n1}.{n2}@{rng.choice(SENDER_DOMAINS)}")
+        for n1, n2 in zip(_words(rng, 600), _words(rng, 600))
+    ]
     plans: list[dict] = []
     conv = 0
     base_time = 1_700_000_000
@@ -158,7 +190,9 @@ def _plan(n: int, seed: int, mailboxes: int) -> list[dict]:
         ids: list[tuple[str, list[str]]] = []
         t = base_time + rng.randint(0, 30_000_000)
         for k in range(length):
-            mid = f"{uuid.UUID(int=rng.getrandbits(128)).hex}.{conv}.{k}@{rng.choice(SENDER_DOMAINS)}"
+            mid = (
+                f"{uuid.UUID(int=rng.getrandbits(128)).hex}.{conv}.{k}@{rng.choice(SENDER_DOMAINS)}"
+            )
             refs: list[str] = []
             if ids:
                 parent_id, parent_refs = rng.choice(ids)
@@ -166,13 +200,21 @@ def _plan(n: int, seed: int, mailboxes: int) -> list[dict]:
             ids.append((mid, refs))
             sender = rng.choice(members)
             t += rng.randint(60, 86_400)
-            plans.append({
-                "conversation": conv, "message_id": mid, "references": refs,
-                "subject": ("Re: " if refs else "") + subject, "from": sender,
-                "to": [m for m in members if m != sender], "time": t,
-                "size": _size(rng), "sign": rng.random() < 0.7,
-                "mailbox": rng.randrange(mailboxes), "seed": rng.getrandbits(64),
-            })
+            plans.append(
+                {
+                    "conversation": conv,
+                    "message_id": mid,
+                    "references": refs,
+                    "subject": ("Re: " if refs else "") + subject,
+                    "from": sender,
+                    "to": [m for m in members if m != sender],
+                    "time": t,
+                    "size": _size(rng),
+                    "sign": rng.random() < 0.7,
+                    "mailbox": rng.randrange(mailboxes),
+                    "seed": rng.getrandbits(64),
+                }
+            )
     rng.shuffle(plans)  # arrival order is not conversation order
     return plans
 
@@ -185,7 +227,7 @@ def _render(plan: dict, keys: dict[str, bytes]) -> Mail:
     rng = random.Random(plan["seed"])
     name, addr = plan["from"]
     domain = addr.rsplit("@", 1)[1]
-    date = format_datetime(dt.datetime.fromtimestamp(plan["time"], dt.timezone.utc))
+    date = format_datetime(dt.datetime.fromtimestamp(plan["time"], dt.UTC))
     to = ", ".join(f'"{n}" <{a}>' for n, a in plan["to"][:3])
     cc = ", ".join(f"{a}" for _, a in plan["to"][3:])
     head = [
@@ -209,30 +251,54 @@ def _render(plan: dict, keys: dict[str, bytes]) -> Mail:
         "Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
         "<html><body><p>" + text.replace("\r\n\r\n", "</p>\r\n<p>") + "</p></body></html>",
     ]
-    body = (f"--{boundary}\r\n" + f"\r\n--{boundary}\r\n".join(parts) + f"\r\n--{boundary}--\r\n")
+    body = f"--{boundary}\r\n" + f"\r\n--{boundary}\r\n".join(parts) + f"\r\n--{boundary}--\r\n"
     if size > len(body) + 1_000:
         outer = f"=_m{rng.getrandbits(48):x}"
         payload = base64.encodebytes(rng.randbytes((size - len(body)) * 3 // 4)).decode()
-        body = (f"--{outer}\r\nContent-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n"
-                + body
-                + f"\r\n--{outer}\r\nContent-Type: application/octet-stream; name=\"att.bin\"\r\n"
-                  "Content-Disposition: attachment; filename=\"att.bin\"\r\n"
-                  "Content-Transfer-Encoding: base64\r\n\r\n"
-                + payload.replace("\n", "\r\n") + f"--{outer}--\r\n")
+        body = (
+            f'--{outer}\r\nContent-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
+            + body
+            + f'\r\n--{outer}\r\nContent-Type: application/octet-stream; name="att.bin"\r\n'
+            'Content-Disposition: attachment; filename="att.bin"\r\n'
+            "Content-Transfer-Encoding: base64\r\n\r\n"
+            + payload.replace("\n", "\r\n")
+            + f"--{outer}--\r\n"
+        )
         head.append(f'Content-Type: multipart/mixed; boundary="{outer}"')
     else:
         head.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
     raw = ("\r\n".join(head) + "\r\n\r\n" + body).encode()
     if plan["sign"]:
         algo = b"ed25519-sha256" if domain in ED25519_DOMAINS else b"rsa-sha256"
-        sig = dkim.sign(raw, SELECTOR.encode(), domain.encode(), keys[domain],
-                        signature_algorithm=algo, linesep=b"\r\n",
-                        include_headers=[b"from", b"to", b"cc", b"subject", b"date",
-                                         b"message-id", b"in-reply-to", b"references",
-                                         b"mime-version", b"content-type"])
+        sig = dkim.sign(
+            raw,
+            SELECTOR.encode(),
+            domain.encode(),
+            keys[domain],
+            signature_algorithm=algo,
+            linesep=b"\r\n",
+            include_headers=[
+                b"from",
+                b"to",
+                b"cc",
+                b"subject",
+                b"date",
+                b"message-id",
+                b"in-reply-to",
+                b"references",
+                b"mime-version",
+                b"content-type",
+            ],
+        )
         raw = sig + raw
-    return Mail(wire=dot_stuff(raw), size=len(raw), message_id=plan["message_id"].lower(),
-                conversation=plan["conversation"], mailbox=plan["mailbox"], mail_from=addr)
+    return Mail(
+        wire=dot_stuff(raw),
+        size=len(raw),
+        message_id=plan["message_id"].lower(),
+        conversation=plan["conversation"],
+        mailbox=plan["mailbox"],
+        mail_from=addr,
+    )
 
 
 def dot_stuff(raw: bytes) -> bytes:
@@ -255,7 +321,7 @@ def build_corpus(n: int, seed: int, mailboxes: int, log) -> Corpus:
     t = time.monotonic()
     keys, txt = _keys(seed)
     plans = _plan(n, seed, mailboxes)
-    chunks = [(plans[i:i + 200], keys) for i in range(0, len(plans), 200)]
+    chunks = [(plans[i : i + 200], keys) for i in range(0, len(plans), 200)]
     with ProcessPoolExecutor(os.cpu_count() or 2) as pool:
         mails = [m for chunk in pool.map(_render_chunk, chunks) for m in chunk]
     corpus = Corpus(mails, txt)
@@ -264,8 +330,10 @@ def build_corpus(n: int, seed: int, mailboxes: int, log) -> Corpus:
     with open(tmp, "wb") as f:
         pickle.dump(corpus, f, protocol=pickle.HIGHEST_PROTOCOL)
     tmp.replace(path)
-    log(f"corpus: {n} messages, {corpus.total_bytes / 1e6:.0f} MB, built in "
-        f"{time.monotonic() - t:.0f}s, cached in {path}")
+    log(
+        f"corpus: {n} messages, {corpus.total_bytes / 1e6:.0f} MB, built in "
+        f"{time.monotonic() - t:.0f}s, cached in {path}"
+    )
     return corpus
 
 
@@ -286,7 +354,7 @@ class KeyServer:
                 name = str(request.q.qname).lower().rstrip(".")
                 if request.q.qtype == QTYPE.TXT and name in records:
                     value = records[name].encode()
-                    chunks = [value[i:i + 255] for i in range(0, len(value), 255)]
+                    chunks = [value[i : i + 255] for i in range(0, len(value), 255)]
                     reply.add_answer(RR(request.q.qname, QTYPE.TXT, rdata=TXT(chunks), ttl=3600))
                 else:
                     reply.header.rcode = 3  # NXDOMAIN
@@ -298,8 +366,9 @@ class KeyServer:
             self.udp = DNSServer(Resolver(), port=0, address="127.0.0.1", logger=quiet)
             self.port = self.udp.server.server_address[1]
             try:
-                self.tcp = DNSServer(Resolver(), port=self.port, address="127.0.0.1", tcp=True,
-                                     logger=quiet)
+                self.tcp = DNSServer(
+                    Resolver(), port=self.port, address="127.0.0.1", tcp=True, logger=quiet
+                )
                 break
             except OSError:
                 self.udp.server.server_close()
@@ -349,9 +418,17 @@ async def _command(reader, writer, cmd: bytes, expect: int) -> None:
         raise SMTPClientError(f"{cmd[:20]!r} -> {text[:200]!r}")
 
 
-async def send_all(host: str, port: int, jobs, sessions: int, per_session: int,
-                   rcpt_of, rate: float | None = None, max_seconds: float | None = None,
-                   retry_after: float | None = None) -> tuple[Stats, float]:
+async def send_all(
+    host: str,
+    port: int,
+    jobs,
+    sessions: int,
+    per_session: int,
+    rcpt_of,
+    rate: float | None = None,
+    max_seconds: float | None = None,
+    retry_after: float | None = None,
+) -> tuple[Stats, float]:
     """Send every (index, Mail) of `jobs` over `sessions` concurrent sessions (or what
     fits in `max_seconds`). With `retry_after`, a message answered 4xx is sent again
     that many seconds later, as a sending MTA would (sooner)."""
@@ -420,8 +497,10 @@ async def send_all(host: str, port: int, jobs, sessions: int, per_session: int,
 async def _transaction(reader, writer, job, stats: Stats, rcpt_of) -> int:
     """One message; the code of its last reply (RCPT's or MAIL's when refused there)."""
     index, mail = job
-    for command in (b"MAIL FROM:<%s> SIZE=%d\r\n" % (mail.mail_from.encode(), mail.size),
-                    b"RCPT TO:<%s>\r\n" % rcpt_of(mail).encode()):
+    for command in (
+        b"MAIL FROM:<%s> SIZE=%d\r\n" % (mail.mail_from.encode(), mail.size),
+        b"RCPT TO:<%s>\r\n" % rcpt_of(mail).encode(),
+    ):
         writer.write(command)
         code, text = await _reply(reader)
         if code != 250:
@@ -429,11 +508,11 @@ async def _transaction(reader, writer, job, stats: Stats, rcpt_of) -> int:
             await _command(reader, writer, b"RSET\r\n", 250)
             return code
     await _command(reader, writer, b"DATA\r\n", 354)
-    for part in (mail.wire if isinstance(mail.wire, tuple) else (mail.wire,)):
+    for part in mail.wire if isinstance(mail.wire, tuple) else (mail.wire,):
         view = memoryview(part)
         for at in range(0, len(view), CHUNK):
             # Chunks with drain: 50 sessions of 20 MB must not sit in the client's buffers.
-            writer.write(view[at:at + CHUNK])
+            writer.write(view[at : at + CHUNK])
             await writer.drain()
     t0 = time.monotonic()
     code, _ = await _reply(reader)
@@ -496,8 +575,13 @@ class RssMonitor:
         forkserver = {p for p, parent in self.parent_of.items() if parent == self.pid}
         out: dict[str, list[float]] = {}
         for p, peak in sorted(self.peak_of.items()):
-            role = ("main" if p == self.pid else
-                    "workers" if self.parent_of.get(p) in forkserver else "other")
+            role = (
+                "main"
+                if p == self.pid
+                else "workers"
+                if self.parent_of.get(p) in forkserver
+                else "other"
+            )
             out.setdefault(role, []).append(round(peak / 1e6, 1))
         return out
 
@@ -555,8 +639,12 @@ def ensure_smtp_sink(log) -> bool:
     log("installing postfix for smtp-sink (apt-get)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     sudo = [] if os.geteuid() == 0 else ["sudo"]
-    r = subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "postfix"], env=env,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        sudo + ["apt-get", "install", "-y", "-qq", "postfix"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         log(f"apt-get install postfix failed: {r.stderr.strip()[-300:]}")
     return os.path.exists(SMTP_SINK)
@@ -568,8 +656,11 @@ def smtp_sink_server(log):
         raise RuntimeError("smtp-sink is not available")
     port = free_port()
     user = ["-u", "nobody"] if os.geteuid() == 0 else []
-    proc = subprocess.Popen([SMTP_SINK, *user, f"127.0.0.1:{port}", "256"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [SMTP_SINK, *user, f"127.0.0.1:{port}", "256"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_port(port, proc)
         yield port, proc.pid, None
@@ -599,11 +690,16 @@ def _bare_main() -> None:
     async def main():
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: SMTP(Discard(), data_size_limit=64 << 20, decode_data=False,
-                         hostname="bare.bench.test"), "127.0.0.1", 0)
+            lambda: SMTP(
+                Discard(), data_size_limit=64 << 20, decode_data=False, hostname="bare.bench.test"
+            ),
+            "127.0.0.1",
+            0,
+        )
         print("listening on", server.sockets[0].getsockname()[1], flush=True)
         stop = asyncio.Event()
         import signal
+
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()
 
@@ -648,24 +744,33 @@ def pg_available() -> bool:
 class ReceiverSetup:
     """A receiver in a temp folder: init, mailboxes, config for the bench DNS server."""
 
-    def __init__(self, directory: Path, db_url: str, mailboxes: int, dns_port: int,
-                 profile: Path | None = None, inflight_mb: int | None = None,
-                 settings: list[str] = ()):
+    def __init__(
+        self,
+        directory: Path,
+        db_url: str,
+        mailboxes: int,
+        dns_port: int,
+        profile: Path | None = None,
+        inflight_mb: int | None = None,
+        settings: list[str] = (),
+    ):
         self.profile = profile
         self.dir = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.db_url = db_url
         self.config = directory / "receiver.toml"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("THREADS_RECEIVER_")}
-        self.env.update({
-            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-            "THREADS_RECEIVER_CONFIG": str(self.config),
-            "THREADS_RECEIVER_DB": db_url,
-            "THREADS_RECEIVER_DNS_SERVERS": f"127.0.0.1:{dns_port}",
-            # Every bench session comes from 127.0.0.1, as a bulk copy tool's would from
-            # its one host: the per-address session cap must not refuse them.
-            "THREADS_RECEIVER_SMTP_MAX_SESSIONS_PER_IP": "1000",
-        })
+        self.env.update(
+            {
+                "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                "THREADS_RECEIVER_CONFIG": str(self.config),
+                "THREADS_RECEIVER_DB": db_url,
+                "THREADS_RECEIVER_DNS_SERVERS": f"127.0.0.1:{dns_port}",
+                # Every bench session comes from 127.0.0.1, as a bulk copy tool's would from
+                # its one host: the per-address session cap must not refuse them.
+                "THREADS_RECEIVER_SMTP_MAX_SESSIONS_PER_IP": "1000",
+            }
+        )
         if inflight_mb is not None:
             self.env["THREADS_RECEIVER_SMTP_MAX_INFLIGHT_BYTES"] = str(inflight_mb << 20)
         for setting in settings:
@@ -674,11 +779,17 @@ class ReceiverSetup:
         self._cli("init", "--dir", str(directory), "--domain", RECEIVER_DOMAIN)
         self.addresses = [
             json.loads(self._cli("mailbox", "add", f"user{i}@corp.bench.test", "--json"))["address"]
-            for i in range(mailboxes)]
+            for i in range(mailboxes)
+        ]
 
     def _cli(self, *args: str) -> str:
-        r = subprocess.run([sys.executable, "-m", "receiver", *args], env=self.env,
-                           capture_output=True, text=True, cwd=self.dir)
+        r = subprocess.run(
+            [sys.executable, "-m", "receiver", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            cwd=self.dir,
+        )
         if r.returncode != 0:
             raise RuntimeError(f"receiver {' '.join(args)}: {r.stderr.strip()}")
         return r.stdout
@@ -691,18 +802,30 @@ class ReceiverSetup:
             # py-spy samples every process of the receiver, only threads holding the GIL
             # (waits for the GIL, the disk or a pipe are not work); stopping the receiver
             # (not py-spy) makes it write the collapsed stacks.
-            cmd = ["py-spy", "record", "--format", "raw", "--subprocesses", "--gil",
-                   "--rate", "250",
-                   "-o", str(self.profile / f"{self.dir.name}.txt"), "--", *cmd]
-        proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=log,
-                                cwd=self.dir)
+            cmd = [
+                "py-spy",
+                "record",
+                "--format",
+                "raw",
+                "--subprocesses",
+                "--gil",
+                "--rate",
+                "250",
+                "-o",
+                str(self.profile / f"{self.dir.name}.txt"),
+                "--",
+                *cmd,
+            ]
+        proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=log, cwd=self.dir)
         try:
             port = None
             deadline = time.monotonic() + 60
             while port is None and time.monotonic() < deadline:
                 line = proc.stdout.readline()
                 if not line:
-                    raise RuntimeError("receiver exited: " + (self.dir / "serve.log").read_text()[-2000:])
+                    raise RuntimeError(
+                        "receiver exited: " + (self.dir / "serve.log").read_text()[-2000:]
+                    )
                 m = re.search(rb"listening on [\d.]+:(\d+)", line)
                 if m:
                     port = int(m.group(1))
@@ -719,10 +842,12 @@ class ReceiverSetup:
 
     def check(self, corpus: Corpus, acked: list[int]) -> dict:
         """Every 250'd message stored? Threads exactly the conversations?"""
-        sql = ("SELECT m.message_id, m.thread_id, d.status FROM delivery d "
-               "JOIN message m ON m.id = d.message_id")
+        sql = (
+            "SELECT m.message_id, m.thread_id, d.status FROM delivery d "
+            "JOIN message m ON m.id = d.message_id"
+        )
         if self.db_url.startswith("sqlite:///"):
-            conn = sqlite3.connect(self.db_url[len("sqlite:///"):])
+            conn = sqlite3.connect(self.db_url[len("sqlite:///") :])
             rows = conn.execute(sql).fetchall()
             conn.close()
         else:
@@ -740,13 +865,24 @@ class ReceiverSetup:
         for mid, tid, status in rows:
             if status == "stored" and mid.lower() in conv_of:
                 threads.setdefault(tid, set()).add(conv_of[mid.lower()])
-        expected = len({conv_of[mid.lower()] for mid, _, status in rows
-                        if status == "stored" and mid.lower() in conv_of})
+        expected = len(
+            {
+                conv_of[mid.lower()]
+                for mid, _, status in rows
+                if status == "stored" and mid.lower() in conv_of
+            }
+        )
         mixed = sum(1 for convs in threads.values() if len(convs) > 1)
         quarantined = sum(1 for _, _, s in rows if s == "quarantined")
         ok = not lost and len(threads) == expected and not mixed and None not in threads
-        return {"deliveries": len(rows), "lost": len(lost), "threads": len(threads),
-                "threads_expected": expected, "quarantined": quarantined, "ok": ok}
+        return {
+            "deliveries": len(rows),
+            "lost": len(lost),
+            "threads": len(threads),
+            "threads_expected": expected,
+            "quarantined": quarantined,
+            "ok": ok,
+        }
 
 
 # ---------------------------------------------------------------------------------------
@@ -760,20 +896,42 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
-def run_target(name: str, label: str, server_cm, corpus: Corpus, indices: list[int],
-               args, rcpt_of, rate: float | None = None, log=print) -> dict:
+def run_target(
+    name: str,
+    label: str,
+    server_cm,
+    corpus: Corpus,
+    indices: list[int],
+    args,
+    rcpt_of,
+    rate: float | None = None,
+    log=print,
+) -> dict:
     with server_cm as (port, pid, check):
         rss = RssMonitor(pid)
         cpu0 = rss.cpu_seconds
-        stats, elapsed = asyncio.run(send_all(
-            "127.0.0.1", port, ((i, corpus.mails[i]) for i in indices),
-            args.sessions, args.per_session, rcpt_of, rate, args.row_seconds or None))
+        stats, elapsed = asyncio.run(
+            send_all(
+                "127.0.0.1",
+                port,
+                ((i, corpus.mails[i]) for i in indices),
+                args.sessions,
+                args.per_session,
+                rcpt_of,
+                rate,
+                args.row_seconds or None,
+            )
+        )
         peak = rss.stop()
         cpu = rss.cpu_seconds - cpu0
         verdict = check(corpus, stats.acked) if check else None
     row = {
-        "target": name, "label": label, "messages": stats.taken, "acked": len(stats.acked),
-        "codes": stats.codes, "seconds": round(elapsed, 2),
+        "target": name,
+        "label": label,
+        "messages": stats.taken,
+        "acked": len(stats.acked),
+        "codes": stats.codes,
+        "seconds": round(elapsed, 2),
         "msgs_per_s": round(len(stats.acked) / elapsed, 1),
         "mb_per_s": round(stats.bytes / elapsed / 1e6, 2),
         "p50_ms": round(percentile(stats.latencies, 0.5) * 1000, 1),
@@ -794,14 +952,18 @@ def format_row(r: dict) -> str:
     check = r.get("check")
     status = ""
     if check is not None:
-        status = (f"  stored {check['deliveries']} lost {check['lost']} threads "
-                  f"{check['threads']}/{check['threads_expected']}"
-                  + ("" if check["ok"] else "  FAILED"))
+        status = (
+            f"  stored {check['deliveries']} lost {check['lost']} threads "
+            f"{check['threads']}/{check['threads_expected']}" + ("" if check["ok"] else "  FAILED")
+        )
     not_ok = {k: v for k, v in r["codes"].items() if k != "250"}
-    return (f"{r['target']:<3}{r['label']:<34}{r['msgs_per_s']:>9.1f} msg/s {r['mb_per_s']:>7.2f} MB/s"
-            f"  p50 {r['p50_ms']:>7.1f}  p99 {r['p99_ms']:>7.1f}  max {r['max_ms']:>8.1f} ms"
-            f"  rss {r['peak_rss_mb']:>7.1f} MB  cpu {r['server_cpu_ms_per_msg']:>5.2f} ms/msg  ok {r['acked']}/{r['messages']}"
-            + (f" {not_ok}" if not_ok else "") + status)
+    return (
+        f"{r['target']:<3}{r['label']:<34}{r['msgs_per_s']:>9.1f} msg/s {r['mb_per_s']:>7.2f} MB/s"
+        f"  p50 {r['p50_ms']:>7.1f}  p99 {r['p99_ms']:>7.1f}  max {r['max_ms']:>8.1f} ms"
+        f"  rss {r['peak_rss_mb']:>7.1f} MB  cpu {r['server_cpu_ms_per_msg']:>5.2f} ms/msg  ok {r['acked']}/{r['messages']}"
+        + (f" {not_ok}" if not_ok else "")
+        + status
+    )
 
 
 def big_mails(count: int, size: int, seed: int) -> list[Mail]:
@@ -813,19 +975,27 @@ def big_mails(count: int, size: int, seed: int) -> list[Mail]:
     out = []
     for k in range(count):
         mid = f"big{k}.{seed}@bulk.bench.test"
-        head = (f"From: Bulk <bulk@{SENDER_DOMAINS[5]}>\r\nTo: user0@corp.bench.test\r\n"
-                f"Subject: Big attachment {k}\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n"
-                f"Message-ID: <{mid}>\r\nMIME-Version: 1.0\r\nX-Big: {k}\r\n"
-                'Content-Type: multipart/mixed; boundary="=_big"\r\n\r\n'
-                "--=_big\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
-                f"The export you asked for, part {k}.\r\n"
-                "--=_big\r\nContent-Type: application/octet-stream\r\n"
-                f'Content-Disposition: attachment; filename="export-{k}.bin"\r\n'
-                "Content-Transfer-Encoding: base64\r\n\r\n").encode()
-        out.append(Mail(wire=(head, blob, tail + b".\r\n"),
-                        size=len(head) + len(blob) + len(tail), message_id=mid,
-                        conversation=-1 - k,
-                        mailbox=0, mail_from=f"bulk@{SENDER_DOMAINS[5]}"))
+        head = (
+            f"From: Bulk <bulk@{SENDER_DOMAINS[5]}>\r\nTo: user0@corp.bench.test\r\n"
+            f"Subject: Big attachment {k}\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n"
+            f"Message-ID: <{mid}>\r\nMIME-Version: 1.0\r\nX-Big: {k}\r\n"
+            'Content-Type: multipart/mixed; boundary="=_big"\r\n\r\n'
+            "--=_big\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+            f"The export you asked for, part {k}.\r\n"
+            "--=_big\r\nContent-Type: application/octet-stream\r\n"
+            f'Content-Disposition: attachment; filename="export-{k}.bin"\r\n'
+            "Content-Transfer-Encoding: base64\r\n\r\n"
+        ).encode()
+        out.append(
+            Mail(
+                wire=(head, blob, tail + b".\r\n"),
+                size=len(head) + len(blob) + len(tail),
+                message_id=mid,
+                conversation=-1 - k,
+                mailbox=0,
+                mail_from=f"bulk@{SENDER_DOMAINS[5]}",
+            )
+        )
     return out
 
 
@@ -839,9 +1009,17 @@ def run_mixed(corpus: Corpus, setup_factory, args, log) -> dict:
         rss = RssMonitor(pid)
 
         async def both():
-            big_task = asyncio.create_task(send_all(
-                "127.0.0.1", port, ((-1 - k, m) for k, m in enumerate(bigs)),
-                args.mixed_big_sessions, 1, rcpt_of, retry_after=args.mixed_retry_seconds))
+            big_task = asyncio.create_task(
+                send_all(
+                    "127.0.0.1",
+                    port,
+                    ((-1 - k, m) for k, m in enumerate(bigs)),
+                    args.mixed_big_sessions,
+                    1,
+                    rcpt_of,
+                    retry_after=args.mixed_retry_seconds,
+                )
+            )
             done = asyncio.Event()
             big_task.add_done_callback(lambda _: done.set())
 
@@ -851,18 +1029,27 @@ def run_mixed(corpus: Corpus, setup_factory, args, log) -> dict:
                         return
                     yield i, corpus.mails[i]
 
-            small_stats, _ = await send_all("127.0.0.1", port, small_jobs(),
-                                            args.mixed_small_sessions, args.per_session, rcpt_of,
-                                            rate=args.mixed_small_rate)
+            small_stats, _ = await send_all(
+                "127.0.0.1",
+                port,
+                small_jobs(),
+                args.mixed_small_sessions,
+                args.per_session,
+                rcpt_of,
+                rate=args.mixed_small_rate,
+            )
             return await big_task, small_stats
 
         (big_stats, big_elapsed), small_stats = asyncio.run(both())
         peak = rss.stop()
     row = {
-        "big_sessions": args.mixed_big_sessions, "big_mb": args.mixed_big_mb,
-        "big_acked": len(big_stats.acked), "big_codes": big_stats.codes,
+        "big_sessions": args.mixed_big_sessions,
+        "big_mb": args.mixed_big_mb,
+        "big_acked": len(big_stats.acked),
+        "big_codes": big_stats.codes,
         "big_seconds": round(big_elapsed, 1),
-        "small_sent": len(small_stats.latencies), "small_acked": len(small_stats.acked),
+        "small_sent": len(small_stats.latencies),
+        "small_acked": len(small_stats.acked),
         "small_codes": small_stats.codes,
         "small_p50_ms": round(percentile(small_stats.latencies, 0.5) * 1000, 1),
         "small_p99_ms": round(percentile(small_stats.latencies, 0.99) * 1000, 1),
@@ -871,11 +1058,13 @@ def run_mixed(corpus: Corpus, setup_factory, args, log) -> dict:
         "peak_rss_by_process_mb": rss.peaks_by_role(),
         "errors": (big_stats.errors + small_stats.errors)[:5],
     }
-    log(f"mixed: {row['big_sessions']} x {row['big_mb']} MB: {row['big_acked']} acked "
+    log(
+        f"mixed: {row['big_sessions']} x {row['big_mb']} MB: {row['big_acked']} acked "
         f"{row['big_codes']} in {row['big_seconds']}s; small: {row['small_acked']}/"
         f"{row['small_sent']} p50 {row['small_p50_ms']} p99 {row['small_p99_ms']} "
         f"max {row['small_max_ms']} ms; server peak RSS {row['peak_rss_mb']} MB "
-        f"(each process's own peak: {row['peak_rss_by_process_mb']})")
+        f"(each process's own peak: {row['peak_rss_by_process_mb']})"
+    )
     return row
 
 
@@ -890,25 +1079,50 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mailboxes", type=int, default=10)
     p.add_argument("--targets", default="abcde", help="which of a b c d e to run")
     p.add_argument("--workers", type=int, default=2, help="receiver workers for target e")
-    p.add_argument("--row-seconds", type=float, default=100,
-                   help="stop sending to a target after this long (0: send the whole corpus)")
+    p.add_argument(
+        "--row-seconds",
+        type=float,
+        default=100,
+        help="stop sending to a target after this long (0: send the whole corpus)",
+    )
     p.add_argument("--no-half-rate", action="store_true", help="skip c at half its rate")
     p.add_argument("--no-mixed", action="store_true", help="skip the mixed scenario")
     p.add_argument("--mixed-big-sessions", type=int, default=50)
     p.add_argument("--mixed-big-mb", type=int, default=20)
-    p.add_argument("--mixed-retry-seconds", type=float, default=1.0,
-                   help="a big message answered 4xx (the in-flight cap) is sent again after "
-                        "this many seconds, until every one is stored")
+    p.add_argument(
+        "--mixed-retry-seconds",
+        type=float,
+        default=1.0,
+        help="a big message answered 4xx (the in-flight cap) is sent again after "
+        "this many seconds, until every one is stored",
+    )
     p.add_argument("--mixed-small-sessions", type=int, default=10)
-    p.add_argument("--mixed-small-rate", type=float, default=50.0,
-                   help="small messages per second during the mixed scenario")
-    p.add_argument("--inflight-mb", type=int, metavar="MB",
-                   help="smtp.max_inflight_bytes of every receiver (default: its own default)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="a receiver setting for every receiver row, e.g. parse.workers=3")
+    p.add_argument(
+        "--mixed-small-rate",
+        type=float,
+        default=50.0,
+        help="small messages per second during the mixed scenario",
+    )
+    p.add_argument(
+        "--inflight-mb",
+        type=int,
+        metavar="MB",
+        help="smtp.max_inflight_bytes of every receiver (default: its own default)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a receiver setting for every receiver row, e.g. parse.workers=3",
+    )
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--profile", type=Path, metavar="DIR",
-                   help="run each receiver under py-spy; collapsed stacks go to DIR/<target>.txt")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run each receiver under py-spy; collapsed stacks go to DIR/<target>.txt",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object at the end only")
     args = p.parse_args(argv)
     args.receiver_args = []
@@ -919,23 +1133,38 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
 
-    log(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GB,"
-        f" Python {sys.version.split()[0]}; {args.sessions} sessions x {args.per_session} messages")
+    log(
+        f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GB,"
+        f" Python {sys.version.split()[0]}; {args.sessions} sessions x {args.per_session} messages"
+    )
     corpus = build_corpus(args.messages, args.seed, args.mailboxes, log)
-    log(f"corpus: {len(corpus.mails)} messages, {corpus.total_bytes / 1e6:.1f} MB, "
+    log(
+        f"corpus: {len(corpus.mails)} messages, {corpus.total_bytes / 1e6:.1f} MB, "
         f"{sum(1 for m in corpus.mails if m.wire.startswith(b'DKIM-Signature'))} DKIM-signed, "
-        f"{len({m.conversation for m in corpus.mails})} conversations")
+        f"{len({m.conversation for m in corpus.mails})} conversations"
+    )
     dns = KeyServer(corpus.dns_txt)
     work = Path(tempfile.mkdtemp(prefix="trbench-"))
     indices = list(range(len(corpus.mails)))
     rows: dict[str, dict] = {}
-    result: dict = {"messages": len(corpus.mails), "sessions": args.sessions,
-                    "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}}
+    result: dict = {
+        "messages": len(corpus.mails),
+        "sessions": args.sessions,
+        "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
+    }
     have_pg = pg_available()
     try:
+
         def setup(db_url: str, tag: str) -> ReceiverSetup:
-            return ReceiverSetup(work / tag, db_url, args.mailboxes, dns.port, args.profile,
-                                 args.inflight_mb, args.set)
+            return ReceiverSetup(
+                work / tag,
+                db_url,
+                args.mailboxes,
+                dns.port,
+                args.profile,
+                args.inflight_mb,
+                args.set,
+            )
 
         def receiver(db_url: str, tag: str, *serve_args: str):
             s = setup(db_url, tag)
@@ -943,18 +1172,40 @@ def main(argv: list[str] | None = None) -> int:
 
         any_rcpt = lambda m: f"user{m.mailbox}@corp.bench.test"  # noqa: E731
         if "a" in args.targets:
-            rows["a"] = run_target("a", "Postfix smtp-sink", smtp_sink_server(log), corpus,
-                                   indices, args, any_rcpt, log=log)
+            rows["a"] = run_target(
+                "a",
+                "Postfix smtp-sink",
+                smtp_sink_server(log),
+                corpus,
+                indices,
+                args,
+                any_rcpt,
+                log=log,
+            )
         if "b" in args.targets:
-            rows["b"] = run_target("b", "bare aiosmtpd (discard)", bare_aiosmtpd_server(log),
-                                   corpus, indices, args, any_rcpt, log=log)
+            rows["b"] = run_target(
+                "b",
+                "bare aiosmtpd (discard)",
+                bare_aiosmtpd_server(log),
+                corpus,
+                indices,
+                args,
+                any_rcpt,
+                log=log,
+            )
         if "c" in args.targets:
             cm, rcpt = receiver(f"sqlite:///{work / 'c' / 'receiver.db'}", "c")
-            rows["c"] = run_target("c", "receiver, SQLite", cm, corpus, indices, args, rcpt,
-                                   log=log)
-        for t, label, extra in (("d", "receiver, PostgreSQL", ()),
-                                ("e", f"receiver --workers {args.workers}, PostgreSQL",
-                                 ("--workers", str(args.workers)))):
+            rows["c"] = run_target(
+                "c", "receiver, SQLite", cm, corpus, indices, args, rcpt, log=log
+            )
+        for t, label, extra in (
+            ("d", "receiver, PostgreSQL", ()),
+            (
+                "e",
+                f"receiver --workers {args.workers}, PostgreSQL",
+                ("--workers", str(args.workers)),
+            ),
+        ):
             if t not in args.targets:
                 continue
             if not have_pg:
@@ -967,12 +1218,24 @@ def main(argv: list[str] | None = None) -> int:
             rate = rows["c"]["msgs_per_s"] / 2
             n = min(len(indices), max(200, int(rate * 20)))
             cm, rcpt = receiver(f"sqlite:///{work / 'c2' / 'receiver.db'}", "c2")
-            rows["c_half"] = run_target("c", f"receiver, SQLite, at {rate:.0f} msg/s", cm,
-                                        corpus, indices[:n], args, rcpt, rate=rate, log=log)
+            rows["c_half"] = run_target(
+                "c",
+                f"receiver, SQLite, at {rate:.0f} msg/s",
+                cm,
+                corpus,
+                indices[:n],
+                args,
+                rcpt,
+                rate=rate,
+                log=log,
+            )
         if not args.no_mixed:
             result["mixed"] = run_mixed(
-                corpus, lambda: setup(f"sqlite:///{work / 'mixed' / 'receiver.db'}", "mixed"),
-                args, log)
+                corpus,
+                lambda: setup(f"sqlite:///{work / 'mixed' / 'receiver.db'}", "mixed"),
+                args,
+                log,
+            )
     finally:
         dns.stop()
         shutil.rmtree(work, ignore_errors=True)

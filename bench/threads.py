@@ -45,8 +45,10 @@ CONFIG = configmod.load(None, {})
 RULE = subject_rule(CONFIG)
 
 START = dt.datetime(2024, 1, 1)
-WORDS = ("budget release plan invoice meeting review build server patch outage contract "
-         "design draft hiring offsite quarterly roadmap migration security audit").split()
+WORDS = (
+    "budget release plan invoice meeting review build server patch outage contract "
+    "design draft hiring offsite quarterly roadmap migration security audit"
+).split()
 
 
 def generate(n: int, seed: int = 1) -> list[ParsedMessage]:
@@ -80,25 +82,36 @@ def generate(n: int, seed: int = 1) -> list[ParsedMessage]:
                 elif style < 0.15:
                     irt = [pid]
                 else:
-                    refs = (prefs + [pid])[-rng.choice((3, 10, 20)):]
+                    refs = (prefs + [pid])[-rng.choice((3, 10, 20)) :]
                     irt = [pid]
             when += dt.timedelta(minutes=rng.randint(1, 600))
             frm, to = rng.sample(crew, 2)
             rec = ParsedMessage(
-                message_id=msgid, synthetic_id=False,
+                message_id=msgid,
+                synthetic_id=False,
                 content_hash=hashlib.sha256(msgid.encode()).hexdigest(),
-                subject=("Re: " if i else "") + subject, date=when, from_addr=frm,
-                to=[("", to)], in_reply_to=irt, references=refs,
+                subject=("Re: " if i else "") + subject,
+                date=when,
+                from_addr=frm,
+                to=[("", to)],
+                in_reply_to=irt,
+                references=refs,
                 thread_index=base64.b64encode(index).decode() if outlook else None,
-                text_body="x" * rng.randint(200, 2000))
+                text_body="x" * rng.randint(200, 2000),
+            )
             thread.append((msgid, refs, index))
             out.append(rec)
     return out
 
 
 def request(rec: ParsedMessage) -> DeliveryRequest:
-    return DeliveryRequest(mailbox_id=1, sha256=hashlib.sha256(rec.content_hash.encode()).hexdigest(),
-                           size=len(rec.text_body or ""), compressed=b"", record=rec)
+    return DeliveryRequest(
+        mailbox_id=1,
+        sha256=hashlib.sha256(rec.content_hash.encode()).hexdigest(),
+        size=len(rec.text_body or ""),
+        compressed=b"",
+        record=rec,
+    )
 
 
 def ingest(url: str, records: list[ParsedMessage], batch: int, per_delivery: bool) -> float:
@@ -112,33 +125,44 @@ def ingest(url: str, records: list[ParsedMessage], batch: int, per_delivery: boo
             with db.atomic():
                 lock_threading(db)
                 if per_delivery:
-                    for rec in records[i:i + batch]:
+                    for rec in records[i : i + batch]:
                         store_delivery(request(rec), RULE)
                 else:
-                    store_messages(records[i:i + batch], RULE)
+                    store_messages(records[i : i + batch], RULE)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         threads = Message.select(Message.thread_id).distinct().count()
     db.close()
     how = "store_delivery per message" if per_delivery else f"store_messages, {batch} a batch"
     # CPU seconds of this process (SQLite runs in it; PostgreSQL's server work is not
     # counted): the figure that other load on the machine does not distort.
-    print(f"  {how}: {len(records)} messages into {threads} threads in {elapsed:.1f} s: "
-          f"{len(records) / elapsed:,.0f} msg/s ({cpu:.1f} s CPU here: "
-          f"{len(records) / cpu:,.0f} msg per CPU second)")
+    print(
+        f"  {how}: {len(records)} messages into {threads} threads in {elapsed:.1f} s: "
+        f"{len(records) / elapsed:,.0f} msg/s ({cpu:.1f} s CPU here: "
+        f"{len(records) / cpu:,.0f} msg per CPU second)"
+    )
     return len(records) / elapsed
 
 
 def threadweave_rate(records: list[ParsedMessage]) -> float:
     import threadweave
 
-    msgs = [threadweave.Message(message_id=r.message_id, in_reply_to=" ".join(r.in_reply_to),
-                                references=r.references, subject=r.subject) for r in records]
+    msgs = [
+        threadweave.Message(
+            message_id=r.message_id,
+            in_reply_to=" ".join(r.in_reply_to),
+            references=r.references,
+            subject=r.subject,
+        )
+        for r in records
+    ]
     started = time.perf_counter()
     roots = threadweave.thread_messages(msgs)
     elapsed = time.perf_counter() - started
-    print(f"  threadweave {threadweave.__version__} (JWZ, in memory, no storage): "
-          f"{len(records)} messages into {len(roots)} roots in {elapsed:.2f} s: "
-          f"{len(records) / elapsed:,.0f} msg/s")
+    print(
+        f"  threadweave {threadweave.__version__} (JWZ, in memory, no storage): "
+        f"{len(records)} messages into {len(roots)} roots in {elapsed:.2f} s: "
+        f"{len(records) / elapsed:,.0f} msg/s"
+    )
     return len(records) / elapsed
 
 
@@ -172,16 +196,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=100_000, help="messages (default 100000)")
     ap.add_argument("--batch", type=int, default=500, help="messages per transaction")
-    ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test",
-                    help="PostgreSQL to benchmark too (a temporary database is made there)")
+    ap.add_argument(
+        "--pg",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="PostgreSQL to benchmark too (a temporary database is made there)",
+    )
     ap.add_argument("--no-pg", action="store_true", help="SQLite only")
-    ap.add_argument("--per-delivery", type=int, default=5000,
-                    help="messages for the one-store_delivery-each figure (the SMTP path)")
+    ap.add_argument(
+        "--per-delivery",
+        type=int,
+        default=5000,
+        help="messages for the one-store_delivery-each figure (the SMTP path)",
+    )
     args = ap.parse_args()
 
     records = generate(args.n)
     random.Random(2).shuffle(records)
-    sample = records[:args.per_delivery]
+    sample = records[: args.per_delivery]
     print(f"corpus: {len(records)} messages, shuffled; {args.batch} per transaction")
     print("SQLite (WAL, synchronous=FULL):")
     with tempfile.TemporaryDirectory() as tmp:
@@ -204,8 +235,10 @@ def main() -> None:
             finally:
                 drop_pg_database(args.pg, url)
     tw = threadweave_rate(records)
-    print(f"ratio: the threading store on SQLite runs at {sqlite_rate / tw:.2f}x "
-          f"threadweave's in-memory rate")
+    print(
+        f"ratio: the threading store on SQLite runs at {sqlite_rate / tw:.2f}x "
+        f"threadweave's in-memory rate"
+    )
     print(f"peak RSS: {peak_rss_mb():.0f} MB")
 
 

@@ -44,9 +44,14 @@ def main() -> None:
                 if (n + 1) % args.every == 0:
                     c = Client(port, transport, timeout=5.0)
                     t0 = time.monotonic()
-                    code, text = c.deliver(address, b"Subject: normal " + str(n).encode() +
-                                           b"\r\nMessage-ID: <normal" + str(n).encode() +
-                                           b"@example.org>\r\n\r\nhello\r\n")
+                    code, text = c.deliver(
+                        address,
+                        b"Subject: normal "
+                        + str(n).encode()
+                        + b"\r\nMessage-ID: <normal"
+                        + str(n).encode()
+                        + b"@example.org>\r\n\r\nhello\r\n",
+                    )
                     latencies.append(time.monotonic() - t0)
                     c.quit()
                     if code != 250:
@@ -56,11 +61,13 @@ def main() -> None:
         finally:
             rx.stop()
     normals = len(latencies)
-    print(f"{transport} on {'PostgreSQL' if args.db else 'SQLite'}: {args.resets} resets after "
-          f"the dot in {elapsed:.1f}s; {normals} normal deliveries all 250, latency p50 "
-          f"{statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms; "
-          f"{stored - normals} of the reset copies committed (each once), "
-          f"{args.resets - stored + normals} not")
+    print(
+        f"{transport} on {'PostgreSQL' if args.db else 'SQLite'}: {args.resets} resets after "
+        f"the dot in {elapsed:.1f}s; {normals} normal deliveries all 250, latency p50 "
+        f"{statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms; "
+        f"{stored - normals} of the reset copies committed (each once), "
+        f"{args.resets - stored + normals} not"
+    )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,14 @@ from tests.dns_server import DnsServer  # noqa: E402
 def corpus(n: int) -> list[bytes]:
     body = b"Hello Alice,\r\n\r\n" + b"the numbers for this quarter are in, see below.\r\n" * 40
     templates = [F.sign(F.original(msgid=f"t{i}@author.example", body=body)) for i in range(7)]
-    templates += [F.sign(F.original(msgid="ed@author.example", body=body), "ed1", key=F.ED_KEY,
-                         algorithm=b"ed25519-sha256")]
+    templates += [
+        F.sign(
+            F.original(msgid="ed@author.example", body=body),
+            "ed1",
+            key=F.ED_KEY,
+            algorithm=b"ed25519-sha256",
+        )
+    ]
     unsigned = F.original(body=body)
     out = []
     for i in range(n):
@@ -42,7 +48,7 @@ def corpus(n: int) -> list[bytes]:
 async def run(messages: list[bytes], concurrency: int, verifier: Verifier) -> list[float]:
     latencies: list[float] = []
     queue = list(reversed(messages))
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
 
     async def worker():
         while queue:
@@ -75,11 +81,15 @@ def main() -> None:
 
     lat, elapsed = asyncio.run(go())
     lat.sort()
-    print(f"{len(messages)} messages (70% DKIM-signed, {sum(map(len, messages)) // len(messages)} "
-          f"bytes avg), concurrency {args.concurrency}")
+    print(
+        f"{len(messages)} messages (70% DKIM-signed, {sum(map(len, messages)) // len(messages)} "
+        f"bytes avg), concurrency {args.concurrency}"
+    )
     print(f"throughput  {len(messages) / elapsed:8.0f} msg/s")
-    print(f"latency     p50 {statistics.median(lat) * 1000:.1f} ms  "
-          f"p99 {lat[int(len(lat) * 0.99)] * 1000:.1f} ms")
+    print(
+        f"latency     p50 {statistics.median(lat) * 1000:.1f} ms  "
+        f"p99 {lat[int(len(lat) * 0.99)] * 1000:.1f} ms"
+    )
     dns.stop()
 
 

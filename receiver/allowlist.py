@@ -67,7 +67,10 @@ def refusal(entries, peer: str | None, verdict: Verdict) -> Decision | None:
     ip = peer_ip(peer)
     if ip is not None and any(ip in net for net in networks):
         return None
-    if domains and verdict.evidence is not None and _domain_allows(
-            domains, verdict.evidence.signing_domains()):
+    if (
+        domains
+        and verdict.evidence is not None
+        and _domain_allows(domains, verdict.evidence.signing_domains())
+    ):
         return None
     return Decision(REJECT, "this sender is not on the receiver address's allow-list")

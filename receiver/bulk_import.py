@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from peewee import Database
 
@@ -61,8 +61,10 @@ class ImportSummary:
     def as_dict(self) -> dict:
         return {
             "messages": self.seen,
-            **{k: self.counts.get(k, 0)
-               for k in (STORED, DUPLICATE, QUARANTINED, REJECTED, TEMPFAILED, "failed")},
+            **{
+                k: self.counts.get(k, 0)
+                for k in (STORED, DUPLICATE, QUARANTINED, REJECTED, TEMPFAILED, "failed")
+            },
             "reasons": dict(self.reasons.most_common()),
             "failed_at": self.failures,
             "not_messages": self.not_messages,
@@ -74,8 +76,12 @@ class ImportSummary:
 def _already_stored(mailbox_id: int, shas: list[str]) -> set[str]:
     # The (mailbox, blob) index answers this. A wrapped copy (stored as its inner message)
     # is not found here; the pipeline then finds it a duplicate, at the price of a check.
-    return {sha for (sha,) in Delivery.select(Delivery.blob).where(
-        (Delivery.mailbox == mailbox_id) & Delivery.blob.in_(shas)).tuples()}
+    return {
+        sha
+        for (sha,) in Delivery.select(Delivery.blob)
+        .where((Delivery.mailbox == mailbox_id) & Delivery.blob.in_(shas))
+        .tuples()
+    }
 
 
 def _target(email: str) -> tuple[mailboxes.MailboxInfo, str | None]:
@@ -86,27 +92,32 @@ def _target(email: str) -> tuple[mailboxes.MailboxInfo, str | None]:
 
 
 class Importer:
-    def __init__(self, config: Config, email: str, concurrency: int = CONCURRENCY,
-                 check_mail: bool = True):
+    def __init__(
+        self, config: Config, email: str, concurrency: int = CONCURRENCY, check_mail: bool = True
+    ):
         self.config = config
         self.email = email
         self.concurrency = concurrency
         # Files are checked for being mail at all; a message piped in by an MTA is not.
         self.check_mail = check_mail
 
-    async def run(self, items: Iterable[MailItem], source_name: str,
-                  progress: Callable[[int, ImportSummary], None] = lambda p, s: None,
-                  ) -> ImportSummary:
+    async def run(
+        self,
+        items: Iterable[MailItem],
+        source_name: str,
+        progress: Callable[[int, ImportSummary], None] = lambda p, s: None,
+    ) -> ImportSummary:
         loop = asyncio.get_running_loop()
-        db: Database = open_database(self.config.database_url,
-                                     self.config.database.lock_timeout)
+        db: Database = open_database(self.config.database_url, self.config.database.lock_timeout)
         executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="import")
         await loop.run_in_executor(executor, check_schema, db)
         mb, local = await loop.run_in_executor(executor, run_read, db, _target, self.email)
         if mb.state != "active":
             executor.shutdown()
-            raise ImportRefused(f"mailbox {mb.email} is {mb.state}: "
-                               f"`threads-receiver mailbox enable {mb.email}` first")
+            raise ImportRefused(
+                f"mailbox {mb.email} is {mb.state}: "
+                f"`threads-receiver mailbox enable {mb.email}` first"
+            )
         rcpt = f"{local}@{self.config.domains[0]}" if local else mb.email
         # The daemon's pipeline: parsing runs in other processes, beside the writer.
         stack = await build(self.config, db, executor)
@@ -128,8 +139,13 @@ class Importer:
                     summary.reasons[f"{outcome.status}: {outcome.reason}"] += 1
                     self._note_failure(summary, item, outcome.reason)
                 else:
-                    log.debug("%s: %s delivery %s message %s", item.where, outcome.status,
-                              outcome.delivery_id, outcome.message_id)
+                    log.debug(
+                        "%s: %s delivery %s message %s",
+                        item.where,
+                        outcome.status,
+                        outcome.delivery_id,
+                        outcome.message_id,
+                    )
             except Exception as e:  # one bad message must not stop the other 99,999
                 summary.counts["failed"] += 1
                 summary.reasons[f"failed: {type(e).__name__}: {e}"] += 1
@@ -149,8 +165,9 @@ class Importer:
         try:
             for chunk in _chunks(items, LOOKUP_CHUNK):
                 shas = [hashlib.sha256(i.raw).hexdigest() for i in chunk]
-                known = await loop.run_in_executor(executor, run_read, db, _already_stored,
-                                                   mb.id, shas)
+                known = await loop.run_in_executor(
+                    executor, run_read, db, _already_stored, mb.id, shas
+                )
                 for item, sha in zip(chunk, shas):
                     summary.seen += 1
                     position = item.progress

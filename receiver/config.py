@@ -101,11 +101,13 @@ class TlsSection:
     min_version: str = "TLSv1.2"
     # TLS 1.2 cipher suites (OpenSSL syntax): AEAD only, the "intermediate" profile of
     # Mozilla's server-side TLS guidelines. TLS 1.3 suites are all AEAD already.
-    ciphers: str = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-                    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-                    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
-                    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:"
-                    "DHE-RSA-CHACHA20-POLY1305")
+    ciphers: str = (
+        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+        "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+        "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:"
+        "DHE-RSA-CHACHA20-POLY1305"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +198,19 @@ class DnsSection:
 
 
 SECTIONS: dict[str, type] = {
-    "receiver": ReceiverSection, "database": DatabaseSection, "smtp": SmtpSection,
-    "tls": TlsSection, "imap": ImapSection, "auth": AuthSection, "parse": ParseSection,
+    "receiver": ReceiverSection,
+    "database": DatabaseSection,
+    "smtp": SmtpSection,
+    "tls": TlsSection,
+    "imap": ImapSection,
+    "auth": AuthSection,
+    "parse": ParseSection,
     "policy": PolicySection,
-    "threads": ThreadsSection, "retention": RetentionSection, "metrics": MetricsSection,
-    "stages": StagesSection, "dns": DnsSection,
+    "threads": ThreadsSection,
+    "retention": RetentionSection,
+    "metrics": MetricsSection,
+    "stages": StagesSection,
+    "dns": DnsSection,
 }
 
 
@@ -259,7 +269,7 @@ class ConfigError(Exception):
 def resolve_sqlite_url(url: str, base_dir: Path) -> str:
     """Make a relative sqlite path absolute against the config's folder."""
     if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
+        path = Path(url[len("sqlite:///") :])
         if not path.is_absolute():
             return "sqlite:///" + str((base_dir / path).resolve())
     return url
@@ -303,7 +313,11 @@ def _merge(data: dict[str, Any], overrides: dict[str, Any], origin: str) -> None
             if key not in data[section]:
                 raise ConfigError(f"{origin}: unknown key {section}.{key}")
             default = DEFAULTS[section][key]
-            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            if (
+                isinstance(default, float)
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+            ):
                 value = float(value)
             if type(value) is not type(default):
                 raise ConfigError(
@@ -340,10 +354,15 @@ def load(path: Path | None, environ: dict[str, str] | None = None) -> Config:
         name = ENV_PREFIX + alias
         if name in env:
             data[section][key] = _coerce(env[name], DEFAULTS[section][key], name)
-    config = Config(path, **{
-        section: SECTIONS[section](**{k: tuple(v) if isinstance(v, list) else v
-                                      for k, v in values.items()})
-        for section, values in data.items()})
+    config = Config(
+        path,
+        **{
+            section: SECTIONS[section](
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+            )
+            for section, values in data.items()
+        },
+    )
     _validate(config)
     return config
 
@@ -389,8 +408,9 @@ def _validate(config: Config) -> None:
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(tls.ciphers)
     except ssl.SSLError:
-        raise ConfigError(f"tls.ciphers: no cipher suite OpenSSL knows in {tls.ciphers!r}"
-                          ) from None
+        raise ConfigError(
+            f"tls.ciphers: no cipher suite OpenSSL knows in {tls.ciphers!r}"
+        ) from None
     for key in ("proxy_trusted", "trusted_networks"):
         for net in getattr(config.smtp, key):
             try:
@@ -398,8 +418,9 @@ def _validate(config: Config) -> None:
             except ValueError:
                 raise ConfigError(f"smtp.{key}: not a network: {net!r}") from None
     if not 0 < config.smtp.stress_threshold <= 1:
-        raise ConfigError("smtp.stress_threshold: a share of smtp.max_sessions, more than 0 "
-                          "and at most 1")
+        raise ConfigError(
+            "smtp.stress_threshold: a share of smtp.max_sessions, more than 0 and at most 1"
+        )
     if config.smtp.stress_timeout <= 0:
         raise ConfigError("smtp.stress_timeout: seconds, more than 0")
     if config.smtp.backlog < 1:

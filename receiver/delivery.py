@@ -19,7 +19,7 @@ from receiver.verify.verdict import UNVERIFIABLE, Verdict
 def _now() -> dt.datetime:
     # Naive UTC, the form both backends store (store.models.utcnow); the record sits
     # below the store and does not import it.
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Status(StrEnum):
@@ -33,7 +33,12 @@ class Status(StrEnum):
 
 
 STORED, DUPLICATE, QUARANTINED, REJECTED, TEMPFAILED = (
-    Status.STORED, Status.DUPLICATE, Status.QUARANTINED, Status.REJECTED, Status.TEMPFAILED)
+    Status.STORED,
+    Status.DUPLICATE,
+    Status.QUARANTINED,
+    Status.REJECTED,
+    Status.TEMPFAILED,
+)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PROVIDERS = ("gmail", "outlook", "exchange", "sieve", "postfix", "migrationwiz", "thunderbird",
-             "outlook-desktop", "apple-mail", "imapsync", "mbsync", "offlineimap", "import")
+PROVIDERS = (
+    "gmail",
+    "outlook",
+    "exchange",
+    "sieve",
+    "postfix",
+    "migrationwiz",
+    "thunderbird",
+    "outlook-desktop",
+    "apple-mail",
+    "imapsync",
+    "mbsync",
+    "offlineimap",
+    "import",
+)
 
 TITLES = {
     "gmail": "Gmail and Google Workspace: automatic forwarding",
@@ -122,7 +135,8 @@ makes the copy in its cleanup daemon before delivery, so the copy is the very
 message delivered locally; keep content filters that rewrite messages (disclaimers,
 footers) after the copy or exempt the receiver domain. The receiver must be reachable
 on port 25 from this server (its MX record, or a transport_maps entry).""",
-    "migrationwiz": _ACCOUNT + """
+    "migrationwiz": _ACCOUNT
+    + """
 For many mailboxes at once, make the CSV MigrationWiz imports (email, server, port,
 username, password; credentials are issued to every mailbox that has none):
 
@@ -135,8 +149,10 @@ username, password; credentials are issued to every mailbox that has none):
 3. Start a Full Migration. An interrupted pass is simply started again: messages
    already copied are found by MigrationWiz and, byte for byte, by the receiver too.
 
-""" + _IMAP_NOTES,
-    "thunderbird": _ACCOUNT + """
+"""
+    + _IMAP_NOTES,
+    "thunderbird": _ACCOUNT
+    + """
 1. Account Settings → Account Actions → Add Mail Account. Enter your name, {email}
    and the password above, then "Configure manually": incoming IMAP, {imap_host},
    port {imap_port}, SSL/TLS, Normal password, username {email}. Outgoing: choose
@@ -146,8 +162,10 @@ username, password; credentials are issued to every mailbox that has none):
    with IMAP APPEND; hold Ctrl (Cmd on a Mac) while dropping so the old account keeps
    its copy ("copy", not "move").
 
-""" + _IMAP_NOTES,
-    "outlook-desktop": _ACCOUNT + """
+"""
+    + _IMAP_NOTES,
+    "outlook-desktop": _ACCOUNT
+    + """
 1. File → Add Account → enter {email} → Advanced options → "Let me set up my
    account manually" → IMAP. Incoming mail: {imap_host}, port {imap_port},
    encryption SSL/TLS. Outgoing mail: any server (nothing is sent through the
@@ -157,8 +175,10 @@ username, password; credentials are issued to every mailbox that has none):
    each message as it holds it; messages Outlook rebuilt from Exchange can lose their
    original headers and be judged unverifiable.
 
-""" + _IMAP_NOTES,
-    "apple-mail": _ACCOUNT + """
+"""
+    + _IMAP_NOTES,
+    "apple-mail": _ACCOUNT
+    + """
 1. Mail → Settings → Accounts → + → Other Mail Account. Enter {email} and the
    password above; when asked, account type IMAP, incoming server {imap_host},
    user name {email}; outgoing server: any. Under Server Settings untick
@@ -166,8 +186,10 @@ username, password; credentials are issued to every mailbox that has none):
 2. Select messages in the old mailbox and Option-drag them onto the receiver
    account's Inbox (Option copies instead of moving).
 
-""" + _IMAP_NOTES,
-    "imapsync": _ACCOUNT + """
+"""
+    + _IMAP_NOTES,
+    "imapsync": _ACCOUNT
+    + """
     imapsync --host1 OLD-IMAP-SERVER --user1 {email} --password1 'OLD-PASSWORD' \\
              --host2 {imap_host} --port2 {imap_port} --ssl2 \\
              --user2 {email} --password2 'RECEIVER-PASSWORD' \\
@@ -177,8 +199,10 @@ Run the same command again after an interruption: imapsync skips what is there b
 Message-ID, and a byte-identical copy is the receiver's duplicate anyway. Never use
 --delete1 to move mail: the receiver is a copy.
 
-""" + _IMAP_NOTES,
-    "mbsync": _ACCOUNT + """
+"""
+    + _IMAP_NOTES,
+    "mbsync": _ACCOUNT
+    + """
 An ~/.mbsyncrc that pushes a local Maildir (or, with an IMAPStore instead of the
 MaildirStore, another IMAP server) to the receiver:
 
@@ -209,8 +233,10 @@ then `mbsync -a`, again after an interruption (its state files remember what was
 copied). mbsync adds one line of its own to each message it copies (X-TUID, its
 marker to find the message after a crash); the receiver keeps that line too.
 
-""" + _IMAP_NOTES,
-    "offlineimap": _ACCOUNT + """
+"""
+    + _IMAP_NOTES,
+    "offlineimap": _ACCOUNT
+    + """
 An ~/.offlineimaprc that copies IMAP to IMAP:
 
     [general]
@@ -236,7 +262,8 @@ An ~/.offlineimaprc that copies IMAP to IMAP:
 then `offlineimap -o`, again after an interruption. The receiver offers UIDPLUS, so
 offlineimap does not add its X-OfflineIMAP header to the copies.
 
-""" + _IMAP_NOTES,
+"""
+    + _IMAP_NOTES,
     "import": """\
 Old mail is copied once; new mail arrives through one of the rules above.
 
@@ -288,8 +315,9 @@ Check the first copy
 
 def guide(provider: str, email: str, address: str, imap_host: str, imap_port: int = 993) -> str:
     """One provider's steps, then what is refused and how to check the first copy."""
-    body = GUIDES[provider].format(email=email, address=address, imap_host=imap_host,
-                                   imap_port=imap_port)
+    body = GUIDES[provider].format(
+        email=email, address=address, imap_host=imap_host, imap_port=imap_port
+    )
     common = COMMON.format(email=email, address=address)
     return f"{TITLES[provider]}\n\n{body}\n\n{common}\n"
 
@@ -312,9 +340,15 @@ def docs_markdown() -> str:
         "",
     ]
     for p in PROVIDERS:
-        parts += [f'<a id="{p}"></a>', f"## {p}", "", "```text",
-                  guide(p, EXAMPLE_EMAIL, EXAMPLE_ADDRESS, EXAMPLE_HOST).rstrip("\n"), "```",
-                  ""]
+        parts += [
+            f'<a id="{p}"></a>',
+            f"## {p}",
+            "",
+            "```text",
+            guide(p, EXAMPLE_EMAIL, EXAMPLE_ADDRESS, EXAMPLE_HOST).rstrip("\n"),
+            "```",
+            "",
+        ]
     return "\n".join(parts)
 
 

@@ -40,8 +40,9 @@ def _text(value) -> str:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data = {
-            "ts": dt.datetime.fromtimestamp(record.created, dt.timezone.utc)
-            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -73,12 +74,18 @@ def _peer(session) -> str | None:
 
 def session_line(session, started: float | None, error: BaseException | None = None) -> None:
     tls = getattr(session, "ssl", None)
-    event("session closed", event="session", session=getattr(session, "receiver_id", None),
-          peer=_peer(session), helo=getattr(session, "host_name", None),
-          tls=bool(tls), auth=bool(getattr(session, "authenticated", False)),
-          messages=getattr(session, "receiver_messages", 0),
-          seconds=round(time.monotonic() - started, 3) if started else None,
-          error=repr(error) if error else None)
+    event(
+        "session closed",
+        event="session",
+        session=getattr(session, "receiver_id", None),
+        peer=_peer(session),
+        helo=getattr(session, "host_name", None),
+        tls=bool(tls),
+        auth=bool(getattr(session, "authenticated", False)),
+        messages=getattr(session, "receiver_messages", 0),
+        seconds=round(time.monotonic() - started, 3) if started else None,
+        error=repr(error) if error else None,
+    )
 
 
 def delivery_lines(session, envelope, outcomes) -> None:
@@ -86,7 +93,16 @@ def delivery_lines(session, envelope, outcomes) -> None:
     if session is not None:
         session.receiver_messages = getattr(session, "receiver_messages", 0) + 1
     for o in outcomes:
-        event(f"delivery {o.status}", event="delivery", session=envelope.session_id,
-              source=envelope.source, mailbox=o.mailbox.email, status=o.status,
-              delivery=o.delivery_id, message=o.message_id, reason=o.reason or None,
-              mail_from=envelope.mail_from, peer=envelope.peer)
+        event(
+            f"delivery {o.status}",
+            event="delivery",
+            session=envelope.session_id,
+            source=envelope.source,
+            mailbox=o.mailbox.email,
+            status=o.status,
+            delivery=o.delivery_id,
+            message=o.message_id,
+            reason=o.reason or None,
+            mail_from=envelope.mail_from,
+            peer=envelope.peer,
+        )

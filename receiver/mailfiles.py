@@ -19,7 +19,8 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO
+from collections.abc import Iterable, Iterator
 
 from receiver.mail import read as read_mail
 
@@ -49,8 +50,7 @@ def is_message(raw: bytes) -> bool:
     bytes are not mail); SMTP keeps whatever a sender committed and never asks.
     """
     mail = read_mail(raw)
-    return (bool(mail.fields) and mail.fields[0].start == 0
-            and not _BINARY.search(mail.header))
+    return bool(mail.fields) and mail.fields[0].start == 0 and not _BINARY.search(mail.header)
 
 
 def strip_from_line(raw: bytes) -> bytes:
@@ -176,7 +176,7 @@ class MaildirWriter:
 
     def add(self, key: str, when: dt.datetime | None, raw: bytes) -> Path:
         """Store under a name made of `key`, so exporting again replaces, never doubles."""
-        stamp = int((when or dt.datetime(1970, 1, 1)).replace(tzinfo=dt.timezone.utc).timestamp())
+        stamp = int((when or dt.datetime(1970, 1, 1)).replace(tzinfo=dt.UTC).timestamp())
         name = f"{stamp}.{key}.{self.host}"
         tmp = self.path / "tmp" / name
         tmp.write_bytes(raw)

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from socketserver import ThreadingMixIn
-from typing import Callable
+from collections.abc import Callable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
@@ -27,39 +27,71 @@ log = logging.getLogger(__name__)
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 SESSIONS = Counter("receiver_smtp_sessions", "SMTP/LMTP connections accepted.", registry=REGISTRY)
-SESSIONS_OPEN = Gauge("receiver_smtp_sessions_open", "SMTP/LMTP connections open now.",
-                      registry=REGISTRY)
-DELIVERIES = Counter("receiver_deliveries", "Copies handled, per mailbox recipient, by outcome.",
-                     ["source", "outcome"], registry=REGISTRY)
-VERDICTS = Counter("receiver_verdicts", "Copies checked, per mailbox recipient, by verdict.",
-                   ["source", "verdict"], registry=REGISTRY)
-BYTES = Counter("receiver_received_bytes", "Message bytes received (DATA or import).",
-                ["source"], registry=REGISTRY)
-DKIM = Counter("receiver_dkim_signatures", "DKIM signatures checked, by result.", ["result"],
-               registry=REGISTRY)
-DATA_SECONDS = Histogram("receiver_delivery_seconds",
-                         "From the end of DATA to the reply: verify, policy, parse, commit.",
-                         ["source"], registry=REGISTRY,
-                         buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
-COMMIT_SECONDS = Histogram("receiver_db_commit_seconds", "One group commit of the store writer.",
-                           registry=REGISTRY,
-                           buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5))
-COMMIT_BATCH = Histogram("receiver_db_commit_batch", "Delivery requests per group commit.",
-                         registry=REGISTRY, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
-THREADS_MERGED = Counter("receiver_threads_merged",
-                         "Threads merged into another one (rolled-back batches included).",
-                         registry=REGISTRY)
-IMAP_SESSIONS = Counter("receiver_imap_sessions", "IMAP connections accepted.",
-                        registry=REGISTRY)
-IMAP_SESSIONS_OPEN = Gauge("receiver_imap_sessions_open", "IMAP connections open now.",
-                           registry=REGISTRY)
-IMAP_LOGINS = Counter("receiver_imap_logins", "IMAP logins, by result (ok, failed, blocked).",
-                      ["result"], registry=REGISTRY)
-INFLIGHT = Gauge("receiver_inflight_bytes", "Message bytes between DATA and the reply.",
-                 registry=REGISTRY)
+SESSIONS_OPEN = Gauge(
+    "receiver_smtp_sessions_open", "SMTP/LMTP connections open now.", registry=REGISTRY
+)
+DELIVERIES = Counter(
+    "receiver_deliveries",
+    "Copies handled, per mailbox recipient, by outcome.",
+    ["source", "outcome"],
+    registry=REGISTRY,
+)
+VERDICTS = Counter(
+    "receiver_verdicts",
+    "Copies checked, per mailbox recipient, by verdict.",
+    ["source", "verdict"],
+    registry=REGISTRY,
+)
+BYTES = Counter(
+    "receiver_received_bytes",
+    "Message bytes received (DATA or import).",
+    ["source"],
+    registry=REGISTRY,
+)
+DKIM = Counter(
+    "receiver_dkim_signatures", "DKIM signatures checked, by result.", ["result"], registry=REGISTRY
+)
+DATA_SECONDS = Histogram(
+    "receiver_delivery_seconds",
+    "From the end of DATA to the reply: verify, policy, parse, commit.",
+    ["source"],
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+COMMIT_SECONDS = Histogram(
+    "receiver_db_commit_seconds",
+    "One group commit of the store writer.",
+    registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+)
+COMMIT_BATCH = Histogram(
+    "receiver_db_commit_batch",
+    "Delivery requests per group commit.",
+    registry=REGISTRY,
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+THREADS_MERGED = Counter(
+    "receiver_threads_merged",
+    "Threads merged into another one (rolled-back batches included).",
+    registry=REGISTRY,
+)
+IMAP_SESSIONS = Counter("receiver_imap_sessions", "IMAP connections accepted.", registry=REGISTRY)
+IMAP_SESSIONS_OPEN = Gauge(
+    "receiver_imap_sessions_open", "IMAP connections open now.", registry=REGISTRY
+)
+IMAP_LOGINS = Counter(
+    "receiver_imap_logins",
+    "IMAP logins, by result (ok, failed, blocked).",
+    ["result"],
+    registry=REGISTRY,
+)
+INFLIGHT = Gauge(
+    "receiver_inflight_bytes", "Message bytes between DATA and the reply.", registry=REGISTRY
+)
 
 
 # --- hooks -----------------------------------------------------------------------------
+
 
 def session_opened(protocol) -> None:
     # aiosmtpd calls connection_made again after STARTTLS: one connection, counted once.
@@ -135,6 +167,7 @@ def threads_merged(n: int) -> None:
 
 # --- the HTTP listener -------------------------------------------------------------------
 
+
 def database_answers(db: Database) -> str | None:
     """None when a trivial query succeeds; else why not."""
     try:
@@ -145,7 +178,9 @@ def database_answers(db: Database) -> str | None:
         return f"database: {type(e).__name__}: {e}".strip()
 
 
-def health(smtp_up: Callable[[], bool], db: Database, watchdog: Watchdog | None) -> tuple[bool, str]:
+def health(
+    smtp_up: Callable[[], bool], db: Database, watchdog: Watchdog | None
+) -> tuple[bool, str]:
     """(healthy, text): every problem on its own line, naming the stage or listener."""
     problems = list(watchdog.problems()) if watchdog is not None else []
     if not smtp_up():
@@ -165,8 +200,10 @@ def wsgi_app(smtp_up: Callable[[], bool], db: Database, watchdog: Watchdog | Non
     def app(environ, start_response):
         if environ.get("PATH_INFO") == "/healthz":
             ok, text = health(smtp_up, db, watchdog)
-            start_response("200 OK" if ok else "503 Service Unavailable",
-                           [("Content-Type", "text/plain; charset=utf-8")])
+            start_response(
+                "200 OK" if ok else "503 Service Unavailable",
+                [("Content-Type", "text/plain; charset=utf-8")],
+            )
             return [text.encode() + b"\n"]
         if environ.get("PATH_INFO") == "/metrics":
             return metrics_app(environ, start_response)
@@ -186,13 +223,19 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class MetricsListener:
-    def __init__(self, host: str, port: int, smtp_up: Callable[[], bool], db: Database,
-                 watchdog: Watchdog | None):
-        self.httpd = make_server(host, port, wsgi_app(smtp_up, db, watchdog), _Server,
-                                 _QuietHandler)
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        smtp_up: Callable[[], bool],
+        db: Database,
+        watchdog: Watchdog | None,
+    ):
+        self.httpd = make_server(
+            host, port, wsgi_app(smtp_up, db, watchdog), _Server, _QuietHandler
+        )
         self.port = self.httpd.server_port
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="metrics",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)
         self.thread.start()
 
     def stop(self) -> None:
@@ -200,9 +243,13 @@ class MetricsListener:
         self.httpd.server_close()
 
 
-def start_listener(listen: str, smtp_up: Callable[[], bool], db: Database,
-                   watchdog: Watchdog | None,
-                   announce=print) -> MetricsListener | None:
+def start_listener(
+    listen: str,
+    smtp_up: Callable[[], bool],
+    db: Database,
+    watchdog: Watchdog | None,
+    announce=print,
+) -> MetricsListener | None:
     """Serve /metrics and /healthz on `listen` (HOST:PORT); an empty value serves nothing."""
     if not listen:
         return None

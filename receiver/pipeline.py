@@ -11,13 +11,21 @@ import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from receiver import allowlist, metrics
 from receiver import policy as policies
 from receiver.config import Config
-from receiver.delivery import (DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAILED,
-                               DeliveryRequest, Envelope, Status)
+from receiver.delivery import (
+    DUPLICATE,
+    QUARANTINED,
+    REJECTED,
+    STORED,
+    TEMPFAILED,
+    DeliveryRequest,
+    Envelope,
+    Status,
+)
 from receiver.mail import RawMail
 from receiver.parse.record import ParsedMessage
 from receiver.store import credentials, mailboxes
@@ -59,8 +67,14 @@ class _Prepared:
 
 
 class Pipeline:
-    def __init__(self, config: Config, writer: Writer, verifier: Verifier,
-                 executor: ThreadPoolExecutor, parser: Callable[[bytes], ParsedMessage]):
+    def __init__(
+        self,
+        config: Config,
+        writer: Writer,
+        verifier: Verifier,
+        executor: ThreadPoolExecutor,
+        parser: Callable[[bytes], ParsedMessage],
+    ):
         self.config = config
         self.writer = writer
         self.verifier = verifier
@@ -78,13 +92,15 @@ class Pipeline:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def resolve_rcpt(self, address: str) -> RcptResult:
-        return await self._off_loop(run_read, self.writer.db, mailboxes.resolve_rcpt, address,
-                                    self.config.domains)
+        return await self._off_loop(
+            run_read, self.writer.db, mailboxes.resolve_rcpt, address, self.config.domains
+        )
 
     async def authenticate(self, login: str, password: str) -> MailboxInfo | None:
         """The mailbox SMTP AUTH credentials open, or None."""
-        return await self._off_loop(run_read, self.writer.db, credentials.authenticate, login,
-                                    password)
+        return await self._off_loop(
+            run_read, self.writer.db, credentials.authenticate, login, password
+        )
 
     def _policy(self, mb: MailboxInfo) -> policies.Policy:
         return policies.Policy(
@@ -97,8 +113,9 @@ class Pipeline:
         wrapper = None
         if inner is not None:
             wrapper = (hashlib.sha256(raw).hexdigest(), len(raw), compress(raw))
-        return _Prepared(hashlib.sha256(kept).hexdigest(), len(kept), compress(kept),
-                         self.parser(kept), wrapper)
+        return _Prepared(
+            hashlib.sha256(kept).hexdigest(), len(kept), compress(kept), self.parser(kept), wrapper
+        )
 
     async def _prepare_off_loop(self, raw: bytes, inner: bytes | None) -> _Prepared:
         if len(inner if inner is not None else raw) < LARGE_MESSAGE:
@@ -107,9 +124,13 @@ class Pipeline:
             return await self._off_loop(self._prepare, raw, inner)
 
     @metrics.observe_delivery
-    async def deliver(self, mail: RawMail, envelope: Envelope,
-                      rcpts: list[tuple[str, MailboxInfo]], per_recipient: bool = True,
-                      ) -> list[Outcome]:
+    async def deliver(
+        self,
+        mail: RawMail,
+        envelope: Envelope,
+        rcpts: list[tuple[str, MailboxInfo]],
+        per_recipient: bool = True,
+    ) -> list[Outcome]:
         """Check, decide and store one copy (as its edge read it: receiver.mail.read) for
         each (rcpt address, mailbox).
 
@@ -124,43 +145,64 @@ class Pipeline:
             log.error("session %s: delivery failed: %r", envelope.session_id, e)
             return [Outcome(mb, rcpt, TEMPFAILED, reason=UNAVAILABLE) for rcpt, mb in rcpts]
 
-    async def _deliver(self, mail: RawMail, envelope: Envelope,
-                       rcpts: list[tuple[str, MailboxInfo]], per_recipient: bool,
-                       ) -> list[Outcome]:
+    async def _deliver(
+        self,
+        mail: RawMail,
+        envelope: Envelope,
+        rcpts: list[tuple[str, MailboxInfo]],
+        per_recipient: bool,
+    ) -> list[Outcome]:
         raw = mail.raw
-        checks = [self.verifier.verify(mail, subscriber=mb.email,
-                                       received_at=envelope.received_at) for _, mb in rcpts]
+        checks = [
+            self.verifier.verify(mail, subscriber=mb.email, received_at=envelope.received_at)
+            for _, mb in rcpts
+        ]
         # One recipient, the usual case, is awaited in place: gather would make it a task.
-        verdicts: list[Verdict] = ([await checks[0]] if len(checks) == 1
-                                   else await asyncio.gather(*checks))
+        verdicts: list[Verdict] = (
+            [await checks[0]] if len(checks) == 1 else await asyncio.gather(*checks)
+        )
         metrics.verdicts_seen(envelope.source, verdicts)
         decisions = [policies.decide(v, self._policy(mb)) for (_, mb), v in zip(rcpts, verdicts)]
-        decisions = [allowlist.refusal(mb.allow_from, envelope.peer, v) or d
-                     for (_, mb), v, d in zip(rcpts, verdicts, decisions)]
+        decisions = [
+            allowlist.refusal(mb.allow_from, envelope.peer, v) or d
+            for (_, mb), v, d in zip(rcpts, verdicts, decisions)
+        ]
         if not per_recipient and len({d.action == policies.REJECT for d in decisions}) > 1:
             # One reply covers every recipient: a refusal for one would silently drop
             # the copy the others accept, so hold it for the admin instead.
-            decisions = [policies.Decision(policies.QUARANTINE) if d.action == policies.REJECT
-                         else d for d in decisions]
+            decisions = [
+                policies.Decision(policies.QUARANTINE) if d.action == policies.REJECT else d
+                for d in decisions
+            ]
         outcomes: list[Outcome | None] = [None] * len(rcpts)
         requests: list[tuple[int, DeliveryRequest]] = []
         prepared: dict[bytes | None, _Prepared] = {}
         for i, ((rcpt, mb), verdict, decision) in enumerate(zip(rcpts, verdicts, decisions)):
             if decision.action in (policies.REJECT, policies.TEMPFAIL):
                 status = REJECTED if decision.action == policies.REJECT else TEMPFAILED
-                outcomes[i] = Outcome(mb, rcpt, status, reason=decision.reason,
-                                      code=decision.code)
+                outcomes[i] = Outcome(mb, rcpt, status, reason=decision.reason, code=decision.code)
                 continue
             key = verdict.inner
             if key not in prepared:
                 prepared[key] = await self._prepare_off_loop(raw, verdict.inner)
             p = prepared[key]
-            requests.append((i, DeliveryRequest(
-                mailbox_id=mb.id, sha256=p.sha256, size=p.size, compressed=p.compressed,
-                record=p.record,
-                status=QUARANTINED if decision.action == policies.QUARANTINE else STORED,
-                rcpt_to=rcpt, envelope=envelope, verdict=verdict, wrapper=p.wrapper,
-            )))
+            requests.append(
+                (
+                    i,
+                    DeliveryRequest(
+                        mailbox_id=mb.id,
+                        sha256=p.sha256,
+                        size=p.size,
+                        compressed=p.compressed,
+                        record=p.record,
+                        status=QUARANTINED if decision.action == policies.QUARANTINE else STORED,
+                        rcpt_to=rcpt,
+                        envelope=envelope,
+                        verdict=verdict,
+                        wrapper=p.wrapper,
+                    ),
+                )
+            )
         if requests:
             committed = self.writer.submit([r for _, r in requests])
             # shield: a session that goes away (or times out) stops waiting, but the
@@ -168,6 +210,7 @@ class Pipeline:
             results = await asyncio.shield(asyncio.wrap_future(committed))
             for (i, _), res in zip(requests, results):
                 status = DUPLICATE if res.duplicate else res.status
-                outcomes[i] = Outcome(rcpts[i][1], rcpts[i][0], status, res.delivery_id,
-                                      message_id=res.message_id)
+                outcomes[i] = Outcome(
+                    rcpts[i][1], rcpts[i][0], status, res.delivery_id, message_id=res.message_id
+                )
         return [o for o in outcomes if o is not None]

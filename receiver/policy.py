@@ -21,7 +21,12 @@ class Action(StrEnum):
     TEMPFAIL = "tempfail"
 
 
-ACCEPT, QUARANTINE, REJECT, TEMPFAIL = Action.ACCEPT, Action.QUARANTINE, Action.REJECT, Action.TEMPFAIL
+ACCEPT, QUARANTINE, REJECT, TEMPFAIL = (
+    Action.ACCEPT,
+    Action.QUARANTINE,
+    Action.REJECT,
+    Action.TEMPFAIL,
+)
 
 REJECT_CODE = "5.7.1"
 DNS_TEMPFAIL_CODE = "4.4.3"
@@ -29,19 +34,21 @@ DNS_TEMPFAIL_CODE = "4.4.3"
 # Verdict.cause → what happened and what the sender's admin should change.
 REPLIES = {
     "forwarded_inline": "this copy was forwarded, not redirected: the original headers were "
-                        "replaced; set the rule to redirect",
+    "replaced; set the rule to redirect",
     "body_changed": "the message body was changed on the way (DKIM body hash mismatch): turn "
-                    "off footers, disclaimers or content rewriting for mail this rule copies",
+    "off footers, disclaimers or content rewriting for mail this rule copies",
     "headers_changed": "the signed headers were changed on the way (DKIM signature "
-                       "mismatch): turn off subject tags or header rewriting for mail this "
-                       "rule copies",
+    "mismatch): turn off subject tags or header rewriting for mail this "
+    "rule copies",
     "headers_added": "a header field the signature covers was added again, unsigned, above "
-                     "the signed one: remove the rule or gateway that adds it",
+    "the signed one: remove the rule or gateway that adds it",
     "body_appended": "text was appended after the signed part of the body (DKIM l=): turn "
-                     "off footers or disclaimers for mail this rule copies",
+    "off footers or disclaimers for mail this rule copies",
 }
-DNS_TEMPFAIL = ("the DKIM key could not be looked up (DNS failure) and this mailbox requires "
-                "verified copies: try again later")
+DNS_TEMPFAIL = (
+    "the DKIM key could not be looked up (DNS failure) and this mailbox requires "
+    "verified copies: try again later"
+)
 
 
 @dataclass(frozen=True)

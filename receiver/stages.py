@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,20 @@ class Report:
         return f"{self.stage}: {self.detail}"
 
 
-def assess(stage: str, alive: bool, pending: int, idle_for: float, stall_seconds: float,
-           restarts: int, last_failure: str) -> Report:
+def assess(
+    stage: str,
+    alive: bool,
+    pending: int,
+    idle_for: float,
+    stall_seconds: float,
+    restarts: int,
+    last_failure: str,
+) -> Report:
     """The state of one stage from its counters (pure: the watchdog's judgement)."""
     if not alive:
         return Report(stage, DEAD, "not running")
     if pending and idle_for > stall_seconds:
-        return Report(stage, STUCK, f"stuck: {pending} waiting, no progress for "
-                                    f"{idle_for:.0f}s")
+        return Report(stage, STUCK, f"stuck: {pending} waiting, no progress for {idle_for:.0f}s")
     if restarts:
         return Report(stage, OK, f"ok (restarted {restarts} time(s); last: {last_failure})")
     return Report(stage, OK, "ok")
@@ -56,9 +62,13 @@ def assess(stage: str, alive: bool, pending: int, idle_for: float, stall_seconds
 class Stage:
     """The counters one stage keeps; safe to update from any thread."""
 
-    def __init__(self, name: str, alive: Callable[[], bool] = lambda: True,
-                 restart: Callable[[], None] | None = None,
-                 fail_waiting: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        name: str,
+        alive: Callable[[], bool] = lambda: True,
+        restart: Callable[[], None] | None = None,
+        fail_waiting: Callable[[str], None] | None = None,
+    ):
         self.name = name
         self.alive = alive
         self.restart = restart
@@ -87,15 +97,27 @@ class Stage:
     def report(self, stall_seconds: float, now: float) -> Report:
         with self._lock:
             pending, idle_for = self.pending, now - self.last_progress
-        return assess(self.name, self.alive(), pending, idle_for, stall_seconds,
-                      self.restarts, self.last_failure)
+        return assess(
+            self.name,
+            self.alive(),
+            pending,
+            idle_for,
+            stall_seconds,
+            self.restarts,
+            self.last_failure,
+        )
 
 
 class Watchdog:
     """Looks at every stage once a `TICK`; see the module docstring."""
 
-    def __init__(self, stages: list[Stage], stall_seconds: float, exit_after: float,
-                 give_up: Callable[[str], None]):
+    def __init__(
+        self,
+        stages: list[Stage],
+        stall_seconds: float,
+        exit_after: float,
+        give_up: Callable[[str], None],
+    ):
         self.stages = stages
         self.stall_seconds = stall_seconds
         self.exit_after = exit_after
@@ -154,8 +176,7 @@ class Watchdog:
     def _stuck(self, stage: Stage, report: Report, now: float) -> None:
         since = self._stuck_since.setdefault(stage.name, now)
         if since == now:
-            log.critical("stage %s: %s; failing the work waiting on it", stage.name,
-                         report.detail)
+            log.critical("stage %s: %s; failing the work waiting on it", stage.name, report.detail)
             if stage.fail_waiting is not None:
                 stage.fail_waiting(f"{stage.name} is {report.detail}")
         if self.exit_after and now - since >= self.exit_after:
@@ -186,5 +207,4 @@ def exit_for_restart(code: int) -> Callable[[str], None]:
 
 def watch(stages: list[Stage], config, give_up: Callable[[str], None]) -> Watchdog:
     """A started watchdog over `stages` with the configured [stages] times."""
-    return Watchdog(stages, config.stages.stall_seconds,
-                    config.stages.exit_after, give_up).start()
+    return Watchdog(stages, config.stages.stall_seconds, config.stages.exit_after, give_up).start()

@@ -29,8 +29,13 @@ def subject_rule(config: Config) -> SubjectRule:
 
 def parse_budget(config: Config) -> Budget:
     p = config.parse
-    return Budget(timeout=p.timeout, max_depth=p.max_depth, max_parts=p.max_parts,
-                  max_bytes=p.max_bytes, max_memory=p.max_memory)
+    return Budget(
+        timeout=p.timeout,
+        max_depth=p.max_depth,
+        max_parts=p.max_parts,
+        max_bytes=p.max_bytes,
+        max_memory=p.max_memory,
+    )
 
 
 @dataclass
@@ -68,6 +73,7 @@ async def build(config: Config, db: Database, executor: ThreadPoolExecutor) -> S
     verifier = Verifier(config)
     # Starting the worker processes blocks for a moment: off the loop.
     parser = await loop.run_in_executor(
-        None, lambda: ParseWorkers(parse_budget(config), config.parse.workers))
+        None, lambda: ParseWorkers(parse_budget(config), config.parse.workers)
+    )
     pipeline = Pipeline(config, writer, verifier, executor, parser=parser.parse)
     return Stack(writer, verifier, parser, pipeline)

@@ -11,8 +11,11 @@ import pytest
 
 from tests.helpers import PgDatabases, Receiver
 
-BACKENDS = [b.strip() for b in os.environ.get("TR_TEST_BACKENDS", "sqlite,postgresql").split(",")
-            if b.strip()]
+BACKENDS = [
+    b.strip()
+    for b in os.environ.get("TR_TEST_BACKENDS", "sqlite,postgresql").split(",")
+    if b.strip()
+]
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +76,9 @@ def tls_receiver(tmp_path):
     r = Receiver(directory, f"sqlite:///{tmp_path / 'receiver.db'}")
     for name in ("cert.pem", "key.pem"):
         shutil.copy(Path(__file__).parent / "tls" / name, directory / name)
-    r.extra_env.update({"THREADS_RECEIVER_TLS_CERT_FILE": "cert.pem",
-                        "THREADS_RECEIVER_TLS_KEY_FILE": "key.pem"})
+    r.extra_env.update(
+        {"THREADS_RECEIVER_TLS_CERT_FILE": "cert.pem", "THREADS_RECEIVER_TLS_KEY_FILE": "key.pem"}
+    )
     r.address = r.add_mailbox("alice@corp.example")
     yield r
     r.stop()

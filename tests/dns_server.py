@@ -20,7 +20,7 @@ TTL = 300
 def txt_strings(text: str) -> list[bytes]:
     """A long TXT value as the 255-byte strings a zone file would hold."""
     data = text.encode()
-    return [data[i:i + 255] for i in range(0, len(data), 255)] or [b""]
+    return [data[i : i + 255] for i in range(0, len(data), 255)] or [b""]
 
 
 class DictResolver(BaseResolver):
@@ -51,11 +51,16 @@ class DnsServer:
     def __init__(self, records: dict | None = None):
         self.records = {} if records is None else records
         self.resolver = DictResolver(self.records)
-        self.server = DNSServer(self.resolver, port=0, address="127.0.0.1",
-                                logger=DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data"))
+        self.server = DNSServer(
+            self.resolver,
+            port=0,
+            address="127.0.0.1",
+            logger=DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data"),
+        )
         # A short poll interval: shutdown() waits for it, and every test stops a server.
-        self._thread = threading.Thread(target=self.server.server.serve_forever,
-                                        kwargs={"poll_interval": 0.02}, daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
         self.port = self.server.server.server_address[1]
         self.address = f"127.0.0.1:{self.port}"

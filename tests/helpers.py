@@ -86,8 +86,12 @@ class Receiver:
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
         self.extra_env: dict[str, str] = {"THREADS_RECEIVER_DB": db_url}
-        r = subprocess.run([sys.executable, "-m", "receiver", "init", "--dir", str(directory),
-                            "--domain", DOMAIN], env=self.env(), capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "receiver", "init", "--dir", str(directory), "--domain", DOMAIN],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, r.stderr
         if extra_config:
             self.config.write_text(merge_toml(self.config.read_text(), extra_config))
@@ -95,8 +99,9 @@ class Receiver:
     def env(self, **extra: str) -> dict[str, str]:
         return env_for(self.config, **{**getattr(self, "extra_env", {}), **extra})
 
-    def cli(self, *args: str, check: bool = True, input: bytes | None = None,
-            **env: str) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, check: bool = True, input: bytes | None = None, **env: str
+    ) -> subprocess.CompletedProcess:
         """Run a CLI command in this process (fast); same exit code and output as the
         console script, which test_cli checks separately as a real subprocess."""
         from click.testing import CliRunner
@@ -105,22 +110,35 @@ class Receiver:
 
         full_env = self.env(**env)
         cleared = {k: None for k in os.environ if k.startswith("THREADS_RECEIVER_")}
-        result = CliRunner().invoke(cli, list(args), input=input,
-                                    env={**cleared, **{k: v for k, v in full_env.items()
-                                                       if k.startswith("THREADS_RECEIVER_")}})
+        result = CliRunner().invoke(
+            cli,
+            list(args),
+            input=input,
+            env={
+                **cleared,
+                **{k: v for k, v in full_env.items() if k.startswith("THREADS_RECEIVER_")},
+            },
+        )
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception
-        r = subprocess.CompletedProcess(args, result.exit_code, result.stdout_bytes,
-                                        result.stderr_bytes)
+        r = subprocess.CompletedProcess(
+            args, result.exit_code, result.stdout_bytes, result.stderr_bytes
+        )
         if check:
             assert r.returncode == 0, (args, r.stdout, r.stderr)
         return r
 
-    def cli_process(self, *args: str, check: bool = True, input: bytes | None = None,
-                    **env: str) -> subprocess.CompletedProcess:
+    def cli_process(
+        self, *args: str, check: bool = True, input: bytes | None = None, **env: str
+    ) -> subprocess.CompletedProcess:
         """Run a CLI command as the real console script would, in a new process."""
-        r = subprocess.run([sys.executable, "-m", "receiver", *args], env=self.env(**env),
-                           capture_output=True, input=input, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "receiver", *args],
+            env=self.env(**env),
+            capture_output=True,
+            input=input,
+            timeout=120,
+        )
         if check:
             assert r.returncode == 0, (args, r.stdout, r.stderr)
         return r
@@ -137,7 +155,10 @@ class Receiver:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "receiver", "serve", "--listen", "127.0.0.1:0", *args],
-            env=self.env(**env), stdout=subprocess.PIPE, stderr=self._log)
+            env=self.env(**env),
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+        )
         self.announced: list[bytes] = []
         self.port = wait_for_listen(self.proc, lines=self.announced)
         return self.port
@@ -157,8 +178,9 @@ class Receiver:
         return rc, self.log_path.read_text(errors="replace")
 
 
-def wait_for_listen(proc: subprocess.Popen, timeout: float = 30,
-                    lines: list[bytes] | None = None) -> int:
+def wait_for_listen(
+    proc: subprocess.Popen, timeout: float = 30, lines: list[bytes] | None = None
+) -> int:
     """Read the daemon's stdout until it says where it listens; returns the port.
 
     `lines` collects what it printed on the way (e.g. other listeners' ports)."""

@@ -19,12 +19,16 @@ EMAIL = "alice@corp.example"
 def imap_receiver(directory: Path, db_url: str, extra: str = "") -> Receiver:
     """An initialised receiver with a certificate and one mailbox with a credential
     (`.address`, `.username`, `.password`); `start_imap` runs it."""
-    r = Receiver(directory, db_url, extra_config=(
-        '[imap]\nlisten = "127.0.0.1:0"\nimplicit_listen = "127.0.0.1:0"\n' + extra))
+    r = Receiver(
+        directory,
+        db_url,
+        extra_config=('[imap]\nlisten = "127.0.0.1:0"\nimplicit_listen = "127.0.0.1:0"\n' + extra),
+    )
     shutil.copy(CERT, directory / "cert.pem")
     shutil.copy(KEY, directory / "key.pem")
-    r.extra_env.update({"THREADS_RECEIVER_TLS_CERT_FILE": "cert.pem",
-                        "THREADS_RECEIVER_TLS_KEY_FILE": "key.pem"})
+    r.extra_env.update(
+        {"THREADS_RECEIVER_TLS_CERT_FILE": "cert.pem", "THREADS_RECEIVER_TLS_KEY_FILE": "key.pem"}
+    )
     r.address = r.add_mailbox(EMAIL)
     creds = r.cli_json("mailbox", "credentials", EMAIL)
     r.username, r.password = creds["username"], creds["password"]
@@ -56,8 +60,9 @@ def starttls(r: Receiver, login: bool = True) -> imaplib.IMAP4:
 
 
 def implicit(r: Receiver, login: bool = True) -> imaplib.IMAP4_SSL:
-    c = imaplib.IMAP4_SSL("127.0.0.1", r.imap_ports["implicit TLS"],
-                          ssl_context=client_context(), timeout=30)
+    c = imaplib.IMAP4_SSL(
+        "127.0.0.1", r.imap_ports["implicit TLS"], ssl_context=client_context(), timeout=30
+    )
     if login:
         c.login(r.username, r.password)
     return c

@@ -50,7 +50,7 @@ class Load:
                 continue
             self.codes[i] = code
 
-    def start(self) -> "Load":
+    def start(self) -> Load:
         for t in self._threads:
             t.start()
         return self

@@ -28,7 +28,8 @@ def _rsa_record(name: str) -> str:
 
 DNS_RECORDS = {
     "s1._domainkey.author.example": _rsa_record("author"),
-    "ed1._domainkey.author.example": "v=DKIM1; k=ed25519; p=" + (KEYS / "ed25519.pub").read_text().strip(),
+    "ed1._domainkey.author.example": "v=DKIM1; k=ed25519; p="
+    + (KEYS / "ed25519.pub").read_text().strip(),
     # A published key that is not the one the message was signed with.
     "wrong._domainkey.author.example": _rsa_record("other"),
     "revoked._domainkey.author.example": "v=DKIM1; k=rsa; p=",
@@ -70,26 +71,29 @@ RFC8463_MESSAGE = (
     b"Joe.\r\n"
 )
 RFC8463_RECORDS = {
-    "brisbane._domainkey.football.example.com":
-        "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
-    "test._domainkey.football.example.com":
-        "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBTzWRiGs5V6NpP3idY6Wk08a5q"
-        "hdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y3FutACDfzwQ/BC/e/8uBsCR+yz1Lxj+PL6lHvqMKrM3r"
-        "G4hstT5QjvHO9PzoxZyVYLzBfO2EeC3Ip3G+2kryOTIKT+l/K4w3QIDAQAB",
+    "brisbane._domainkey.football.example.com": "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+    "test._domainkey.football.example.com": "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBTzWRiGs5V6NpP3idY6Wk08a5q"
+    "hdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y3FutACDfzwQ/BC/e/8uBsCR+yz1Lxj+PL6lHvqMKrM3r"
+    "G4hstT5QjvHO9PzoxZyVYLzBfO2EeC3Ip3G+2kryOTIKT+l/K4w3QIDAQAB",
 }
 
 
-def original(subject: str = "Quarterly numbers", msgid: str = "q1@author.example",
-             body: bytes = b"Hello Alice,\r\n\r\nthe numbers are attached in spirit.\r\n\r\nAnn\r\n",
-             date: str = "Tue, 01 Oct 2024 10:00:00 +0000") -> bytes:
-    return (f"From: Ann Author <ann@{AUTHOR_DOMAIN}>\r\n"
-            f"To: Alice <{SUBSCRIBER}>\r\n"
-            f"Subject: {subject}\r\n"
-            f"Date: {date}\r\n"
-            f"Message-ID: <{msgid}>\r\n"
-            "MIME-Version: 1.0\r\n"
-            "Content-Type: text/plain; charset=utf-8\r\n"
-            "\r\n").encode() + body
+def original(
+    subject: str = "Quarterly numbers",
+    msgid: str = "q1@author.example",
+    body: bytes = b"Hello Alice,\r\n\r\nthe numbers are attached in spirit.\r\n\r\nAnn\r\n",
+    date: str = "Tue, 01 Oct 2024 10:00:00 +0000",
+) -> bytes:
+    return (
+        f"From: Ann Author <ann@{AUTHOR_DOMAIN}>\r\n"
+        f"To: Alice <{SUBSCRIBER}>\r\n"
+        f"Subject: {subject}\r\n"
+        f"Date: {date}\r\n"
+        f"Message-ID: <{msgid}>\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "\r\n"
+    ).encode() + body
 
 
 class _TimedDKIM(dkim.DKIM):
@@ -103,25 +107,46 @@ class _TimedDKIM(dkim.DKIM):
         fields = [(k, str(self._t).encode()) if k == b"t" else (k, v) for k, v in fields]
         if self._x is not None:
             fields.insert(-1, (b"x", str(self._x).encode()))
-        return super().gen_header(fields, include_headers, canon_policy, header_name, pk,
-                                  standardize)
+        return super().gen_header(
+            fields, include_headers, canon_policy, header_name, pk, standardize
+        )
 
 
-SIGNED_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"mime-version",
-                  b"content-type"]
+SIGNED_HEADERS = [
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"mime-version",
+    b"content-type",
+]
 
 
-def sign(msg: bytes, selector: str = "s1", domain: str = AUTHOR_DOMAIN, key: bytes = AUTHOR_KEY,
-         algorithm: bytes = b"rsa-sha256", length: bool = False,
-         t: dt.datetime | None = None, x: dt.datetime | None = None,
-         include: list[bytes] = SIGNED_HEADERS) -> bytes:
+def sign(
+    msg: bytes,
+    selector: str = "s1",
+    domain: str = AUTHOR_DOMAIN,
+    key: bytes = AUTHOR_KEY,
+    algorithm: bytes = b"rsa-sha256",
+    length: bool = False,
+    t: dt.datetime | None = None,
+    x: dt.datetime | None = None,
+    include: list[bytes] = SIGNED_HEADERS,
+) -> bytes:
     if t is not None:
         signer = _TimedDKIM(msg, int(t.timestamp()), int(x.timestamp()) if x else None)
     else:
         signer = dkim.DKIM(msg)
-    header = signer.sign(selector.encode(), domain.encode(), key, signature_algorithm=algorithm,
-                         canonicalize=(b"relaxed", b"relaxed"), include_headers=include,
-                         length=length)
+    header = signer.sign(
+        selector.encode(),
+        domain.encode(),
+        key,
+        signature_algorithm=algorithm,
+        canonicalize=(b"relaxed", b"relaxed"),
+        include_headers=include,
+        length=length,
+    )
     return header + msg
 
 
@@ -136,8 +161,9 @@ def received(by: str, when: str = "Tue, 01 Oct 2024 10:00:05 +0000") -> bytes:
 def oversigned() -> bytes:
     """Signed the way senders close the prepended-header hole: h= lists each author header
     once more than it occurs, covering an absent instance (RFC 6376 §8.15)."""
-    return sign(original(), include=SIGNED_HEADERS + [b"from", b"subject", b"date",
-                                                      b"message-id", b"to"])
+    return sign(
+        original(), include=SIGNED_HEADERS + [b"from", b"subject", b"date", b"message-id", b"to"]
+    )
 
 
 def prepended(msg: bytes, field: bytes) -> bytes:
@@ -147,20 +173,33 @@ def prepended(msg: bytes, field: bytes) -> bytes:
 
 def gmail_forwarding(msg: bytes) -> bytes:
     """Gmail's automatic forwarding: the message intact, an ARC set and X-Forwarded-* on top."""
-    ar = (b"Authentication-Results: mx.forwarder.example; dkim=pass "
-          b"header.d=author.example header.s=s1\r\n")
-    arc = dkim.arc_sign(ar + msg, b"arc", b"forwarder.example", OTHER_KEY,
-                        b"mx.forwarder.example", timestamp=1727776805)
-    return (b"".join(arc) + b"X-Forwarded-To: alice-token@push.example.com\r\n"
-            b"X-Forwarded-For: alice@corp.example alice-token@push.example.com\r\n"
-            + received("forwarder.example") + ar + msg)
+    ar = (
+        b"Authentication-Results: mx.forwarder.example; dkim=pass "
+        b"header.d=author.example header.s=s1\r\n"
+    )
+    arc = dkim.arc_sign(
+        ar + msg,
+        b"arc",
+        b"forwarder.example",
+        OTHER_KEY,
+        b"mx.forwarder.example",
+        timestamp=1727776805,
+    )
+    return (
+        b"".join(arc) + b"X-Forwarded-To: alice-token@push.example.com\r\n"
+        b"X-Forwarded-For: alice@corp.example alice-token@push.example.com\r\n"
+        + received("forwarder.example")
+        + ar
+        + msg
+    )
 
 
 def exchange_redirect(msg: bytes) -> bytes:
     """An Exchange redirect rule with SRS: loop header, SRS Return-Path, tenant signature."""
-    top = (b"Return-Path: <SRS0=h4Xk=QZ=author.example=ann@corp.example>\r\n"
-           b"X-MS-Exchange-Inbox-Rules-Loop: alice@corp.example\r\n"
-           + received("corp-tenant.example"))
+    top = (
+        b"Return-Path: <SRS0=h4Xk=QZ=author.example=ann@corp.example>\r\n"
+        b"X-MS-Exchange-Inbox-Rules-Loop: alice@corp.example\r\n" + received("corp-tenant.example")
+    )
     return sign(top + msg, "tenant", "corp-tenant.example", OTHER_KEY)
 
 
@@ -169,45 +208,69 @@ def sieve_redirect(msg: bytes) -> bytes:
 
 
 def inline_forward() -> bytes:
-    body = (b"FYI\r\n\r\n---------- Forwarded message ---------\r\n"
-            b"From: Ann Author <ann@author.example>\r\nDate: Tue, 1 Oct 2024 at 10:00\r\n"
-            b"Subject: Quarterly numbers\r\nTo: Alice <alice@corp.example>\r\n\r\n"
-            b"Hello Alice,\r\n\r\nthe numbers are attached in spirit.\r\n\r\nAnn\r\n")
-    msg = (b"From: Alice <alice@corp.example>\r\nTo: alice-token@push.example.com\r\n"
-           b"Subject: Fwd: Quarterly numbers\r\nDate: Tue, 01 Oct 2024 11:00:00 +0000\r\n"
-           b"Message-ID: <fwd1@corp.example>\r\nMIME-Version: 1.0\r\n"
-           b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + body)
+    body = (
+        b"FYI\r\n\r\n---------- Forwarded message ---------\r\n"
+        b"From: Ann Author <ann@author.example>\r\nDate: Tue, 1 Oct 2024 at 10:00\r\n"
+        b"Subject: Quarterly numbers\r\nTo: Alice <alice@corp.example>\r\n\r\n"
+        b"Hello Alice,\r\n\r\nthe numbers are attached in spirit.\r\n\r\nAnn\r\n"
+    )
+    msg = (
+        b"From: Alice <alice@corp.example>\r\nTo: alice-token@push.example.com\r\n"
+        b"Subject: Fwd: Quarterly numbers\r\nDate: Tue, 01 Oct 2024 11:00:00 +0000\r\n"
+        b"Message-ID: <fwd1@corp.example>\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + body
+    )
     return sign(msg, "corp", "corp.example", OTHER_KEY)
 
 
 def _wrapping(headers: bytes, note: bytes, inner: bytes, boundary: bytes = b"wrap42") -> bytes:
-    return (headers + b"MIME-Version: 1.0\r\n"
-            b"Content-Type: multipart/mixed; boundary=\"" + boundary + b"\"\r\n\r\n"
-            b"--" + boundary + b"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + note +
-            b"\r\n--" + boundary + b"\r\nContent-Type: message/rfc822\r\n"
-            b"Content-Disposition: attachment; filename=\"original.eml\"\r\n\r\n" + inner +
-            b"\r\n--" + boundary + b"--\r\n")
+    return (
+        headers + b"MIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="' + boundary + b'"\r\n\r\n'
+        b"--"
+        + boundary
+        + b"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        + note
+        + b"\r\n--"
+        + boundary
+        + b"\r\nContent-Type: message/rfc822\r\n"
+        b'Content-Disposition: attachment; filename="original.eml"\r\n\r\n'
+        + inner
+        + b"\r\n--"
+        + boundary
+        + b"--\r\n"
+    )
 
 
 def forward_as_attachment(inner: bytes) -> bytes:
-    return sign(_wrapping(b"From: Alice <alice@corp.example>\r\nTo: alice-token@push.example.com\r\n"
-                          b"Subject: Fwd: Quarterly numbers\r\n"
-                          b"Date: Tue, 01 Oct 2024 11:00:00 +0000\r\n"
-                          b"Message-ID: <att1@corp.example>\r\n",
-                          b"see the attached message", inner),
-                "corp", "corp.example", OTHER_KEY)
+    return sign(
+        _wrapping(
+            b"From: Alice <alice@corp.example>\r\nTo: alice-token@push.example.com\r\n"
+            b"Subject: Fwd: Quarterly numbers\r\n"
+            b"Date: Tue, 01 Oct 2024 11:00:00 +0000\r\n"
+            b"Message-ID: <att1@corp.example>\r\n",
+            b"see the attached message",
+            inner,
+        ),
+        "corp",
+        "corp.example",
+        OTHER_KEY,
+    )
 
 
 def journal_report(inner: bytes) -> bytes:
-    return _wrapping(b"From: Microsoft Outlook <MicrosoftExchange329e71ec@corp.example>\r\n"
-                     b"To: journal-token@push.example.com\r\n"
-                     b"Subject: Quarterly numbers\r\n"
-                     b"Date: Tue, 01 Oct 2024 10:00:07 +0000\r\n"
-                     b"Message-ID: <journal1@corp.example>\r\n"
-                     b"X-MS-Journal-Report:\r\n",
-                     b"Sender: ann@author.example\r\nSubject: Quarterly numbers\r\n"
-                     b"Message-Id: <q1@author.example>\r\nTo: alice@corp.example",
-                     inner, b"journal-b0undary")
+    return _wrapping(
+        b"From: Microsoft Outlook <MicrosoftExchange329e71ec@corp.example>\r\n"
+        b"To: journal-token@push.example.com\r\n"
+        b"Subject: Quarterly numbers\r\n"
+        b"Date: Tue, 01 Oct 2024 10:00:07 +0000\r\n"
+        b"Message-ID: <journal1@corp.example>\r\n"
+        b"X-MS-Journal-Report:\r\n",
+        b"Sender: ann@author.example\r\nSubject: Quarterly numbers\r\n"
+        b"Message-Id: <q1@author.example>\r\nTo: alice@corp.example",
+        inner,
+        b"journal-b0undary",
+    )
 
 
 def list_footer(msg: bytes) -> bytes:
@@ -221,16 +284,19 @@ def subject_tag(msg: bytes) -> bytes:
 
 
 def gmail_confirmation(code: str = "612842311") -> bytes:
-    msg = (b"From: Gmail Team <forwarding-noreply@google.com>\r\n"
-           b"To: alice-token@push.example.com\r\n"
-           b"Subject: (#" + code.encode() + b") Gmail Forwarding Confirmation - Receive Mail "
-           b"from alice@corp.example\r\n"
-           b"Date: Tue, 01 Oct 2024 09:00:00 +0000\r\nMessage-ID: <conf1@google.com>\r\n"
-           b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n"
-           b"alice@corp.example has requested to automatically forward mail to your email\r\n"
-           b"address alice-token@push.example.com.\r\nConfirmation code: " + code.encode() +
-           b"\r\n\r\nTo allow alice@corp.example to automatically forward mail to your address,\r\n"
-           b"please click the link below to confirm the request:\r\n\r\n"
-           b"https://mail-settings.google.com/mail/vf-%5BANGjdJ8abc%5D-"
-           b"ZhGcUxyz\r\n\r\nThe Gmail Team\r\n")
+    msg = (
+        b"From: Gmail Team <forwarding-noreply@google.com>\r\n"
+        b"To: alice-token@push.example.com\r\n"
+        b"Subject: (#" + code.encode() + b") Gmail Forwarding Confirmation - Receive Mail "
+        b"from alice@corp.example\r\n"
+        b"Date: Tue, 01 Oct 2024 09:00:00 +0000\r\nMessage-ID: <conf1@google.com>\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n"
+        b"alice@corp.example has requested to automatically forward mail to your email\r\n"
+        b"address alice-token@push.example.com.\r\nConfirmation code: "
+        + code.encode()
+        + b"\r\n\r\nTo allow alice@corp.example to automatically forward mail to your address,\r\n"
+        b"please click the link below to confirm the request:\r\n\r\n"
+        b"https://mail-settings.google.com/mail/vf-%5BANGjdJ8abc%5D-"
+        b"ZhGcUxyz\r\n\r\nThe Gmail Team\r\n"
+    )
     return sign(msg, "google", "google.com", OTHER_KEY)

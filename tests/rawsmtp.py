@@ -12,8 +12,14 @@ import psycopg2
 
 
 class Raw:
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0,
-                 greet: bool = True, tls: bool = False):
+    def __init__(
+        self,
+        port: int,
+        host: str = "127.0.0.1",
+        timeout: float = 10.0,
+        greet: bool = True,
+        tls: bool = False,
+    ):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         if tls:
             self.sock = client_tls().wrap_socket(self.sock)
@@ -75,8 +81,9 @@ def dot_stuff(raw: bytes) -> bytes:
     return b"\r\n".join(b"." + x if x.startswith(b".") else x for x in lines)
 
 
-def transaction(c: Raw, rcpt: str, raw: bytes, mail_from: str = "sender@example.org",
-                helo: bool = True) -> tuple[int, str]:
+def transaction(
+    c: Raw, rcpt: str, raw: bytes, mail_from: str = "sender@example.org", helo: bool = True
+) -> tuple[int, str]:
     """HELO? MAIL RCPT DATA for one message (raw must end in CRLF); the DATA reply."""
     if helo:
         assert c.cmd("EHLO client.example.org")[0] == 250
@@ -104,7 +111,7 @@ def send(port: int, rcpt: str, raw: bytes, **kw) -> tuple[int, str]:
 def query(db_url: str, sql: str, args: tuple = ()) -> list[tuple]:
     """Rows from the receiver's database (SQL with ? placeholders)."""
     if db_url.startswith("sqlite:///"):
-        conn = sqlite3.connect(db_url[len("sqlite:///"):], timeout=30)
+        conn = sqlite3.connect(db_url[len("sqlite:///") :], timeout=30)
         try:
             return conn.execute(sql, args).fetchall()
         finally:
@@ -122,17 +129,32 @@ def stored_raws(db_url: str) -> dict[str, bytes]:
     """sha256 -> raw bytes of every delivery's blob."""
     import zstandard
 
-    rows = query(db_url, "SELECT b.sha256, b.data FROM delivery d JOIN blob b "
-                         "ON b.sha256 = d.blob_sha256")
+    rows = query(
+        db_url, "SELECT b.sha256, b.data FROM delivery d JOIN blob b ON b.sha256 = d.blob_sha256"
+    )
     return {sha: zstandard.ZstdDecompressor().decompress(bytes(data)) for sha, data in rows}
 
 
 def deliveries(db_url: str) -> list[dict]:
-    rows = query(db_url, "SELECT d.id, d.peer, d.helo, d.mail_from, d.tls, d.auth_user, "
-                         "d.smtp_defects, m.parse_error, m.in_reply_to, m.subject, d.status "
-                         "FROM delivery d JOIN message m ON m.id = d.message_id ORDER BY d.id")
-    keys = ["id", "peer", "helo", "mail_from", "tls", "auth_user", "smtp_defects",
-            "parse_error", "in_reply_to", "subject", "status"]
+    rows = query(
+        db_url,
+        "SELECT d.id, d.peer, d.helo, d.mail_from, d.tls, d.auth_user, "
+        "d.smtp_defects, m.parse_error, m.in_reply_to, m.subject, d.status "
+        "FROM delivery d JOIN message m ON m.id = d.message_id ORDER BY d.id",
+    )
+    keys = [
+        "id",
+        "peer",
+        "helo",
+        "mail_from",
+        "tls",
+        "auth_user",
+        "smtp_defects",
+        "parse_error",
+        "in_reply_to",
+        "subject",
+        "status",
+    ]
     out = []
     for r in rows:
         d = dict(zip(keys, r))
@@ -153,10 +175,16 @@ def wait_until(predicate, timeout: float = 10.0, step: float = 0.05):
 
 
 def message(n: int | str = 1, body: bytes = b"hello\r\n", extra: bytes = b"") -> bytes:
-    return (b"From: Bob <bob@example.org>\r\nTo: alice@corp.example\r\n"
-            b"Subject: test " + str(n).encode() + b"\r\n"
-            b"Message-ID: <m" + str(n).encode() + b"@example.org>\r\n" + extra +
-            b"Date: Tue, 01 Jan 2019 10:00:00 +0000\r\n\r\n" + body)
+    return (
+        b"From: Bob <bob@example.org>\r\nTo: alice@corp.example\r\n"
+        b"Subject: test " + str(n).encode() + b"\r\n"
+        b"Message-ID: <m"
+        + str(n).encode()
+        + b"@example.org>\r\n"
+        + extra
+        + b"Date: Tue, 01 Jan 2019 10:00:00 +0000\r\n\r\n"
+        + body
+    )
 
 
 def open_data(c: Raw, rcpt: str, helo: bool = True) -> None:

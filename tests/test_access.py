@@ -132,15 +132,18 @@ def proxy_v2(src: str, sport: int) -> bytes:
     return sig + bytes([0x21, 0x11]) + struct.pack("!H", len(addrs)) + addrs
 
 
-@pytest.mark.parametrize("header, peer", [
-    (b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 25\r\n", "203.0.113.7:40000"),
-    (proxy_v2("203.0.113.7", 40000), "203.0.113.7:40000"),
-    # A balancer's health check, v1 UNKNOWN and v2 LOCAL: accepted, and the connection's
-    # own address is the client's (what the PROXY protocol specification says).
-    (b"PROXY UNKNOWN\r\n", "127.0.0.1:"),
-    (b"PROXY UNKNOWN ffff:f::1 ffff:f::2 1 2\r\n", "127.0.0.1:"),
-    (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x20, 0x00, 0, 0]), "127.0.0.1:"),
-])
+@pytest.mark.parametrize(
+    "header, peer",
+    [
+        (b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 25\r\n", "203.0.113.7:40000"),
+        (proxy_v2("203.0.113.7", 40000), "203.0.113.7:40000"),
+        # A balancer's health check, v1 UNKNOWN and v2 LOCAL: accepted, and the connection's
+        # own address is the client's (what the PROXY protocol specification says).
+        (b"PROXY UNKNOWN\r\n", "127.0.0.1:"),
+        (b"PROXY UNKNOWN ffff:f::1 ffff:f::2 1 2\r\n", "127.0.0.1:"),
+        (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x20, 0x00, 0, 0]), "127.0.0.1:"),
+    ],
+)
 def test_proxy_protocol_from_a_trusted_proxy(receiver, header, peer):
     address = receiver.add_mailbox("alice@corp.example")
     port = receiver.start(THREADS_RECEIVER_SMTP_PROXY_TRUSTED="127.0.0.0/8")
@@ -176,8 +179,12 @@ def test_allow_list_of_networks(receiver):
     assert send(port, address, message(1))[0] == 250
     receiver.cli("mailbox", "allow", "alice@corp.example", "--clear")
     assert send(port, address, message(2))[0] == 250
-    assert receiver.cli("mailbox", "allow", "alice@corp.example", "not a thing",
-                        check=False).returncode == 1
+    assert (
+        receiver.cli(
+            "mailbox", "allow", "alice@corp.example", "not a thing", check=False
+        ).returncode
+        == 1
+    )
 
 
 def test_allow_list_of_signing_domains_refuses_unsigned(receiver):
@@ -198,12 +205,17 @@ def test_signing_domains_read_from_the_verdict():
     from receiver.verify.evidence import Evidence
 
     def evidence(sigs, arc) -> Evidence:
-        return Evidence(CopyPath("copied"), "example.org", dt.datetime(2020, 1, 1,
-                        tzinfo=dt.timezone.utc), sigs, arc)
+        return Evidence(
+            CopyPath("copied"), "example.org", dt.datetime(2020, 1, 1, tzinfo=dt.UTC), sigs, arc
+        )
 
-    ev = evidence([SigResult(0, d="Mail.Google.com.", result="pass"),
-                   SigResult(1, d="evil.example", result="fail")],
-                  ArcResult(cv="pass", sets=1, sealers=["outlook.com"]))
+    ev = evidence(
+        [
+            SigResult(0, d="Mail.Google.com.", result="pass"),
+            SigResult(1, d="evil.example", result="fail"),
+        ],
+        ArcResult(cv="pass", sets=1, sealers=["outlook.com"]),
+    )
     v = Verdict(UNALTERED, evidence=ev)
     assert ev.signing_domains() == {"mail.google.com", "outlook.com"}
     assert allowlist.refusal(["google.com"], "198.51.100.1:25", v) is None
@@ -221,8 +233,9 @@ def test_allow_list_of_signing_domains_with_real_signatures(receiver, dns):
 
     address = receiver.add_mailbox(F.SUBSCRIBER)
     receiver.cli("mailbox", "allow", F.SUBSCRIBER, F.AUTHOR_DOMAIN)
-    port = receiver.start(THREADS_RECEIVER_DNS_SERVERS=dns.address,
-                          THREADS_RECEIVER_DNS_TIMEOUT="0.5")
+    port = receiver.start(
+        THREADS_RECEIVER_DNS_SERVERS=dns.address, THREADS_RECEIVER_DNS_TIMEOUT="0.5"
+    )
     assert send(port, address, F.signed())[0] == 250
     code, text = send(port, address, message("unsigned"))
     assert code == 550 and "allow-list" in text
@@ -269,9 +282,14 @@ def test_a_refused_proxy_header_is_logged_with_its_reason(receiver):
 
 def test_tls12_offers_aead_suites_only(tls_receiver):
     port = tls_receiver.start()
-    for suites, accepted in (("ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES256-SHA384:"
-                              "ECDHE-RSA-AES128-SHA:AES128-SHA256:AES128-SHA", False),
-                             ("ECDHE-RSA-AES128-GCM-SHA256", True)):
+    for suites, accepted in (
+        (
+            "ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES256-SHA384:"
+            "ECDHE-RSA-AES128-SHA:AES128-SHA256:AES128-SHA",
+            False,
+        ),
+        ("ECDHE-RSA-AES128-GCM-SHA256", True),
+    ):
         ctx = client_tls()
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
         ctx.set_ciphers(suites)

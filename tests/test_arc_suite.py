@@ -51,14 +51,19 @@ def _message(text: str) -> bytes:
 def test_arc_validation_vector(suite_dns, scenarios, scenario, case):
     suite_dns.records.clear()
     suite_dns.records.update({k.lower(): v for k, v in scenarios[scenario]["txt-records"].items()})
-    cfg = configmod.load(None, {"THREADS_RECEIVER_DNS_SERVERS": suite_dns.address,
-                                "THREADS_RECEIVER_DNS_TIMEOUT": "0.5"})
+    cfg = configmod.load(
+        None,
+        {"THREADS_RECEIVER_DNS_SERVERS": suite_dns.address, "THREADS_RECEIVER_DNS_TIMEOUT": "0.5"},
+    )
     verifier = Verifier(cfg)
 
     async def go():
         try:
-            return await verifier.verify(read(_message(case["message"] or "")), subscriber=None,
-                                         received_at=dt.datetime.now(dt.timezone.utc))
+            return await verifier.verify(
+                read(_message(case["message"] or "")),
+                subscriber=None,
+                received_at=dt.datetime.now(dt.UTC),
+            )
         finally:
             await verifier.close()
 

@@ -76,15 +76,21 @@ def import_graph() -> dict[str, set[str]]:
 
 def test_inner_units_import_only_inner_units():
     graph = import_graph()
-    broken = {unit: sorted(graph.get(unit, set()) - allowed)
-              for unit, allowed in INNER.items() if graph.get(unit, set()) - allowed}
+    broken = {
+        unit: sorted(graph.get(unit, set()) - allowed)
+        for unit, allowed in INNER.items()
+        if graph.get(unit, set()) - allowed
+    }
     assert broken == {}, "inner units importing what docs/architecture.md does not allow"
 
 
 def test_lower_units_do_not_import_the_edges():
     graph = import_graph()
-    broken = {unit: sorted(graph.get(unit, set()) & banned)
-              for unit, banned in FORBIDDEN.items() if graph.get(unit, set()) & banned}
+    broken = {
+        unit: sorted(graph.get(unit, set()) & banned)
+        for unit, banned in FORBIDDEN.items()
+        if graph.get(unit, set()) & banned
+    }
     assert broken == {}, "imports against the flow in docs/architecture.md"
 
 
@@ -96,8 +102,9 @@ def test_only_the_entry_point_imports_the_cli():
 def test_the_rules_name_real_units():
     """A renamed package must not make its rule vacuous."""
     graph = import_graph()
-    named = set(INNER) | set(FORBIDDEN) | {u for s in [*INNER.values(), *FORBIDDEN.values()]
-                                          for u in s}
+    named = (
+        set(INNER) | set(FORBIDDEN) | {u for s in [*INNER.values(), *FORBIDDEN.values()] for u in s}
+    )
     assert named - set(graph) == set()
 
 

@@ -12,10 +12,26 @@ def test_bench_smoke_receiver_sqlite(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("THREADS_RECEIVER_")}
     env["XDG_CACHE_HOME"] = str(tmp_path)  # the corpus cache, not the user's
     r = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "smtp_load.py"), "--messages", "200",
-         "--mailboxes", "2", "--sessions", "5", "--targets", "c", "--no-half-rate",
-         "--no-mixed", "--json"],
-        env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            str(ROOT / "bench" / "smtp_load.py"),
+            "--messages",
+            "200",
+            "--mailboxes",
+            "2",
+            "--sessions",
+            "5",
+            "--targets",
+            "c",
+            "--no-half-rate",
+            "--no-mixed",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(r.stdout)
     row = result["rows"]["c"]

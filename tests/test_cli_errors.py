@@ -29,10 +29,18 @@ def fill(rx, tmp_path, n: int, email: str = "alice@corp.example") -> None:
 
 
 def test_usage_errors_exit_64_everywhere_and_verify_keeps_its_verdicts(receiver, tmp_path):
-    for args in (["--bogus"], ["mailbox", "lsit"], ["messages", "show"],
-                 ["status", "--listen", "127.0.0.1:99999"], ["status", "--metrics", "x"],
-                 ["messages", "list", "--limit", "-1"], ["verify"], ["threads", "show", "x"],
-                 ["quarantine", "release"], ["mailbox", "set", "a@b.example", "--altered", "drop"]):
+    for args in (
+        ["--bogus"],
+        ["mailbox", "lsit"],
+        ["messages", "show"],
+        ["status", "--listen", "127.0.0.1:99999"],
+        ["status", "--metrics", "x"],
+        ["messages", "list", "--limit", "-1"],
+        ["verify"],
+        ["threads", "show", "x"],
+        ["quarantine", "release"],
+        ["mailbox", "set", "a@b.example", "--altered", "drop"],
+    ):
         r = receiver.cli(*args, check=False)
         assert r.returncode == EX_USAGE, (args, r.returncode, r.stderr)
     # The console script too, not only click's test runner.
@@ -77,8 +85,9 @@ def test_threads_export_refuses_to_overwrite_without_force(receiver, tmp_path):
     assert out.read_bytes() == b"precious"
     receiver.cli("threads", "export", str(tid), "--mbox", str(out), "--force")
     assert b"Message-ID: <m0@x.example>" in out.read_bytes()
-    r = receiver.cli("threads", "export", str(tid), "--mbox", str(tmp_path / "no" / "t.mbox"),
-                     check=False)
+    r = receiver.cli(
+        "threads", "export", str(tid), "--mbox", str(tmp_path / "no" / "t.mbox"), check=False
+    )
     assert r.returncode == EX_CANTCREAT
 
 
@@ -90,8 +99,9 @@ def test_unknown_mailbox_or_thread_is_an_error(receiver, tmp_path):
         assert r.returncode == 1 and "no mailbox nobody@corp.example" in one_line_error(r), args
         # The stored form of a known mailbox's address is found whatever its domain's case.
         receiver.cli(*args, "--mailbox", "alice@CORP.example")
-    r = receiver.cli("export", "-", "--mailbox", "alice@corp.example", "--thread", "9999",
-                     check=False)
+    r = receiver.cli(
+        "export", "-", "--mailbox", "alice@corp.example", "--thread", "9999", check=False
+    )
     assert r.returncode == 1 and "no thread 9999" in one_line_error(r)
     assert receiver.cli("quarantine", "list").stdout == b"the quarantine is empty\n"
 
@@ -111,8 +121,13 @@ def test_a_cut_listing_says_so_on_stderr(receiver, tmp_path):
 def _init(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
     e = env_for(tmp_path / "unused.toml", **env)
     del e["THREADS_RECEIVER_CONFIG"]
-    return subprocess.run([sys.executable, "-m", "receiver", "init", *args], env=e,
-                          capture_output=True, text=True, cwd=tmp_path)
+    return subprocess.run(
+        [sys.executable, "-m", "receiver", "init", *args],
+        env=e,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
 
 
 def test_init_refuses_a_folder_it_cannot_write_and_a_bad_domain(tmp_path):
@@ -127,8 +142,9 @@ def test_init_refuses_a_folder_it_cannot_write_and_a_bad_domain(tmp_path):
 
 def test_init_writes_the_database_it_was_given(tmp_path, db_url):
     """THREADS_RECEIVER_DB (or --db) goes into the config, so the printed next step works."""
-    r = _init(tmp_path, "--dir", str(tmp_path / "rx"), "--domain", DOMAIN,
-              THREADS_RECEIVER_DB=db_url)
+    r = _init(
+        tmp_path, "--dir", str(tmp_path / "rx"), "--domain", DOMAIN, THREADS_RECEIVER_DB=db_url
+    )
     assert r.returncode == 0, r.stderr
     assert f"database: {db_url}" in r.stdout
     assert db_url in (tmp_path / "rx" / "receiver.toml").read_text()
@@ -137,8 +153,12 @@ def test_init_writes_the_database_it_was_given(tmp_path, db_url):
     assert nxt[0] == "threads-receiver"
     env = env_for(tmp_path / "unused.toml")
     del env["THREADS_RECEIVER_CONFIG"]
-    done = subprocess.run([sys.executable, "-m", "receiver", *nxt[1:], "--json"], env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "receiver", *nxt[1:], "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     r = _init(tmp_path, "--dir", str(tmp_path / "rx2"), "--domain", DOMAIN, "--db", db_url)
     assert r.returncode == 0 and db_url in (tmp_path / "rx2" / "receiver.toml").read_text()
@@ -156,17 +176,35 @@ def test_the_readme_production_setup_works_as_written(tmp_path):
     assert "--config /etc/threads-receiver/receiver.toml" in unit
     assert "StateDirectory=threads-receiver" in unit  # /var/lib/threads-receiver, writable
     etc, var = tmp_path / "etc" / "threads-receiver", tmp_path / "var" / "lib" / "threads-receiver"
-    args = (command.strip().rstrip("\\").replace("/etc/threads-receiver", str(etc))
-            .replace("/var/lib/threads-receiver", str(var)).split())
+    args = (
+        command.strip()
+        .rstrip("\\")
+        .replace("/etc/threads-receiver", str(etc))
+        .replace("/var/lib/threads-receiver", str(var))
+        .split()
+    )
     assert args[0] == "threads-receiver" and "--data-dir" in args
     r = _init(tmp_path, *args[2:])
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in etc.iterdir()) == ["receiver.toml"]
     assert (var / "receiver.db").exists()
     env = env_for(etc / "receiver.toml")
-    r = subprocess.run([sys.executable, "-m", "receiver", "--config", str(etc / "receiver.toml"),
-                        "mailbox", "add", "alice@corp.example"], env=env, capture_output=True,
-                       text=True, cwd=tmp_path)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "receiver",
+            "--config",
+            str(etc / "receiver.toml"),
+            "mailbox",
+            "add",
+            "alice@corp.example",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in etc.iterdir()) == ["receiver.toml"]
 

@@ -27,16 +27,18 @@ def imported(rx, tmp_path, *raws: bytes) -> None:
 
 def test_messages_show_prints_no_none(receiver, tmp_path):
     receiver.add_mailbox(EMAIL)
-    imported(receiver, tmp_path, b"Message-ID: <bare@x.example>\r\nTo: a@corp.example\r\n\r\nhi\r\n")
+    imported(
+        receiver, tmp_path, b"Message-ID: <bare@x.example>\r\nTo: a@corp.example\r\n\r\nhi\r\n"
+    )
     text = receiver.cli("messages", "show", "bare@x.example").stdout.decode()
     assert "None" not in text
-    assert re.search(r"^subject +\(none\)$", text, re.M) and re.search(r"^from +\(none\)$", text,
-                                                                       re.M)
+    assert re.search(r"^subject +\(none\)$", text, re.M) and re.search(
+        r"^from +\(none\)$", text, re.M
+    )
     assert re.search(r"^date +\(none\)$", text, re.M)
 
 
-def test_show_and_raw_take_a_message_id_and_name_the_rows_when_it_is_ambiguous(receiver,
-                                                                               tmp_path):
+def test_show_and_raw_take_a_message_id_and_name_the_rows_when_it_is_ambiguous(receiver, tmp_path):
     receiver.add_mailbox(EMAIL)
     one = message("m1@x.example", subject="one")
     imported(receiver, tmp_path, one)
@@ -113,8 +115,12 @@ def test_the_metrics_server_answers_unknown_paths_with_404():
     app = metrics.wsgi_app(lambda: True, None, None)
     said = []
     for path in ("/", "/nope", "/metrics/x", "/metrics"):
-        body = b"".join(app({"PATH_INFO": path, "REQUEST_METHOD": "GET", "QUERY_STRING": ""},
-                            lambda status, headers: said.append(status)))
+        body = b"".join(
+            app(
+                {"PATH_INFO": path, "REQUEST_METHOD": "GET", "QUERY_STRING": ""},
+                lambda status, headers: said.append(status),
+            )
+        )
         assert body
     assert [s.split()[0] for s in said] == ["404", "404", "404", "200"]
 
@@ -123,10 +129,13 @@ def test_prune_json_shows_the_quarantine_days_in_force(receiver):
     receiver.add_mailbox(EMAIL)
     receiver.add_mailbox("bob@corp.example")
     receiver.cli("mailbox", "set", "bob@corp.example", "--quarantine-days", "7")
-    pruned = {m["email"]: m["quarantine_days"]
-              for m in receiver.cli_json("prune", "--dry-run")["mailboxes"]}
-    shown = {e: receiver.cli_json("mailbox", "show", e)["retention"]["quarantine_days"]
-             for e in pruned}
+    pruned = {
+        m["email"]: m["quarantine_days"]
+        for m in receiver.cli_json("prune", "--dry-run")["mailboxes"]
+    }
+    shown = {
+        e: receiver.cli_json("mailbox", "show", e)["retention"]["quarantine_days"] for e in pruned
+    }
     assert pruned == shown == {EMAIL: 30, "bob@corp.example": 7}
 
 

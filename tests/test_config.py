@@ -14,8 +14,9 @@ from tests.helpers import ROOT
 
 
 def test_example_config_is_the_packaged_template():
-    assert (ROOT / "config" / "receiver.toml").read_text() == \
-        (ROOT / "receiver" / "receiver.toml").read_text()
+    assert (ROOT / "config" / "receiver.toml").read_text() == (
+        ROOT / "receiver" / "receiver.toml"
+    ).read_text()
 
 
 def test_template_shows_every_key_with_its_default():
@@ -27,13 +28,18 @@ def test_template_shows_every_key_with_its_default():
 
 def test_env_overrides_file(tmp_path):
     path = tmp_path / "r.toml"
-    path.write_text('[smtp]\nlisten = "0.0.0.0:25"\nmax_recipients = 5\n[database]\nlock_timeout = 2\n')
-    cfg = config.load(path, {
-        "THREADS_RECEIVER_SMTP_MAX_RECIPIENTS": "7",
-        "THREADS_RECEIVER_DB": "postgresql://u@h/db",
-        "THREADS_RECEIVER_DNS_SERVERS": "127.0.0.1:5353, 10.0.0.1:53",
-        "THREADS_RECEIVER_SMTP_LMTP": "yes",
-    })
+    path.write_text(
+        '[smtp]\nlisten = "0.0.0.0:25"\nmax_recipients = 5\n[database]\nlock_timeout = 2\n'
+    )
+    cfg = config.load(
+        path,
+        {
+            "THREADS_RECEIVER_SMTP_MAX_RECIPIENTS": "7",
+            "THREADS_RECEIVER_DB": "postgresql://u@h/db",
+            "THREADS_RECEIVER_DNS_SERVERS": "127.0.0.1:5353, 10.0.0.1:53",
+            "THREADS_RECEIVER_SMTP_LMTP": "yes",
+        },
+    )
     assert cfg.smtp.listen == "0.0.0.0:25"
     assert cfg.smtp.max_recipients == 7
     assert cfg.smtp.lmtp is True
@@ -49,21 +55,24 @@ def test_sqlite_path_is_relative_to_the_config(tmp_path):
     assert config.load(path, {}).database_url == f"sqlite:///{tmp_path / 'etc' / 'receiver.db'}"
 
 
-@pytest.mark.parametrize("text, env, words", [
-    ("[smtp]\nlisten = 25\n", {}, "smtp.listen must be str"),
-    ("[smtp]\nnope = 1\n", {}, "unknown key smtp.nope"),
-    ("[nope]\n", {}, "unknown section [nope]"),
-    ("[policy]\naltered = \"drop\"\n", {}, "policy.altered"),
-    ("not toml = = =", {}, "r.toml"),
-    ("", {"THREADS_RECEIVER_SMTP_MAX_RECIPIENTS": "many"}, "expected a whole number"),
-    ("", {"THREADS_RECEIVER_DB": "mysql://x"}, "database.url"),
-    ("", {"THREADS_RECEIVER_SMTP_LISTEN": "nowhere"}, "HOST:PORT"),
-    ("[smtp]\ntrusted_networks = [\"postfix\"]\n", {}, "smtp.trusted_networks"),
-    ("[smtp]\nstress_threshold = 0.0\n", {}, "smtp.stress_threshold"),
-    ("[smtp]\nbacklog = 0\n", {}, "smtp.backlog"),
-    ("[tls]\nciphers = \"NO-SUCH-SUITE\"\n", {}, "tls.ciphers"),
-    ("[imap]\nlisten = \"127.0.0.1:143\"\n", {}, "imap.listen needs tls.cert_file"),
-])
+@pytest.mark.parametrize(
+    "text, env, words",
+    [
+        ("[smtp]\nlisten = 25\n", {}, "smtp.listen must be str"),
+        ("[smtp]\nnope = 1\n", {}, "unknown key smtp.nope"),
+        ("[nope]\n", {}, "unknown section [nope]"),
+        ('[policy]\naltered = "drop"\n', {}, "policy.altered"),
+        ("not toml = = =", {}, "r.toml"),
+        ("", {"THREADS_RECEIVER_SMTP_MAX_RECIPIENTS": "many"}, "expected a whole number"),
+        ("", {"THREADS_RECEIVER_DB": "mysql://x"}, "database.url"),
+        ("", {"THREADS_RECEIVER_SMTP_LISTEN": "nowhere"}, "HOST:PORT"),
+        ('[smtp]\ntrusted_networks = ["postfix"]\n', {}, "smtp.trusted_networks"),
+        ("[smtp]\nstress_threshold = 0.0\n", {}, "smtp.stress_threshold"),
+        ("[smtp]\nbacklog = 0\n", {}, "smtp.backlog"),
+        ('[tls]\nciphers = "NO-SUCH-SUITE"\n', {}, "tls.ciphers"),
+        ('[imap]\nlisten = "127.0.0.1:143"\n', {}, "imap.listen needs tls.cert_file"),
+    ],
+)
 def test_bad_config_says_which_key(tmp_path, text, env, words):
     path = tmp_path / "r.toml"
     path.write_text(text)

@@ -19,12 +19,16 @@ def _reply(subject: str, msgid: str) -> bytes:
 
 
 def _threads(receiver) -> dict[str, int]:
-    return {m["message_id"]: m["thread_id"]
-            for m in receiver.cli_json("messages", "list", "--limit", "0")}
+    return {
+        m["message_id"]: m["thread_id"]
+        for m in receiver.cli_json("messages", "list", "--limit", "0")
+    }
 
 
 def _delivery(receiver, msgid: str) -> dict:
-    listed = {m["message_id"]: m["id"] for m in receiver.cli_json("messages", "list", "--limit", "0")}
+    listed = {
+        m["message_id"]: m["id"] for m in receiver.cli_json("messages", "list", "--limit", "0")
+    }
     [d] = receiver.cli_json("messages", "show", str(listed[msgid]))["deliveries"]
     return d
 
@@ -48,7 +52,10 @@ def _reload(receiver, toml: str) -> None:
 def test_sighup_reaches_verifier_writer_pipeline_and_sessions(receiver, dns):
     address = receiver.add_mailbox(F.SUBSCRIBER)
     local = address.split("@")[0]
-    receiver.config.write_text(merge_toml(receiver.config.read_text(), f"""
+    receiver.config.write_text(
+        merge_toml(
+            receiver.config.read_text(),
+            f"""
 [receiver]
 authserv_id = "before.example"
 [dns]
@@ -56,9 +63,13 @@ servers = ["127.0.0.1:{_dead_port()}"]
 timeout = 0.3
 [smtp]
 hostname = "before.example"
-"""))
+""",
+        )
+    )
     port = receiver.start()
-    assert send(port, address, F.sign(F.original(subject="Plan", msgid="p1@author.example")))[0] == 250
+    assert (
+        send(port, address, F.sign(F.original(subject="Plan", msgid="p1@author.example")))[0] == 250
+    )
     before = _delivery(receiver, "p1@author.example")
     assert before["verdict"] == "unverifiable"  # no DNS answer: the key is unknown
     assert before["auth_results"].startswith("before.example;")
@@ -68,7 +79,9 @@ hostname = "before.example"
     assert c.greeting[1].startswith("220 before.example")
     c.close()
 
-    _reload(receiver, f"""
+    _reload(
+        receiver,
+        f"""
 [receiver]
 domains = ["push.example.com", "other.example"]
 authserv_id = "after.example"
@@ -86,7 +99,8 @@ altered = "reject"
 unwrap = false
 [threads]
 subject_join = false
-""")
+""",
+    )
     # Every key is probed on its own, so one run names each key the reload missed.
     seen: dict[str, bool] = {}
     send(port, address, F.sign(F.original(subject="Budget", msgid="b1@author.example")))
@@ -96,18 +110,21 @@ subject_join = false
     # A reply by subject alone starts its own thread.
     send(port, address, _reply("Re: Plan", "r1@author.example"))
     thread = dict(query(receiver.db_url, "SELECT message_id, thread_id FROM message"))
-    seen["threads.subject_join"] = None not in (thread["r1@author.example"],
-                                                thread["p1@author.example"]) \
+    seen["threads.subject_join"] = (
+        None not in (thread["r1@author.example"], thread["p1@author.example"])
         and thread["r1@author.example"] != thread["p1@author.example"]
+    )
     # The wrapper is kept as it is, not unwrapped to the enclosed original.
     inner = F.sign(F.original(subject="Inner", msgid="i1@author.example"))
     assert send(port, address, F.forward_as_attachment(inner))[0] == 250
-    seen["policy.unwrap"] = not query(receiver.db_url, "SELECT id FROM message "
-                                      "WHERE message_id = 'i1@author.example'")
+    seen["policy.unwrap"] = not query(
+        receiver.db_url, "SELECT id FROM message WHERE message_id = 'i1@author.example'"
+    )
     code, text = send(port, address, F.list_footer(F.signed()))
     seen["policy.altered"] = code == 550 and "5.7.1" in text
-    seen["receiver.domains"] = send(port, f"{local}@other.example",
-                                    F.original(msgid="x1@author.example"))[0] == 250
+    seen["receiver.domains"] = (
+        send(port, f"{local}@other.example", F.original(msgid="x1@author.example"))[0] == 250
+    )
     c = Raw(port)
     seen["smtp.hostname"] = c.greeting[1].startswith("220 after.example")
     seen["smtp.max_message_size"] = "SIZE 123456" in c.cmd("EHLO x")[1]
@@ -134,8 +151,9 @@ def test_sighup_warns_about_keys_that_take_a_restart(receiver):
 
 def test_import_threads_with_the_configured_subject_rule(receiver, tmp_path):
     receiver.add_mailbox(F.SUBSCRIBER)
-    receiver.config.write_text(merge_toml(receiver.config.read_text(),
-                                          "[threads]\nsubject_join = false\n"))
+    receiver.config.write_text(
+        merge_toml(receiver.config.read_text(), "[threads]\nsubject_join = false\n")
+    )
     folder = tmp_path / "eml"
     folder.mkdir()
     (folder / "1.eml").write_bytes(F.original(subject="Plan", msgid="p1@author.example"))

@@ -64,11 +64,19 @@ AIOSMTPD_NAMES = [
 ]
 
 DKIMPY_NAMES = [
-    (dkim.DKIM, "verify_sig_process", ["self", "sig", "include_headers", "sig_header", "dnsfunc"],
-     f"{DKIMCHECK} checks the header signature alone"),
+    (
+        dkim.DKIM,
+        "verify_sig_process",
+        ["self", "sig", "include_headers", "sig_header", "dnsfunc"],
+        f"{DKIMCHECK} checks the header signature alone",
+    ),
     (dkim, "evaluate_pk", ["name", "s"], f"{DKIMCHECK} parses key records once (cached)"),
-    (dkim, "validate_signature_fields", ["sig", "mandatory_fields", "arc"],
-     f"{DKIMCHECK} checks the fields without x="),
+    (
+        dkim,
+        "validate_signature_fields",
+        ["sig", "mandatory_fields", "arc"],
+        f"{DKIMCHECK} checks the fields without x=",
+    ),
     (dkim, "arc_verify", ["message", "logger", "dnsfunc", "minkey", "timeout"], ARCCHECK),
     (dkim, "CV_Fail", None, ARCCHECK),
     (dkim, "KeyFormatError", None, DKIMCHECK),
@@ -91,18 +99,25 @@ def _check(lib: str, owner, name: str, params: list[str] | None, used_by: str) -
     assert hasattr(owner, name), f"{lib}: {what} is gone; {used_by}"
     if params is not None:
         got = list(inspect.signature(getattr(owner, name)).parameters)
-        assert got == params, (f"{lib}: {what}({', '.join(got)}) is no longer "
-                               f"({', '.join(params)}); {used_by}")
+        assert got == params, (
+            f"{lib}: {what}({', '.join(got)}) is no longer ({', '.join(params)}); {used_by}"
+        )
 
 
-@pytest.mark.parametrize("owner,name,params,used_by", AIOSMTPD_NAMES,
-                         ids=[f"{_label(o)}.{n}" for o, n, _, _ in AIOSMTPD_NAMES])
+@pytest.mark.parametrize(
+    "owner,name,params,used_by",
+    AIOSMTPD_NAMES,
+    ids=[f"{_label(o)}.{n}" for o, n, _, _ in AIOSMTPD_NAMES],
+)
 def test_aiosmtpd_has(owner, name, params, used_by):
     _check(AIOSMTPD, owner, name, params, used_by)
 
 
-@pytest.mark.parametrize("owner,name,params,used_by", DKIMPY_NAMES,
-                         ids=[f"{_label(o)}.{n}" for o, n, _, _ in DKIMPY_NAMES])
+@pytest.mark.parametrize(
+    "owner,name,params,used_by",
+    DKIMPY_NAMES,
+    ids=[f"{_label(o)}.{n}" for o, n, _, _ in DKIMPY_NAMES],
+)
 def test_dkimpy_has(owner, name, params, used_by):
     _check(DKIMPY, owner, name, params, used_by)
 
@@ -113,58 +128,80 @@ def _calls(function, name: str) -> bool:
 
 def test_aiosmtpd_runs_the_methods_we_replace():
     """Overriding a private method only works while aiosmtpd still calls it."""
-    for caller, callee in [(SMTP.connection_made, "self._handle_client()"),
-                           (SMTP._reset_timeout, "self._timeout_cb"),
-                           (SMTP._handle_client, "self.handle_exception("),
-                           (SMTP._cb_client_connected, "self._reader = reader")]:
+    for caller, callee in [
+        (SMTP.connection_made, "self._handle_client()"),
+        (SMTP._reset_timeout, "self._timeout_cb"),
+        (SMTP._handle_client, "self.handle_exception("),
+        (SMTP._cb_client_connected, "self._reader = reader"),
+    ]:
         assert _calls(caller, callee), (
-            f"{AIOSMTPD}: {caller.__qualname__} no longer calls {callee}; {PROTOCOL} relies on it")
+            f"{AIOSMTPD}: {caller.__qualname__} no longer calls {callee}; {PROTOCOL} relies on it"
+        )
 
 
 @pytest.fixture
 def session_objects():
     loop = asyncio.new_event_loop()
     shared = Shared.from_config(configmod.load(None, environ={}))
-    made = [cls(object(), shared=shared, hostname="test", loop=loop)
-            for cls in (ReceiverSMTP, ReceiverLMTP)]
+    made = [
+        cls(object(), shared=shared, hostname="test", loop=loop)
+        for cls in (ReceiverSMTP, ReceiverLMTP)
+    ]
     yield shared, made
     loop.close()
 
 
 def test_aiosmtpd_instance_state(session_objects):
     shared, (smtp, lmtp) = session_objects
-    for attr in ("_tls_protocol", "_tls_handshake_okay", "_smtp_methods", "local_part_limit",
-                 "data_size_limit", "require_starttls", "hostname", "__ident__", "session",
-                 "envelope", "event_handler"):
+    for attr in (
+        "_tls_protocol",
+        "_tls_handshake_okay",
+        "_smtp_methods",
+        "local_part_limit",
+        "data_size_limit",
+        "require_starttls",
+        "hostname",
+        "__ident__",
+        "session",
+        "envelope",
+        "event_handler",
+    ):
         assert hasattr(smtp, attr), f"{AIOSMTPD}: an SMTP instance has no {attr}; {PROTOCOL}"
     assert smtp._tls_protocol is None and smtp._tls_handshake_okay is True, (
-        f"{AIOSMTPD}: the plain-text TLS state changed meaning; {PROTOCOL}")
+        f"{AIOSMTPD}: the plain-text TLS state changed meaning; {PROTOCOL}"
+    )
     assert smtp._stream_reader._limit == shared.settings.max_line_length, (
         f"{AIOSMTPD}: SMTP.__init__ no longer sizes the reader from line_length_limit; "
-        f"{PROTOCOL}'s line limit would be lost")
+        f"{PROTOCOL}'s line limit would be lost"
+    )
     assert smtp.data_size_limit == shared.settings.max_message_size
 
 
 def test_aiosmtpd_dispatches_commands_to_our_overrides(session_objects):
     _, (smtp, lmtp) = session_objects
-    for proto, commands in ((smtp, ("HELO", "EHLO", "STARTTLS", "AUTH", "RSET", "NOOP", "QUIT")),
-                            (lmtp, ("LHLO",))):
+    for proto, commands in (
+        (smtp, ("HELO", "EHLO", "STARTTLS", "AUTH", "RSET", "NOOP", "QUIT")),
+        (lmtp, ("LHLO",)),
+    ):
         missing = [c for c in commands if c not in proto._smtp_methods]
         assert missing == [], f"{AIOSMTPD}: _smtp_methods lacks {missing}; {PROTOCOL}'s loop"
     for command in ("MAIL", "RCPT", "DATA"):
         method = smtp._smtp_methods[command]
         assert method.__func__ is getattr(Hardened, f"smtp_{command}"), (
-            f"{AIOSMTPD}: _smtp_methods[{command!r}] is not our override; {PROTOCOL}")
+            f"{AIOSMTPD}: _smtp_methods[{command!r}] is not our override; {PROTOCOL}"
+        )
 
 
 def test_aiosmtpd_getaddr_and_post_data_state(session_objects):
     _, (smtp, _) = session_objects
     assert SMTP._getaddr(smtp, "<a@b.example> SIZE=10") == ("a@b.example", "SIZE=10"), (
-        f"{AIOSMTPD}: SMTP._getaddr no longer returns (address, rest); {PROTOCOL}")
+        f"{AIOSMTPD}: SMTP._getaddr no longer returns (address, rest); {PROTOCOL}"
+    )
     before = smtp.envelope = Envelope()
     SMTP._set_post_data_state(smtp)
     assert isinstance(smtp.envelope, Envelope) and smtp.envelope is not before, (
-        f"{AIOSMTPD}: SMTP._set_post_data_state no longer starts a new envelope; {PROTOCOL}")
+        f"{AIOSMTPD}: SMTP._set_post_data_state no longer starts a new envelope; {PROTOCOL}"
+    )
     for attr in ("content", "original_content", "smtp_utf8", "mail_from", "rcpt_tos"):
         assert hasattr(smtp.envelope, attr), f"{AIOSMTPD}: Envelope has no {attr}; {PROTOCOL}"
 
@@ -185,7 +222,8 @@ def test_asyncio_streamreader_buffer_takes_unread_bytes():
         return await reader.readuntil(b"\n")
 
     assert asyncio.run(unread_then_read()) == b"NOOP\r\n", (
-        f"asyncio: StreamReader._buffer no longer holds the unread bytes; {PROTOCOL} _unread")
+        f"asyncio: StreamReader._buffer no longer holds the unread bytes; {PROTOCOL} _unread"
+    )
 
 
 KEY_NAME = "s1._domainkey.author.example"
@@ -195,11 +233,13 @@ KEY_RECORD = mailfixtures.DNS_RECORDS[KEY_NAME].encode()
 def test_dkimpy_evaluate_pk_returns_what_we_assign():
     got = dkim.evaluate_pk(KEY_NAME.encode(), KEY_RECORD)
     assert isinstance(got, tuple) and len(got) == 4, (
-        f"{DKIMPY}: evaluate_pk no longer returns (pk, keysize, ktag, seqtlsrpt); {DKIMCHECK}")
+        f"{DKIMPY}: evaluate_pk no longer returns (pk, keysize, ktag, seqtlsrpt); {DKIMCHECK}"
+    )
     assert got[1] >= 1024 and got[2] == b"rsa"
     for attr in ("self.pk", "self.keysize", "self.ktag", "self.seqtlsrpt"):
         assert _calls(dkim.DKIM.verify_sig_process, attr), (
-            f"{DKIMPY}: verify_sig_process no longer reads {attr}, which {DKIMCHECK} assigns")
+            f"{DKIMPY}: verify_sig_process no longer reads {attr}, which {DKIMCHECK} assigns"
+        )
 
 
 def test_dkimpy_validate_signature_fields_refuses_a_missing_tag():
@@ -222,13 +262,16 @@ def test_dkimpy_steps_verify_a_signed_message_and_see_a_change():
     """The steps dkimcheck runs one by one still tell a good signature from a changed header."""
     signed = mailfixtures.signed()
     assert _header_signature_valid(signed) is True, (
-        f"{DKIMPY}: verify_sig_process with an evaluate_pk key no longer verifies; {DKIMCHECK}")
+        f"{DKIMPY}: verify_sig_process with an evaluate_pk key no longer verifies; {DKIMCHECK}"
+    )
     changed = signed.replace(b"Subject: Quarterly", b"Subject: Quarterlx")
     assert _header_signature_valid(changed) is False
 
 
 def test_dkimpy_arc_verify_answers_three_values():
-    cv, sets, reason = dkim.arc_verify(b"From: a@b.example\r\n\r\nhi\r\n",
-                                       dnsfunc=lambda *a, **k: None)
+    cv, sets, reason = dkim.arc_verify(
+        b"From: a@b.example\r\n\r\nhi\r\n", dnsfunc=lambda *a, **k: None
+    )
     assert cv == dkim.CV_None and sets == [] and isinstance(reason, str), (
-        f"{DKIMPY}: arc_verify no longer answers (cv, sets, reason); {ARCCHECK}")
+        f"{DKIMPY}: arc_verify no longer answers (cv, sets, reason); {ARCCHECK}"
+    )

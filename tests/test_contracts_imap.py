@@ -40,11 +40,19 @@ def test_an_append_literal_past_the_limit_parses_to_an_invalid_command_with_toob
 def test_the_connection_reads_only_readline_and_readexactly():
     # receiver.imap.server.BoundedReader stands in for the StreamReader.
     source = inspect.getsource(IMAPConnection)
-    used = {name for name in ("readline", "readexactly", "read(", "readuntil", "at_eof")
-            if f"self.reader.{name}" in source}
+    used = {
+        name
+        for name in ("readline", "readexactly", "read(", "readuntil", "at_eof")
+        if f"self.reader.{name}" in source
+    }
     assert used == {"readline", "readexactly"}
     assert list(inspect.signature(IMAPConnection).parameters) == [
-        "commands", "config", "reader", "writer", "sock_info"]
+        "commands",
+        "config",
+        "reader",
+        "writer",
+        "sock_info",
+    ]
 
 
 def test_the_connection_state_is_built_and_run_as_receiver_imap_server_does():
@@ -57,9 +65,15 @@ def test_the_connection_state_is_built_and_run_as_receiver_imap_server_does():
 
 
 def test_settings_keywords_and_properties():
-    config = _Config(Namespace(passlib_cfg=None, proxy_protocol=None), host=None, port=0,
-                     tls_enabled=True, max_append_len=1000, bad_command_limit=3,
-                     reject_dnsbl=False)
+    config = _Config(
+        Namespace(passlib_cfg=None, proxy_protocol=None),
+        host=None,
+        port=0,
+        tls_enabled=True,
+        max_append_len=1000,
+        bad_command_limit=3,
+        reject_dnsbl=False,
+    )
     assert b"APPENDLIMIT=1000" in config.login_capability
     assert b"STARTTLS" in config.initial_capability
     assert config.initial_auth.server_mechanisms == []
@@ -68,5 +82,4 @@ def test_settings_keywords_and_properties():
 
 
 def test_selected_mailbox_takes_the_whole_folder():
-    assert list(inspect.signature(SelectedMailbox.set_messages).parameters) == [
-        "self", "messages"]
+    assert list(inspect.signature(SelectedMailbox.set_messages).parameters) == ["self", "messages"]

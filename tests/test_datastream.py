@@ -17,7 +17,7 @@ def reference(stream: bytes, limit: int) -> tuple[bytes, bytes, bool] | None:
         nl = stream.find(b"\r\n", pos)
         if nl < 0:
             return None
-        line = stream[pos:nl + 2]
+        line = stream[pos : nl + 2]
         pos = nl + 2
         if line == b".\r\n":
             return b"".join(out), stream[pos:], long_line
@@ -25,8 +25,9 @@ def reference(stream: bytes, limit: int) -> tuple[bytes, bytes, bool] | None:
         out.append(line[1:] if line.startswith(b".") else line)
 
 
-def feed_in_chunks(stream: bytes, cuts: list[int], limit: int,
-                   drop_after: int | None = None) -> tuple[DataStream, bytes]:
+def feed_in_chunks(
+    stream: bytes, cuts: list[int], limit: int, drop_after: int | None = None
+) -> tuple[DataStream, bytes]:
     ds = DataStream(limit)
     rest = b""
     bounds = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
@@ -41,17 +42,19 @@ def feed_in_chunks(stream: bytes, cuts: list[int], limit: int,
 
 
 # Lines from the bytes that make the end of data hard to find: dots, bare CR and LF.
-lines = st.lists(st.binary(max_size=12).map(
-    lambda b: bytes(b".\r\nx"[v % 4] for v in b)).filter(lambda l: b"\r\n" not in l),
-    max_size=12)
+lines = st.lists(
+    st.binary(max_size=12)
+    .map(lambda b: bytes(b".\r\nx"[v % 4] for v in b))
+    .filter(lambda l: b"\r\n" not in l),
+    max_size=12,
+)
 
 
 def stuffed(message_lines: list[bytes]) -> bytes:
     return b"".join((b"." + l if l.startswith(b".") else l) + b"\r\n" for l in message_lines)
 
 
-@given(lines, st.binary(max_size=10), st.lists(st.integers(0, 400), max_size=6),
-       st.integers(1, 6))
+@given(lines, st.binary(max_size=10), st.lists(st.integers(0, 400), max_size=6), st.integers(1, 6))
 @settings(max_examples=400)
 def test_same_as_reading_line_by_line(message_lines, after, cuts, limit):
     stream = stuffed(message_lines) + b".\r\n" + after
@@ -65,8 +68,7 @@ def test_same_as_reading_line_by_line(message_lines, after, cuts, limit):
     assert message == b"".join(l + b"\r\n" for l in message_lines)
 
 
-@given(lines, st.binary(max_size=10), st.lists(st.integers(0, 400), max_size=6),
-       st.integers(0, 6))
+@given(lines, st.binary(max_size=10), st.lists(st.integers(0, 400), max_size=6), st.integers(0, 6))
 @settings(max_examples=400)
 def test_a_dropped_stream_ends_where_a_kept_one_does(message_lines, after, cuts, drop_after):
     stream = stuffed(message_lines) + b".\r\n" + after
@@ -75,8 +77,10 @@ def test_a_dropped_stream_ends_where_a_kept_one_does(message_lines, after, cuts,
     assert (dropped.done, dropped.size, dropped_rest) == (kept.done, kept.size, kept_rest)
 
 
-@given(st.binary(max_size=60).map(lambda b: bytes(b".\r\nab"[v % 5] for v in b)),
-       st.lists(st.integers(0, 100), max_size=5))
+@given(
+    st.binary(max_size=60).map(lambda b: bytes(b".\r\nab"[v % 5] for v in b)),
+    st.lists(st.integers(0, 100), max_size=5),
+)
 def test_arbitrary_bytes_end_where_the_reference_ends(stream, cuts):
     ds, rest = feed_in_chunks(stream, cuts, 3)
     ref = reference(stream, 3)

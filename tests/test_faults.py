@@ -32,16 +32,20 @@ class DatabaseOutage:
 
     def begin(self) -> None:
         if self.db_url.startswith("sqlite:///"):
-            self.conn = sqlite3.connect(self.db_url[len("sqlite:///"):], timeout=30,
-                                        isolation_level=None)
+            self.conn = sqlite3.connect(
+                self.db_url[len("sqlite:///") :], timeout=30, isolation_level=None
+            )
             self.conn.execute("BEGIN EXCLUSIVE")
             return
         name = self.db_url.rsplit("/", 1)[1]
         self.conn = _pg_admin(self.db_url)
         with self.conn.cursor() as cur:
             cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
 
     def end(self) -> None:
         if self.db_url.startswith("sqlite:///"):
@@ -92,8 +96,10 @@ def test_kill_9_mid_load_loses_no_acknowledged_message(receiver):
     load.join()
     acked = load.acked()
     assert len(acked) >= 30
-    print(f"kill -9 after {len(acked)} acknowledged, {load.count(None)} cut off, "
-          f"{load.count(451)} tempfailed")
+    print(
+        f"kill -9 after {len(acked)} acknowledged, {load.count(None)} cut off, "
+        f"{load.count(451)} tempfailed"
+    )
     port = receiver.start()
     stored = set(stored_raws(receiver.db_url).values())
     lost = [i for i in acked if load.raw(i) not in stored]
@@ -127,8 +133,9 @@ def test_sighup_reloads_config_without_dropping_connections(receiver):
     port = receiver.start()
     c = Raw(port)
     assert c.cmd("EHLO x")[0] == 250
-    receiver.config.write_text(merge_toml(receiver.config.read_text(),
-                                          "[smtp]\nmax_recipients = 1\n"))
+    receiver.config.write_text(
+        merge_toml(receiver.config.read_text(), "[smtp]\nmax_recipients = 1\n")
+    )
     receiver.proc.send_signal(signal.SIGHUP)
     time.sleep(0.5)
     # The open connection still works.

@@ -13,25 +13,52 @@ from hypothesis import strategies as st
 from tests.helpers import DEFAULT_BUDGET
 from tests.rawsmtp import Raw, dot_stuff, stored_raws
 
-VERBS = ["HELO", "EHLO", "MAIL FROM:", "RCPT TO:", "DATA", "RSET", "NOOP", "QUIT", "VRFY",
-         "HELP", "AUTH", "STARTTLS", "BDAT", "EXPN", "PROXY"]
+VERBS = [
+    "HELO",
+    "EHLO",
+    "MAIL FROM:",
+    "RCPT TO:",
+    "DATA",
+    "RSET",
+    "NOOP",
+    "QUIT",
+    "VRFY",
+    "HELP",
+    "AUTH",
+    "STARTTLS",
+    "BDAT",
+    "EXPN",
+    "PROXY",
+]
 garbage = st.binary(max_size=300)
 command = st.one_of(
     garbage,
     st.tuples(st.sampled_from(VERBS), garbage).map(lambda t: t[0].encode() + b" " + t[1]),
     st.tuples(st.sampled_from(VERBS), st.text(max_size=80)).map(
-        lambda t: (t[0] + " " + t[1]).encode("utf-8", "surrogatepass")),
+        lambda t: (t[0] + " " + t[1]).encode("utf-8", "surrogatepass")
+    ),
 )
 header_line = st.one_of(
-    st.tuples(st.sampled_from([b"Subject", b"From", b"Content-Type", b"Message-ID",
-                               b"References", b"Content-Transfer-Encoding", b"X-\0"]),
-              garbage).map(lambda t: t[0] + b": " + t[1]),
+    st.tuples(
+        st.sampled_from(
+            [
+                b"Subject",
+                b"From",
+                b"Content-Type",
+                b"Message-ID",
+                b"References",
+                b"Content-Transfer-Encoding",
+                b"X-\0",
+            ]
+        ),
+        garbage,
+    ).map(lambda t: t[0] + b": " + t[1]),
     garbage,
 )
-body = st.lists(st.one_of(garbage, st.just(b"--b"), st.just(b"."), st.just(b"..")),
-                max_size=30)
+body = st.lists(st.one_of(garbage, st.just(b"--b"), st.just(b"."), st.just(b"..")), max_size=30)
 mime = st.tuples(st.lists(header_line, max_size=12), body).map(
-    lambda t: b"\r\n".join(t[0]) + b"\r\n\r\n" + b"\r\n".join(t[1]) + b"\r\n")
+    lambda t: b"\r\n".join(t[0]) + b"\r\n\r\n" + b"\r\n".join(t[1]) + b"\r\n"
+)
 
 
 def pieces(line: bytes) -> list[bytes]:
@@ -52,9 +79,12 @@ def test_fuzz_session_and_parse(fuzz_port):
     rx = fuzz_port
     acked: list[bytes] = []
 
-    @settings(max_examples=120, deadline=None, derandomize=True,
-              suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                     HealthCheck.too_slow])
+    @settings(
+        max_examples=120,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
     @given(st.lists(command, max_size=8), mime)
     def session(commands, raw):
         c = Raw(rx.port, timeout=10)

@@ -68,9 +68,11 @@ def test_smuggled_end_of_data_stays_inside_the_message(rx, smuggle):
 
 def test_bare_lf_in_headers_is_a_defect_and_hides_nothing(rx):
     n = unique()
-    raw = (b"From: bob@example.org\r\nX-Note: hi\nIn-Reply-To: <victim@example.org>\r\n"
-           b"Subject: test " + n.encode() + b"\r\nMessage-ID: <" + n.encode() + b"@x>\r\n"
-           b"X-Other: a\rSubject: hidden\r\n\r\nbody\r\n")
+    raw = (
+        b"From: bob@example.org\r\nX-Note: hi\nIn-Reply-To: <victim@example.org>\r\n"
+        b"Subject: test " + n.encode() + b"\r\nMessage-ID: <" + n.encode() + b"@x>\r\n"
+        b"X-Other: a\rSubject: hidden\r\n\r\nbody\r\n"
+    )
     assert send(rx.port, rx.address, raw)[0] == 250
     [row] = by_subject(rx, f"test {n}")
     assert row["smtp_defects"] == ["bare LF in header", "bare CR in header"]
@@ -85,6 +87,7 @@ def test_plaintext_pipelined_after_starttls_is_discarded(tmp_path, tls_receiver)
     c.send(b"STARTTLS\r\nMAIL FROM:<injected@example.net>\r\n")
     assert c.reply()[0] == 220
     from tests.rawsmtp import client_tls
+
     c.sock = client_tls().wrap_socket(c.sock)
     assert c.cmd("EHLO client.example.org")[0] == 250
     # Had the injected MAIL been run, this RCPT would be accepted.
@@ -92,13 +95,16 @@ def test_plaintext_pipelined_after_starttls_is_discarded(tmp_path, tls_receiver)
     c.close()
 
 
-@pytest.mark.parametrize("line, code", [
-    (b"HELO evil.example\nMAIL FROM:<a@example.org>", 500),  # ends at a bare LF
-    (b"HELO evil\rforged.example", 501),
-    (b"HELO evil\0forged.example", 501),
-    (b"MAIL FROM:<a@example.org>\r RCPT", 501),
-    (b"MAIL FROM:<a\0b@example.org>", 501),
-])
+@pytest.mark.parametrize(
+    "line, code",
+    [
+        (b"HELO evil.example\nMAIL FROM:<a@example.org>", 500),  # ends at a bare LF
+        (b"HELO evil\rforged.example", 501),
+        (b"HELO evil\0forged.example", 501),
+        (b"MAIL FROM:<a@example.org>\r RCPT", 501),
+        (b"MAIL FROM:<a\0b@example.org>", 501),
+    ],
+)
 def test_bare_cr_lf_nul_in_commands_refused(rx, line, code):
     c = Raw(rx.port)
     if line.startswith(b"MAIL"):
@@ -236,8 +242,11 @@ def test_malformed_addresses_and_relay(rx):
 
 
 def test_message_without_headers_and_with_nul(rx):
-    for raw in (b"just a body, no headers at all\r\n", b"\r\nbody after an empty line\r\n",
-                b"Subject: nul\r\n\r\nbinary \0 body\r\n"):
+    for raw in (
+        b"just a body, no headers at all\r\n",
+        b"\r\nbody after an empty line\r\n",
+        b"Subject: nul\r\n\r\nbinary \0 body\r\n",
+    ):
         assert send(rx.port, rx.address, raw)[0] == 250
         assert raw in stored_raws(rx.db_url).values()
 
@@ -269,9 +278,19 @@ def test_address_that_crashes_the_parser_is_malformed_not_500_error(rx, arg):
 def test_no_500_error_exception_reply_anywhere(rx):
     """Odd but legal sequences that trip aiosmtpd's internals get a proper reply."""
     c = Raw(rx.port)
-    replies = [c.cmd(x) for x in ("EHLO x", "AUTH PLAIN", "HELP MAIL", "VRFY <a@b>",
-                                  "MAIL FROM:<a@b> BODY=BINARYMIME", "RSET", "EXPN x",
-                                  "MAIL FROM:<a@b> SIZE=99999999999999999999")]
+    replies = [
+        c.cmd(x)
+        for x in (
+            "EHLO x",
+            "AUTH PLAIN",
+            "HELP MAIL",
+            "VRFY <a@b>",
+            "MAIL FROM:<a@b> BODY=BINARYMIME",
+            "RSET",
+            "EXPN x",
+            "MAIL FROM:<a@b> SIZE=99999999999999999999",
+        )
+    ]
     assert not any("Error: (" in text for _, text in replies)
     c.close()
 

@@ -5,8 +5,13 @@ from receiver.parse.ids import MAX_ID_LENGTH, clean_references, extract_ids, nor
 
 
 def test_brackets_whitespace_quotes_and_domain_case_normalise_to_one_id():
-    forms = ["<abc@Example.COM>", "abc@example.com", "< abc@example.com >", '<"abc"@example.com>',
-             "<abc@\r\n example.com>"]
+    forms = [
+        "<abc@Example.COM>",
+        "abc@example.com",
+        "< abc@example.com >",
+        '<"abc"@example.com>',
+        "<abc@\r\n example.com>",
+    ]
     assert {normalize_id(f) for f in forms} == {"abc@example.com"}
 
 
@@ -30,18 +35,22 @@ def test_bracketless_prose_in_in_reply_to_is_not_an_id():
     assert extract_ids('Your message of "Tue, 05 Jan 2010 10:00:00 +0100"') == []
     assert extract_ids("message from bob (bob@example.org) of Tuesday") == ["bob@example.org"]
     assert extract_ids("1234.5678@host.example 9@host.example") == [
-        "1234.5678@host.example", "9@host.example"]
+        "1234.5678@host.example",
+        "9@host.example",
+    ]
 
 
 def test_bracketed_ids_win_over_surrounding_text_and_repeats_collapse():
-    value = 'Bob\'s message <a@x.example> (sent Tuesday) <B@X.example> <a@X.EXAMPLE>'
+    value = "Bob's message <a@x.example> (sent Tuesday) <B@X.example> <a@X.EXAMPLE>"
     assert extract_ids(value) == ["a@x.example", "B@x.example"]
 
 
 def test_own_id_and_own_addresses_are_dropped_from_references():
     ids = ["p@x.example", "me@x.example", "alice@corp.example", "q@x.example"]
     assert clean_references(ids, "me@x.example", {"Alice@Corp.example"}) == [
-        "p@x.example", "q@x.example"]
+        "p@x.example",
+        "q@x.example",
+    ]
 
 
 def _raw(headers: str, body: str = "hello\r\n") -> bytes:
@@ -49,14 +58,16 @@ def _raw(headers: str, body: str = "hello\r\n") -> bytes:
 
 
 def test_parse_cleans_in_reply_to_and_references():
-    rec = parse_message(_raw("""
+    rec = parse_message(
+        _raw("""
 From: Bob <bob@example.org>
 To: Alice <alice@corp.example>
 Subject: Re: plans
 Message-ID: <"m2"@Example.ORG>
 In-Reply-To: <alice@corp.example> <m1@EXAMPLE.org>
 References: <m0@example.org> <m2@example.org> <m1@example.org> <garbage
-"""))
+""")
+    )
     assert rec.message_id == "m2@example.org"
     assert rec.in_reply_to == ["m1@example.org"]
     assert rec.references == ["m0@example.org", "m1@example.org"]

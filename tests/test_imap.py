@@ -113,19 +113,26 @@ def test_append_threads_like_smtp_and_a_folder_is_only_a_label(rx, db_url):
     c.create('"Sent Items"')
     appenduid(c.append('"Sent Items"', None, None, reply))
     appenduid(c.append("INBOX", None, None, parent))
-    rows = query(db_url, "SELECT message_id, thread_id, parent_msgid FROM message "
-                         "ORDER BY message_id")
+    rows = query(
+        db_url, "SELECT message_id, thread_id, parent_msgid FROM message ORDER BY message_id"
+    )
     assert [r[0] for r in rows] == ["mp@example.org", "mr@example.org"]
     assert rows[0][1] == rows[1][1] is not None and rows[1][2] == "mp@example.org"
-    labels = query(db_url, "SELECT f.name, e.delivery_id FROM folder_entry e "
-                           "JOIN folder f ON f.id = e.folder_id ORDER BY f.name")
+    labels = query(
+        db_url,
+        "SELECT f.name, e.delivery_id FROM folder_entry e "
+        "JOIN folder f ON f.id = e.folder_id ORDER BY f.name",
+    )
     assert [name for name, _ in labels] == ["INBOX", "Sent Items"]
     c.logout()
 
 
 def test_refusals_are_the_smtp_sentences_and_store_nothing(tmp_path, db_url):
-    r = imap_receiver(tmp_path / "rx", db_url,
-                      extra='[policy]\naltered = "reject"\n[smtp]\nmax_message_size = 4000\n')
+    r = imap_receiver(
+        tmp_path / "rx",
+        db_url,
+        extra='[policy]\naltered = "reject"\n[smtp]\nmax_message_size = 4000\n',
+    )
     start_imap(r)
     try:
         c = implicit(r)
@@ -204,8 +211,12 @@ def test_read_back_search_store_expunge_move(rx, db_url):
     typ, data = c.select("INBOX")
     assert data == [b"3"]
 
-    got = fetch_one(c, 2, "(ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (SUBJECT)] "
-                          "BODY.PEEK[]<0.10> BODY.PEEK[TEXT])")
+    got = fetch_one(
+        c,
+        2,
+        "(ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (SUBJECT)] "
+        "BODY.PEEK[]<0.10> BODY.PEEK[TEXT])",
+    )
     assert b'"test 2"' in got and b'"<m2@example.org>"' in got
     assert b'("text" "plain"' in got
     assert b"Subject: test 2\r\n\r\n" in got
@@ -320,23 +331,25 @@ def test_credentials_csv_for_a_bulk_copy_tool(receiver):
     lines = r.stdout.decode().split("\r\n")
     assert lines[0] == "email,server,port,username,password"
     rows = [line.split(",") for line in lines[1:] if line]
-    assert [row[:4] for row in rows] == [["a@corp.example", "push.example.com", "993",
-                                          "a@corp.example"],
-                                         ["b@corp.example", "push.example.com", "993",
-                                          "b@corp.example"]]
+    assert [row[:4] for row in rows] == [
+        ["a@corp.example", "push.example.com", "993", "a@corp.example"],
+        ["b@corp.example", "push.example.com", "993", "b@corp.example"],
+    ]
     assert all(len(row[4]) >= 20 for row in rows)
     assert b"already in force" in r.stderr and b"c@corp.example" in r.stderr
-    again = receiver.cli("mailbox", "credentials", "a@corp.example", "c@corp.example",
-                         "--csv", "--reissue").stdout.decode()
+    again = receiver.cli(
+        "mailbox", "credentials", "a@corp.example", "c@corp.example", "--csv", "--reissue"
+    ).stdout.decode()
     assert [line.split(",")[0] for line in again.split("\r\n")[1:] if line] == [
-        "a@corp.example", "c@corp.example"]
+        "a@corp.example",
+        "c@corp.example",
+    ]
     bad = receiver.cli("mailbox", "credentials", "--all", check=False)
     assert bad.returncode == 1 and b"--csv" in bad.stderr
 
 
 def test_connections_and_silence_are_limited(tmp_path, db_url):
-    r = imap_receiver(tmp_path / "rx", db_url,
-                      extra="timeout = 1\nmax_sessions_per_ip = 2\n")
+    r = imap_receiver(tmp_path / "rx", db_url, extra="timeout = 1\nmax_sessions_per_ip = 2\n")
     start_imap(r)
     try:
         first, second = implicit(r, login=False), implicit(r, login=False)
@@ -395,19 +408,26 @@ def test_every_tagged_ok_survives_a_kill_9(rx, db_url):
     rx.proc.send_signal(signal.SIGKILL)
     rx.proc.wait(30)
     t.join(60)
-    stored = dict(query(db_url, "SELECT e.uid, d.blob_sha256 FROM folder_entry e "
-                                "JOIN delivery d ON d.id = e.delivery_id"))
+    stored = dict(
+        query(
+            db_url,
+            "SELECT e.uid, d.blob_sha256 FROM folder_entry e "
+            "JOIN delivery d ON d.id = e.delivery_id",
+        )
+    )
     raws = stored_raws(db_url)
     for raw, uid in confirmed.items():
         assert raws[stored[uid]] == raw
 
 
 def test_status_checks_the_imap_listeners(rx):
-    ports = {"THREADS_RECEIVER_IMAP_LISTEN": f"127.0.0.1:{rx.imap_ports['STARTTLS']}",
-             "THREADS_RECEIVER_IMAP_IMPLICIT_LISTEN":
-                 f"127.0.0.1:{rx.imap_ports['implicit TLS']}"}
-    data = json.loads(rx.cli("status", "--listen", f"127.0.0.1:{rx.port}", "--json",
-                             **ports).stdout)
+    ports = {
+        "THREADS_RECEIVER_IMAP_LISTEN": f"127.0.0.1:{rx.imap_ports['STARTTLS']}",
+        "THREADS_RECEIVER_IMAP_IMPLICIT_LISTEN": f"127.0.0.1:{rx.imap_ports['implicit TLS']}",
+    }
+    data = json.loads(
+        rx.cli("status", "--listen", f"127.0.0.1:{rx.port}", "--json", **ports).stdout
+    )
     assert data["checks"]["imap"]["ok"] and data["checks"]["imaps"]["ok"], data
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))

@@ -36,19 +36,23 @@ def mbsync_config(tmp_path, rx) -> str:
     """The guide's ~/.mbsyncrc (`mailbox instructions --provider mbsync`), made local."""
     text = guide("mbsync", rx.username, rx.address, "localhost", rx.imap_ports["implicit TLS"])
     block = textwrap.dedent(text.split("to the receiver:\n\n", 1)[1].split("\n\nthen", 1)[0])
-    return (block.replace("~/Mail", str(tmp_path / "mail"))
-            .replace('PassCmd "cat ~/.receiver-password"', f"Pass {rx.password}")
-            .replace("SSLType IMAPS", f"SSLType IMAPS\nCertificateFile {CERT}"))
+    return (
+        block.replace("~/Mail", str(tmp_path / "mail"))
+        .replace('PassCmd "cat ~/.receiver-password"', f"Pass {rx.password}")
+        .replace("SSLType IMAPS", f"SSLType IMAPS\nCertificateFile {CERT}")
+    )
 
 
 def run_mbsync(config) -> subprocess.CompletedProcess:
-    return subprocess.run([MBSYNC, "-c", str(config), "-a"], capture_output=True, timeout=600,
-                          check=False)
+    return subprocess.run(
+        [MBSYNC, "-c", str(config), "-a"], capture_output=True, timeout=600, check=False
+    )
 
 
 @pytest.mark.skipif(MBSYNC is None, reason="isync (mbsync) is not installed")
 def test_mbsync_pushes_a_maildir_as_sent_threaded_and_a_rerun_appends_nothing(
-        tmp_path, db_url, dns):
+    tmp_path, db_url, dns
+):
     raws = fedora_messages()
     (tmp_path / "mail").mkdir()
     inbox = mailbox.Maildir(tmp_path / "mail" / "INBOX")
@@ -58,8 +62,9 @@ def test_mbsync_pushes_a_maildir_as_sent_threaded_and_a_rerun_appends_nothing(
     # The list's footer breaks many DKIM signatures: held in quarantine these copies would
     # be in no thread, here (as over SMTP) they are accepted to compare the threads.
     rx = imap_receiver(tmp_path / "rx", db_url, extra='[policy]\naltered = "accept"\n')
-    rx.extra_env.update({"THREADS_RECEIVER_DNS_SERVERS": dns.address,
-                         "THREADS_RECEIVER_DNS_TIMEOUT": "0.5"})
+    rx.extra_env.update(
+        {"THREADS_RECEIVER_DNS_SERVERS": dns.address, "THREADS_RECEIVER_DNS_TIMEOUT": "0.5"}
+    )
     start_imap(rx)
     config = tmp_path / "mbsyncrc"
     config.write_text(mbsync_config(tmp_path, rx))
@@ -70,8 +75,13 @@ def test_mbsync_pushes_a_maildir_as_sent_threaded_and_a_rerun_appends_nothing(
         # mbsync adds its own X-TUID line (its crash-recovery marker) to every message it
         # pushes, UIDPLUS or not; the receiver keeps what was sent, that line included.
         assert sorted(without_tuid(raw) for raw in stored.values()) == sorted(raws)
-        folders = dict(query(db_url, "SELECT f.name, COUNT(*) FROM folder_entry e "
-                                     "JOIN folder f ON f.id = e.folder_id GROUP BY f.name"))
+        folders = dict(
+            query(
+                db_url,
+                "SELECT f.name, COUNT(*) FROM folder_entry e "
+                "JOIN folder f ON f.id = e.folder_id GROUP BY f.name",
+            )
+        )
         assert folders == {"INBOX": SPLIT, "Archive 2010": len(raws) - SPLIT}
         assert {r[0] for r in query(db_url, "SELECT DISTINCT source FROM delivery")} == {"imap"}
 

@@ -20,9 +20,11 @@ MBOX = (
     b"From: Dave <dave@example.org>\nTo: alice@corp.example\nSubject: other\n"
     b"Message-ID: <a3@example.org>\nDate: Sat, 6 Feb 2010 10:00:00 +0000\n\nnew topic\n"
 )
-FIRST = (b"From: Bob <bob@example.org>\r\nTo: alice@corp.example\r\nSubject: first\r\n"
-         b"Message-ID: <a1@example.org>\r\nDate: Fri, 1 Jan 2010 09:20:34 +0000\r\n\r\n"
-         b"hello\r\n\r\nFrom what I can tell it works.\r\n")
+FIRST = (
+    b"From: Bob <bob@example.org>\r\nTo: alice@corp.example\r\nSubject: first\r\n"
+    b"Message-ID: <a1@example.org>\r\nDate: Fri, 1 Jan 2010 09:20:34 +0000\r\n\r\n"
+    b"hello\r\n\r\nFrom what I can tell it works.\r\n"
+)
 
 
 def imported(rx: Receiver, *args: str, input: bytes | None = None) -> dict:
@@ -33,8 +35,10 @@ def imported(rx: Receiver, *args: str, input: bytes | None = None) -> dict:
 
 
 def stored(rx: Receiver) -> dict[str, bytes]:
-    return {m["message_id"]: rx.cli("messages", "raw", str(m["id"])).stdout
-            for m in rx.cli_json("messages", "list", "--limit", "0")}
+    return {
+        m["message_id"]: rx.cli("messages", "raw", str(m["id"])).stdout
+        for m in rx.cli_json("messages", "list", "--limit", "0")
+    }
 
 
 def test_import_mbox_is_idempotent_and_goes_through_the_pipeline(receiver, tmp_path):
@@ -69,7 +73,9 @@ def test_export_round_trip_mbox_and_maildir(receiver, tmp_path):
     again = imported(receiver, str(tmp_path / "out.mbox"))
     assert (again["stored"], again["duplicate"]) == (0, 3)
 
-    receiver.cli("export", str(tmp_path / "md"), "--format", "maildir", "--mailbox", "alice@corp.example")
+    receiver.cli(
+        "export", str(tmp_path / "md"), "--format", "maildir", "--mailbox", "alice@corp.example"
+    )
     files = sorted((tmp_path / "md" / "cur").iterdir())
     assert sorted(f.read_bytes() for f in files) == sorted(before.values())  # byte-exact
     again = imported(receiver, str(tmp_path / "md"))
@@ -82,8 +88,9 @@ def test_export_round_trip_mbox_and_maildir(receiver, tmp_path):
     assert b"3 stored" in r.stdout
     assert receiver.cli_json("stats")["totals"]["messages"] == 3
 
-    refused = receiver.cli("export", str(tmp_path / "out.mbox"), "--mailbox", "alice@corp.example",
-                           check=False)
+    refused = receiver.cli(
+        "export", str(tmp_path / "out.mbox"), "--mailbox", "alice@corp.example", check=False
+    )
     assert refused.returncode == 1 and b"exists already" in refused.stderr
 
 
@@ -93,10 +100,14 @@ def test_export_filters(receiver, tmp_path):
     imported(receiver, str(tmp_path / "in.mbox"))
     listed = {m["message_id"]: m for m in receiver.cli_json("messages", "list")}
     thread = listed["a2@example.org"]["thread_id"]
-    out = receiver.cli("export", "-", "--mailbox", "alice@corp.example", "--thread", str(thread)).stdout
+    out = receiver.cli(
+        "export", "-", "--mailbox", "alice@corp.example", "--thread", str(thread)
+    ).stdout
     assert out.count(b"\nMessage-ID: ") == 2
     assert b"<a3@example.org>" not in out
-    out = receiver.cli("export", "-", "--mailbox", "alice@corp.example", "--since", "2010-02-01").stdout
+    out = receiver.cli(
+        "export", "-", "--mailbox", "alice@corp.example", "--since", "2010-02-01"
+    ).stdout
     assert b"<a3@example.org>" in out and b"<a1@example.org>" not in out
 
 
@@ -115,8 +126,9 @@ def test_import_stdin_and_folder(receiver, tmp_path):
 
 def test_import_refusals(receiver, tmp_path):
     receiver.add_mailbox("alice@corp.example")
-    r = receiver.cli("import", str(tmp_path / "missing.mbox"), "--mailbox", "alice@corp.example",
-                     check=False)
+    r = receiver.cli(
+        "import", str(tmp_path / "missing.mbox"), "--mailbox", "alice@corp.example", check=False
+    )
     assert r.returncode == 1 and b"no such file" in r.stderr
     r = receiver.cli("import", "-", "--mailbox", "nobody@corp.example", input=FIRST, check=False)
     assert r.returncode == 1 and b"no mailbox nobody@corp.example" in r.stderr

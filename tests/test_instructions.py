@@ -8,14 +8,17 @@ from receiver.instructions import DOCS_PATH, PROVIDERS, docs_markdown
 
 
 def test_docs_are_the_printed_guides():
-    assert DOCS_PATH.read_text() == docs_markdown(), \
+    assert DOCS_PATH.read_text() == docs_markdown(), (
         "docs/setup-guides.md is stale: run python -m receiver.instructions"
+    )
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_instructions_use_the_mailbox_address(receiver):
     address = receiver.add_mailbox("alice@corp.example")
-    out = receiver.cli("mailbox", "instructions", "alice@corp.example", "--provider", "sieve").stdout.decode()
+    out = receiver.cli(
+        "mailbox", "instructions", "alice@corp.example", "--provider", "sieve"
+    ).stdout.decode()
     assert f'redirect :copy "{address}";' in out
     assert "550 5.7.1" in out and "messages show" in out
     data = receiver.cli_json("mailbox", "instructions", "alice@corp.example")

@@ -18,26 +18,29 @@ from receiver.verify.copypath import classify
 from receiver.verify.dkimcheck import dkim_body, parse_header_block
 
 
-@pytest.mark.parametrize("raw, span", [
-    (b"A: b\r\n\r\nbody", (6, 8)),
-    (b"A: b\n\nbody", (5, 6)),
-    (b"A: b\r\n\nbody", (6, 7)),  # a CRLF line, then a bare LF blank line
-    (b"A: b\n\r\nbody", (5, 7)),
-    (b"A: b\r\n\r\r\nbody", (6, 9)),  # a line of nothing but CRs is blank
-    (b"A: b\r\n\r\rbody\r\n", (14, 14)),  # a bare CR ends no line: "\r\rbody" is no blank
-    (b"A: b\r\nX: c\rY: d\r\n\r\nbody", (17, 19)),
-    (b"A: b\r\nX: c\nY: d\r\n\r\nbody", (17, 19)),  # a bare LF ends a line, not the block
-    (b"\r\nbody", (0, 2)),
-    (b"\nbody", (0, 1)),
-    (b"", (0, 0)),
-    (b"A: b", (4, 4)),  # no blank line: all header
-    (b"A: b\r\n", (6, 6)),
-    (b"A: b\r\n\r", (6, 7)),
-    (b"A: b\r\n\r\n body", (6, 8)),  # a body that starts with white space
-    (b"A: b\r\n c\r\n\r\nx", (10, 12)),  # obs-fold
-    (b"A: b\r\njunk\r\n\r\nx", (12, 14)),  # a line without a colon does not end it
-    (b"A: b\r\n\0\r\n\r\nx", (9, 11)),
-])
+@pytest.mark.parametrize(
+    "raw, span",
+    [
+        (b"A: b\r\n\r\nbody", (6, 8)),
+        (b"A: b\n\nbody", (5, 6)),
+        (b"A: b\r\n\nbody", (6, 7)),  # a CRLF line, then a bare LF blank line
+        (b"A: b\n\r\nbody", (5, 7)),
+        (b"A: b\r\n\r\r\nbody", (6, 9)),  # a line of nothing but CRs is blank
+        (b"A: b\r\n\r\rbody\r\n", (14, 14)),  # a bare CR ends no line: "\r\rbody" is no blank
+        (b"A: b\r\nX: c\rY: d\r\n\r\nbody", (17, 19)),
+        (b"A: b\r\nX: c\nY: d\r\n\r\nbody", (17, 19)),  # a bare LF ends a line, not the block
+        (b"\r\nbody", (0, 2)),
+        (b"\nbody", (0, 1)),
+        (b"", (0, 0)),
+        (b"A: b", (4, 4)),  # no blank line: all header
+        (b"A: b\r\n", (6, 6)),
+        (b"A: b\r\n\r", (6, 7)),
+        (b"A: b\r\n\r\n body", (6, 8)),  # a body that starts with white space
+        (b"A: b\r\n c\r\n\r\nx", (10, 12)),  # obs-fold
+        (b"A: b\r\njunk\r\n\r\nx", (12, 14)),  # a line without a colon does not end it
+        (b"A: b\r\n\0\r\n\r\nx", (9, 11)),
+    ],
+)
 def test_the_one_rule_for_the_end_of_the_header_block(raw, span):
     assert header_span(raw) == span
     mail = read(raw)
@@ -59,22 +62,31 @@ def test_the_message_the_old_readers_split_four_ways_is_split_once():
 
 
 def test_fields_keep_their_raw_value_and_offsets():
-    raw = (b"From alice Mon Jan  1 00:00:00 2024\r\nSubject: a\r\n b\r\nX : not a field\r\n"
-           b" lost\r\nTo: t\r\n\r\nbody")
+    raw = (
+        b"From alice Mon Jan  1 00:00:00 2024\r\nSubject: a\r\n b\r\nX : not a field\r\n"
+        b" lost\r\nTo: t\r\n\r\nbody"
+    )
     mail = read(raw)
-    assert [(f.name, f.value) for f in mail.fields] == [("Subject", b" a\r\n b\r\n"),
-                                                        ("To", b" t\r\n")]
+    assert [(f.name, f.value) for f in mail.fields] == [
+        ("Subject", b" a\r\n b\r\n"),
+        ("To", b" t\r\n"),
+    ]
     subject, to = mail.fields
-    assert raw[subject.start:subject.end] == b"Subject: a\r\n b\r\n"
-    assert raw[to.start:to.end] == b"To: t\r\n"
+    assert raw[subject.start : subject.end] == b"Subject: a\r\n b\r\n"
+    assert raw[to.start : to.end] == b"To: t\r\n"
     assert [raw[s:e] for s, e in mail.junk] == [
-        b"From alice Mon Jan  1 00:00:00 2024\r\n", b"X : not a field\r\n", b" lost\r\n"]
+        b"From alice Mon Jan  1 00:00:00 2024\r\n",
+        b"X : not a field\r\n",
+        b" lost\r\n",
+    ]
     assert mail.get_first("subject") == "a b"
 
 
 def test_the_parser_reads_no_field_hidden_behind_a_bare_cr_or_lf():
-    raw = (b"From: bob@example.org\r\nX-Note: hi\nIn-Reply-To: <victim@example.org>\r\n"
-           b"X-Other: a\rSubject: hidden\r\n\r\nbody\r\n")
+    raw = (
+        b"From: bob@example.org\r\nX-Note: hi\nIn-Reply-To: <victim@example.org>\r\n"
+        b"X-Other: a\rSubject: hidden\r\n\r\nbody\r\n"
+    )
     mail = read(raw)
     assert mail.defects == ("bare LF in header", "bare CR in header")
     assert mail.for_parser.body() == mail.body() == b"body\r\n"
@@ -91,16 +103,37 @@ def test_a_clean_message_is_not_copied_for_the_parser():
 
 # Crafted header lines: fields, obs-fold, NUL, bare CR inside a line, a line without a
 # colon, a blank before the colon, an mbox envelope line; each ended by CRLF or a bare LF.
-_LINES = st.sampled_from([
-    b"Subject: s", b"From: a@b.example", b"Message-ID: <m@x>", b"X-Forwarded-To: f@x",
-    b" folded", b"\tfolded", b"X-Nul: a\0b", b"To: a\rCc: c@x", b"junk", b"Subject : spaced",
-    b"From x@y Mon Jan  1 00:00:00 2024", b"X-Empty:", b"\r",
-])
+_LINES = st.sampled_from(
+    [
+        b"Subject: s",
+        b"From: a@b.example",
+        b"Message-ID: <m@x>",
+        b"X-Forwarded-To: f@x",
+        b" folded",
+        b"\tfolded",
+        b"X-Nul: a\0b",
+        b"To: a\rCc: c@x",
+        b"junk",
+        b"Subject : spaced",
+        b"From x@y Mon Jan  1 00:00:00 2024",
+        b"X-Empty:",
+        b"\r",
+    ]
+)
 _EOLS = st.sampled_from([b"\r\n", b"\r\n", b"\n"])
 # The line that ends the block ("" leaves it out), then bodies that look like more header.
 _BLANKS = st.sampled_from([b"\r\n", b"\n", b"\r\r\n", b""])
-_BODIES = st.sampled_from([b"body\r\n", b" starts with white space\r\n", b"\tX: y\r\n\r\nz",
-                           b"Subject: not a header\r\n", b"\r\n\r\n", b"", b"a\rb\nc\r\n"])
+_BODIES = st.sampled_from(
+    [
+        b"body\r\n",
+        b" starts with white space\r\n",
+        b"\tX: y\r\n\r\nz",
+        b"Subject: not a header\r\n",
+        b"\r\n\r\n",
+        b"",
+        b"a\rb\nc\r\n",
+    ]
+)
 
 
 @settings(max_examples=1000, deadline=None)

@@ -41,8 +41,9 @@ def test_mailbox_policy_is_set_shown_and_applied_over_smtp_and_import(receiver, 
     assert shown["policy_set"] == {"altered": None, "unverifiable": None}
 
     data = _set(receiver, "--altered", "reject", "--unverifiable", "quarantine")
-    assert data["policy"] == data["policy_set"] == {"altered": "reject",
-                                                    "unverifiable": "quarantine"}
+    assert (
+        data["policy"] == data["policy_set"] == {"altered": "reject", "unverifiable": "quarantine"}
+    )
     assert receiver.cli_json("mailbox", "show", EMAIL)["policy"]["altered"] == "reject"
     text = receiver.cli("mailbox", "show", EMAIL).stdout.decode()
     assert "policy    altered: reject, unverifiable: quarantine\n" in text
@@ -70,8 +71,9 @@ def test_mailbox_policy_is_set_shown_and_applied_over_smtp_and_import(receiver, 
     assert _status(receiver, "a5@author.example") == ["quarantined"]
     assert send(port, address, F.original(msgid="u3@author.example"))[0] == 250
     assert _status(receiver, "u3@author.example") == ["stored"]
-    assert _import(receiver, tmp_path, "u4", F.original(msgid="u4@author.example"),
-                   dns)["stored"] == 1
+    assert (
+        _import(receiver, tmp_path, "u4", F.original(msgid="u4@author.example"), dns)["stored"] == 1
+    )
 
     r = receiver.cli("mailbox", "set", EMAIL, "--default", "--altered", "reject", check=False)
     assert r.returncode == 64 and b"contradict" in r.stderr

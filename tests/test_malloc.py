@@ -36,13 +36,20 @@ print((rss() - before) >> 20)
 
 
 def retained_mib(mode: str) -> int:
-    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True,
-                         check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ).stdout
     return int(out)
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").exists() or not unmap_large_blocks(),
-                    reason="needs glibc's mallopt and /proc")
+@pytest.mark.skipif(
+    not Path("/proc/self/status").exists() or not unmap_large_blocks(),
+    reason="needs glibc's mallopt and /proc",
+)
 def test_freed_large_buffers_go_back_to_the_os():
     assert retained_mib("default") >= 15  # glibc's own adjustment keeps a 20 MB block
     assert retained_mib("set") < 5

@@ -16,8 +16,10 @@ from peewee import SqliteDatabase
 from receiver import metrics
 from tests.helpers import Receiver
 
-RAW = (b"From: Bob <bob@example.org>\r\nTo: alice@corp.example\r\nSubject: hi\r\n"
-       b"Message-ID: <met1@example.org>\r\nDate: Tue, 01 Jan 2019 10:00:00 +0000\r\n\r\nbody\r\n")
+RAW = (
+    b"From: Bob <bob@example.org>\r\nTo: alice@corp.example\r\nSubject: hi\r\n"
+    b"Message-ID: <met1@example.org>\r\nDate: Tue, 01 Jan 2019 10:00:00 +0000\r\n\r\nbody\r\n"
+)
 
 
 def send(port: int, address: str) -> None:
@@ -75,15 +77,23 @@ def test_metrics_healthz_and_status(tmp_path, db_url):
         assert sample(text, "receiver_delivery_seconds_count", source="smtp") == 2
         assert sample(text, "receiver_inflight_bytes") == 0
 
-        r = rx.cli("status", "--listen", f"127.0.0.1:{port}", "--metrics", base[len("http://"):],
-                   "--json", check=False)
+        r = rx.cli(
+            "status",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--metrics",
+            base[len("http://") :],
+            "--json",
+            check=False,
+        )
         data = json.loads(r.stdout)
         assert r.returncode == 0 and data["ok"], data
         assert data["checks"]["metrics"]["ok"] and data["deliveries"] == 1
     finally:
         rx.stop()
-    r = rx.cli("status", "--listen", f"127.0.0.1:{port}", "--metrics", base[len("http://"):],
-               check=False)
+    r = rx.cli(
+        "status", "--listen", f"127.0.0.1:{port}", "--metrics", base[len("http://") :], check=False
+    )
     assert r.returncode == 1 and re.search(rb"smtp\s+DOWN", r.stdout)
 
 

@@ -17,8 +17,10 @@ from tests.helpers import DEFAULT_RULE, LOCK_TIMEOUT, Receiver
 from tests.schema_v1 import MailboxV1, v1_models
 
 CONFIRMATION = {"provider": "gmail", "code": "123456", "link": None}
-RAW = (b"From: Bob <bob@example.org>\r\nTo: alice@corp.example\r\nSubject: old\r\n"
-       b"Message-ID: <old1@example.org>\r\nDate: Tue, 01 Jan 2019 10:00:00 +0000\r\n\r\nkept\r\n")
+RAW = (
+    b"From: Bob <bob@example.org>\r\nTo: alice@corp.example\r\nSubject: old\r\n"
+    b"Message-ID: <old1@example.org>\r\nDate: Tue, 01 Jan 2019 10:00:00 +0000\r\n\r\nkept\r\n"
+)
 
 
 def make_v1_database(url: str) -> None:
@@ -30,10 +32,17 @@ def make_v1_database(url: str) -> None:
         mb = MailboxV1.create(email="alice@corp.example", keep_days=30)
         MailboxAddress.create(mailbox=mb.id, local_part="alice-tok", token_hash=token_hash("tok"))
         with db.atomic():
-            store_delivery(DeliveryRequest(
-                mailbox_id=mb.id, sha256=hashlib.sha256(RAW).hexdigest(), size=len(RAW),
-                compressed=compress(RAW), record=parse_message(RAW),
-                verdict=Verdict(UNVERIFIABLE, confirmation=CONFIRMATION)), DEFAULT_RULE)
+            store_delivery(
+                DeliveryRequest(
+                    mailbox_id=mb.id,
+                    sha256=hashlib.sha256(RAW).hexdigest(),
+                    size=len(RAW),
+                    compressed=compress(RAW),
+                    record=parse_message(RAW),
+                    verdict=Verdict(UNVERIFIABLE, confirmation=CONFIRMATION),
+                ),
+                DEFAULT_RULE,
+            )
         # Before version 3 a confirmation lived only in the verification detail's JSON.
         db.execute_sql("ALTER TABLE delivery DROP COLUMN confirmation")
     db.close()
@@ -49,7 +58,10 @@ def test_upgrade_from_v1_keeps_data(tmp_path, db_url):
 
     refused = rx.cli("messages", "list", check=False)
     assert refused.returncode == 1
-    assert b"schema is version 1" in refused.stderr and b"threads-receiver db upgrade" in refused.stderr
+    assert (
+        b"schema is version 1" in refused.stderr
+        and b"threads-receiver db upgrade" in refused.stderr
+    )
     assert rx.cli_json("db", "version")["pending"] == list(range(2, SCHEMA_VERSION + 1))
 
     out = rx.cli("db", "upgrade").stdout

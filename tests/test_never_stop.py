@@ -29,8 +29,9 @@ def configure(rx: Receiver, extra: str) -> None:
 def with_tls(rx: Receiver) -> None:
     for name in ("cert.pem", "key.pem"):
         shutil.copy(Path(__file__).parent / "tls" / name, rx.dir / name)
-    rx.extra_env.update({"THREADS_RECEIVER_TLS_CERT_FILE": "cert.pem",
-                         "THREADS_RECEIVER_TLS_KEY_FILE": "key.pem"})
+    rx.extra_env.update(
+        {"THREADS_RECEIVER_TLS_CERT_FILE": "cert.pem", "THREADS_RECEIVER_TLS_KEY_FILE": "key.pem"}
+    )
 
 
 class Client:
@@ -118,8 +119,14 @@ def start(rx: Receiver, transport: str, extra: str = "", **env: str) -> int:
 def healthy(rx: Receiver, port: int, transport: str = "smtp") -> str:
     code, text = get(metrics_url(rx.proc) + "/healthz")
     assert code == 200, text
-    r = rx.cli("status", "--listen", f"127.0.0.1:{port}", "--metrics",
-               metrics_url(rx.proc)[len("http://"):], check=False)
+    r = rx.cli(
+        "status",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--metrics",
+        metrics_url(rx.proc)[len("http://") :],
+        check=False,
+    )
     assert r.returncode == 0, r.stdout
     return text
 
@@ -149,8 +156,7 @@ def test_clients_vanishing_at_every_step_leave_the_daemon_as_it_was(receiver, tr
 
 def test_a_verifier_or_writer_that_raises_fails_one_delivery_only(receiver):
     address = receiver.add_mailbox("alice@corp.example")
-    port = start(receiver, "smtp",
-                 THREADS_RECEIVER_TEST_FAULTS="verifier=raise@1,writer=raise@1")
+    port = start(receiver, "smtp", THREADS_RECEIVER_TEST_FAULTS="verifier=raise@1,writer=raise@1")
     c = Client(port, "smtp")
     assert c.deliver(address, message("one"))[0] == 451  # the verifier raised
     assert c.deliver(address, message("two"))[0] == 451  # the writer raised, rolled back
@@ -180,8 +186,12 @@ def test_a_writer_thread_that_dies_is_restarted_and_shows_in_healthz(receiver):
 
 def test_a_stuck_writer_is_seen_its_senders_told_451_and_the_daemon_exits_70(receiver):
     address = receiver.add_mailbox("alice@corp.example")
-    port = start(receiver, "smtp", "[stages]\nstall_seconds = 1.0\nexit_after = 6.0\n",
-                 THREADS_RECEIVER_TEST_FAULTS="writer=stall:120@1")
+    port = start(
+        receiver,
+        "smtp",
+        "[stages]\nstall_seconds = 1.0\nexit_after = 6.0\n",
+        THREADS_RECEIVER_TEST_FAULTS="writer=stall:120@1",
+    )
     base = metrics_url(receiver.proc)
     c = Client(port, "smtp", timeout=15)
     started = time.monotonic()
@@ -191,8 +201,9 @@ def test_a_stuck_writer_is_seen_its_senders_told_451_and_the_daemon_exits_70(rec
     assert health_code == 503 and "writer: stuck" in health_text, health_text
     greeting = Raw(port).greeting
     assert greeting[0] == 421 and "writer: stuck" in greeting[1], greeting
-    r = receiver.cli("status", "--listen", f"127.0.0.1:{port}", "--metrics",
-                     base[len("http://"):], check=False)
+    r = receiver.cli(
+        "status", "--listen", f"127.0.0.1:{port}", "--metrics", base[len("http://") :], check=False
+    )
     assert r.returncode == 1 and b"writer: stuck" in r.stdout, r.stdout
     assert receiver.proc.wait(30) == 70
     receiver.proc = None
@@ -205,9 +216,12 @@ def test_a_stuck_writer_is_seen_its_senders_told_451_and_the_daemon_exits_70(rec
 
 def test_a_hung_verifier_is_seen_and_its_sender_told_451_within_reply_seconds(receiver):
     address = receiver.add_mailbox("alice@corp.example")
-    port = start(receiver, "smtp", "[stages]\nstall_seconds = 1.0\nexit_after = 0.0\n"
-                                   "reply_seconds = 4.0\n",
-                 THREADS_RECEIVER_TEST_FAULTS="verifier=stall:8@1")
+    port = start(
+        receiver,
+        "smtp",
+        "[stages]\nstall_seconds = 1.0\nexit_after = 0.0\nreply_seconds = 4.0\n",
+        THREADS_RECEIVER_TEST_FAULTS="verifier=stall:8@1",
+    )
     base = metrics_url(receiver.proc)
     c = Client(port, "smtp", timeout=15)
     c.mail()
@@ -227,6 +241,7 @@ def test_a_hung_verifier_is_seen_and_its_sender_told_451_within_reply_seconds(re
 
 def parse_workers(daemon_pid: int) -> list[int]:
     """The parse worker processes: children of the daemon's forkserver."""
+
     def children(pid: int) -> list[int]:
         out = []
         for entry in os.listdir("/proc"):
@@ -260,7 +275,10 @@ def test_killed_parse_workers_are_replaced_and_mail_is_still_parsed(receiver):
     assert len(set(parse_workers(receiver.proc.pid)) - set(workers)) == 2
     rows = deliveries(receiver.db_url)
     assert [(d["subject"], d["parse_error"]) for d in rows] == [
-        ("test before", None), ("test right-after", None), ("test later", None)]
+        ("test before", None),
+        ("test right-after", None),
+        ("test later", None),
+    ]
     healthy(receiver, port)
 
 
@@ -280,17 +298,30 @@ def test_an_import_survives_a_writer_that_raises_and_one_that_dies(receiver, tmp
     folder.mkdir()
     for n in range(6):
         (folder / f"{n}.eml").write_bytes(message(f"import-{n}"))
-    r = receiver.cli_process("import", str(folder), "--mailbox", "alice@corp.example",
-                             "--json", check=False,
-                             THREADS_RECEIVER_TEST_FAULTS="writer=raise@1")
+    r = receiver.cli_process(
+        "import",
+        str(folder),
+        "--mailbox",
+        "alice@corp.example",
+        "--json",
+        check=False,
+        THREADS_RECEIVER_TEST_FAULTS="writer=raise@1",
+    )
     assert r.stdout, r.stderr
     summary = json.loads(r.stdout)
     # A batch of one fails alone; a larger one is retried one by one (and then stored).
     assert summary["stored"] + summary["tempfailed"] == 6 and summary["stored"] >= 5, summary
     assert (r.returncode != 0) == (summary["tempfailed"] > 0)
     assert len(deliveries(receiver.db_url)) == summary["stored"]
-    r = receiver.cli_process("import", str(folder), "--mailbox", "alice@corp.example",
-                             "--json", check=False, THREADS_RECEIVER_TEST_FAULTS="writer=die@1")
+    r = receiver.cli_process(
+        "import",
+        str(folder),
+        "--mailbox",
+        "alice@corp.example",
+        "--json",
+        check=False,
+        THREADS_RECEIVER_TEST_FAULTS="writer=die@1",
+    )
     assert r.stdout, r.stderr
     summary = json.loads(r.stdout)
     assert len(deliveries(receiver.db_url)) + summary["tempfailed"] == 6, summary

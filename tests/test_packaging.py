@@ -38,25 +38,55 @@ def test_psycopg2_is_only_in_the_postgresql_extra():
 
 
 def test_sqlite_works_without_psycopg2(tmp_path):
-    r = subprocess.run([sys.executable, "-c", NO_PSYCOPG2, "init", "--dir", str(tmp_path / "rx"),
-                        "--domain", "push.example"],
-                       env=env_for(tmp_path / "none.toml"), capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            NO_PSYCOPG2,
+            "init",
+            "--dir",
+            str(tmp_path / "rx"),
+            "--domain",
+            "push.example",
+        ],
+        env=env_for(tmp_path / "none.toml"),
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "rx" / "receiver.db").exists()
 
 
 def test_postgresql_url_without_driver_is_one_line(tmp_path):
     env = env_for(tmp_path / "none.toml", THREADS_RECEIVER_DB="postgresql://u@127.0.0.1:1/x")
-    r = subprocess.run([sys.executable, "-c", NO_PSYCOPG2, "init", "--dir", str(tmp_path / "rx"),
-                        "--domain", "push.example"], env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            NO_PSYCOPG2,
+            "init",
+            "--dir",
+            str(tmp_path / "rx"),
+            "--domain",
+            "push.example",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [
         "Error: a postgresql:// database needs the PostgreSQL driver: "
-        "pip install 'threads-receiver[postgresql]' (or psycopg2-binary)"]
+        "pip install 'threads-receiver[postgresql]' (or psycopg2-binary)"
+    ]
 
 
 def test_one_version_everywhere():
-    cli = subprocess.run([sys.executable, "-m", "receiver", "--version"],
-                         env=env_for(ROOT / "none.toml"), capture_output=True, text=True)
+    cli = subprocess.run(
+        [sys.executable, "-m", "receiver", "--version"],
+        env=env_for(ROOT / "none.toml"),
+        capture_output=True,
+        text=True,
+    )
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout.split()[-1] == receiver.__version__ == version("threads-receiver")

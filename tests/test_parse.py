@@ -14,17 +14,21 @@ from receiver.mail import read
 from receiver.mail.fields import read_fields
 from receiver.parse.record import AUTHOR_HEADERS, content_hash
 
-BASE = (b"From: Bob <Bob@Example.org>\r\nTo: a@x.example, \"C\" <c@y.example>\r\nSubject: hi\r\n"
-        b"Date: Tue, 01 Jan 2019 10:00:00 +0200\r\nMessage-ID: <ID@Example.ORG>\r\n"
-        b"In-Reply-To: <p@x>\r\nReferences: <r1@x> <p@x>\r\n\r\nbody\r\n")
+BASE = (
+    b'From: Bob <Bob@Example.org>\r\nTo: a@x.example, "C" <c@y.example>\r\nSubject: hi\r\n'
+    b"Date: Tue, 01 Jan 2019 10:00:00 +0200\r\nMessage-ID: <ID@Example.ORG>\r\n"
+    b"In-Reply-To: <p@x>\r\nReferences: <r1@x> <p@x>\r\n\r\nbody\r\n"
+)
 
-trace = st.sampled_from([
-    b"Received: from mx.example by relay; Tue, 01 Jan 2019 10:00:01 +0000\r\n",
-    b"X-Forwarded-To: someone@example.net\r\n",
-    b"ARC-Seal: i=1; a=rsa-sha256; d=google.com; s=arc; cv=none; b=AAAA\r\n",
-    b"Authentication-Results: mx.google.com; dkim=pass\r\n",
-    b"Delivered-To: x@y\r\n",
-])
+trace = st.sampled_from(
+    [
+        b"Received: from mx.example by relay; Tue, 01 Jan 2019 10:00:01 +0000\r\n",
+        b"X-Forwarded-To: someone@example.net\r\n",
+        b"ARC-Seal: i=1; a=rsa-sha256; d=google.com; s=arc; cv=none; b=AAAA\r\n",
+        b"Authentication-Results: mx.google.com; dkim=pass\r\n",
+        b"Delivered-To: x@y\r\n",
+    ]
+)
 
 
 @given(st.lists(trace, max_size=5))
@@ -56,9 +60,13 @@ def whole_body_hash(raw: bytes) -> str:
 
 
 @settings(max_examples=1000)
-@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"x", b"Subject: s", b"To: t",
-                                 b"X-Trace: t"]), max_size=30),
-       st.integers(1, 5))
+@given(
+    st.lists(
+        st.sampled_from([b"\r", b"\n", b"\r\n", b"x", b"Subject: s", b"To: t", b"X-Trace: t"]),
+        max_size=30,
+    ),
+    st.integers(1, 5),
+)
 def test_the_sliced_content_hash_agrees_with_folding_the_whole_body(pieces, slice_size):
     raw = b"".join(pieces)
     with pytest.MonkeyPatch.context() as mp:

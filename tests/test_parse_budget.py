@@ -34,8 +34,10 @@ def nested(depth: int) -> bytes:
 
 def many_parts(n: int) -> bytes:
     parts = b"".join(b"--p\r\nContent-Type: text/plain\r\n\r\npart %d\r\n" % i for i in range(n))
-    return (b"From: a@example.org\r\nSubject: parts\r\nMessage-ID: <parts@x>\r\n"
-            b'Content-Type: multipart/mixed; boundary="p"\r\n\r\n' + parts + b"--p--\r\n")
+    return (
+        b"From: a@example.org\r\nSubject: parts\r\nMessage-ID: <parts@x>\r\n"
+        b'Content-Type: multipart/mixed; boundary="p"\r\n\r\n' + parts + b"--p--\r\n"
+    )
 
 
 def test_budget_scan():
@@ -47,11 +49,13 @@ def test_budget_scan():
     assert over_budget(b"Subject: x\r\n\r\n--p\r\n--p\r\n", 1, 1) is None
     # The outer multipart's next part ends the inner one: its boundary is no longer open.
     inner = b'--a\nContent-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: x/y\n\n'
-    raw = (b'Content-Type: multipart/mixed; boundary="a"\n\n' + inner * 3
-           + b"--a\nContent-Type: x/y\n\n--b\n--b\n")
+    raw = (
+        b'Content-Type: multipart/mixed; boundary="a"\n\n'
+        + inner * 3
+        + b"--a\nContent-Type: x/y\n\n--b\n--b\n"
+    )
     assert over_budget(raw, 2, 7) is None
     assert "parts" in over_budget(raw, 2, 6)
-
 
 
 def line_by_line(raw: bytes, max_depth: int, max_parts: int) -> str | None:
@@ -85,11 +89,11 @@ def line_by_line(raw: bytes, max_depth: int, max_parts: int) -> str | None:
             delim = stack[level]
             if delim is None or not text.startswith(delim):
                 continue
-            rest = text[len(delim):]
+            rest = text[len(delim) :]
             if rest == b"--":
                 del stack[level:]
             elif rest == b"":
-                del stack[level + 1:]
+                del stack[level + 1 :]
                 parts += 1
                 if parts > max_parts:
                     return f"more than {max_parts} MIME parts"
@@ -103,29 +107,62 @@ def line_by_line(raw: bytes, max_depth: int, max_parts: int) -> str | None:
 # Lines that steer the scan: content types that open multiparts and embedded messages,
 # boundary lines (closing, trailing blanks, longer look-alikes), blank lines of CRs, a
 # folded header, and filler that a header cap of a few dozen octets cuts off.
-LINES = st.sampled_from([
-    b'Content-Type: multipart/mixed; boundary="a"', b"Content-Type: multipart/alternative;",
-    b" boundary=b", b"content-type:\tmultipart/related; boundary=a", b"Content-Type: multipart/x",
-    b"Content-Type: message/rfc822", b"Content-Type: message/global", b"Content-Type: text/plain",
-    b"Subject: x", b"X-Filler: " + b"f" * 40,
-    b"--a", b"--a--", b"--b", b"--b--", b"--a \t\r", b"--b--\r\r", b"--ab", b"--a-", b"-a",
-    b"", b"\r", b"\r\r", b"\r\r--a", b"QUJD", b"----",
-])
+LINES = st.sampled_from(
+    [
+        b'Content-Type: multipart/mixed; boundary="a"',
+        b"Content-Type: multipart/alternative;",
+        b" boundary=b",
+        b"content-type:\tmultipart/related; boundary=a",
+        b"Content-Type: multipart/x",
+        b"Content-Type: message/rfc822",
+        b"Content-Type: message/global",
+        b"Content-Type: text/plain",
+        b"Subject: x",
+        b"X-Filler: " + b"f" * 40,
+        b"--a",
+        b"--a--",
+        b"--b",
+        b"--b--",
+        b"--a \t\r",
+        b"--b--\r\r",
+        b"--ab",
+        b"--a-",
+        b"-a",
+        b"",
+        b"\r",
+        b"\r\r",
+        b"\r\r--a",
+        b"QUJD",
+        b"----",
+    ]
+)
 
 
 # Whole steps of a MIME tree, so that deep and wide trees come up often.
-STEPS = st.sampled_from([
-    b'Content-Type: multipart/mixed; boundary="a"\n', b"Content-Type: multipart/mixed;\n"
-    b" boundary=b\n", b"Content-Type: message/rfc822\n", b"Subject: leaf\n\nbody",
-    b"--a", b"--b", b"--a--", b"--b--",
-])
+STEPS = st.sampled_from(
+    [
+        b'Content-Type: multipart/mixed; boundary="a"\n',
+        b"Content-Type: multipart/mixed;\n boundary=b\n",
+        b"Content-Type: message/rfc822\n",
+        b"Subject: leaf\n\nbody",
+        b"--a",
+        b"--b",
+        b"--a--",
+        b"--b--",
+    ]
+)
 
 
 @settings(max_examples=3000, deadline=None)
-@given(st.lists(st.tuples(st.one_of(LINES, STEPS, STEPS), st.sampled_from([b"\n", b"\r\n"])),
-                max_size=40),
-       st.sampled_from([b"", b"\n", b"\r\n", b"--a", b"\r"]),
-       st.integers(1, 4), st.integers(0, 6), st.sampled_from([16, 50, 64 * 1024]))
+@given(
+    st.lists(
+        st.tuples(st.one_of(LINES, STEPS, STEPS), st.sampled_from([b"\n", b"\r\n"])), max_size=40
+    ),
+    st.sampled_from([b"", b"\n", b"\r\n", b"--a", b"\r"]),
+    st.integers(1, 4),
+    st.integers(0, 6),
+    st.sampled_from([16, 50, 64 * 1024]),
+)
 def test_the_scan_agrees_with_reading_every_line(lines, last, max_depth, max_parts, cap):
     raw = b"".join(line + nl for line, nl in lines) + last
     with pytest.MonkeyPatch.context() as mp:
@@ -142,20 +179,28 @@ def test_the_scan_agrees_on_large_trees(raw):
 TORTURE = {
     "deep nesting": nested(3000),
     "thousands of parts": many_parts(6000),
-    "huge base64": (b"From: a@example.org\r\nSubject: big\r\nMessage-ID: <big@x>\r\n"
-                    b'Content-Type: multipart/mixed; boundary="q"\r\n\r\n--q\r\n'
-                    b"Content-Type: application/octet-stream\r\n"
-                    b"Content-Transfer-Encoding: base64\r\n\r\n"
-                    + b"\r\n".join(base64.b64encode(os.urandom(57)) for _ in range(40000))
-                    + b"\r\n--q--\r\n"),
-    "wrong charsets": (b"From: =?x-unknown?B?w7w=?= <a@example.org>\r\nSubject: =?utf-8?Q?"
-                       b"=FF=FE?= =?iso-8859-1?B?!!!?=\r\nMessage-ID: <cs@x>\r\n"
-                       b"Content-Type: text/plain; charset=no-such-charset\r\n\r\n\xff\xfe\r\n"),
-    "broken boundaries": (b"From: a@example.org\r\nSubject: bb\r\nMessage-ID: <bb@x>\r\n"
-                          b'Content-Type: multipart/mixed; boundary="\r\n\r\n--\r\n--x--\r\n'),
-    "encoded-word abuse": (b"From: a@example.org\r\nMessage-ID: <ew@x>\r\nSubject: "
-                           + b" ".join(b"=?utf-8?B?%s?=" % base64.b64encode(b"\xe2\x82\xac" * 20)
-                                       for _ in range(2000)) + b"\r\n\r\nx\r\n"),
+    "huge base64": (
+        b"From: a@example.org\r\nSubject: big\r\nMessage-ID: <big@x>\r\n"
+        b'Content-Type: multipart/mixed; boundary="q"\r\n\r\n--q\r\n'
+        b"Content-Type: application/octet-stream\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + b"\r\n".join(base64.b64encode(os.urandom(57)) for _ in range(40000))
+        + b"\r\n--q--\r\n"
+    ),
+    "wrong charsets": (
+        b"From: =?x-unknown?B?w7w=?= <a@example.org>\r\nSubject: =?utf-8?Q?"
+        b"=FF=FE?= =?iso-8859-1?B?!!!?=\r\nMessage-ID: <cs@x>\r\n"
+        b"Content-Type: text/plain; charset=no-such-charset\r\n\r\n\xff\xfe\r\n"
+    ),
+    "broken boundaries": (
+        b"From: a@example.org\r\nSubject: bb\r\nMessage-ID: <bb@x>\r\n"
+        b'Content-Type: multipart/mixed; boundary="\r\n\r\n--\r\n--x--\r\n'
+    ),
+    "encoded-word abuse": (
+        b"From: a@example.org\r\nMessage-ID: <ew@x>\r\nSubject: "
+        + b" ".join(b"=?utf-8?B?%s?=" % base64.b64encode(b"\xe2\x82\xac" * 20) for _ in range(2000))
+        + b"\r\n\r\nx\r\n"
+    ),
 }
 
 
@@ -175,8 +220,9 @@ def test_mime_torture_is_stored_byte_exact(receiver, name):
 
 def test_a_hung_parse_is_killed_and_the_copy_stored_flagged(receiver):
     address = receiver.add_mailbox("alice@corp.example")
-    port = receiver.start(THREADS_RECEIVER_PARSE_TIMEOUT="0.001",
-                          THREADS_RECEIVER_SMTP_MAX_LINE_LENGTH="200000")
+    port = receiver.start(
+        THREADS_RECEIVER_PARSE_TIMEOUT="0.001", THREADS_RECEIVER_SMTP_MAX_LINE_LENGTH="200000"
+    )
     raw = TORTURE["huge base64"]
     assert send(port, address, raw)[0] == 250
     [row] = deliveries(receiver.db_url)
@@ -226,8 +272,10 @@ def _test_email_data() -> Path | None:
 TEST_EMAIL_DATA = _test_email_data()
 
 
-@pytest.mark.skipif(TEST_EMAIL_DATA is None,
-                    reason="CPython's test package (Lib/test/test_email/data) is not installed")
+@pytest.mark.skipif(
+    TEST_EMAIL_DATA is None,
+    reason="CPython's test package (Lib/test/test_email/data) is not installed",
+)
 def test_cpython_test_email_corpus_is_stored_byte_exact(receiver):
     address = receiver.add_mailbox("alice@corp.example")
     port = receiver.start(THREADS_RECEIVER_SMTP_MAX_LINE_LENGTH="200000")

@@ -17,8 +17,10 @@ from tests.helpers import DEFAULT_BUDGET, DEFAULT_RULE
 
 
 def _raw(n: int, size: int) -> bytes:
-    head = (f"From: bob@example.org\r\nTo: alice@corp.example\r\nSubject: n{n}\r\n"
-            f"Message-ID: <lane{n}@example.org>\r\n\r\n").encode()
+    head = (
+        f"From: bob@example.org\r\nTo: alice@corp.example\r\nSubject: n{n}\r\n"
+        f"Message-ID: <lane{n}@example.org>\r\n\r\n"
+    ).encode()
     return head + b"x" * 76 + b"\r\n" + (b"y" * 76 + b"\r\n") * (size // 78)
 
 
@@ -49,8 +51,9 @@ def test_large_copies_leave_one_parse_worker_to_small_ones(tmp_path):
     async def main():
         raws = [_raw(n, LARGE_MESSAGE + 1000) for n in range(4)]
         raws += [_raw(n, 2000) for n in range(4, 8)]
-        return await asyncio.gather(*(
-            pipeline.deliver(read(raw), Envelope(), [("a@push.example.com", mb)]) for raw in raws))
+        return await asyncio.gather(
+            *(pipeline.deliver(read(raw), Envelope(), [("a@push.example.com", mb)]) for raw in raws)
+        )
 
     try:
         outcomes = asyncio.run(main())

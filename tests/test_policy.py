@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from receiver.policy import (ACCEPT, QUARANTINE, REJECT, REPLIES, TEMPFAIL, Decision, Policy,
-                             decide)
+from receiver.policy import ACCEPT, QUARANTINE, REJECT, REPLIES, TEMPFAIL, Decision, Policy, decide
 from receiver.verify.verdict import ALTERED, UNALTERED, UNVERIFIABLE, Verdict
 
 
 def test_forwarded_inline_rejection_tells_the_admin_to_redirect():
-    d = decide(Verdict(ALTERED, ["forwarded inline"], cause="forwarded_inline"),
-               Policy(altered=REJECT))
-    assert d == Decision(REJECT, "this copy was forwarded, not redirected: the original headers "
-                                 "were replaced; set the rule to redirect", "5.7.1")
+    d = decide(
+        Verdict(ALTERED, ["forwarded inline"], cause="forwarded_inline"), Policy(altered=REJECT)
+    )
+    assert d == Decision(
+        REJECT,
+        "this copy was forwarded, not redirected: the original headers "
+        "were replaced; set the rule to redirect",
+        "5.7.1",
+    )
 
 
 def test_every_cause_has_its_own_sentence():
@@ -37,22 +41,35 @@ def test_dns_temperror_never_rejects():
 
 
 def test_unverifiable_without_dns_failure_is_quarantined_when_asked():
-    assert decide(Verdict(UNVERIFIABLE, ["no DKIM signature"]),
-                  Policy(unverifiable=QUARANTINE)).action == QUARANTINE
+    assert (
+        decide(Verdict(UNVERIFIABLE, ["no DKIM signature"]), Policy(unverifiable=QUARANTINE)).action
+        == QUARANTINE
+    )
 
 
-@given(kind=st.sampled_from([UNALTERED, UNVERIFIABLE, ALTERED]),
-       altered=st.sampled_from([REJECT, QUARANTINE, ACCEPT]),
-       unverifiable=st.sampled_from([ACCEPT, QUARANTINE]),
-       temperror=st.booleans(), cause=st.sampled_from([None, *REPLIES]))
+@given(
+    kind=st.sampled_from([UNALTERED, UNVERIFIABLE, ALTERED]),
+    altered=st.sampled_from([REJECT, QUARANTINE, ACCEPT]),
+    unverifiable=st.sampled_from([ACCEPT, QUARANTINE]),
+    temperror=st.booleans(),
+    cause=st.sampled_from([None, *REPLIES]),
+)
 def test_confirmations_are_always_accepted(kind, altered, unverifiable, temperror, cause):
-    v = Verdict(kind, ["r"], temperror=temperror, cause=cause,
-                confirmation={"provider": "gmail", "code": "1", "link": None})
+    v = Verdict(
+        kind,
+        ["r"],
+        temperror=temperror,
+        cause=cause,
+        confirmation={"provider": "gmail", "code": "1", "link": None},
+    )
     assert decide(v, Policy(altered=altered, unverifiable=unverifiable)).action == ACCEPT
 
 
-@given(altered=st.sampled_from([REJECT, QUARANTINE, ACCEPT]),
-       unverifiable=st.sampled_from([ACCEPT, QUARANTINE]), temperror=st.booleans())
+@given(
+    altered=st.sampled_from([REJECT, QUARANTINE, ACCEPT]),
+    unverifiable=st.sampled_from([ACCEPT, QUARANTINE]),
+    temperror=st.booleans(),
+)
 def test_only_altered_copies_are_ever_rejected(altered, unverifiable, temperror):
     for kind in (UNALTERED, UNVERIFIABLE):
         d = decide(Verdict(kind, ["r"], temperror=temperror), Policy(altered, unverifiable))

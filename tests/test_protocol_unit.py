@@ -27,7 +27,8 @@ async def _talk(lines: list[bytes]) -> list[bytes]:
     shared = Shared.from_config(configmod.load(None, environ={}))
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: ReceiverSMTP(Exploding(), shared=shared, hostname="test"), "127.0.0.1", 0)
+        lambda: ReceiverSMTP(Exploding(), shared=shared, hostname="test"), "127.0.0.1", 0
+    )
     port = server.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     replies = [await reader.readline()]
@@ -40,8 +41,9 @@ async def _talk(lines: list[bytes]) -> list[bytes]:
 
 
 def test_handler_exception_is_a_451_without_details():
-    replies = asyncio.run(_talk([b"HELO x", b"MAIL FROM:<a@example.org>",
-                                 b"RCPT TO:<b@example.org>", b"NOOP"]))
+    replies = asyncio.run(
+        _talk([b"HELO x", b"MAIL FROM:<a@example.org>", b"RCPT TO:<b@example.org>", b"NOOP"])
+    )
     assert replies[3].startswith(b"451 4.3.0")
     assert b"secret" not in b"".join(replies) and b"Error: (" not in b"".join(replies)
     assert replies[4].startswith(b"250")  # the session goes on
@@ -50,8 +52,12 @@ def test_handler_exception_is_a_451_without_details():
 @pytest.fixture(scope="module")
 def protocol():
     loop = asyncio.new_event_loop()
-    p = ReceiverSMTP(Exploding(), shared=Shared.from_config(configmod.load(None, environ={})),
-                     hostname="test", loop=loop)
+    p = ReceiverSMTP(
+        Exploding(),
+        shared=Shared.from_config(configmod.load(None, environ={})),
+        hostname="test",
+        loop=loop,
+    )
     p.session = SimpleNamespace()
     yield p
     loop.close()
@@ -64,20 +70,33 @@ def aiosmtpd_getaddr(arg):
         return None, None
 
 
-paths = st.builds(lambda pre, local, domain, rest: f"{pre}<{local}@{domain}>{rest}",
-                  st.sampled_from(["", " ", "\t"]), st.text("aZ9.-+_\"", max_size=6),
-                  st.text("aZ9.-[]", max_size=6), st.text(" \tX=(", max_size=6))
+paths = st.builds(
+    lambda pre, local, domain, rest: f"{pre}<{local}@{domain}>{rest}",
+    st.sampled_from(["", " ", "\t"]),
+    st.text('aZ9.-+_"', max_size=6),
+    st.text("aZ9.-[]", max_size=6),
+    st.text(" \tX=(", max_size=6),
+)
 
 
-@given(arg=st.one_of(paths, st.text(alphabet="<>@.aZ9-+_ \t()\"[]\\:;,=é", max_size=30)))
+@given(arg=st.one_of(paths, st.text(alphabet='<>@.aZ9-+_ \t()"[]\\:;,=é', max_size=30)))
 @settings(max_examples=2000)
 def test_fast_address_path_agrees_with_aiosmtpd(protocol, arg):
     assert protocol._getaddr(arg) == aiosmtpd_getaddr(arg)
 
 
-@pytest.mark.parametrize("arg", ["<a@example.org>", "<a.b+c@mx.example.org> SIZE=100 BODY=8BITMIME",
-                                 " <x@y>", "<a@b.c> (comment) SIZE=1", "<>", "<a..b@c>",
-                                 '<"q u"@c>'])
+@pytest.mark.parametrize(
+    "arg",
+    [
+        "<a@example.org>",
+        "<a.b+c@mx.example.org> SIZE=100 BODY=8BITMIME",
+        " <x@y>",
+        "<a@b.c> (comment) SIZE=1",
+        "<>",
+        "<a..b@c>",
+        '<"q u"@c>',
+    ],
+)
 def test_fast_address_path_on_common_paths(protocol, arg):
     assert protocol._getaddr(arg) == aiosmtpd_getaddr(arg)
 
@@ -92,6 +111,7 @@ async def _abandon(lines: list[bytes]):
     def factory():
         made.append(ReceiverSMTP(Exploding(), shared=shared, hostname="test"))
         return made[-1]
+
     server = await loop.create_server(factory, "127.0.0.1", 0)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
     await reader.readline()

@@ -38,7 +38,10 @@ def test_a_references_header_hidden_behind_a_bare_lf_links_nothing_on_release(re
 def test_release_uses_the_configured_subject_rule(receiver):
     _quarantining(receiver, THREADS_RECEIVER_THREADS_SUBJECT_JOIN="false")
     first = message(1)
-    orphan = message(1).replace(b"Subject: test 1", b"Subject: Re: test 1").replace(
-        b"<m1@example.org>", b"<m2@example.org>")
+    orphan = (
+        message(1)
+        .replace(b"Subject: test 1", b"Subject: Re: test 1")
+        .replace(b"<m1@example.org>", b"<m2@example.org>")
+    )
     threads = _held_then_released(receiver, first, orphan)
     assert threads["m2@example.org"] != threads["m1@example.org"]

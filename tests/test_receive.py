@@ -15,11 +15,17 @@ from tests.helpers import DOMAIN
 from tests.rawsmtp import Raw
 
 
-def message(msgid: str = "m1@example.org", subject: str = "hello", body: bytes = b"body\r\n",
-            extra: bytes = b"") -> bytes:
-    return (extra + b"From: Bob <bob@example.org>\r\nTo: alice@corp.example\r\n"
-            b"Subject: " + subject.encode() + b"\r\nMessage-ID: <" + msgid.encode() + b">\r\n"
-            b"Date: Tue, 01 Jan 2019 10:00:00 +0000\r\n\r\n" + body)
+def message(
+    msgid: str = "m1@example.org",
+    subject: str = "hello",
+    body: bytes = b"body\r\n",
+    extra: bytes = b"",
+) -> bytes:
+    return (
+        extra + b"From: Bob <bob@example.org>\r\nTo: alice@corp.example\r\n"
+        b"Subject: " + subject.encode() + b"\r\nMessage-ID: <" + msgid.encode() + b">\r\n"
+        b"Date: Tue, 01 Jan 2019 10:00:00 +0000\r\n\r\n" + body
+    )
 
 
 def rcpt_reply(port: int, address: str) -> tuple[int, bytes]:
@@ -41,8 +47,10 @@ def send_raw(port: int, rcpts: list[str], raw: bytes) -> tuple[int, bytes]:
 
 
 def stored_raws(receiver) -> list[bytes]:
-    return [receiver.cli("messages", "raw", str(m["id"])).stdout
-            for m in receiver.cli_json("messages", "list", "--limit", "0")]
+    return [
+        receiver.cli("messages", "raw", str(m["id"])).stdout
+        for m in receiver.cli_json("messages", "list", "--limit", "0")
+    ]
 
 
 @pytest.fixture
@@ -96,21 +104,26 @@ def test_multi_recipient_data_gives_one_delivery_per_mailbox(running):
     code, text = send_raw(r.port, [r.address, other], message())
     assert code == 250 and text.startswith(b"2.0.0")
     shown = r.cli_json("messages", "show", "1")
-    assert sorted(d["mailbox"] for d in shown["deliveries"]) == ["alice@corp.example",
-                                                                 "carol@corp.example"]
+    assert sorted(d["mailbox"] for d in shown["deliveries"]) == [
+        "alice@corp.example",
+        "carol@corp.example",
+    ]
     assert shown["mailboxes"] == ["alice@corp.example", "carol@corp.example"]
     assert {d["rcpt_to"] for d in shown["deliveries"]} == {r.address, other}
     ids = {str(d["id"]) for d in shown["deliveries"]}
     assert ids == set(text.decode().split("stored as ")[1].split(", "))
 
 
-@pytest.mark.parametrize("body", [
-    b"caf\xc3\xa9 in UTF-8\r\n",
-    b"caf\xe9 in Latin-1, not UTF-8\r\n\xff\xfe\x00 binary junk\r\n",
-    b"trailing spaces   \r\n\ttab line\r\n.leading dot line\r\n..two dots\r\n",
-    b"no final newline",
-    b"bare LF line\nthen CRLF\r\nthen CR alone\rend\r\n",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"caf\xc3\xa9 in UTF-8\r\n",
+        b"caf\xe9 in Latin-1, not UTF-8\r\n\xff\xfe\x00 binary junk\r\n",
+        b"trailing spaces   \r\n\ttab line\r\n.leading dot line\r\n..two dots\r\n",
+        b"no final newline",
+        b"bare LF line\nthen CRLF\r\nthen CR alone\rend\r\n",
+    ],
+)
 def test_bytes_stored_exactly(running, body):
     raw = message(body=body)
     code, _ = send_raw(running.port, [running.address], raw)
@@ -123,13 +136,16 @@ def test_bytes_stored_exactly(running, body):
 
 def test_raw_dot_unstuffing_over_socket(running):
     """Over a raw socket: lines starting with '.' are unstuffed, nothing else changes."""
-    raw_wire = (b"Subject: dots\r\nMessage-ID: <dots@x>\r\n\r\n..leading\r\n.. two\r\n"
-                b"x\n")
+    raw_wire = b"Subject: dots\r\nMessage-ID: <dots@x>\r\n\r\n..leading\r\n.. two\r\nx\n"
     with socket.create_connection(("127.0.0.1", running.port)) as s:
         f = s.makefile("rwb")
         f.readline()
-        for cmd in (b"EHLO t", b"MAIL FROM:<b@example.org>", b"RCPT TO:<" + running.address.encode() + b">",
-                    b"DATA"):
+        for cmd in (
+            b"EHLO t",
+            b"MAIL FROM:<b@example.org>",
+            b"RCPT TO:<" + running.address.encode() + b">",
+            b"DATA",
+        ):
             f.write(cmd + b"\r\n")
             f.flush()
             line = f.readline()
@@ -138,15 +154,32 @@ def test_raw_dot_unstuffing_over_socket(running):
         f.write(raw_wire + b"\r\n.\r\n")
         f.flush()
         assert f.readline().startswith(b"250")
-    assert stored_raws(running) == [b"Subject: dots\r\nMessage-ID: <dots@x>\r\n\r\n.leading\r\n. two\r\nx\n\r\n"]
+    assert stored_raws(running) == [
+        b"Subject: dots\r\nMessage-ID: <dots@x>\r\n\r\n.leading\r\n. two\r\nx\n\r\n"
+    ]
 
 
 def test_swaks_delivery(running):
     if not shutil.which("swaks"):
         pytest.skip("swaks is not installed (apt-get install swaks)")
-    out = subprocess.run(["swaks", "--server", f"127.0.0.1:{running.port}", "--to", running.address,
-                          "--from", "bob@example.org", "--header", "Subject: via swaks",
-                          "--body", "Hello from swaks"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            "swaks",
+            "--server",
+            f"127.0.0.1:{running.port}",
+            "--to",
+            running.address,
+            "--from",
+            "bob@example.org",
+            "--header",
+            "Subject: via swaks",
+            "--body",
+            "Hello from swaks",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "<-  250 2.0.0 Ok: stored as" in out.stdout
     [m] = running.cli_json("messages", "list")
@@ -178,8 +211,10 @@ def test_two_mailboxes_share_one_message(running):
     shown = running.cli_json("messages", "show", "1")
     assert shown["mailboxes"] == ["alice@corp.example", "carol@corp.example"]
     # Each delivery keeps its own bytes.
-    by_delivery = {running.cli("messages", "raw", "1", "--delivery", str(d["id"])).stdout
-                   for d in shown["deliveries"]}
+    by_delivery = {
+        running.cli("messages", "raw", "1", "--delivery", str(d["id"])).stdout
+        for d in shown["deliveries"]
+    }
     assert by_delivery == {a, b, raw}
 
 
@@ -195,7 +230,7 @@ class _Lock:
     def __init__(self, url: str):
         self.url = url
         if url.startswith("sqlite:///"):
-            self.conn = sqlite3.connect(url[len("sqlite:///"):], isolation_level=None)
+            self.conn = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
             self.conn.execute("BEGIN EXCLUSIVE")
         else:
             self.conn = psycopg2.connect(url)
@@ -235,8 +270,11 @@ def test_reconnects_after_postgres_drops_connections(receiver):
     dbname = receiver.db_url.rsplit("/", 1)[1]
     admin = psycopg2.connect(receiver.db_url)
     admin.autocommit = True
-    admin.cursor().execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,))
+    admin.cursor().execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = %s AND pid <> pg_backend_pid()",
+        (dbname,),
+    )
     admin.close()
     replies = []
     for _ in range(3):

@@ -13,12 +13,18 @@ def _sh_blocks() -> list[str]:
 
 
 def test_tests_and_bench_name_no_path_outside_the_checkout():
-    outside = re.compile(r"ROOT\.parent|\bparent\.parent\.parent\b|/work/|[\"']\.\./|"
-                         r"[\"']shared[\"']")
-    hits = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
-            for folder in ("tests", "bench") for p in sorted((ROOT / folder).rglob("*.py"))
-            if p.name != "test_repository.py"
-            for n, line in enumerate(p.read_text().splitlines(), 1) if outside.search(line)]
+    outside = re.compile(
+        r"ROOT\.parent|\bparent\.parent\.parent\b|/work/|[\"']\.\./|"
+        r"[\"']shared[\"']"
+    )
+    hits = [
+        f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
+        for folder in ("tests", "bench")
+        for p in sorted((ROOT / folder).rglob("*.py"))
+        if p.name != "test_repository.py"
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if outside.search(line)
+    ]
     assert hits == []
 
 
@@ -43,13 +49,26 @@ def test_ci_runs_the_readme_test_command_in_a_clean_clone():
 
 
 def test_no_build_artefacts_are_committed_and_gitignore_covers_them():
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.splitlines()
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert [p for p in tracked if p.endswith((".whl", ".db", ".sqlite"))] == []
-    probe = ["x-1.0-py3-none-any.whl", "copy.eml", ".venv/bin/python", "venv/bin/python",
-             "receiver.db", "receiver.db-wal", "data.sqlite3"]
-    ignored = subprocess.run(["git", "check-ignore", "--no-index", *probe], cwd=ROOT,
-                             capture_output=True, text=True, check=False).stdout.split()
+    probe = [
+        "x-1.0-py3-none-any.whl",
+        "copy.eml",
+        ".venv/bin/python",
+        "venv/bin/python",
+        "receiver.db",
+        "receiver.db-wal",
+        "data.sqlite3",
+    ]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
     assert sorted(ignored) == sorted(probe)
 
 

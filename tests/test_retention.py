@@ -12,9 +12,11 @@ from tests.helpers import LOCK_TIMEOUT
 
 def msg(mid: str, parent: str | None = None, subject: str = "topic") -> bytes:
     refs = f"In-Reply-To: <{parent}>\r\nReferences: <{parent}>\r\n" if parent else ""
-    return (f"From: Bob <bob@example.org>\r\nTo: list@example.org\r\nSubject: {subject}\r\n"
-            f"Message-ID: <{mid}>\r\n{refs}Date: Tue, 01 Jan 2019 10:00:00 +0000\r\n\r\n"
-            f"text of {mid}\r\n").encode()
+    return (
+        f"From: Bob <bob@example.org>\r\nTo: list@example.org\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{mid}>\r\n{refs}Date: Tue, 01 Jan 2019 10:00:00 +0000\r\n\r\n"
+        f"text of {mid}\r\n"
+    ).encode()
 
 
 def deliver(rx, email: str, raw: bytes) -> None:
@@ -26,8 +28,12 @@ def age(db_url: str, email: str, mid: str, days: int, status: str | None = None)
     db = open_database(db_url, LOCK_TIMEOUT)
     with db.connection_context():
         mb = Mailbox.get(Mailbox.email == email)
-        ids = [d.id for d in Delivery.select(Delivery.id).join(Message)
-               .where((Delivery.mailbox == mb) & (Message.message_id == mid))]
+        ids = [
+            d.id
+            for d in Delivery.select(Delivery.id)
+            .join(Message)
+            .where((Delivery.mailbox == mb) & (Message.message_id == mid))
+        ]
         fields = {"received_at": utcnow() - dt.timedelta(days=days)}
         if status:
             fields["status"] = status
@@ -36,13 +42,19 @@ def age(db_url: str, email: str, mid: str, days: int, status: str | None = None)
 
 
 def threads(rx) -> dict[str, int]:
-    return {m["message_id"]: m["thread_id"] for m in rx.cli_json("messages", "list", "--limit", "0")}
+    return {
+        m["message_id"]: m["thread_id"] for m in rx.cli_json("messages", "list", "--limit", "0")
+    }
 
 
 def test_prune(receiver, db_url):
     rx = receiver
-    for email in ("alice@corp.example", "carol@corp.example", "bob@corp.example",
-                  "dave@corp.example"):
+    for email in (
+        "alice@corp.example",
+        "carol@corp.example",
+        "bob@corp.example",
+        "dave@corp.example",
+    ):
         rx.add_mailbox(email)
     a, b, c = msg("a@x"), msg("b@x", "a@x"), msg("c@x", "b@x")
     lone = msg("d@x", subject="alone")
@@ -73,8 +85,13 @@ def test_prune(receiver, db_url):
     assert per["bob@corp.example"]["legal_hold"] and per["bob@corp.example"]["expired"] == 0
     assert per["dave@corp.example"]["quarantine_expired"] == 1
     # d@x and q@x went with their threads; a@x is held by bob, b@x by carol.
-    assert done["removed"] == {"deliveries": 4, "messages": 2, "threads": 2, "ghosts": 2,
-                               "blobs": 2}
+    assert done["removed"] == {
+        "deliveries": 4,
+        "messages": 2,
+        "threads": 2,
+        "ghosts": 2,
+        "blobs": 2,
+    }
     after = threads(rx)
     assert set(after) == {"a@x", "b@x", "c@x", "s@x"}
     assert after["a@x"] == after["b@x"] == after["c@x"] == before["a@x"]

@@ -7,14 +7,20 @@ import re
 from receiver.config import DEFAULTS
 from tests.helpers import ROOT
 
-LIMIT_SECTIONS = {"smtp": None, "tls": {"require_starttls", "min_version"}, "auth": None,
-                  "parse": None}
+LIMIT_SECTIONS = {
+    "smtp": None,
+    "tls": {"require_starttls", "min_version"},
+    "auth": None,
+    "parse": None,
+}
 
 
 def _doc_table() -> dict[str, str]:
     text = (ROOT / "SECURITY.md").read_text()
-    return {m.group(1): m.group(2).strip()
-            for m in re.finditer(r"^\| `(\w+\.\w+)` \| ([^|]+) \|", text, re.M)}
+    return {
+        m.group(1): m.group(2).strip()
+        for m in re.finditer(r"^\| `(\w+\.\w+)` \| ([^|]+) \|", text, re.M)
+    }
 
 
 def _shown(value) -> str:

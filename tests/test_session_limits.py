@@ -51,8 +51,9 @@ def test_slow_data_is_closed_at_the_data_timeout(receiver):
 
 def test_session_caps_total_and_per_ip(receiver):
     address = receiver.add_mailbox("alice@corp.example")
-    port = receiver.start(THREADS_RECEIVER_SMTP_MAX_SESSIONS_PER_IP="2",
-                          THREADS_RECEIVER_SMTP_MAX_SESSIONS="3")
+    port = receiver.start(
+        THREADS_RECEIVER_SMTP_MAX_SESSIONS_PER_IP="2", THREADS_RECEIVER_SMTP_MAX_SESSIONS="3"
+    )
     a, b = Raw(port), Raw(port)
     code, text = Raw(port, greet=False).reply()
     assert code == 421 and "4.7.0" in text
@@ -94,8 +95,10 @@ def test_inflight_byte_budget_across_sessions(receiver):
     assert len(refused) == 1 and len(accepted) == 1, replies
     # The budget was given back: the refused one goes through on retry.
     assert send(port, address, message(refused[0], body=body))[0] == 250
-    assert sorted(d["subject"] for d in deliveries(receiver.db_url)) == ["test first",
-                                                                        "test second"]
+    assert sorted(d["subject"] for d in deliveries(receiver.db_url)) == [
+        "test first",
+        "test second",
+    ]
 
 
 def test_a_declared_size_over_what_is_free_is_refused_at_mail(receiver):
@@ -185,8 +188,9 @@ def test_one_connection_carries_hundreds_of_messages(receiver):
     c = Raw(port)
     assert c.cmd("EHLO client.example.org")[0] == 250
     for n in range(400):
-        c.send(f"RSET\r\nNOOP\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<{address}>\r\n"
-               "DATA\r\n".encode())
+        c.send(
+            f"RSET\r\nNOOP\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<{address}>\r\nDATA\r\n".encode()
+        )
         assert [c.reply()[0] for _ in range(5)] == [250, 250, 250, 250, 354], n
         c.send(message(f"cached {n}") + b".\r\n")
         assert c.reply()[0] == 250, n
@@ -198,9 +202,24 @@ def test_smtp_source_reusing_one_connection(receiver):
     """Postfix's own test client, one session for every message (-d)."""
     address = receiver.add_mailbox("alice@corp.example")
     port = receiver.start(THREADS_RECEIVER_SMTP_MAX_COMMANDS="5")
-    r = subprocess.run(["smtp-source", "-d", "-s", "1", "-m", "50", "-f", "a@example.org",
-                        "-t", address, f"127.0.0.1:{port}"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            "smtp-source",
+            "-d",
+            "-s",
+            "1",
+            "-m",
+            "50",
+            "-f",
+            "a@example.org",
+            "-t",
+            address,
+            f"127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0 and not r.stderr, r.stderr
     assert len(deliveries(receiver.db_url)) == 50
     assert "Too many" not in receiver.log_path.read_text()
@@ -225,10 +244,14 @@ def test_commands_without_progress_are_limited_and_a_message_resets_the_count(re
 @pytest.mark.parametrize("front", ["trusted_networks", "lmtp"])
 def test_a_front_mta_is_held_to_the_total_cap_only(receiver, front):
     receiver.add_mailbox("alice@corp.example")
-    env = ({"THREADS_RECEIVER_SMTP_TRUSTED_NETWORKS": "127.0.0.0/8"} if front == "trusted_networks"
-           else {"THREADS_RECEIVER_SMTP_LMTP": "true"})
-    port = receiver.start(THREADS_RECEIVER_SMTP_MAX_SESSIONS_PER_IP="2",
-                          THREADS_RECEIVER_SMTP_MAX_SESSIONS="4", **env)
+    env = (
+        {"THREADS_RECEIVER_SMTP_TRUSTED_NETWORKS": "127.0.0.0/8"}
+        if front == "trusted_networks"
+        else {"THREADS_RECEIVER_SMTP_LMTP": "true"}
+    )
+    port = receiver.start(
+        THREADS_RECEIVER_SMTP_MAX_SESSIONS_PER_IP="2", THREADS_RECEIVER_SMTP_MAX_SESSIONS="4", **env
+    )
     held = [Raw(port) for _ in range(4)]  # twice the per-address cap
     assert all(c.greeting[0] == 220 for c in held)
     code, text = Raw(port, greet=False).reply()  # the total cap still holds
@@ -239,10 +262,12 @@ def test_a_front_mta_is_held_to_the_total_cap_only(receiver, front):
 
 def test_idle_sessions_get_the_stress_timeout_near_the_cap(receiver):
     receiver.add_mailbox("alice@corp.example")
-    port = receiver.start(THREADS_RECEIVER_SMTP_MAX_SESSIONS="5",
-                          THREADS_RECEIVER_SMTP_STRESS_THRESHOLD="0.6",
-                          THREADS_RECEIVER_SMTP_STRESS_TIMEOUT="1",
-                          THREADS_RECEIVER_SMTP_TIMEOUT="60")
+    port = receiver.start(
+        THREADS_RECEIVER_SMTP_MAX_SESSIONS="5",
+        THREADS_RECEIVER_SMTP_STRESS_THRESHOLD="0.6",
+        THREADS_RECEIVER_SMTP_STRESS_TIMEOUT="1",
+        THREADS_RECEIVER_SMTP_TIMEOUT="60",
+    )
     idle = [Raw(port), Raw(port)]
     assert not idle[0].closed(wait=1.5)  # two of five: no pressure, the normal timeout
     started = time.monotonic()
@@ -260,7 +285,8 @@ def test_idle_sessions_get_the_stress_timeout_near_the_cap(receiver):
 
 def test_the_listen_backlog_is_configurable(receiver):
     port = receiver.start(THREADS_RECEIVER_SMTP_BACKLOG="77")
-    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
     # ss shows a listening socket's backlog in its Send-Q column.
     assert out[2] == "77", out

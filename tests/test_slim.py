@@ -29,16 +29,33 @@ def records_agree(raw: bytes, monkeypatch) -> bool:
     return True
 
 
-def attachment(name: str, data: bytes, nl: bytes = b"\r\n", cte: str = "base64",
-               ctype: str = "application/octet-stream") -> bytes:
+def attachment(
+    name: str,
+    data: bytes,
+    nl: bytes = b"\r\n",
+    cte: str = "base64",
+    ctype: str = "application/octet-stream",
+) -> bytes:
     body = base64.encodebytes(data).replace(b"\n", nl) if cte == "base64" else data + nl
-    return (f"Content-Type: {ctype}; name={name}".encode() + nl
-            + f"Content-Disposition: attachment; filename={name}".encode() + nl
-            + f"Content-Transfer-Encoding: {cte}".encode() + nl + nl + body)
+    return (
+        f"Content-Type: {ctype}; name={name}".encode()
+        + nl
+        + f"Content-Disposition: attachment; filename={name}".encode()
+        + nl
+        + f"Content-Transfer-Encoding: {cte}".encode()
+        + nl
+        + nl
+        + body
+    )
 
 
-def multipart(boundary: str, parts: list[bytes], nl: bytes = b"\r\n",
-              preamble: bytes = b"", epilogue: bytes = b"") -> bytes:
+def multipart(
+    boundary: str,
+    parts: list[bytes],
+    nl: bytes = b"\r\n",
+    preamble: bytes = b"",
+    epilogue: bytes = b"",
+) -> bytes:
     b = boundary.encode()
     out = [f'Content-Type: multipart/mixed; boundary="{boundary}"'.encode() + nl + nl + preamble]
     for p in parts:
@@ -47,27 +64,43 @@ def multipart(boundary: str, parts: list[bytes], nl: bytes = b"\r\n",
     return b"".join(out)
 
 
-HEAD = b"From: Ann <ann@example.org>\r\nTo: bob@example.net\r\nSubject: files\r\n" \
-       b"Message-ID: <files@example.org>\r\nMIME-Version: 1.0\r\n"
+HEAD = (
+    b"From: Ann <ann@example.org>\r\nTo: bob@example.net\r\nSubject: files\r\n"
+    b"Message-ID: <files@example.org>\r\nMIME-Version: 1.0\r\n"
+)
 
 
 def test_a_large_attachment_is_measured_without_mail_parser_reading_it(monkeypatch):
     data = bytes(range(256)) * 400
-    raw = HEAD + multipart("X", [b"Content-Type: text/plain\r\n\r\nsee attached\r\n",
-                                 attachment("a.pdf", data, ctype="application/pdf")])
+    raw = HEAD + multipart(
+        "X",
+        [
+            b"Content-Type: text/plain\r\n\r\nsee attached\r\n",
+            attachment("a.pdf", data, ctype="application/pdf"),
+        ],
+    )
     view, omitted = slim(read(raw), 1024)
     assert len(view) < 1000 and list(omitted.values()) == [
-        (len(data), hashlib.sha256(data).hexdigest())]
+        (len(data), hashlib.sha256(data).hexdigest())
+    ]
     rec = parse_message(raw)
-    assert rec.attachments == [{"name": "a.pdf", "type": "application/pdf",
-                                "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}]
+    assert rec.attachments == [
+        {
+            "name": "a.pdf",
+            "type": "application/pdf",
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+    ]
     assert rec.text_body.strip() == "see attached"
     assert records_agree(raw, monkeypatch)
 
 
 def test_a_message_that_is_one_named_base64_part(monkeypatch):
-    raw = (HEAD + b"Content-Type: application/octet-stream; name=big.bin\r\n"
-           b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(b"\x00" * 5000))
+    raw = (
+        HEAD + b"Content-Type: application/octet-stream; name=big.bin\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(b"\x00" * 5000)
+    )
     view, omitted = slim(read(raw), 100)
     assert len(omitted) == 1 and view.endswith(b"\r\n")
     assert records_agree(raw, monkeypatch)
@@ -75,16 +108,20 @@ def test_a_message_that_is_one_named_base64_part(monkeypatch):
 
 def test_an_unnamed_binary_part_is_not_slimmed(monkeypatch):
     # mail-parser decodes it as body text: its charset defects come from the real bytes.
-    raw = (HEAD + b"Content-Type: application/octet-stream\r\n"
-           b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(b"\xff" * 9000))
+    raw = (
+        HEAD + b"Content-Type: application/octet-stream\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(b"\xff" * 9000)
+    )
     assert slim(read(raw), 100) == (raw, {})
     assert "CharsetDecodeDefect" in parse_message(raw).defects
     assert records_agree(raw, monkeypatch)
 
 
 def test_what_is_not_plain_base64_stays(monkeypatch):
-    text = b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n" \
-           + base64.encodebytes(b"words " * 2000)
+    text = (
+        b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(b"words " * 2000)
+    )
     odd = attachment("x.bin", b"\xff" * 3000).replace(b"/", b"-")  # not base64 any more
     qp = attachment("q.txt", b"=3D" * 2000, cte="quoted-printable")
     raw = HEAD + multipart("Y", [text, odd, qp])
@@ -112,23 +149,41 @@ B64 = base64.encodebytes(bytes(range(256)) * 47).replace(b"\n", b"\r\n")
 
 
 def two_parts(part_headers: bytes) -> bytes:
-    return (HEAD + b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n--B\r\n'
-            b"Content-Type: text/plain\r\n\r\nhello\r\n--B\r\n" + part_headers + b"\r\n"
-            + B64 + b"--B--\r\n")
+    return (
+        HEAD + b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n--B\r\n'
+        b"Content-Type: text/plain\r\n\r\nhello\r\n--B\r\n"
+        + part_headers
+        + b"\r\n"
+        + B64
+        + b"--B--\r\n"
+    )
 
 
-@pytest.mark.parametrize("raw", [
-    two_parts(PART),
-    two_parts(PART + b"junk1\r\n"),
-    two_parts(PART + b"junkjunk\r\n"),
-    two_parts(PART.replace(b"Encoding:", b"Encoding :")),
-    two_parts(PART + b"\rab\r\n"),
-    two_parts(PART + b"\rabcde\r\n"),
-    two_parts(PART).replace(b"hello\r\n--B\r\n", b"hello\r\n--B\r\r\n"),
-    two_parts(PART).replace(b"--B--\r\n", b"--B--\r\r\n"),
-    two_parts(PART.replace(b"application/octet-stream", b'"application/octet-stream"')),
-], ids=["plain", "junk5", "junk8", "space-colon", "bare-cr", "bare-cr-5", "cr-cr-lf-boundary",
-        "cr-cr-lf-close", "quoted-type"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        two_parts(PART),
+        two_parts(PART + b"junk1\r\n"),
+        two_parts(PART + b"junkjunk\r\n"),
+        two_parts(PART.replace(b"Encoding:", b"Encoding :")),
+        two_parts(PART + b"\rab\r\n"),
+        two_parts(PART + b"\rabcde\r\n"),
+        two_parts(PART).replace(b"hello\r\n--B\r\n", b"hello\r\n--B\r\r\n"),
+        two_parts(PART).replace(b"--B--\r\n", b"--B--\r\r\n"),
+        two_parts(PART.replace(b"application/octet-stream", b'"application/octet-stream"')),
+    ],
+    ids=[
+        "plain",
+        "junk5",
+        "junk8",
+        "space-colon",
+        "bare-cr",
+        "bare-cr-5",
+        "cr-cr-lf-boundary",
+        "cr-cr-lf-close",
+        "quoted-type",
+    ],
+)
 def test_what_the_email_package_reads_otherwise_gives_the_same_record(raw, monkeypatch):
     assert records_agree(raw, monkeypatch)
 
@@ -149,9 +204,16 @@ def decoded_whole(body: bytes) -> tuple[int, str] | str:
 
 
 @settings(max_examples=2000, deadline=None)
-@given(st.lists(st.sampled_from([b"QUJD", b"QUJDRA", b"A", b"AB", b"=", b"==", b"\r\n", b"\n",
-                                 b" ", b"\t", b"\r"]), max_size=40),
-       st.integers(1, 9), st.sampled_from([b"", b"\r\n--b--\r\n"]))
+@given(
+    st.lists(
+        st.sampled_from(
+            [b"QUJD", b"QUJDRA", b"A", b"AB", b"=", b"==", b"\r\n", b"\n", b" ", b"\t", b"\r"]
+        ),
+        max_size=40,
+    ),
+    st.integers(1, 9),
+    st.sampled_from([b"", b"\r\n--b--\r\n"]),
+)
 def test_decoding_in_slices_gives_the_whole_bodys_size_hash_or_fails_alike(pieces, size, after):
     body = b"".join(pieces)
     raw = b"head\r\n\r\n" + body + after
@@ -166,8 +228,14 @@ def test_decoding_in_slices_gives_the_whole_bodys_size_hash_or_fails_alike(piece
 
 
 def test_a_large_part_that_is_not_valid_base64_is_left_to_mail_parser(monkeypatch):
-    raw = HEAD + multipart("V", [attachment("a.bin", b"").replace(
-        b"\r\n\r\n\r\n", b"\r\n\r\n" + b"QUJD" * 3000 + b"QUJDR\r\n")])
+    raw = HEAD + multipart(
+        "V",
+        [
+            attachment("a.bin", b"").replace(
+                b"\r\n\r\n\r\n", b"\r\n\r\n" + b"QUJD" * 3000 + b"QUJDR\r\n"
+            )
+        ],
+    )
     assert slim(read(raw), 100) == (raw, {})
     assert parse_message(raw).parse_error is None
     assert records_agree(raw, monkeypatch)
@@ -182,16 +250,28 @@ def test_a_large_body_is_decoded_in_slices_to_the_same_digest():
 
 sizes = st.integers(0, 3000)
 leaf = st.one_of(
-    st.builds(lambda n, s: attachment(f"f{n}.bin", bytes([n % 256]) * s), st.integers(0, 99), sizes),
-    st.builds(lambda s: b"Content-Type: text/plain\r\n\r\n" + b"-- not a boundary\r\n" * (s % 50),
-              sizes),
-    st.just(b"Content-Type: message/rfc822\r\n\r\nSubject: inner\r\nContent-Type: application/zip"
-            b"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(b"z" * 999)),
+    st.builds(
+        lambda n, s: attachment(f"f{n}.bin", bytes([n % 256]) * s), st.integers(0, 99), sizes
+    ),
+    st.builds(
+        lambda s: b"Content-Type: text/plain\r\n\r\n" + b"-- not a boundary\r\n" * (s % 50), sizes
+    ),
+    st.just(
+        b"Content-Type: message/rfc822\r\n\r\nSubject: inner\r\nContent-Type: application/zip"
+        b"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(b"z" * 999)
+    ),
 )
-trees = st.recursive(leaf, lambda kids: st.builds(
-    lambda parts, k, pre, epi: multipart(f"b{k}", parts, preamble=pre, epilogue=epi),
-    st.lists(kids, min_size=1, max_size=4), st.integers(0, 9),
-    st.sampled_from([b"", b"preamble\r\n"]), st.sampled_from([b"", b"QUFB\r\n"])), max_leaves=8)
+trees = st.recursive(
+    leaf,
+    lambda kids: st.builds(
+        lambda parts, k, pre, epi: multipart(f"b{k}", parts, preamble=pre, epilogue=epi),
+        st.lists(kids, min_size=1, max_size=4),
+        st.integers(0, 9),
+        st.sampled_from([b"", b"preamble\r\n"]),
+        st.sampled_from([b"", b"QUFB\r\n"]),
+    ),
+    max_leaves=8,
+)
 
 
 @given(trees, st.booleans())

@@ -35,15 +35,22 @@ def test_every_reply_carries_an_enhanced_status_code(rx):
     code, text = c.cmd("EHLO client.example.org")
     assert "250-PIPELINING" in text and "250-ENHANCEDSTATUSCODES" in text
     steps = [
-        ("NOOP", "250 2.0.0"), ("RSET", "250 2.0.0"), ("VRFY someone", "252 2.0.0"),
-        ("HELP", "250 2.0.0"), ("MAIL FROM:<a@example.org>", "250 2.1.0"),
+        ("NOOP", "250 2.0.0"),
+        ("RSET", "250 2.0.0"),
+        ("VRFY someone", "252 2.0.0"),
+        ("HELP", "250 2.0.0"),
+        ("MAIL FROM:<a@example.org>", "250 2.1.0"),
         ("MAIL FROM:<a@example.org>", "503 5.5.1"),
         ("RCPT TO:<someone@elsewhere.example>", "550 5.7.1"),
-        (f"RCPT TO:<{rx.address}>", "250 2.1.5"), ("DATA now", "501 5.5.4"),
-        ("BOGUS", "500 5.5.1"), ("RSET", "250 2.0.0"),
+        (f"RCPT TO:<{rx.address}>", "250 2.1.5"),
+        ("DATA now", "501 5.5.4"),
+        ("BOGUS", "500 5.5.1"),
+        ("RSET", "250 2.0.0"),
         # Too many digits for a number aiosmtpd's own check would see first.
-        ("MAIL FROM:<a@example.org> SIZE=" + "9" * 40,
-         "552 5.3.4 Message size exceeds fixed maximum message size"),
+        (
+            "MAIL FROM:<a@example.org> SIZE=" + "9" * 40,
+            "552 5.3.4 Message size exceeds fixed maximum message size",
+        ),
         ("QUIT", "221 2.0.0"),
     ]
     for command, expected in steps:
@@ -55,11 +62,16 @@ def test_every_reply_carries_an_enhanced_status_code(rx):
 def test_pipelined_commands_are_answered_in_order(rx):
     c = Raw(rx.port)
     assert c.cmd("EHLO client.example.org")[0] == 250
-    c.send(f"MAIL FROM:<a@example.org>\r\nRCPT TO:<{rx.address}>\r\n"
-           "RCPT TO:<someone@elsewhere.example>\r\nDATA\r\n".encode())
+    c.send(
+        f"MAIL FROM:<a@example.org>\r\nRCPT TO:<{rx.address}>\r\n"
+        "RCPT TO:<someone@elsewhere.example>\r\nDATA\r\n".encode()
+    )
     assert [c.reply()[0] for _ in range(4)] == [250, 250, 550, 354]
-    c.send(dot_stuff(message("pipelined 1")) + b".\r\n" +
-           f"MAIL FROM:<b@example.org>\r\nRCPT TO:<{rx.address}>\r\nDATA\r\n".encode())
+    c.send(
+        dot_stuff(message("pipelined 1"))
+        + b".\r\n"
+        + f"MAIL FROM:<b@example.org>\r\nRCPT TO:<{rx.address}>\r\nDATA\r\n".encode()
+    )
     assert [c.reply()[0] for _ in range(4)] == [250, 250, 250, 354]
     c.send(dot_stuff(message("pipelined 2")) + b".\r\nQUIT\r\n")
     assert [c.reply()[0] for _ in range(2)] == [250, 221]
@@ -68,10 +80,23 @@ def test_pipelined_commands_are_answered_in_order(rx):
 
 
 def test_swaks_pipelines_when_it_is_advertised(rx):
-    r = subprocess.run(["swaks", "--pipeline", "--server", f"127.0.0.1:{rx.port}",
-                        "--to", rx.address, "--from", "a@example.org",
-                        "--header", "Subject: swaks pipelined"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            "swaks",
+            "--pipeline",
+            "--server",
+            f"127.0.0.1:{rx.port}",
+            "--to",
+            rx.address,
+            "--from",
+            "a@example.org",
+            "--header",
+            "Subject: swaks pipelined",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     # swaks pipelines only when PIPELINING is advertised: MAIL, RCPT and DATA go out
     # before the first of their replies comes back.
@@ -79,11 +104,34 @@ def test_swaks_pipelines_when_it_is_advertised(rx):
     assert "swaks pipelined" in {d["subject"] for d in deliveries(rx.db_url)}
 
 
-@given(number=st.sampled_from(["220", "221", "250", "252", "421", "451", "452", "454",
-                               "500", "501", "502", "503", "504", "530", "550", "552",
-                               "553", "554", "555", "599"]),
-       text=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
-       command=st.sampled_from(["MAIL", "RCPT", "DATA", "NOOP", "AUTH", "?"]))
+@given(
+    number=st.sampled_from(
+        [
+            "220",
+            "221",
+            "250",
+            "252",
+            "421",
+            "451",
+            "452",
+            "454",
+            "500",
+            "501",
+            "502",
+            "503",
+            "504",
+            "530",
+            "550",
+            "552",
+            "553",
+            "554",
+            "555",
+            "599",
+        ]
+    ),
+    text=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
+    command=st.sampled_from(["MAIL", "RCPT", "DATA", "NOOP", "AUTH", "?"]),
+)
 def test_enhanced_adds_a_code_of_the_reply_class_and_keeps_the_text(number, text, command):
     out = enhanced(f"{number} {text}", command)
     assert CODED.match(out) and out.startswith(number)
@@ -121,14 +169,18 @@ def test_a_locked_database_gets_the_same_451_over_smtp_and_lmtp(tmp_path):
     replies = {}
     try:
         for lmtp in ("false", "true"):
-            port = r.start(THREADS_RECEIVER_SMTP_LMTP=lmtp,
-                           THREADS_RECEIVER_DATABASE_LOCK_TIMEOUT="0.5")
+            port = r.start(
+                THREADS_RECEIVER_SMTP_LMTP=lmtp, THREADS_RECEIVER_DATABASE_LOCK_TIMEOUT="0.5"
+            )
             holder = sqlite3.connect(db, isolation_level=None)
             holder.execute("BEGIN EXCLUSIVE")  # every write waits, then gives up: 451
             c = Raw(port)
             try:
-                replies[lmtp] = (_lmtp_transaction(c, address, message(lmtp)) if lmtp == "true"
-                                 else transaction(c, address, message(lmtp)))
+                replies[lmtp] = (
+                    _lmtp_transaction(c, address, message(lmtp))
+                    if lmtp == "true"
+                    else transaction(c, address, message(lmtp))
+                )
             finally:
                 holder.execute("ROLLBACK")
                 holder.close()

@@ -136,7 +136,10 @@ def test_a_stuck_writer_fails_what_waits(writer, monkeypatch):
 def test_fault_spec_grammar():
     spec = faults.parse_spec("writer=raise@2, verifier=stall:1.5")
     assert (spec["writer"].action, spec["writer"].at) == ("raise", 2)
-    assert (spec["verifier"].action, spec["verifier"].seconds, spec["verifier"].at) == \
-        ("stall", 1.5, 1)
+    assert (spec["verifier"].action, spec["verifier"].seconds, spec["verifier"].at) == (
+        "stall",
+        1.5,
+        1,
+    )
     with pytest.raises(ValueError):
         faults.parse_spec("writer=explode")

@@ -7,7 +7,11 @@ from receiver.parse import parse_message
 from receiver.parse.ids import is_weak_id
 from receiver.threads.links import choose_parent, links_of
 from receiver.threads.subject import (
-    SubjectFacts, SubjectRule, is_reply_subject, is_subject_orphan, normalize_subject,
+    SubjectFacts,
+    SubjectRule,
+    is_reply_subject,
+    is_subject_orphan,
+    normalize_subject,
 )
 from receiver.threads.thread_index import conversation_key, parent_index
 from receiver.threads.tree import TreeMessage, build_tree, walk
@@ -26,8 +30,13 @@ def test_thread_index_conversation_key_is_the_first_22_bytes():
 
 
 def test_thread_index_garbage_is_no_link():
-    for bad in [None, "", "not base64!", base64.b64encode(b"short").decode(),
-                base64.b64encode(CONV + b"\x00\x01").decode()]:
+    for bad in [
+        None,
+        "",
+        "not base64!",
+        base64.b64encode(b"short").decode(),
+        base64.b64encode(CONV + b"\x00\x01").decode(),
+    ]:
         assert conversation_key(bad) is None
 
 
@@ -37,18 +46,30 @@ def test_thread_index_parent_drops_the_last_child_block():
 
 
 def test_outlook_reply_without_references_links_through_thread_index():
-    raw = (f"From: a@corp.example\r\nTo: b@corp.example\r\nSubject: RE: budget\r\n"
-           f"Message-ID: <o2@corp.example>\r\nThread-Index: {_ti(1)}\r\n\r\nok\r\n").encode()
+    raw = (
+        f"From: a@corp.example\r\nTo: b@corp.example\r\nSubject: RE: budget\r\n"
+        f"Message-ID: <o2@corp.example>\r\nThread-Index: {_ti(1)}\r\n\r\nok\r\n"
+    ).encode()
     links = links_of(parse_message(raw))
     assert links.keys == ("o2@corp.example", "ti:" + CONV.hex())
     assert links.parent_id is None
 
 
 def test_subject_normalisation_strips_prefixes_tags_and_counts():
-    for s in ["Re: Invoice 42", "RE: re: Invoice 42", "AW: WG: Invoice 42", "SV: Invoice 42",
-              "Antw: Invoice 42", "Odp: Invoice 42", "回复: Invoice 42", "回复：Invoice 42",
-              "[list] Re: [list] Invoice 42", "Re[2]: Invoice 42", "Fwd: Re(3): Invoice  42",
-              "  Invoice 42 "]:
+    for s in [
+        "Re: Invoice 42",
+        "RE: re: Invoice 42",
+        "AW: WG: Invoice 42",
+        "SV: Invoice 42",
+        "Antw: Invoice 42",
+        "Odp: Invoice 42",
+        "回复: Invoice 42",
+        "回复：Invoice 42",
+        "[list] Re: [list] Invoice 42",
+        "Re[2]: Invoice 42",
+        "Fwd: Re(3): Invoice  42",
+        "  Invoice 42 ",
+    ]:
         assert normalize_subject(s) == "invoice 42", s
     assert normalize_subject("Review request") == "review request"
     assert normalize_subject(None) == ""
@@ -95,9 +116,14 @@ def _id(name):
 
 
 def _m(msgid, parent=None, refs=(), day=0, **kw):
-    return TreeMessage(msgid=_id(msgid), in_reply_to=(_id(parent),) if parent else (),
-                       references=tuple(map(_id, refs)),
-                       date=D0 + dt.timedelta(hours=day), tiebreak="h", **kw)
+    return TreeMessage(
+        msgid=_id(msgid),
+        in_reply_to=(_id(parent),) if parent else (),
+        references=tuple(map(_id, refs)),
+        date=D0 + dt.timedelta(hours=day),
+        tiebreak="h",
+        **kw,
+    )
 
 
 def _shape(roots):
@@ -123,7 +149,10 @@ def test_tree_duplicate_message_ids_are_both_shown_replies_under_the_earliest():
     reply = _m("r", "x", ["x"], 2)
     roots = build_tree([reply, two, one])
     assert [(n.message.tiebreak if n.message else None, d) for d, n in walk(roots)] == [
-        ("h1", 0), ("h", 1), ("h2", 0)]
+        ("h1", 0),
+        ("h", 1),
+        ("h2", 0),
+    ]
 
 
 def test_tree_places_outlook_replies_by_thread_index_and_orphans_by_subject():
@@ -159,8 +188,10 @@ def test_base_subject_follows_rfc_5256():
 
 
 def test_thread_index_reply_is_no_subject_orphan():
-    raw = (f"From: a@corp.example\r\nTo: b@corp.example\r\nSubject: RE: budget\r\n"
-           f"Message-ID: <o2@corp.example>\r\nThread-Index: {_ti(1)}\r\n\r\nok\r\n").encode()
+    raw = (
+        f"From: a@corp.example\r\nTo: b@corp.example\r\nSubject: RE: budget\r\n"
+        f"Message-ID: <o2@corp.example>\r\nThread-Index: {_ti(1)}\r\n\r\nok\r\n"
+    ).encode()
     assert not links_of(parse_message(raw)).subject.orphan
     assert links_of(parse_message(raw.replace(b"Thread-Index", b"X-Thread-Index"))).subject.orphan
 
@@ -196,8 +227,7 @@ def test_parent_choice_when_in_reply_to_is_broken_or_rewritten():
 
 
 def test_tree_puts_a_reply_with_a_rewritten_in_reply_to_under_its_real_parent():
-    msgs = [_m(PERCHES), _m("p1@x", PERCHES, [PERCHES], 1),
-            _m("r@x", GMANE, ["p1@x", PERCHES], 2)]
+    msgs = [_m(PERCHES), _m("p1@x", PERCHES, [PERCHES], 1), _m("r@x", GMANE, ["p1@x", PERCHES], 2)]
     for order in (msgs, msgs[::-1]):
         assert _shape(build_tree(order)) == [PERCHES, "  p1@x", "  r@x"]
     # Without the original, a received References id beats the placeholder.
@@ -206,8 +236,10 @@ def test_tree_puts_a_reply_with_a_rewritten_in_reply_to_under_its_real_parent():
 
 
 def test_tree_ignores_weak_ids_that_were_not_received():
-    msgs = [TreeMessage("s1@x", ("yes",), ("yes",), D0, "h"),
-            TreeMessage("s2@x", ("s1@x",), ("yes", "s1@x"), D0 + dt.timedelta(hours=1), "h")]
+    msgs = [
+        TreeMessage("s1@x", ("yes",), ("yes",), D0, "h"),
+        TreeMessage("s2@x", ("s1@x",), ("yes", "s1@x"), D0 + dt.timedelta(hours=1), "h"),
+    ]
     assert _shape(build_tree(msgs)) == ["s1@x", "  s2@x"]
     yes = TreeMessage("yes", (), (), D0 - dt.timedelta(hours=1), "h")
     assert _shape(build_tree([yes, *msgs])) == ["yes", "  s1@x", "    s2@x"]

@@ -29,9 +29,17 @@ from tests.threading_support import fresh_store, ingest, ingest_bulk, partition,
 BASE = dt.datetime(2024, 3, 1, 9, 0)
 
 
-def mail(msgid: str | None, subject: str = "plans", irt: str = "", refs: str = "",
-         frm: str = "bob@example.org", to: str = "alice@corp.example", day: float = 0,
-         body: str = "text", extra: str = "") -> bytes:
+def mail(
+    msgid: str | None,
+    subject: str = "plans",
+    irt: str = "",
+    refs: str = "",
+    frm: str = "bob@example.org",
+    to: str = "alice@corp.example",
+    day: float = 0,
+    body: str = "text",
+    extra: str = "",
+) -> bytes:
     date = (BASE + dt.timedelta(days=day)).strftime("%a, %d %b %Y %H:%M:%S +0000")
     head = [f"From: {frm}", f"To: {to}", f"Subject: {subject}", f"Date: {date}"]
     if msgid:
@@ -51,15 +59,25 @@ def threads_of(db) -> list[set[str]]:
 
 def test_late_parent_slots_into_its_ghost_and_threads_merge_into_the_smaller_id(db_url):
     db = fresh_store(db_url)
-    ingest(db, [parse_message(mail("c@x", irt="<b@x>", refs="<a@x> <b@x>")),
-                parse_message(mail("d@x", irt="<q@x>"))])
+    ingest(
+        db,
+        [
+            parse_message(mail("c@x", irt="<b@x>", refs="<a@x> <b@x>")),
+            parse_message(mail("d@x", irt="<q@x>")),
+        ],
+    )
     with db.connection_context():
         ghost = MsgId.get_by_id("b@x")
         assert ghost.ghost and MsgId.get_by_id("a@x").ghost
         first, second = sorted({m.thread_id for m in Message.select()})
     # e answers both conversations: one thread remains, the smaller id survives.
-    ingest(db, [parse_message(mail("b@x", irt="<a@x>", refs="<a@x>")),
-                parse_message(mail("e@x", refs="<b@x> <q@x>"))])
+    ingest(
+        db,
+        [
+            parse_message(mail("b@x", irt="<a@x>", refs="<a@x>")),
+            parse_message(mail("e@x", refs="<b@x> <q@x>")),
+        ],
+    )
     assert threads_of(db) == [["b@x", "c@x", "d@x", "e@x"]]
     with db.connection_context():
         assert not MsgId.get_by_id("b@x").ghost and MsgId.get_by_id("a@x").ghost
@@ -83,24 +101,39 @@ def test_late_parent_slots_into_its_ghost_and_threads_merge_into_the_smaller_id(
 
 def test_duplicate_message_ids_with_different_content_are_two_messages_in_one_thread(db_url):
     db = fresh_store(db_url)
-    ingest(db, [parse_message(mail("same@x", body="one")), parse_message(mail("same@x", body="two")),
-                parse_message(mail("same@x", body="one", extra="Received: by relay"))])
+    ingest(
+        db,
+        [
+            parse_message(mail("same@x", body="one")),
+            parse_message(mail("same@x", body="two")),
+            parse_message(mail("same@x", body="one", extra="Received: by relay")),
+        ],
+    )
     with db.connection_context():
         rows = list(Message.select().where(Message.message_id == "same@x"))
     assert len(rows) == 2 and len({r.thread_id for r in rows}) == 1
 
 
 def _subject_case():
-    root = parse_message(mail("r@x", subject="Invoice 7", frm="carol@example.org",
-                              to="alice@corp.example", day=0))
-    orphan = parse_message(mail("o@x", subject="RE: Invoice 7", frm="alice@corp.example",
-                                to="carol@example.org", day=3))
-    stranger = parse_message(mail("s@x", subject="Re: Invoice 7", frm="eve@example.net",
-                                  to="mallory@example.net", day=3))
-    late = parse_message(mail("l@x", subject="Re: Invoice 7", frm="carol@example.org",
-                              to="alice@corp.example", day=40))
-    plain = parse_message(mail("p@x", subject="Invoice 7", frm="carol@example.org",
-                               to="alice@corp.example", day=1))
+    root = parse_message(
+        mail("r@x", subject="Invoice 7", frm="carol@example.org", to="alice@corp.example", day=0)
+    )
+    orphan = parse_message(
+        mail(
+            "o@x", subject="RE: Invoice 7", frm="alice@corp.example", to="carol@example.org", day=3
+        )
+    )
+    stranger = parse_message(
+        mail("s@x", subject="Re: Invoice 7", frm="eve@example.net", to="mallory@example.net", day=3)
+    )
+    late = parse_message(
+        mail(
+            "l@x", subject="Re: Invoice 7", frm="carol@example.org", to="alice@corp.example", day=40
+        )
+    )
+    plain = parse_message(
+        mail("p@x", subject="Invoice 7", frm="carol@example.org", to="alice@corp.example", day=1)
+    )
     return [root, orphan, stranger, late, plain]
 
 
@@ -130,12 +163,29 @@ def _ti_header(conv: bytes, blocks: int) -> str:
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_a_thread_index_reply_is_not_joined_by_subject_to_an_older_conversation(db_url, reverse):
-    old = parse_message(mail("old@x", subject="Budget", frm="carol@example.org",
-                             to="alice@corp.example", day=0))
-    first = parse_message(mail("t1@x", subject="Budget", frm="dave@example.org",
-                               to="alice@corp.example", day=2, extra=_ti_header(b"conv", 0)))
-    reply = parse_message(mail("t2@x", subject="RE: Budget", frm="alice@corp.example",
-                               to="carol@example.org", day=3, extra=_ti_header(b"conv", 1)))
+    old = parse_message(
+        mail("old@x", subject="Budget", frm="carol@example.org", to="alice@corp.example", day=0)
+    )
+    first = parse_message(
+        mail(
+            "t1@x",
+            subject="Budget",
+            frm="dave@example.org",
+            to="alice@corp.example",
+            day=2,
+            extra=_ti_header(b"conv", 0),
+        )
+    )
+    reply = parse_message(
+        mail(
+            "t2@x",
+            subject="RE: Budget",
+            frm="alice@corp.example",
+            to="carol@example.org",
+            day=3,
+            extra=_ti_header(b"conv", 1),
+        )
+    )
     recs = [old, first, reply]
     db = fresh_store(db_url)
     ingest(db, recs[::-1] if reverse else recs)
@@ -155,22 +205,33 @@ def weak_series(draw):
         for j in range(draw(st.integers(1, 4))):
             minutes += draw(st.integers(0, 90))
             head = draw(st.sampled_from(["irt", "both", "refs"]))
-            msgs.append(mail(f"s{k}.{j}@h.example", f"[PATCH {j}] part {k}",
-                             irt="<yes>" if head != "refs" else "",
-                             refs="<yes>" if head != "irt" else "", frm=sender,
-                             day=start + minutes / 1440, body=f"patch {k} {j}"))
+            msgs.append(
+                mail(
+                    f"s{k}.{j}@h.example",
+                    f"[PATCH {j}] part {k}",
+                    irt="<yes>" if head != "refs" else "",
+                    refs="<yes>" if head != "irt" else "",
+                    frm=sender,
+                    day=start + minutes / 1440,
+                    body=f"patch {k} {j}",
+                )
+            )
         series.append(msgs)
     return series
 
 
-@settings(max_examples=8, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(series=weak_series(), seed=st.integers(0, 2**16))
 def test_a_weak_id_joins_a_series_but_not_conversations_months_apart(db_url, series, seed):
     records = [parse_message(m) for msgs in series for m in msgs]
     random.Random(seed).shuffle(records)
-    expected = sorted(sorted(f"s{k}.{j}@h.example" for j in range(len(msgs)))
-                      for k, msgs in enumerate(series))
+    expected = sorted(
+        sorted(f"s{k}.{j}@h.example" for j in range(len(msgs))) for k, msgs in enumerate(series)
+    )
     for store, batch in ((ingest, 1), (ingest_bulk, 3)):
         db = fresh_store(db_url)
         store(db, records, batch=batch)
@@ -185,10 +246,18 @@ def test_a_weak_id_joins_a_series_but_not_conversations_months_apart(db_url, ser
 
 def test_a_weak_id_joins_the_same_sender_only_within_the_neighbouring_slot(db_url):
     # Slots are 3 hours (UTC): 09:00-11:59, 12:00-14:59, ...; 18:00 is two slots on.
-    recs = [parse_message(mail(f"w{i}@x", irt="<yes>", frm=frm, day=hours / 24))
-            for i, (frm, hours) in enumerate([("bob@example.org", 0), ("bob@example.org", 2.9),
-                                              ("eve@example.org", 1), ("bob@example.org", 5.9),
-                                              ("bob@example.org", 9)])]
+    recs = [
+        parse_message(mail(f"w{i}@x", irt="<yes>", frm=frm, day=hours / 24))
+        for i, (frm, hours) in enumerate(
+            [
+                ("bob@example.org", 0),
+                ("bob@example.org", 2.9),
+                ("eve@example.org", 1),
+                ("bob@example.org", 5.9),
+                ("bob@example.org", 9),
+            ]
+        )
+    ]
     db = fresh_store(db_url)
     ingest(db, recs[::-1])
     assert threads_of(db) == [["w0@x", "w1@x", "w3@x"], ["w2@x"], ["w4@x"]]
@@ -199,6 +268,7 @@ def test_quarantined_messages_stay_out_of_threads_until_released(db_url):
     held = parse_message(mail("b@x", irt="<a@x>"))
     with db.connection_context(), db.atomic():
         from tests.threading_support import store_delivery
+
         store_delivery(request_for(held, status="quarantined"), DEFAULT_RULE)
     ingest(db, [parse_message(mail("a@x")), parse_message(mail("c@x", irt="<b@x>"))])
     with db.connection_context():
@@ -231,15 +301,25 @@ def forests(draw):
         topic = topic_of[parent] if parent is not None else draw(st.sampled_from(TOPICS))
         topic_of.append(topic)
         kind = draw(st.sampled_from(["ok", "ok", "missing", "dup", "weak"]))
-        msgid = (None if kind == "missing" else ids[draw(st.integers(0, i - 1))]
-                 if kind == "dup" and i else "yes" if kind == "weak" else f"m{i}@h.example")
+        msgid = (
+            None
+            if kind == "missing"
+            else ids[draw(st.integers(0, i - 1))]
+            if kind == "dup" and i
+            else "yes"
+            if kind == "weak"
+            else f"m{i}@h.example"
+        )
         ids.append(msgid or f"m{i}@h.example")
         # References: some earlier messages of the topic, then the parent.
         chain = []
         if parent is not None:
             chain = [ids[j] for j in range(parent) if topic_of[j] == topic][-2:] + [ids[parent]]
-        style = draw(st.sampled_from(["full", "irt", "truncated", "none", "loop", "garbage",
-                                      "rewritten", "weak"]))
+        style = draw(
+            st.sampled_from(
+                ["full", "irt", "truncated", "none", "loop", "garbage", "rewritten", "weak"]
+            )
+        )
         irt = refs = ""
         if chain and style in ("full", "irt", "garbage"):
             irt = f"<{chain[-1]}>"
@@ -248,8 +328,10 @@ def forests(draw):
         if chain and style == "truncated":
             refs = f"<{chain[-1]}>"
         if style == "loop":
-            refs = " ".join(f"<m{j}@h.example>" for j in draw(
-                st.lists(st.integers(0, n - 1), min_size=1, max_size=3)))
+            refs = " ".join(
+                f"<m{j}@h.example>"
+                for j in draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=3))
+            )
             irt = f"<{ids[-1]}>"
         if style == "garbage":
             refs += " <> <not an id> <" + "z" * 260 + "@h.example>"
@@ -266,12 +348,15 @@ def forests(draw):
         extra = ""
         if draw(st.integers(0, 5)) == 0:
             conv = topic.encode().ljust(22, b".")
-            extra = "Thread-Index: " + base64.b64encode(conv + b"\x00" * 5 * draw(
-                st.integers(0, 2))).decode()
+            extra = (
+                "Thread-Index: "
+                + base64.b64encode(conv + b"\x00" * 5 * draw(st.integers(0, 2))).decode()
+            )
         # Days, or hours (series-like) apart: the weak id's slots see both.
         day = draw(st.one_of(st.integers(0, 50), st.integers(0, 30).map(lambda h: h / 24)))
-        raws.append(mail(msgid, subject, irt, refs, frm, to, day=day,
-                         body=f"body {i}", extra=extra))
+        raws.append(
+            mail(msgid, subject, irt, refs, frm, to, day=day, body=f"body {i}", extra=extra)
+        )
     return [parse_message(r) for r in raws]
 
 
@@ -294,17 +379,25 @@ def expected_partition(records, rule=DEFAULT_RULE) -> set[frozenset]:
     received = {r.message_id for r in records}
     for (node, _link), r in zip(links, records):
         named = {*r.references, *r.in_reply_to}
-        for k in [r.message_id, conversation_key(r.thread_index),
-                  *(i for i in named if "@" in i or i in received)]:
+        for k in [
+            r.message_id,
+            conversation_key(r.thread_index),
+            *(i for i in named if "@" in i or i in received),
+        ]:
             if k:
                 union(node, ("key", k))
     for i, ((a, la), ra) in enumerate(zip(links, records)):
-        for (b, lb), rb in zip(links[i + 1:], records[i + 1:]):
+        for (b, lb), rb in zip(links[i + 1 :], records[i + 1 :]):
             weak_a = {w for w in [*ra.references, *ra.in_reply_to] if "@" not in w}
             weak_b = {w for w in [*rb.references, *rb.in_reply_to] if "@" not in w}
             if rule.joins(la.subject, lb.subject) or (
-                    weak_a & weak_b and ra.from_addr and ra.from_addr == rb.from_addr
-                    and ra.date and rb.date and abs(slot_of(ra.date) - slot_of(rb.date)) <= 1):
+                weak_a & weak_b
+                and ra.from_addr
+                and ra.from_addr == rb.from_addr
+                and ra.date
+                and rb.date
+                and abs(slot_of(ra.date) - slot_of(rb.date)) <= 1
+            ):
                 union(a, b)
     groups: dict = {}
     for node, _ in links:
@@ -329,20 +422,28 @@ def shapes(db) -> set[tuple]:
 
 def parents(db) -> set[tuple]:
     with db.connection_context():
-        return set(Message.select(Message.message_id, Message.content_hash,
-                                  Message.parent_msgid).tuples())
+        return set(
+            Message.select(Message.message_id, Message.content_hash, Message.parent_msgid).tuples()
+        )
 
 
-@settings(max_examples=12, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(records=forests(), seed=st.integers(0, 2**32 - 1))
 def test_every_arrival_order_gives_the_same_threads_and_trees(db_url, records, seed):
     shuffled = records[:]
     random.Random(seed).shuffle(shuffled)
     results = []
     # One by one (as SMTP delivers), and set-wise in batches (store_messages).
-    for order, batch, store in ((records, 2, ingest), (records[::-1], 5, ingest),
-                                (shuffled, 3, ingest_bulk), (shuffled[::-1], 4, ingest_bulk)):
+    for order, batch, store in (
+        (records, 2, ingest),
+        (records[::-1], 5, ingest),
+        (shuffled, 3, ingest_bulk),
+        (shuffled[::-1], 4, ingest_bulk),
+    ):
         db = fresh_store(db_url)
         store(db, order, batch=batch)
         results.append((partition(db), parents(db), shapes(db)))
@@ -363,8 +464,11 @@ def _writer_process(db_url: str, records, seed: int) -> None:
     writer.stop()
 
 
-@settings(max_examples=4, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(records=forests(), seed=st.integers(0, 2**16))
 def test_two_writer_processes_on_postgresql_agree_with_one(db_url, records, seed):
     if not db_url.startswith("postgresql"):
@@ -375,8 +479,9 @@ def test_two_writer_processes_on_postgresql_agree_with_one(db_url, records, seed
     db = fresh_store(db_url)
     assert is_postgres(db) and db.is_closed()
     fork = multiprocessing.get_context("fork")
-    procs = [fork.Process(target=_writer_process, args=(db_url, records, seed + i))
-             for i in range(2)]
+    procs = [
+        fork.Process(target=_writer_process, args=(db_url, records, seed + i)) for i in range(2)
+    ]
     for p in procs:
         p.start()
     for p in procs:

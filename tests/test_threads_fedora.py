@@ -36,7 +36,12 @@ from receiver.threads.subject import SubjectRule
 from tests.dns_server import DnsServer
 from tests.helpers import Receiver
 from tests.threading_support import (
-    FEDORA, fedora_archive_threads, fedora_messages, fresh_store, ingest, partition,
+    FEDORA,
+    fedora_archive_threads,
+    fedora_messages,
+    fresh_store,
+    ingest,
+    partition,
 )
 
 # Where the archive's parent is no ancestor of ours (see the module docstring).
@@ -97,7 +102,7 @@ def test_fedora_month_without_the_subject_rule(tmp_path, fedora):
 def _archive_parents() -> dict[int, int | None]:
     """MHonArc's nesting: each message's enclosing list item."""
     html = gzip.open(FEDORA / "2010-January_thread.html.gz").read().decode("latin-1")
-    body = html[html.index("<HR>"):]
+    body = html[html.index("<HR>") :]
     stack: list[int | None] = []
     last = None
     parent: dict[int, int | None] = {}
@@ -137,8 +142,9 @@ def _send_all(port: int, rcpt: str, raws: list[bytes], seed: int, connections: i
             for raw in part:
                 s.sendmail("list@example.org", [rcpt], raw)
 
-    senders = [threading.Thread(target=session, args=(order[i::connections],))
-               for i in range(connections)]
+    senders = [
+        threading.Thread(target=session, args=(order[i::connections],)) for i in range(connections)
+    ]
     for t in senders:
         t.start()
     for t in senders:
@@ -168,8 +174,9 @@ def test_fedora_month_over_smtp(tmp_path, fedora, db_url, no_keys_dns):
         rx.stop()
 
 
-def test_two_receivers_on_one_postgresql_thread_the_month_like_one(tmp_path, fedora, db_url,
-                                                                  no_keys_dns):
+def test_two_receivers_on_one_postgresql_thread_the_month_like_one(
+    tmp_path, fedora, db_url, no_keys_dns
+):
     if not db_url.startswith("postgresql"):
         pytest.skip("several receivers share one database only on PostgreSQL")
     raws, records = fedora
@@ -180,8 +187,10 @@ def test_two_receivers_on_one_postgresql_thread_the_month_like_one(tmp_path, fed
         ports = [one.start(**no_keys_dns), two.start(**no_keys_dns)]
         # Each receiver gets the whole month in its own order, at the same time: every
         # message arrives twice (the second copy is a duplicate delivery).
-        senders = [threading.Thread(target=_send_all, args=(port, rcpt, raws, seed))
-                   for seed, port in enumerate(ports)]
+        senders = [
+            threading.Thread(target=_send_all, args=(port, rcpt, raws, seed))
+            for seed, port in enumerate(ports)
+        ]
         for t in senders:
             t.start()
         for t in senders:

@@ -23,8 +23,11 @@ def send(port: int, rcpt: str, raw: bytes) -> tuple[int, str]:
 
 
 def dns_env(dns, **extra) -> dict[str, str]:
-    return {"THREADS_RECEIVER_DNS_SERVERS": dns.address, "THREADS_RECEIVER_DNS_TIMEOUT": "0.5",
-            **extra}
+    return {
+        "THREADS_RECEIVER_DNS_SERVERS": dns.address,
+        "THREADS_RECEIVER_DNS_TIMEOUT": "0.5",
+        **extra,
+    }
 
 
 def test_smtp_verdicts_replies_unwrapping_and_confirmation(receiver, dns):
@@ -33,8 +36,11 @@ def test_smtp_verdicts_replies_unwrapping_and_confirmation(receiver, dns):
 
     assert send(port, address, F.gmail_forwarding(F.signed()))[0] == 250
     code, msg = send(port, address, F.inline_forward())
-    assert (code, msg) == (550, "5.7.1 this copy was forwarded, not redirected: the original "
-                                "headers were replaced; set the rule to redirect")
+    assert (code, msg) == (
+        550,
+        "5.7.1 this copy was forwarded, not redirected: the original "
+        "headers were replaced; set the rule to redirect",
+    )
     code, msg = send(port, address, F.list_footer(F.signed()))
     assert code == 550 and msg.startswith("5.7.1 the message body was changed on the way")
 
@@ -43,7 +49,9 @@ def test_smtp_verdicts_replies_unwrapping_and_confirmation(receiver, dns):
     assert send(port, address, wrapped)[0] == 250
     assert send(port, address, F.gmail_confirmation("612842311"))[0] == 250
 
-    listed = {m["message_id"]: m["id"] for m in receiver.cli_json("messages", "list", "--limit", "0")}
+    listed = {
+        m["message_id"]: m["id"] for m in receiver.cli_json("messages", "list", "--limit", "0")
+    }
     assert set(listed) == {"q1@author.example", "b1@author.example", "conf1@google.com"}
     [d] = receiver.cli_json("messages", "show", str(listed["q1@author.example"]))["deliveries"]
     assert (d["verdict"], d["status"]) == ("unaltered", "stored")
@@ -66,10 +74,14 @@ def test_quarantine_release_threads_and_delete_removes(receiver, dns):
     address = receiver.add_mailbox(F.SUBSCRIBER)
     port = receiver.start(**dns_env(dns))
     parent = F.sign(F.original(subject="Plan", msgid="p1@author.example"))
-    reply = F.subject_tag(F.sign(F.original(subject="Quarterly numbers", msgid="r1@author.example")
-                                 .replace(b"Message-ID: <r1@author.example>\r\n",
-                                          b"Message-ID: <r1@author.example>\r\n"
-                                          b"In-Reply-To: <p1@author.example>\r\n")))
+    reply = F.subject_tag(
+        F.sign(
+            F.original(subject="Quarterly numbers", msgid="r1@author.example").replace(
+                b"Message-ID: <r1@author.example>\r\n",
+                b"Message-ID: <r1@author.example>\r\nIn-Reply-To: <p1@author.example>\r\n",
+            )
+        )
+    )
     assert send(port, address, parent)[0] == 250
     assert send(port, address, reply)[0] == 250  # altered → quarantined (the default), still 250
     held = receiver.cli_json("quarantine", "list")
@@ -86,7 +98,9 @@ def test_quarantine_release_threads_and_delete_removes(receiver, dns):
     assert send(port, address, F.list_footer(F.signed()))[0] == 250
     [held] = receiver.cli_json("quarantine", "list")
     receiver.cli("quarantine", "delete", str(held["delivery_id"]))
-    assert "q1@author.example" not in {m["message_id"] for m in receiver.cli_json("messages", "list")}
+    assert "q1@author.example" not in {
+        m["message_id"] for m in receiver.cli_json("messages", "list")
+    }
     r = receiver.cli("quarantine", "release", str(held["delivery_id"]), check=False)
     assert r.returncode == 1 and b"no quarantined delivery" in r.stderr
 
@@ -106,12 +120,16 @@ def cli_receiver(tmp_path):
     return Receiver(tmp_path / "rx", f"sqlite:///{tmp_path / 'rx.db'}")
 
 
-@pytest.mark.parametrize("make,exit_code,verdict", [
-    (lambda: F.exchange_redirect(F.signed()), 0, "unaltered"),
-    (lambda: F.RFC8463_MESSAGE, 0, "unaltered"),
-    (lambda: F.sign(F.original(), "gone2019"), 1, "unverifiable"),
-    (lambda: F.subject_tag(F.signed()), 2, "altered"),
-], ids=["exchange-redirect", "rfc8463", "rotated-key", "subject-tag"])
+@pytest.mark.parametrize(
+    "make,exit_code,verdict",
+    [
+        (lambda: F.exchange_redirect(F.signed()), 0, "unaltered"),
+        (lambda: F.RFC8463_MESSAGE, 0, "unaltered"),
+        (lambda: F.sign(F.original(), "gone2019"), 1, "unverifiable"),
+        (lambda: F.subject_tag(F.signed()), 2, "altered"),
+    ],
+    ids=["exchange-redirect", "rfc8463", "rotated-key", "subject-tag"],
+)
 def test_verify_cli_exit_codes(cli_receiver, dns, tmp_path, make, exit_code, verdict):
     eml = tmp_path / "copy.eml"
     eml.write_bytes(make())
@@ -136,8 +154,9 @@ def test_verify_cli_prints_every_reason(cli_receiver, dns, tmp_path):
 def test_verify_cli_inline_forward_for_the_subscriber(cli_receiver, dns, tmp_path):
     eml = tmp_path / "fwd.eml"
     eml.write_bytes(F.inline_forward())
-    r = cli_receiver.cli("verify", str(eml), "--mailbox", F.SUBSCRIBER, "--json", check=False,
-                         **dns_env(dns))
+    r = cli_receiver.cli(
+        "verify", str(eml), "--mailbox", F.SUBSCRIBER, "--json", check=False, **dns_env(dns)
+    )
     assert r.returncode == 2
     assert json.loads(r.stdout)["cause"] == "forwarded_inline"
     missing = cli_receiver.cli("verify", str(tmp_path / "nope.eml"), check=False)

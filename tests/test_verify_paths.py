@@ -18,13 +18,15 @@ from receiver.verify.dkimcheck import SigResult
 from tests import mailfixtures as F
 from tests.dns_server import SERVFAIL, TIMEOUT, TTL
 
-NOW = dt.datetime.now(dt.timezone.utc)
-Y2019 = dt.datetime(2019, 1, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime.now(dt.UTC)
+Y2019 = dt.datetime(2019, 1, 1, tzinfo=dt.UTC)
 
 
 def verifier(dns, **env) -> Verifier:
-    cfg = configmod.load(None, {"THREADS_RECEIVER_DNS_SERVERS": dns.address,
-                                "THREADS_RECEIVER_DNS_TIMEOUT": "0.5", **env})
+    cfg = configmod.load(
+        None,
+        {"THREADS_RECEIVER_DNS_SERVERS": dns.address, "THREADS_RECEIVER_DNS_TIMEOUT": "0.5", **env},
+    )
     return Verifier(cfg)
 
 
@@ -34,71 +36,156 @@ def run(v: Verifier, raw: bytes, subscriber: str | None = F.SUBSCRIBER, **kw):
             return await v.verify(read(raw), subscriber=subscriber, received_at=NOW, **kw)
         finally:
             await v.close()
+
     return asyncio.run(go())
 
 
 def expired_signature() -> bytes:
     # Signed 2019-01-01, valid a week, first received in March: expired on arrival.
-    return (F.received("author.example", "Fri, 01 Mar 2019 10:00:00 +0000")
-            + F.sign(F.original(), t=Y2019, x=Y2019 + dt.timedelta(days=7)))
+    return F.received("author.example", "Fri, 01 Mar 2019 10:00:00 +0000") + F.sign(
+        F.original(), t=Y2019, x=Y2019 + dt.timedelta(days=7)
+    )
 
 
 def historic_within_expiry() -> bytes:
     # x= is long past today, but the message was first received before it.
-    return (F.received("author.example", "Wed, 02 Jan 2019 10:00:00 +0000")
-            + F.sign(F.original(), t=Y2019, x=Y2019 + dt.timedelta(days=7)))
+    return F.received("author.example", "Wed, 02 Jan 2019 10:00:00 +0000") + F.sign(
+        F.original(), t=Y2019, x=Y2019 + dt.timedelta(days=7)
+    )
 
 
 CASES = [
     # name, message, verdict, cause, a reason must contain
-    ("gmail forwarding", lambda: F.gmail_forwarding(F.signed()), "unaltered", None,
-     "d=author.example s=s1 verifies"),
-    ("exchange redirect with SRS", lambda: F.exchange_redirect(F.signed()), "unaltered", None,
-     "aligned (strict)"),
+    (
+        "gmail forwarding",
+        lambda: F.gmail_forwarding(F.signed()),
+        "unaltered",
+        None,
+        "d=author.example s=s1 verifies",
+    ),
+    (
+        "exchange redirect with SRS",
+        lambda: F.exchange_redirect(F.signed()),
+        "unaltered",
+        None,
+        "aligned (strict)",
+    ),
     ("sieve redirect", lambda: F.sieve_redirect(F.signed()), "unaltered", None, "verifies"),
     ("inline Fwd:", F.inline_forward, "altered", "forwarded_inline", "forwarded inline"),
-    ("forward as attachment", lambda: F.forward_as_attachment(F.signed()), "unaltered", None,
-     "wrapped copy (forwarded as attachment)"),
-    ("exchange journal report", lambda: F.journal_report(F.signed()), "unaltered", None,
-     "wrapped copy (Exchange journal report)"),
-    ("list footer", lambda: F.list_footer(F.signed()), "altered", "body_changed",
-     "body hash mismatch (d=author.example"),
-    ("footer past l=", lambda: F.sign(F.original(), length=True) + b"--\r\nfooter\r\n",
-     "altered", "body_appended", "appended after the signed body length"),
-    ("subject tag", lambda: F.subject_tag(F.signed()), "altered", "headers_changed",
-     "signature mismatch (d=author.example"),
-    ("rotated key", lambda: F.sign(F.original(), "gone2019"), "unverifiable", None,
-     "body intact, key gone"),
-    ("revoked key", lambda: F.sign(F.original(), "revoked"), "unverifiable", None,
-     "revoked (empty p=)"),
+    (
+        "forward as attachment",
+        lambda: F.forward_as_attachment(F.signed()),
+        "unaltered",
+        None,
+        "wrapped copy (forwarded as attachment)",
+    ),
+    (
+        "exchange journal report",
+        lambda: F.journal_report(F.signed()),
+        "unaltered",
+        None,
+        "wrapped copy (Exchange journal report)",
+    ),
+    (
+        "list footer",
+        lambda: F.list_footer(F.signed()),
+        "altered",
+        "body_changed",
+        "body hash mismatch (d=author.example",
+    ),
+    (
+        "footer past l=",
+        lambda: F.sign(F.original(), length=True) + b"--\r\nfooter\r\n",
+        "altered",
+        "body_appended",
+        "appended after the signed body length",
+    ),
+    (
+        "subject tag",
+        lambda: F.subject_tag(F.signed()),
+        "altered",
+        "headers_changed",
+        "signature mismatch (d=author.example",
+    ),
+    (
+        "rotated key",
+        lambda: F.sign(F.original(), "gone2019"),
+        "unverifiable",
+        None,
+        "body intact, key gone",
+    ),
+    (
+        "revoked key",
+        lambda: F.sign(F.original(), "revoked"),
+        "unverifiable",
+        None,
+        "revoked (empty p=)",
+    ),
     ("expired signature", expired_signature, "unverifiable", None, "signature expired"),
     ("historic, valid when received", historic_within_expiry, "unaltered", None, "verifies"),
-    ("two signatures, one failing", lambda: F.sign(F.signed(), "wrong"), "unaltered", None,
-     "s=wrong: fail (signature mismatch"),
-    ("ed25519", lambda: F.sign(F.original(), "ed1", key=F.ED_KEY, algorithm=b"ed25519-sha256"),
-     "unaltered", None, "s=ed1 verifies"),
-    ("RFC 8463 Appendix A", lambda: F.RFC8463_MESSAGE, "unaltered", None,
-     "d=football.example.com s=brisbane verifies"),
+    (
+        "two signatures, one failing",
+        lambda: F.sign(F.signed(), "wrong"),
+        "unaltered",
+        None,
+        "s=wrong: fail (signature mismatch",
+    ),
+    (
+        "ed25519",
+        lambda: F.sign(F.original(), "ed1", key=F.ED_KEY, algorithm=b"ed25519-sha256"),
+        "unaltered",
+        None,
+        "s=ed1 verifies",
+    ),
+    (
+        "RFC 8463 Appendix A",
+        lambda: F.RFC8463_MESSAGE,
+        "unaltered",
+        None,
+        "d=football.example.com s=brisbane verifies",
+    ),
     ("unsigned", F.original, "unverifiable", None, "no DKIM signature"),
     # RFC 6376 §8.15: an unsigned instance above the signed one is what a reader sees.
-    *[(f"unsigned {name} on top", lambda f=field: F.prepended(F.signed(), f), "altered",
-       "headers_added", (f"header added: 2 {name}: fields, the signature "
-                         "d=author.example s=s1 covers 1")) for name, field in [
-        ("Subject", b"Subject: Urgent: new bank details"),
-        ("From", b"From: Ann Author <ann@attacker.example>"),
-        ("Date", b"Date: Mon, 07 Oct 2024 10:00:00 +0000"),
-        ("Message-ID", b"Message-ID: <forged@attacker.example>"),
-        ("To", b"To: Bob <bob@corp.example>"),
-        ("Content-Type", b"Content-Type: text/html")]],
+    *[
+        (
+            f"unsigned {name} on top",
+            lambda f=field: F.prepended(F.signed(), f),
+            "altered",
+            "headers_added",
+            (f"header added: 2 {name}: fields, the signature d=author.example s=s1 covers 1"),
+        )
+        for name, field in [
+            ("Subject", b"Subject: Urgent: new bank details"),
+            ("From", b"From: Ann Author <ann@attacker.example>"),
+            ("Date", b"Date: Mon, 07 Oct 2024 10:00:00 +0000"),
+            ("Message-ID", b"Message-ID: <forged@attacker.example>"),
+            ("To", b"To: Bob <bob@corp.example>"),
+            ("Content-Type", b"Content-Type: text/html"),
+        ]
+    ],
     ("oversigned", F.oversigned, "unaltered", None, "d=author.example s=s1 verifies"),
     # The oversigned slot now selects the added Subject: the signature breaks.
-    ("oversigned, subject added", lambda: F.prepended(F.oversigned(), b"Subject: x"),
-     "altered", "headers_changed", "signature mismatch (d=author.example"),
-    ("malformed signature", lambda: b"DKIM-Signature: v=1; a=rsa-sha256; d=author.example; s=s1\r\n"
-     + F.original(), "unverifiable", None, "malformed signature: missing b'b'="),
-    ("only the forwarder signs", lambda: F.sign(F.original(), "list", "lists.example",
-                                                F.OTHER_KEY),
-     "unverifiable", None, "no signature from the author's domain author.example"),
+    (
+        "oversigned, subject added",
+        lambda: F.prepended(F.oversigned(), b"Subject: x"),
+        "altered",
+        "headers_changed",
+        "signature mismatch (d=author.example",
+    ),
+    (
+        "malformed signature",
+        lambda: b"DKIM-Signature: v=1; a=rsa-sha256; d=author.example; s=s1\r\n" + F.original(),
+        "unverifiable",
+        None,
+        "malformed signature: missing b'b'=",
+    ),
+    (
+        "only the forwarder signs",
+        lambda: F.sign(F.original(), "list", "lists.example", F.OTHER_KEY),
+        "unverifiable",
+        None,
+        "no signature from the author's domain author.example",
+    ),
 ]
 
 
@@ -133,8 +220,9 @@ def test_wrapped_copy_is_unwrapped_to_the_exact_original(dns):
 
 
 def test_unwrap_off_keeps_the_wrapper_unverifiable(dns):
-    v = run(verifier(dns, THREADS_RECEIVER_POLICY_UNWRAP="false"),
-            F.forward_as_attachment(F.signed()))
+    v = run(
+        verifier(dns, THREADS_RECEIVER_POLICY_UNWRAP="false"), F.forward_as_attachment(F.signed())
+    )
     assert (v.kind, v.inner) == ("unverifiable", None)
     assert "unwrapping is off" in v.reasons[0]
 
@@ -167,14 +255,19 @@ def test_arc_evidence_counts_for_mail_whose_key_is_gone(dns):
     raw = F.gmail_forwarding(F.sign(F.original(), "gone2019"))
     v = run(verifier(dns), raw)
     assert v.kind == "unverifiable"
-    assert any(r.startswith("ARC evidence: forwarder.example saw dkim=pass for author.example")
-               for r in v.reasons), v.reasons
+    assert any(
+        r.startswith("ARC evidence: forwarder.example saw dkim=pass for author.example")
+        for r in v.reasons
+    ), v.reasons
 
 
 def test_exchange_redirect_path_signs(dns):
     v = run(verifier(dns), F.exchange_redirect(F.signed()))
-    assert v.detail["path"] == {"kind": "copied", "wrapper": None,
-                                "how": ["Exchange inbox rule", "SRS envelope sender"]}
+    assert v.detail["path"] == {
+        "kind": "copied",
+        "wrapper": None,
+        "how": ["Exchange inbox rule", "SRS envelope sender"],
+    }
     assert [a["relaxed"] for a in v.detail["alignment"]] == [False, True]
 
 
@@ -191,9 +284,15 @@ def test_keys_are_cached_and_one_data_is_verified_once(dns):
     raw = F.signed()
 
     async def go():
-        first = await asyncio.gather(*(v.verify(read(raw), subscriber=f"u{i}@corp.example",
-                                                received_at=NOW) for i in range(5)))
-        other = await v.verify(read(F.sieve_redirect(raw)), subscriber=F.SUBSCRIBER, received_at=NOW)
+        first = await asyncio.gather(
+            *(
+                v.verify(read(raw), subscriber=f"u{i}@corp.example", received_at=NOW)
+                for i in range(5)
+            )
+        )
+        other = await v.verify(
+            read(F.sieve_redirect(raw)), subscriber=F.SUBSCRIBER, received_at=NOW
+        )
         await v.close()
         return first, other
 
@@ -243,8 +342,9 @@ def test_dns_servers_from_the_config_file(dns, tmp_path):
 
 
 def test_own_message_carrying_an_eml_is_not_unwrapped(dns):
-    raw = F.forward_as_attachment(F.signed()).replace(b"Subject: Fwd: Quarterly numbers",
-                                                      b"Subject: the mail I mentioned", 1)
+    raw = F.forward_as_attachment(F.signed()).replace(
+        b"Subject: Fwd: Quarterly numbers", b"Subject: the mail I mentioned", 1
+    )
     v = run(verifier(dns), raw)
     assert v.inner is None and v.detail["path"]["kind"] == "copied"
 

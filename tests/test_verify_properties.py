@@ -14,7 +14,7 @@ from tests import mailfixtures as F
 
 KEYS = {name: KeyAnswer(FOUND, txt.encode()) for name, txt in F.DNS_RECORDS.items()}
 SIGNED = F.signed()
-NOW = dt.datetime(2024, 10, 1, 12, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2024, 10, 1, 12, tzinfo=dt.UTC)
 
 TRACES = [
     b"X-Forwarded-To: alice-token@push.example.com\r\n",
@@ -52,19 +52,21 @@ BODY_AT = len(SIGNED) - len(_BODY)
 def test_any_changed_body_character_makes_the_copy_altered(offset, new):
     if _BODY[offset] in b" \t\r\n" or _BODY[offset] == new:
         return  # whitespace is the canonicalisation's to fold; equal bytes change nothing
-    raw = SIGNED[:BODY_AT + offset] + bytes([new]) + SIGNED[BODY_AT + offset + 1:]
+    raw = SIGNED[: BODY_AT + offset] + bytes([new]) + SIGNED[BODY_AT + offset + 1 :]
     _, verdict = verdict_of(raw)
     assert (verdict.kind, verdict.cause) == ("altered", "body_changed")
 
 
 def test_outlook_verification_code_is_found():
-    raw = (b"From: Microsoft account team <account-security-noreply@accountprotection.microsoft.com>\r\n"
-           b"To: alice-token@push.example.com\r\nSubject: Verify your email address\r\n"
-           b"Date: Tue, 01 Oct 2024 09:00:00 +0000\r\nMessage-ID: <v1@microsoft.com>\r\n"
-           b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
-           b"To finish setting up forwarding, use this security code.\r\n\r\n"
-           b"Security code: 4821\r\n\r\nOr confirm here: "
-           b"https://account.live.com/confirm?token=abc123\r\n")
+    raw = (
+        b"From: Microsoft account team <account-security-noreply@accountprotection.microsoft.com>\r\n"
+        b"To: alice-token@push.example.com\r\nSubject: Verify your email address\r\n"
+        b"Date: Tue, 01 Oct 2024 09:00:00 +0000\r\nMessage-ID: <v1@microsoft.com>\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        b"To finish setting up forwarding, use this security code.\r\n\r\n"
+        b"Security code: 4821\r\n\r\nOr confirm here: "
+        b"https://account.live.com/confirm?token=abc123\r\n"
+    )
     found = find_confirmation(read(raw))
     assert (found["provider"], found["code"]) == ("outlook", "4821")
     assert found["link"] == "https://account.live.com/confirm?token=abc123"
@@ -76,7 +78,8 @@ def test_a_message_merely_mentioning_a_code_is_no_confirmation():
 
 
 _LINE = st.binary(min_size=0, max_size=60).map(
-    lambda b: b.replace(b"\r", b"").replace(b"\n", b"").replace(b"--", b"-"))
+    lambda b: b.replace(b"\r", b"").replace(b"\n", b"").replace(b"--", b"-")
+)
 
 
 @settings(max_examples=80, deadline=None)
@@ -92,11 +95,22 @@ def test_the_enclosed_original_comes_back_byte_exact(lines, eol):
     assert enclosed_message(read(wrapped)) == inner
 
 
-_HEADER_NAMES = st.sampled_from([b"DKIM-Signature", b"ARC-Seal", b"ARC-Message-Signature",
-                                 b"ARC-Authentication-Results", b"From", b"Subject",
-                                 b"Received", b"Content-Type", b"X-MS-Journal-Report"])
+_HEADER_NAMES = st.sampled_from(
+    [
+        b"DKIM-Signature",
+        b"ARC-Seal",
+        b"ARC-Message-Signature",
+        b"ARC-Authentication-Results",
+        b"From",
+        b"Subject",
+        b"Received",
+        b"Content-Type",
+        b"X-MS-Journal-Report",
+    ]
+)
 _FIELD = st.tuples(_HEADER_NAMES, st.binary(max_size=80)).map(
-    lambda nv: nv[0] + b": " + nv[1].replace(b"\n", b"\n ") + b"\r\n")
+    lambda nv: nv[0] + b": " + nv[1].replace(b"\n", b"\n ") + b"\r\n"
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -108,8 +122,22 @@ def test_no_input_makes_the_checks_raise(fields, body, tail):
     assert verdict.kind in ("unaltered", "unverifiable", "altered")
 
 
-_PIECES = st.sampled_from([b"\r\n", b"\n", b"\r", b"\r\r\n", b" ", b"\t", b"X-A: 1",
-                           b"Subject: s", b"From b", b"DKIM-Signature: v=1", b"body", b":"])
+_PIECES = st.sampled_from(
+    [
+        b"\r\n",
+        b"\n",
+        b"\r",
+        b"\r\r\n",
+        b" ",
+        b"\t",
+        b"X-A: 1",
+        b"Subject: s",
+        b"From b",
+        b"DKIM-Signature: v=1",
+        b"body",
+        b":",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)

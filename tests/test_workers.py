@@ -17,8 +17,10 @@ def test_workers_share_the_port_and_store_everything(receiver, workers):
     # multiprocessing's spawn adds a resource tracker next to the workers.
     assert len(_children(receiver.proc.pid)) >= workers
     for k in range(12):
-        raw = (f"From: bob@example.org\r\nTo: alice@corp.example\r\nSubject: n{k}\r\n"
-               f"Message-ID: <w{k}@example.org>\r\n\r\nbody {k}\r\n").encode()
+        raw = (
+            f"From: bob@example.org\r\nTo: alice@corp.example\r\nSubject: n{k}\r\n"
+            f"Message-ID: <w{k}@example.org>\r\n\r\nbody {k}\r\n"
+        ).encode()
         with smtplib.SMTP("127.0.0.1", port) as s:
             s.sendmail("bob@example.org", [address], raw)
     rc, err = receiver.stop()

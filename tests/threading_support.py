@@ -84,36 +84,40 @@ def fresh_store(db_url: str):
 def request_for(rec: ParsedMessage, status: str = "stored") -> DeliveryRequest:
     """A delivery of `rec` to the one mailbox; an empty blob stands in for its bytes."""
     sha = hashlib.sha256(f"{rec.message_id} {rec.content_hash}".encode()).hexdigest()
-    return DeliveryRequest(mailbox_id=1, sha256=sha, size=0, compressed=b"", record=rec,
-                           status=status)
+    return DeliveryRequest(
+        mailbox_id=1, sha256=sha, size=0, compressed=b"", record=rec, status=status
+    )
 
 
-def ingest(db, records: list[ParsedMessage], rule: SubjectRule = DEFAULT_RULE,
-           batch: int = 1) -> None:
+def ingest(
+    db, records: list[ParsedMessage], rule: SubjectRule = DEFAULT_RULE, batch: int = 1
+) -> None:
     """Store and thread `records` in this order, `batch` per transaction."""
     with db.connection_context():
         for i in range(0, len(records), batch):
             with db.atomic():
                 lock_threading(db)
-                for rec in records[i:i + batch]:
+                for rec in records[i : i + batch]:
                     store_delivery(request_for(rec), rule)
 
 
-def ingest_bulk(db, records: list[ParsedMessage], batch: int,
-                rule: SubjectRule = DEFAULT_RULE) -> None:
+def ingest_bulk(
+    db, records: list[ParsedMessage], batch: int, rule: SubjectRule = DEFAULT_RULE
+) -> None:
     """Store and thread `records` in this order through store_messages, `batch` at a time."""
     with db.connection_context():
         for i in range(0, len(records), batch):
             with db.atomic():
                 lock_threading(db)
-                store_messages(records[i:i + batch], rule)
+                store_messages(records[i : i + batch], rule)
 
 
 def partition(db) -> set[frozenset[tuple[str, str]]]:
     """The threads as sets of (Message-ID, content hash): comparable across databases."""
     groups: dict[int, set] = {}
     with db.connection_context():
-        for mid, chash, tid in Message.select(Message.message_id, Message.content_hash,
-                                              Message.thread_id).tuples():
+        for mid, chash, tid in Message.select(
+            Message.message_id, Message.content_hash, Message.thread_id
+        ).tuples():
             groups.setdefault(tid, set()).add((mid, chash))
     return {frozenset(g) for g in groups.values()}

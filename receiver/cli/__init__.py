@@ -58,12 +58,22 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", metavar="PATH", default=None,
-              help="Config file (default: $THREADS_RECEIVER_CONFIG, else the data folder's).")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    default=None,
+    help="Config file (default: $THREADS_RECEIVER_CONFIG, else the data folder's).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details to stderr.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-              envvar="THREADS_RECEIVER_LOG_FORMAT", show_default=True,
-              help="Log lines on stderr as text or as one JSON object each.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="THREADS_RECEIVER_LOG_FORMAT",
+    show_default=True,
+    help="Log lines on stderr as text or as one JSON object each.",
+)
 @click.version_option(package_name="threads-receiver")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: bool, log_format: str) -> None:
@@ -78,11 +88,35 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool, log_format: 
 
 
 def _register() -> None:
-    from receiver.cli import (access, database, guides, mailbox, messages, quarantine, retention,
-                              setup, status, threads, transfer, verify)
+    from receiver.cli import (
+        access,
+        database,
+        guides,
+        mailbox,
+        messages,
+        quarantine,
+        retention,
+        setup,
+        status,
+        threads,
+        transfer,
+        verify,
+    )
 
-    for module in (setup, mailbox, access, messages, verify, quarantine, threads, database,
-                   retention, transfer, status, guides):
+    for module in (
+        setup,
+        mailbox,
+        access,
+        messages,
+        verify,
+        quarantine,
+        threads,
+        database,
+        retention,
+        transfer,
+        status,
+        guides,
+    ):
         for command in module.COMMANDS:
             cli.add_command(command)
 
@@ -96,6 +130,7 @@ def main() -> None:
     except Exception as e:
         # A bug, not an admin's mistake: say so in one line; -v logs the traceback.
         logging.getLogger("receiver").debug("unexpected error", exc_info=True)
-        click.echo(f"error: unexpected {type(e).__name__}: {e} (rerun with -v for details)",
-                   err=True)
+        click.echo(
+            f"error: unexpected {type(e).__name__}: {e} (rerun with -v for details)", err=True
+        )
         sys.exit(EX_SOFTWARE)

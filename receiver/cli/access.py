@@ -22,15 +22,29 @@ from receiver.store.models import Mailbox
 @click.argument("emails", nargs=-1)
 @click.option("--revoke", is_flag=True, help="Revoke the mailbox's credentials.")
 @click.option("--all", "every", is_flag=True, help="Every mailbox (with --csv).")
-@click.option("--csv", "as_csv", is_flag=True,
-              help="Write email,server,port,username,password for a bulk-copy tool, "
-                   "issuing credentials to the mailboxes that have none.")
-@click.option("--reissue", is_flag=True,
-              help="With --csv: replace credentials in force too (their jobs stop working).")
+@click.option(
+    "--csv",
+    "as_csv",
+    is_flag=True,
+    help="Write email,server,port,username,password for a bulk-copy tool, "
+    "issuing credentials to the mailboxes that have none.",
+)
+@click.option(
+    "--reissue",
+    is_flag=True,
+    help="With --csv: replace credentials in force too (their jobs stop working).",
+)
 @json_option
 @pass_app
-def credentials_(app: AppContext, emails: tuple[str, ...], revoke: bool, every: bool,
-                 as_csv: bool, reissue: bool, as_json: bool) -> None:
+def credentials_(
+    app: AppContext,
+    emails: tuple[str, ...],
+    revoke: bool,
+    every: bool,
+    as_csv: bool,
+    reissue: bool,
+    as_json: bool,
+) -> None:
     """Issue credentials for SMTP AUTH and IMAP login (shown once), or revoke them.
 
     Issuing again replaces the earlier password. AUTH and IMAP login are offered over
@@ -75,8 +89,11 @@ def _credentials_csv(app: AppContext, emails: list[str], every: bool, reissue: b
     host, port = endpoint(app.config)
     click.echo(credentials_csv(rows, host, port), nl=False)
     if kept:
-        click.echo(f"not in the CSV, credentials already in force (--reissue replaces them): "
-                   f"{', '.join(kept)}", err=True)
+        click.echo(
+            f"not in the CSV, credentials already in force (--reissue replaces them): "
+            f"{', '.join(kept)}",
+            err=True,
+        )
 
 
 @mailbox.command("allow", short_help="Limit who may push to a mailbox.")
@@ -85,8 +102,9 @@ def _credentials_csv(app: AppContext, emails: list[str], every: bool, reissue: b
 @click.option("--clear", is_flag=True, help="Remove the allow-list: anyone may push again.")
 @json_option
 @pass_app
-def allow(app: AppContext, email: str, entries: tuple[str, ...], clear: bool,
-          as_json: bool) -> None:
+def allow(
+    app: AppContext, email: str, entries: tuple[str, ...], clear: bool, as_json: bool
+) -> None:
     """Limit who may push to a mailbox: networks (192.0.2.0/24) or DKIM/ARC signing
     domains (google.com). Without ENTRIES, show the list."""
     app.db()
@@ -106,9 +124,14 @@ def allow(app: AppContext, email: str, entries: tuple[str, ...], clear: bool,
     current = json.loads(mb.allow_from) if mb.allow_from else None
     cred = credentials.status(mb)
     if as_json:
-        emit_json({"email": mb.email, "allow_from": current,
-                   "credentials": cred and {k: iso(v) if k != "username" else v
-                                            for k, v in cred.items()}})
+        emit_json(
+            {
+                "email": mb.email,
+                "allow_from": current,
+                "credentials": cred
+                and {k: iso(v) if k != "username" else v for k, v in cred.items()},
+            }
+        )
     elif current is None:
         click.echo(f"{mb.email}: anyone may push (no allow-list)")
     else:

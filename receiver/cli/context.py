@@ -45,8 +45,9 @@ def make_folder(directory: Path) -> None:
         raise CliError(f"cannot create {directory}: {e.strerror}", EX_CANTCREAT) from None
 
 
-def write_config(directory: Path, domain: str, force: bool = False,
-                 db_url: str | None = None) -> Path:
+def write_config(
+    directory: Path, domain: str, force: bool = False, db_url: str | None = None
+) -> Path:
     make_folder(directory)
     path = directory / configmod.CONFIG_NAME
     if path.exists() and not force:
@@ -88,7 +89,6 @@ class AppContext:
             check_schema(self._db)
         return self._db
 
-
     def close(self) -> None:
         if self._db is not None and not self._db.is_closed():
             self._db.close()
@@ -115,8 +115,9 @@ def hostport(ctx: click.Context, param: click.Parameter, value: str | None) -> s
         try:
             configmod.parse_hostport(value, param.name or "")
         except configmod.ConfigError:
-            raise click.BadParameter(f"expected HOST:PORT, the port from 0 to 65535, got "
-                                     f"{value!r}") from None
+            raise click.BadParameter(
+                f"expected HOST:PORT, the port from 0 to 65535, got {value!r}"
+            ) from None
     return value
 
 

@@ -28,13 +28,18 @@ def _open(app: AppContext):
 def version(app: AppContext, as_json: bool) -> None:
     """Print the schema version of the database and the one this code needs."""
     db = _open(app)
-    data = {"database": schema_version(db), "code": SCHEMA_VERSION,
-            "pending": migrations.pending(db)}
+    data = {
+        "database": schema_version(db),
+        "code": SCHEMA_VERSION,
+        "pending": migrations.pending(db),
+    }
     if as_json:
         emit_json(data)
     else:
-        click.echo(f"database schema {data['database']}, code needs {SCHEMA_VERSION}"
-                   + (": run `threads-receiver db upgrade`" if data["pending"] else ", up to date"))
+        click.echo(
+            f"database schema {data['database']}, code needs {SCHEMA_VERSION}"
+            + (": run `threads-receiver db upgrade`" if data["pending"] else ", up to date")
+        )
 
 
 @db_group.command("upgrade", short_help="Apply the schema migrations this code needs.")
@@ -51,13 +56,18 @@ def upgrade(app: AppContext, dry_run: bool, as_json: bool) -> None:
     todo = migrations.pending(db)
     applied = [] if dry_run else migrations.upgrade(db)
     if as_json:
-        emit_json({"pending" if dry_run else "applied": todo if dry_run else applied,
-                   "version": schema_version(db)})
+        emit_json(
+            {
+                "pending" if dry_run else "applied": todo if dry_run else applied,
+                "version": schema_version(db),
+            }
+        )
     elif dry_run:
         click.echo("would apply: " + (", ".join(f"version {v}" for v in todo) or "nothing"))
     elif applied:
-        click.echo(f"upgraded the schema to version {applied[-1]} "
-                   f"(applied {', '.join(map(str, applied))})")
+        click.echo(
+            f"upgraded the schema to version {applied[-1]} (applied {', '.join(map(str, applied))})"
+        )
     else:
         click.echo(f"the schema is up to date (version {schema_version(db)})")
 

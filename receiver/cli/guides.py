@@ -13,8 +13,12 @@ from receiver.store import mailboxes
 
 @mailbox.command("instructions", short_help="Print the copy-rule guide for a mailbox.")
 @click.argument("email")
-@click.option("--provider", type=click.Choice(PROVIDERS), default=None,
-              help="Only this provider's guide (default: all of them).")
+@click.option(
+    "--provider",
+    type=click.Choice(PROVIDERS),
+    default=None,
+    help="Only this provider's guide (default: all of them).",
+)
 @json_option
 @pass_app
 def instructions(app: AppContext, email: str, provider: str | None, as_json: bool) -> None:
@@ -23,13 +27,18 @@ def instructions(app: AppContext, email: str, provider: str | None, as_json: boo
     mb = mailboxes.get(email)
     current = mailboxes.current_address(mb)
     if current is None:
-        raise CliError(f"mailbox {mb.email} has no receiver address: "
-                       f"`threads-receiver mailbox rotate {mb.email}`")
+        raise CliError(
+            f"mailbox {mb.email} has no receiver address: "
+            f"`threads-receiver mailbox rotate {mb.email}`"
+        )
     address = address_text(current.local_part, app.config.domains[0])
     if app.config.domains[0] == "localhost":
-        click.echo("warning: the receiver domain is localhost, which no sender can reach: "
-                   "set yours with `threads-receiver init --domain push.example.com` (or "
-                   f"receiver.domains in {app.config.path})", err=True)
+        click.echo(
+            "warning: the receiver domain is localhost, which no sender can reach: "
+            "set yours with `threads-receiver init --domain push.example.com` (or "
+            f"receiver.domains in {app.config.path})",
+            err=True,
+        )
     chosen = [provider] if provider else list(PROVIDERS)
     host, port = endpoint(app.config)
     texts = {p: guide(p, mb.email, address, host, port) for p in chosen}

@@ -42,13 +42,14 @@ def mailbox_json(app: AppContext, mb: Mailbox, counts: dict[str, int] | None = N
         "policy_set": {"altered": mb.policy_altered, "unverifiable": mb.policy_unverifiable},
         "retention": {
             "keep_days": mb.keep_days,
-            "quarantine_days": quarantine_days(mb.quarantine_days,
-                                               cfg.retention.quarantine_days),
+            "quarantine_days": quarantine_days(mb.quarantine_days, cfg.retention.quarantine_days),
             "legal_hold": mb.legal_hold,
             "pruned_at": iso(mb.pruned_at),
         },
-        "deliveries": {"stored": (counts or {}).get("stored", 0),
-                       "quarantined": (counts or {}).get("quarantined", 0)},
+        "deliveries": {
+            "stored": (counts or {}).get("stored", 0),
+            "quarantined": (counts or {}).get("quarantined", 0),
+        },
         "created_at": iso(mb.created_at),
     }
 
@@ -61,15 +62,23 @@ def print_mailbox(data: dict) -> None:
             state = "works until" if a["active"] else "refused since"
             click.echo(f"old       {a['address']} ({state} {a['expires_at']})")
     own = data["policy_set"]
-    click.echo("policy    " + ", ".join(
-        f"{key}: {value}" + ("" if own[key] else " (default)")
-        for key, value in data["policy"].items()))
-    click.echo(f"stored    {data['deliveries']['stored']} deliveries, "
-               f"{data['deliveries']['quarantined']} quarantined")
+    click.echo(
+        "policy    "
+        + ", ".join(
+            f"{key}: {value}" + ("" if own[key] else " (default)")
+            for key, value in data["policy"].items()
+        )
+    )
+    click.echo(
+        f"stored    {data['deliveries']['stored']} deliveries, "
+        f"{data['deliveries']['quarantined']} quarantined"
+    )
     ret = data["retention"]
-    click.echo(f"keep      copies {_days(ret['keep_days'])}, quarantined {_days(ret['quarantine_days'])}"
-               + (", LEGAL HOLD" if ret["legal_hold"] else "")
-               + (f", pruned {ret['pruned_at']}" if ret["pruned_at"] else ""))
+    click.echo(
+        f"keep      copies {_days(ret['keep_days'])}, quarantined {_days(ret['quarantine_days'])}"
+        + (", LEGAL HOLD" if ret["legal_hold"] else "")
+        + (f", pruned {ret['pruned_at']}" if ret["pruned_at"] else "")
+    )
 
 
 def _days(n: int | None) -> str:
@@ -108,15 +117,19 @@ def list_(app: AppContext, as_json: bool) -> None:
     """List mailboxes."""
     app.db()
     counts = mailboxes.delivery_counts()
-    rows = [mailbox_json(app, mb, counts.get(mb.id)) for mb in Mailbox.select().order_by(Mailbox.email)]
+    rows = [
+        mailbox_json(app, mb, counts.get(mb.id)) for mb in Mailbox.select().order_by(Mailbox.email)
+    ]
     if as_json:
         emit_json(rows)
         return
     if not rows:
         click.echo("no mailboxes yet: threads-receiver mailbox add EMAIL")
     for r in rows:
-        click.echo(f"{r['email']:<32} {r['state']:<9} {r['deliveries']['stored']:>7} stored  "
-                   f"{r['address']}")
+        click.echo(
+            f"{r['email']:<32} {r['state']:<9} {r['deliveries']['stored']:>7} stored  "
+            f"{r['address']}"
+        )
 
 
 @mailbox.command("show")
@@ -135,8 +148,10 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
     else:
         print_mailbox(data)
         for c in data["confirmations"]:
-            click.echo(f"confirm   {c['provider']} forwarding confirmation {c['received_at']}: "
-                       f"code {c['code'] or '-'}  {c['link'] or ''}".rstrip())
+            click.echo(
+                f"confirm   {c['provider']} forwarding confirmation {c['received_at']}: "
+                f"code {c['code'] or '-'}  {c['link'] or ''}".rstrip()
+            )
 
 
 def _set_state(state: str):
@@ -160,8 +175,12 @@ mailbox.command("enable", help="Accept copies for a mailbox again.")(_set_state(
 
 @mailbox.command("rotate", short_help="Give a mailbox a new receiver address.")
 @click.argument("email")
-@click.option("--grace-days", type=float, default=None,
-              help="Days the old address keeps working (default: receiver.rotate_grace_days).")
+@click.option(
+    "--grace-days",
+    type=float,
+    default=None,
+    help="Days the old address keeps working (default: receiver.rotate_grace_days).",
+)
 @json_option
 @pass_app
 def rotate(app: AppContext, email: str, grace_days: float | None, as_json: bool) -> None:
@@ -176,8 +195,9 @@ def rotate(app: AppContext, email: str, grace_days: float | None, as_json: bool)
     else:
         domain = app.config.domains[0]
         click.echo(f"new receiver address: {address_text(new.local_part, domain)}")
-        click.echo(f"old address {address_text(old.local_part, domain)} works until "
-                   f"{iso(old.expires_at)}")
+        click.echo(
+            f"old address {address_text(old.local_part, domain)} works until {iso(old.expires_at)}"
+        )
 
 
 @mailbox.command("remove", short_help="Delete a mailbox.")

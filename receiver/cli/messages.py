@@ -26,8 +26,13 @@ def messages() -> None:
 
 @messages.command("list")
 @click.option("--mailbox", "mailbox_email", metavar="EMAIL", help="Only this mailbox's messages.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=0),
-              help="How many, newest first; 0 for all.")
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many, newest first; 0 for all.",
+)
 @json_option
 @pass_app
 def list_(app: AppContext, mailbox_email: str | None, limit: int, as_json: bool) -> None:
@@ -40,8 +45,10 @@ def list_(app: AppContext, mailbox_email: str | None, limit: int, as_json: bool)
         emit_json(rows)
         return
     for r in rows:
-        click.echo(f"{r['id']:>7}  {r['date'] or '-':<20}  {(r['from'] or '-')[:28]:<28}  "
-                   f"{one_line(r['subject']) or '(no subject)'}")
+        click.echo(
+            f"{r['id']:>7}  {r['date'] or '-':<20}  {(r['from'] or '-')[:28]:<28}  "
+            f"{one_line(r['subject']) or '(no subject)'}"
+        )
 
 
 def _mailbox_key(email: str | None) -> str | None:
@@ -63,13 +70,18 @@ def show(app: AppContext, message: str, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    click.echo(f"message     {data['id']}  <{data['message_id']}>"
-               + ("  (synthetic id)" if data["synthetic_id"] else ""))
+    click.echo(
+        f"message     {data['id']}  <{data['message_id']}>"
+        + ("  (synthetic id)" if data["synthetic_id"] else "")
+    )
     click.echo(f"subject     {one_line(data['subject']) or NONE}")
-    click.echo(f"date        {data['date'] or NONE}"
-               + (f"  ({data['date_raw']})" if data["date_raw"] else ""))
-    sender = " ".join(filter(None, [one_line(data["from_name"]),
-                                    data["from"] and f"<{data['from']}>"]))
+    click.echo(
+        f"date        {data['date'] or NONE}"
+        + (f"  ({data['date_raw']})" if data["date_raw"] else "")
+    )
+    sender = " ".join(
+        filter(None, [one_line(data["from_name"]), data["from"] and f"<{data['from']}>"])
+    )
     click.echo(f"from        {sender or NONE}")
     for label, key in (("to", "to"), ("cc", "cc")):
         if data[key]:
@@ -84,13 +96,17 @@ def show(app: AppContext, message: str, as_json: bool) -> None:
     if data["defects"] or data["parse_error"]:
         click.echo(f"defects     {', '.join(data['defects'])} {data['parse_error'] or ''}")
     for d in data["deliveries"]:
-        click.echo(f"delivery    {d['id']} to {d['mailbox']} at {d['received_at']} via {d['source']}"
-                   f" from {d['peer']} [{d['status']}]")
+        click.echo(
+            f"delivery    {d['id']} to {d['mailbox']} at {d['received_at']} via {d['source']}"
+            f" from {d['peer']} [{d['status']}]"
+        )
         click.echo(f"  verdict   {d['verdict']}: {'; '.join(d['reasons'])}")
         path = d["verify_detail"].get("path")
         if path:
-            click.echo(f"  path      {path['kind']} ({', '.join(path['how'])})"
-                       + (f", unwrapped from {d['wrapper_sha256']}" if d["wrapper_sha256"] else ""))
+            click.echo(
+                f"  path      {path['kind']} ({', '.join(path['how'])})"
+                + (f", unwrapped from {d['wrapper_sha256']}" if d["wrapper_sha256"] else "")
+            )
         if d["auth_results"]:
             click.echo(f"  auth      {d['auth_results']}")
     click.echo("")
@@ -128,12 +144,16 @@ def stats(app: AppContext, as_json: bool) -> None:
         emit_json(data)
         return
     for m in data["mailboxes"]:
-        click.echo(f"{m['email']:<32} {m['deliveries']:>8} deliveries {m['messages']:>8} messages "
-                   f"{m['quarantined']:>6} quarantined")
+        click.echo(
+            f"{m['email']:<32} {m['deliveries']:>8} deliveries {m['messages']:>8} messages "
+            f"{m['quarantined']:>6} quarantined"
+        )
     t = data["totals"]
-    click.echo(f"total: {t['mailboxes']} mailboxes, {t['deliveries']} deliveries, "
-               f"{t['messages']} messages, {t['threads']} threads, "
-               f"{t['stored_bytes']} bytes ({t['compressed_bytes']} compressed)")
+    click.echo(
+        f"total: {t['mailboxes']} mailboxes, {t['deliveries']} deliveries, "
+        f"{t['messages']} messages, {t['threads']} threads, "
+        f"{t['stored_bytes']} bytes ({t['compressed_bytes']} compressed)"
+    )
 
 
 COMMANDS = [messages, stats]

@@ -25,8 +25,13 @@ def quarantine() -> None:
 
 @quarantine.command("list")
 @click.option("--mailbox", "mailbox_email", metavar="EMAIL", help="Only this mailbox's copies.")
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=0),
-              help="How many, oldest first; 0 for all.")
+@click.option(
+    "--limit",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many, oldest first; 0 for all.",
+)
 @json_option
 @pass_app
 def list_(app: AppContext, mailbox_email: str | None, limit: int, as_json: bool) -> None:
@@ -41,9 +46,11 @@ def list_(app: AppContext, mailbox_email: str | None, limit: int, as_json: bool)
     if not rows:
         click.echo("the quarantine is empty")
     for r in rows:
-        click.echo(f"{r['delivery_id']:>7}  {r['mailbox']:<28} {r['verdict']:<12} "
-                   f"{(one_line(r['subject']) or '(no subject)')[:40]:<40}  "
-                   f"{'; '.join(r['reasons'])[:80]}")
+        click.echo(
+            f"{r['delivery_id']:>7}  {r['mailbox']:<28} {r['verdict']:<12} "
+            f"{(one_line(r['subject']) or '(no subject)')[:40]:<40}  "
+            f"{'; '.join(r['reasons'])[:80]}"
+        )
 
 
 @quarantine.command("show")
@@ -88,9 +95,16 @@ def _each(app: AppContext, delivery_ids: tuple[int, ...], action, as_json: bool,
 def release(app: AppContext, delivery_ids: tuple[int, ...], as_json: bool) -> None:
     """Release deliveries into threads, as if they had been accepted on arrival."""
     rule = subject_rule(app.config)
-    _each(app, delivery_ids, lambda db, i: store.release(db, i, rule), as_json,
-          lambda r: f"delivery {r['delivery_id']} released: message {r['message']} "
-                    f"in thread {r['thread_id']}")
+    _each(
+        app,
+        delivery_ids,
+        lambda db, i: store.release(db, i, rule),
+        as_json,
+        lambda r: (
+            f"delivery {r['delivery_id']} released: message {r['message']} "
+            f"in thread {r['thread_id']}"
+        ),
+    )
 
 
 @quarantine.command("delete", short_help="Delete quarantined deliveries.")
@@ -99,8 +113,9 @@ def release(app: AppContext, delivery_ids: tuple[int, ...], as_json: bool) -> No
 @pass_app
 def delete(app: AppContext, delivery_ids: tuple[int, ...], as_json: bool) -> None:
     """Delete quarantined deliveries (and their bytes when nothing else holds them)."""
-    _each(app, delivery_ids, store.delete, as_json,
-          lambda r: f"delivery {r['delivery_id']} deleted")
+    _each(
+        app, delivery_ids, store.delete, as_json, lambda r: f"delivery {r['delivery_id']} deleted"
+    )
 
 
 COMMANDS = [quarantine]

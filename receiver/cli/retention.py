@@ -15,25 +15,56 @@ from receiver.store.retention import prune as prune_store
 
 @mailbox.command("set")
 @click.argument("email")
-@click.option("--keep-days", type=click.IntRange(min=1), default=None,
-              help="Delete this mailbox's copies once they are older than N days.")
+@click.option(
+    "--keep-days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Delete this mailbox's copies once they are older than N days.",
+)
 @click.option("--keep-forever", is_flag=True, help="Keep copies forever (undo --keep-days).")
-@click.option("--quarantine-days", type=click.IntRange(min=0), default=None,
-              help="Delete quarantined copies after N days (0: never; default: "
-                   "retention.quarantine_days).")
-@click.option("--legal-hold/--no-legal-hold", default=None,
-              help="A legal hold stops every pruning of this mailbox.")
-@click.option("--altered", type=click.Choice(["reject", "quarantine", "accept"]), default=None,
-              help="What to do with this mailbox's altered copies (default: policy.altered).")
-@click.option("--unverifiable", type=click.Choice(["accept", "quarantine"]), default=None,
-              help="What to do with copies nobody can vouch for (default: policy.unverifiable).")
-@click.option("--default", "default_policy", is_flag=True,
-              help="Follow the config's [policy] again (undo --altered and --unverifiable).")
+@click.option(
+    "--quarantine-days",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Delete quarantined copies after N days (0: never; default: retention.quarantine_days).",
+)
+@click.option(
+    "--legal-hold/--no-legal-hold",
+    default=None,
+    help="A legal hold stops every pruning of this mailbox.",
+)
+@click.option(
+    "--altered",
+    type=click.Choice(["reject", "quarantine", "accept"]),
+    default=None,
+    help="What to do with this mailbox's altered copies (default: policy.altered).",
+)
+@click.option(
+    "--unverifiable",
+    type=click.Choice(["accept", "quarantine"]),
+    default=None,
+    help="What to do with copies nobody can vouch for (default: policy.unverifiable).",
+)
+@click.option(
+    "--default",
+    "default_policy",
+    is_flag=True,
+    help="Follow the config's [policy] again (undo --altered and --unverifiable).",
+)
 @json_option
 @pass_app
-def set_(app: AppContext, email: str, keep_days: int | None, keep_forever: bool,
-         quarantine_days: int | None, legal_hold: bool | None, altered: str | None,
-         unverifiable: str | None, default_policy: bool, as_json: bool) -> None:
+def set_(
+    app: AppContext,
+    email: str,
+    keep_days: int | None,
+    keep_forever: bool,
+    quarantine_days: int | None,
+    legal_hold: bool | None,
+    altered: str | None,
+    unverifiable: str | None,
+    default_policy: bool,
+    as_json: bool,
+) -> None:
     """Set a mailbox's policy, retention and legal hold.
 
     The policy applies from the next copy on, over SMTP and `import` alike.
@@ -84,11 +115,21 @@ def prune(app: AppContext, dry_run: bool, as_json: bool) -> None:
     data: dict[str, Any] = {
         "dry_run": dry_run,
         "at": iso(now),
-        "mailboxes": [{"email": m.email, "legal_hold": m.legal_hold, "keep_days": m.keep_days,
-                       "quarantine_days": m.quarantine_days, "expired": m.expired,
-                       "quarantine_expired": m.quarantine_expired} for m in report.mailboxes],
-        "removed": {k: report.removed.get(k, 0)
-                    for k in ("deliveries", "messages", "threads", "ghosts", "blobs")},
+        "mailboxes": [
+            {
+                "email": m.email,
+                "legal_hold": m.legal_hold,
+                "keep_days": m.keep_days,
+                "quarantine_days": m.quarantine_days,
+                "expired": m.expired,
+                "quarantine_expired": m.quarantine_expired,
+            }
+            for m in report.mailboxes
+        ],
+        "removed": {
+            k: report.removed.get(k, 0)
+            for k in ("deliveries", "messages", "threads", "ghosts", "blobs")
+        },
     }
     if as_json:
         emit_json(data)
@@ -98,11 +139,15 @@ def prune(app: AppContext, dry_run: bool, as_json: bool) -> None:
         if m["legal_hold"]:
             click.echo(f"{m['email']}: legal hold, nothing pruned")
         elif m["expired"] or m["quarantine_expired"]:
-            click.echo(f"{m['email']}: {verb} {m['expired']} expired and "
-                       f"{m['quarantine_expired']} quarantined deliveries")
+            click.echo(
+                f"{m['email']}: {verb} {m['expired']} expired and "
+                f"{m['quarantine_expired']} quarantined deliveries"
+            )
     r = data["removed"]
-    click.echo(f"{verb} {r['deliveries']} deliveries, {r['messages']} messages, "
-               f"{r['threads']} threads ({r['ghosts']} thread ids), {r['blobs']} stored blobs")
+    click.echo(
+        f"{verb} {r['deliveries']} deliveries, {r['messages']} messages, "
+        f"{r['threads']} threads ({r['ghosts']} thread ids), {r['blobs']} stored blobs"
+    )
 
 
 COMMANDS = [prune]

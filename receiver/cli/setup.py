@@ -25,19 +25,35 @@ from receiver.store.models import Mailbox
 
 
 @click.command(short_help="Write a config and create the database schema.")
-@click.option("--dir", "directory", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for receiver.toml (and the SQLite database without --data-dir).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for the SQLite database (default: --dir); in production "
-                   "/var/lib/threads-receiver, the folder the systemd unit may write.")
-@click.option("--db", "db_url", envvar="THREADS_RECEIVER_DB", metavar="URL", default=None,
-              help="Database URL to write into the config: sqlite:///PATH or "
-                   "postgresql://user:password@host/db (default: $THREADS_RECEIVER_DB, else "
-                   "receiver.db in the data folder).")
+@click.option(
+    "--dir",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for receiver.toml (and the SQLite database without --data-dir).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the SQLite database (default: --dir); in production "
+    "/var/lib/threads-receiver, the folder the systemd unit may write.",
+)
+@click.option(
+    "--db",
+    "db_url",
+    envvar="THREADS_RECEIVER_DB",
+    metavar="URL",
+    default=None,
+    help="Database URL to write into the config: sqlite:///PATH or "
+    "postgresql://user:password@host/db (default: $THREADS_RECEIVER_DB, else "
+    "receiver.db in the data folder).",
+)
 @click.option("--domain", required=True, help="Receiver domain (its MX points at this host).")
 @click.option("--force", is_flag=True, help="Overwrite an existing receiver.toml.")
-def init(directory: Path, data_dir: Path | None, db_url: str | None, domain: str,
-         force: bool) -> None:
+def init(
+    directory: Path, data_dir: Path | None, db_url: str | None, domain: str, force: bool
+) -> None:
     """Write DIR/receiver.toml and create the database schema."""
     if db_url and data_dir:
         raise click.UsageError("--db and --data-dir: give one (--data-dir is for SQLite)")
@@ -73,11 +89,19 @@ _BIND_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
 
 
 @click.command()
-@click.option("--listen", metavar="HOST:PORT", callback=hostport,
-              help="Address to listen on (default: smtp.listen).")
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    callback=hostport,
+    help="Address to listen on (default: smtp.listen).",
+)
 @click.option("--lmtp", is_flag=True, default=None, help="Speak LMTP (behind Postfix).")
-@click.option("--workers", type=click.IntRange(1, 64), default=None,
-              help="Processes sharing the port, one core each (default: smtp.workers).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Processes sharing the port, one core each (default: smtp.workers).",
+)
 @pass_app
 def serve(app: AppContext, listen: str | None, lmtp: bool | None, workers: int | None) -> None:
     """Run the receiver until SIGTERM or Ctrl-C."""
@@ -87,8 +111,10 @@ def serve(app: AppContext, listen: str | None, lmtp: bool | None, workers: int |
     click.echo(f"threads-receiver: database {cfg.database_url}")
     click.echo(f"threads-receiver: receiver domains {', '.join(cfg.domains)}")
     if not Mailbox.select().exists():
-        click.echo(f"threads-receiver: add a mailbox with `threads-receiver --config {cfg.path} "
-                   "mailbox add you@example.com`")
+        click.echo(
+            f"threads-receiver: add a mailbox with `threads-receiver --config {cfg.path} "
+            "mailbox add you@example.com`"
+        )
     workers = workers or cfg.smtp.workers
     try:
         if workers > 1:
@@ -103,8 +129,10 @@ def serve(app: AppContext, listen: str | None, lmtp: bool | None, workers: int |
     except OSError as e:
         if e.errno not in _BIND_ERRORS:
             raise
-        raise CliError(f"cannot listen: {e.strerror} (another receiver running? "
-                       "set smtp.listen or --listen)", EX_UNAVAILABLE) from None
+        raise CliError(
+            f"cannot listen: {e.strerror} (another receiver running? set smtp.listen or --listen)",
+            EX_UNAVAILABLE,
+        ) from None
 
 
 async def _serve(cfg, listen, lmtp) -> None:

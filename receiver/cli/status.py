@@ -30,8 +30,9 @@ def is_our_greeting(greeting: str) -> bool:
     return first.startswith("220") and IDENT in first.split()
 
 
-def smtp_banner(listen: str, ready: str = "220", bye: bytes = b"QUIT\r\n",
-                tls: bool = False) -> tuple[bool, str]:
+def smtp_banner(
+    listen: str, ready: str = "220", bye: bytes = b"QUIT\r\n", tls: bool = False
+) -> tuple[bool, str]:
     """Connect to the configured listener and read its greeting (SMTP's, or with
     `ready`="* OK" and `bye`=LOGOUT an IMAP listener's, `tls` for implicit TLS)."""
     host, port = parse_hostport(listen)
@@ -74,10 +75,19 @@ def healthz(listen: str) -> tuple[bool, str]:
 
 
 @click.command(short_help="Check SMTP, the database and /healthz; exit 1 when down.")
-@click.option("--listen", metavar="HOST:PORT", callback=hostport,
-              help="SMTP listener to check (default: smtp.listen).")
-@click.option("--metrics", "metrics_listen", metavar="HOST:PORT", callback=hostport,
-              help="Metrics listener to ask for /healthz (default: metrics.listen).")
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    callback=hostport,
+    help="SMTP listener to check (default: smtp.listen).",
+)
+@click.option(
+    "--metrics",
+    "metrics_listen",
+    metavar="HOST:PORT",
+    callback=hostport,
+    help="Metrics listener to ask for /healthz (default: metrics.listen).",
+)
 @json_option
 @pass_app
 def status(app: AppContext, listen: str | None, metrics_listen: str | None, as_json: bool) -> None:
@@ -88,17 +98,24 @@ def status(app: AppContext, listen: str | None, metrics_listen: str | None, as_j
     checks["smtp"] = {"ok": ok, "detail": detail}
     for key, name in (("listen", "imap"), ("implicit_listen", "imaps")):
         if getattr(cfg.imap, key):
-            ok, detail = smtp_banner(getattr(cfg.imap, key), "* OK", b"a LOGOUT\r\n",
-                                     tls=key == "implicit_listen")
+            ok, detail = smtp_banner(
+                getattr(cfg.imap, key), "* OK", b"a LOGOUT\r\n", tls=key == "implicit_listen"
+            )
             checks[name] = {"ok": ok, "detail": detail}
     db = open_database(cfg.database_url, cfg.database.lock_timeout)
     problem = database_answers(db)
     version = None if problem else schema_version(db)
     if problem is None and version != SCHEMA_VERSION:
-        problem = (f"schema version {version}, code needs {SCHEMA_VERSION}: "
-                   "run `threads-receiver db upgrade`" if version else "no schema: run `init`")
-    checks["database"] = {"ok": problem is None,
-                          "detail": problem or f"{_redacted(cfg.database_url)} (schema {version})"}
+        problem = (
+            f"schema version {version}, code needs {SCHEMA_VERSION}: "
+            "run `threads-receiver db upgrade`"
+            if version
+            else "no schema: run `init`"
+        )
+    checks["database"] = {
+        "ok": problem is None,
+        "detail": problem or f"{_redacted(cfg.database_url)} (schema {version})",
+    }
     metrics_listen = metrics_listen or cfg.metrics.listen
     if metrics_listen:
         ok, detail = healthz(metrics_listen)
@@ -116,8 +133,10 @@ def status(app: AppContext, listen: str | None, metrics_listen: str | None, as_j
         for name, c in checks.items():
             click.echo(f"{name:<9} {'ok  ' if c['ok'] else 'DOWN'}  {c['detail']}")
         if "deliveries" in data:
-            click.echo(f"store     {data['mailboxes']} mailboxes, {data['deliveries']} deliveries "
-                       f"({data['quarantined']} quarantined), last at {data['last_delivery_at'] or '-'}")
+            click.echo(
+                f"store     {data['mailboxes']} mailboxes, {data['deliveries']} deliveries "
+                f"({data['quarantined']} quarantined), last at {data['last_delivery_at'] or '-'}"
+            )
     sys.exit(0 if data["ok"] else 1)
 
 

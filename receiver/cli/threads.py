@@ -28,17 +28,29 @@ def threads() -> None:
 
 
 @threads.command("list")
-@click.option("--mailbox", "mailbox_email", metavar="EMAIL",
-              help="Only threads holding a message this mailbox received.")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S",
-                                              "%Y-%m-%d %H:%M:%S"]),
-              help="Only threads with a message dated at or after this (UTC).")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=0),
-              help="How many, latest activity first; 0 for all.")
+@click.option(
+    "--mailbox",
+    "mailbox_email",
+    metavar="EMAIL",
+    help="Only threads holding a message this mailbox received.",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+    help="Only threads with a message dated at or after this (UTC).",
+)
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many, latest activity first; 0 for all.",
+)
 @json_option
 @pass_app
-def list_(app: AppContext, mailbox_email: str | None, since: dt.datetime | None, limit: int,
-          as_json: bool) -> None:
+def list_(
+    app: AppContext, mailbox_email: str | None, since: dt.datetime | None, limit: int, as_json: bool
+) -> None:
     """List threads, latest activity first."""
     app.db()
     key = _mailbox_key(mailbox_email)
@@ -48,8 +60,10 @@ def list_(app: AppContext, mailbox_email: str | None, since: dt.datetime | None,
         emit_json(rows)
         return
     for r in rows:
-        click.echo(f"{r['id']:>7}  {r['last_date'] or '-':<20}  {r['messages']:>4} msgs  "
-                   f"{one_line(r['subject']) or '(no subject)'}")
+        click.echo(
+            f"{r['id']:>7}  {r['last_date'] or '-':<20}  {r['messages']:>4} msgs  "
+            f"{one_line(r['subject']) or '(no subject)'}"
+        )
 
 
 @threads.command("show", short_help="Show a thread as a tree.")
@@ -63,8 +77,10 @@ def show(app: AppContext, thread_id: int, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    click.echo(f"thread {data['id']}: {one_line(data['subject']) or '(no subject)'} "
-               f"({data['messages']} messages)")
+    click.echo(
+        f"thread {data['id']}: {one_line(data['subject']) or '(no subject)'} "
+        f"({data['messages']} messages)"
+    )
     stack = [(0, n) for n in reversed(data["tree"])]
     while stack:
         depth, n = stack.pop()
@@ -73,15 +89,22 @@ def show(app: AppContext, thread_id: int, as_json: bool) -> None:
             click.echo(f"{indent}[missing] <{n['message_id']}>")
         else:
             who = one_line(n["from_name"]) or n["from"] or "-"
-            click.echo(f"{indent}{n['date'] or '-':<20}  {who[:28]}  "
-                       f"{one_line(n['subject']) or '(no subject)'}  [{n['id']}]")
+            click.echo(
+                f"{indent}{n['date'] or '-':<20}  {who[:28]}  "
+                f"{one_line(n['subject']) or '(no subject)'}  [{n['id']}]"
+            )
         stack.extend((depth + 1, c) for c in reversed(n["children"]))
 
 
 @threads.command("export", short_help="Write a thread's messages into an mbox file.")
 @click.argument("thread_id", type=int)
-@click.option("--mbox", "mbox_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The mbox file to write (mboxrd: body lines starting 'From ' get '>').")
+@click.option(
+    "--mbox",
+    "mbox_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The mbox file to write (mboxrd: body lines starting 'From ' get '>').",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing mbox file.")
 @pass_app
 def export(app: AppContext, thread_id: int, mbox_path: Path, force: bool) -> None:

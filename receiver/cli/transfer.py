@@ -27,8 +27,11 @@ from receiver.store import exports, mailboxes, thread_queries
 @click.command("import", short_help="Import mbox, Maildir, .eml files or stdin into a mailbox.")
 @click.argument("path")
 @click.option("--mailbox", "email", required=True, metavar="EMAIL", help="Mailbox to import into.")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bar with rate and ETA (default: when stderr is a terminal).")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar with rate and ETA (default: when stderr is a terminal).",
+)
 @json_option
 @pass_app
 def import_(app: AppContext, path: str, email: str, progress: bool | None, as_json: bool) -> None:
@@ -67,9 +70,15 @@ def import_(app: AppContext, path: str, email: str, progress: bool | None, as_js
 
 def _with_progress(importer: Importer, items, name: str, total: int) -> ImportSummary:
     started = time.monotonic()
-    with click.progressbar(length=total, label=f"importing {Path(name).name}", file=sys.stderr,
-                           show_eta=True, show_percent=True,
-                           item_show_func=lambda text: text) as bar:
+    with click.progressbar(
+        length=total,
+        label=f"importing {Path(name).name}",
+        file=sys.stderr,
+        show_eta=True,
+        show_percent=True,
+        item_show_func=lambda text: text,
+    ) as bar:
+
         def update(position: int, summary: ImportSummary) -> None:
             rate = summary.done / max(time.monotonic() - started, 1e-6)
             bar.update(position - bar.pos, f"{summary.done:,} messages, {rate:,.0f}/s")
@@ -79,10 +88,13 @@ def _with_progress(importer: Importer, items, name: str, total: int) -> ImportSu
 
 
 def _print_summary(d: dict) -> None:
-    click.echo(f"{d['messages']} messages in {d['seconds']:.1f}s"
-               + (f" ({d['rate']:,.0f}/s)" if d["rate"] else "") + ": "
-               f"{d[STORED]} stored, {d[DUPLICATE]} duplicates, {d[QUARANTINED]} quarantined, "
-               f"{d[REJECTED]} rejected, {d['failed'] + d['tempfailed']} failed")
+    click.echo(
+        f"{d['messages']} messages in {d['seconds']:.1f}s"
+        + (f" ({d['rate']:,.0f}/s)" if d["rate"] else "")
+        + ": "
+        f"{d[STORED]} stored, {d[DUPLICATE]} duplicates, {d[QUARANTINED]} quarantined, "
+        f"{d[REJECTED]} rejected, {d['failed'] + d['tempfailed']} failed"
+    )
     for reason, n in d["reasons"].items():
         click.echo(f"  {n:>6}  {reason}")
     for where in d["failed_at"]:
@@ -102,17 +114,30 @@ def _exit_status(stdin: bool, d: dict) -> int:
 @click.command("export", short_help="Write a mailbox's copies to an mbox file or a Maildir.")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--mailbox", "email", required=True, metavar="EMAIL", help="Mailbox to export.")
-@click.option("--format", "fmt", type=click.Choice(["mbox", "maildir"]), default="mbox",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["mbox", "maildir"]), default="mbox", show_default=True
+)
 @click.option("--thread", "thread_id", type=int, help="Only this thread's messages.")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
-              help="Only messages dated on or after DATE (UTC).")
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+    help="Only messages dated on or after DATE (UTC).",
+)
 @click.option("--include-quarantined", is_flag=True, help="Also the quarantined copies.")
 @click.option("--force", is_flag=True, help="Overwrite an existing mbox file.")
 @json_option
 @pass_app
-def export(app: AppContext, path: Path, email: str, fmt: str, thread_id: int | None, since,
-           include_quarantined: bool, force: bool, as_json: bool) -> None:
+def export(
+    app: AppContext,
+    path: Path,
+    email: str,
+    fmt: str,
+    thread_id: int | None,
+    since,
+    include_quarantined: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
     """Write a mailbox's copies, byte-exact, to an mbox file (- for stdout) or a Maildir.
 
     Importing the result again into the same mailbox stores nothing new.

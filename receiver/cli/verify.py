@@ -47,9 +47,11 @@ def print_verdict(data: dict) -> None:
         click.echo(f"unwrapped the enclosed original (sha256 {data['inner_sha256']})")
     for s in detail.get("dkim", []):
         bits = f", {s['key_bits']}-bit key" if s["key_bits"] else ""
-        click.echo(f"dkim      d={s['d']} s={s['s']} a={s['a']}{bits}: {s['result']} "
-                   f"({s['reason']}); h={':'.join(s['headers'])}"
-                   + (f"; l={s['length']}" if s["length"] is not None else ""))
+        click.echo(
+            f"dkim      d={s['d']} s={s['s']} a={s['a']}{bits}: {s['result']} "
+            f"({s['reason']}); h={':'.join(s['headers'])}"
+            + (f"; l={s['length']}" if s["length"] is not None else "")
+        )
     arc = detail.get("arc") or {}
     if arc.get("sets"):
         click.echo(f"arc       cv={arc['cv']}, {arc['sets']} set(s): {arc['reason']}")
@@ -57,7 +59,9 @@ def print_verdict(data: dict) -> None:
             click.echo(f"arc i=1   {arc['first_hop_results']}")
     if data["confirmation"]:
         c = data["confirmation"]
-        click.echo(f"confirm   {c['provider']} forwarding confirmation: code {c['code']} {c['link'] or ''}")
+        click.echo(
+            f"confirm   {c['provider']} forwarding confirmation: code {c['code']} {c['link'] or ''}"
+        )
     click.echo(f"auth      {data['auth_results']}")
 
 
@@ -67,16 +71,21 @@ async def _verify(app: AppContext, raw: bytes, subscriber: str | None):
 
     verifier = Verifier(app.config)
     try:
-        return await verifier.verify(read(raw), subscriber=subscriber,
-                                     received_at=dt.datetime.now(dt.timezone.utc))
+        return await verifier.verify(
+            read(raw), subscriber=subscriber, received_at=dt.datetime.now(dt.UTC)
+        )
     finally:
         await verifier.close()
 
 
 @click.command("verify", short_help="Check one .eml file as the receiver would.")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--mailbox", "subscriber", metavar="EMAIL",
-              help="The subscriber the copy is for (tells an inline forward by them).")
+@click.option(
+    "--mailbox",
+    "subscriber",
+    metavar="EMAIL",
+    help="The subscriber the copy is for (tells an inline forward by them).",
+)
 @json_option
 @pass_app
 def verify(app: AppContext, file: Path, subscriber: str | None, as_json: bool) -> None:

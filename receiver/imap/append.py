@@ -31,8 +31,11 @@ def refusal(outcome: Outcome) -> MailboxError | None:
     if outcome.status == REJECTED:
         return MailboxError(None, outcome.reason.encode("utf-8", "replace"))
     if outcome.status == TEMPFAILED:
-        return MailboxError(None, (outcome.reason or UNAVAILABLE).encode("utf-8", "replace"),
-                            ResponseCode.of(b"UNAVAILABLE"))
+        return MailboxError(
+            None,
+            (outcome.reason or UNAVAILABLE).encode("utf-8", "replace"),
+            ResponseCode.of(b"UNAVAILABLE"),
+        )
     return None
 
 
@@ -66,28 +69,46 @@ class Appender:
         self.run = run
 
     def envelope(self, mail: RawMail) -> Envelope:
-        return Envelope(source="imap", session_id=connection.session_id(),
-                        peer=connection.peer(), tls=tls_of(connection.cipher()),
-                        auth_user=self.login, smtp_defects=list(mail.defects),
-                        received_at=utcnow())
+        return Envelope(
+            source="imap",
+            session_id=connection.session_id(),
+            peer=connection.peer(),
+            tls=tls_of(connection.cipher()),
+            auth_user=self.login,
+            smtp_defects=list(mail.defects),
+            received_at=utcnow(),
+        )
 
     async def __call__(self, folder: FolderInfo, msg: AppendMessage) -> int:
         """The UID of the committed copy in `folder`; raises the NO otherwise."""
         # The literal exactly as the client sent it: these are the bytes stored.
         mail = read(bytes(msg.literal))
-        [outcome] = await self.pipeline.deliver(mail, self.envelope(mail),
-                                                [(self.mailbox.email, self.mailbox)])
+        [outcome] = await self.pipeline.deliver(
+            mail, self.envelope(mail), [(self.mailbox.email, self.mailbox)]
+        )
         refused = refusal(outcome)
         if refused is not None:
-            log.info("imap %s: APPEND to %r refused: %s %s", connection.session_id(), folder.name,
-                     outcome.status, outcome.reason)
+            log.info(
+                "imap %s: APPEND to %r refused: %s %s",
+                connection.session_id(),
+                folder.name,
+                outcome.status,
+                outcome.reason,
+            )
             raise refused
         assert outcome.delivery_id is not None
         flags = frozenset(f.value.decode("ascii", "replace") for f in msg.flag_set)
         # Should this fail (NO [UNAVAILABLE]), the copy is committed: the client's retry
         # is the store's duplicate, and is shown in the folder then.
-        uid = await self.run(folders.add_entry, folder.id, outcome.delivery_id, flags,
-                             internal_date(msg.when))
-        log.info("imap %s: APPEND to %r: %s delivery %s uid %s", connection.session_id(), folder.name,
-                 outcome.status, outcome.delivery_id, uid)
+        uid = await self.run(
+            folders.add_entry, folder.id, outcome.delivery_id, flags, internal_date(msg.when)
+        )
+        log.info(
+            "imap %s: APPEND to %r: %s delivery %s uid %s",
+            connection.session_id(),
+            folder.name,
+            outcome.status,
+            outcome.delivery_id,
+            uid,
+        )
         return uid

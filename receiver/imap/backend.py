@@ -57,7 +57,8 @@ class Backend:
         is a NO [UNAVAILABLE] to the command, never a dropped connection."""
         try:
             return await asyncio.get_running_loop().run_in_executor(
-                self.pipeline.executor, run_read, self.pipeline.writer.db, fn, *args)
+                self.pipeline.executor, run_read, self.pipeline.writer.db, fn, *args
+            )
         except Exception as e:
             log.error("imap: %s failed: %r", fn.__name__, e)
             raise unavailable() from None
@@ -69,39 +70,65 @@ class Backend:
 class Message(BaseMessage):
     __slots__ = ["_backend", "delivery_id"]
 
-    def __init__(self, uid: int, internal_date: dt.datetime, flags: Iterable[Flag], *,
-                 delivery_id: int, backend: Backend, thread_id: ObjectId | None = None,
-                 expunged: bool = False):
-        super().__init__(uid, internal_date, flags, expunged=expunged,
-                         email_id=ObjectId(b"M%d" % delivery_id), thread_id=thread_id)
+    def __init__(
+        self,
+        uid: int,
+        internal_date: dt.datetime,
+        flags: Iterable[Flag],
+        *,
+        delivery_id: int,
+        backend: Backend,
+        thread_id: ObjectId | None = None,
+        expunged: bool = False,
+    ):
+        super().__init__(
+            uid,
+            internal_date,
+            flags,
+            expunged=expunged,
+            email_id=ObjectId(b"M%d" % delivery_id),
+            thread_id=thread_id,
+        )
         self.delivery_id = delivery_id
         self._backend = backend
 
     @classmethod
     def of(cls, e: EntryInfo, backend: Backend) -> Message:
         # A quarantined copy is in no thread yet: its THREADID is NIL.
-        return cls(e.uid, e.internal_date.replace(tzinfo=dt.UTC),
-                   [Flag(f) for f in e.flags], delivery_id=e.delivery_id, backend=backend,
-                   thread_id=ObjectId(b"T%d" % e.thread_id) if e.thread_id else None)
+        return cls(
+            e.uid,
+            e.internal_date.replace(tzinfo=dt.UTC),
+            [Flag(f) for f in e.flags],
+            delivery_id=e.delivery_id,
+            backend=backend,
+            thread_id=ObjectId(b"T%d" % e.thread_id) if e.thread_id else None,
+        )
 
     def again(self, *, flags: Iterable[Flag] | None = None) -> Message:
-        return Message(self.uid, self.internal_date,
-                       self.permanent_flags if flags is None else flags,
-                       delivery_id=self.delivery_id, backend=self._backend,
-                       thread_id=self.thread_id, expunged=self.expunged)
+        return Message(
+            self.uid,
+            self.internal_date,
+            self.permanent_flags if flags is None else flags,
+            delivery_id=self.delivery_id,
+            backend=self._backend,
+            thread_id=self.thread_id,
+            expunged=self.expunged,
+        )
 
     async def load_content(self, requirement: FetchRequirement) -> BaseLoadedMessage:
         if requirement == FetchRequirement.NONE or requirement == FetchRequirement.METADATA:
             return BaseLoadedMessage(self, requirement, None)
         data, codec = await self._backend.run(folders.raw_of, self.delivery_id)
         raw = await asyncio.get_running_loop().run_in_executor(
-            self._backend.pipeline.executor, decompress, data, codec)
+            self._backend.pipeline.executor, decompress, data, codec
+        )
         return BaseLoadedMessage(self, requirement, MessageContent.parse(raw))
 
 
 class FolderData(MailboxDataInterface[Message]):
-    def __init__(self, backend: Backend, mailbox: MailboxInfo, info: FolderInfo,
-                 appender: Appender):
+    def __init__(
+        self, backend: Backend, mailbox: MailboxInfo, info: FolderInfo, appender: Appender
+    ):
         self.backend = backend
         self.mailbox = mailbox
         self.info = info
@@ -124,11 +151,14 @@ class FolderData(MailboxDataInterface[Message]):
         return self.backend.selected_set(self.info.id)
 
     async def _messages(self) -> list[Message]:
-        return [Message.of(e, self.backend)
-                for e in await self.backend.run(folders.entries, self.info.id)]
+        return [
+            Message.of(e, self.backend)
+            for e in await self.backend.run(folders.entries, self.info.id)
+        ]
 
-    async def update_selected(self, selected: SelectedMailbox, *,
-                              wait_on: Event | None = None) -> SelectedMailbox:
+    async def update_selected(
+        self, selected: SelectedMailbox, *, wait_on: Event | None = None
+    ) -> SelectedMailbox:
         if wait_on is not None:
             await wait_on.wait(timeout=IDLE_POLL_SECONDS)
         selected.set_messages(await self._messages())
@@ -139,16 +169,19 @@ class FolderData(MailboxDataInterface[Message]):
         e = await self.backend.run(folders.entry, self.info.id, uid)
         return Message.of(e, self.backend)
 
-    async def copy(self, uid: int, destination: FolderData, *,
-                   recent: bool = False) -> int | None:
+    async def copy(self, uid: int, destination: FolderData, *, recent: bool = False) -> int | None:
         e = await self.backend.run(folders.entry, self.info.id, uid)
         if e is None:
             return None
-        return await self.backend.run(folders.add_entry, destination.info.id, e.delivery_id,
-                                      e.flags - {folders.QUARANTINED}, e.internal_date)
+        return await self.backend.run(
+            folders.add_entry,
+            destination.info.id,
+            e.delivery_id,
+            e.flags - {folders.QUARANTINED},
+            e.internal_date,
+        )
 
-    async def move(self, uid: int, destination: FolderData, *,
-                   recent: bool = False) -> int | None:
+    async def move(self, uid: int, destination: FolderData, *, recent: bool = False) -> int | None:
         new_uid = await self.copy(uid, destination)
         if new_uid is not None:
             await self.backend.run(folders.hide, self.info.id, [uid])
@@ -161,12 +194,17 @@ class FolderData(MailboxDataInterface[Message]):
             raise TypeError(cached_msg)
         return cached_msg.again()
 
-    async def update(self, uid: int, cached_msg: CachedMessage, flag_set: frozenset[Flag],
-                     mode: FlagOp) -> Message:
+    async def update(
+        self, uid: int, cached_msg: CachedMessage, flag_set: frozenset[Flag], mode: FlagOp
+    ) -> Message:
         msg = await self.get(uid, cached_msg)
         flags = mode.apply(msg.permanent_flags, flag_set)
-        await self.backend.run(folders.set_flags, self.info.id, uid,
-                               frozenset(f.value.decode("ascii", "replace") for f in flags))
+        await self.backend.run(
+            folders.set_flags,
+            self.info.id,
+            uid,
+            frozenset(f.value.decode("ascii", "replace") for f in flags),
+        )
         return msg.again(flags=flags)
 
     async def delete(self, uids: Iterable[int]) -> None:
@@ -186,9 +224,18 @@ class FolderData(MailboxDataInterface[Message]):
         messages = await self._messages()
         info = await self.backend.run(folders.get, self.mailbox.id, self.info.name) or self.info
         unseen = [i for i, m in enumerate(messages, 1) if Seen not in m.permanent_flags]
-        return MailboxSnapshot(self.mailbox_id, self.readonly, self.uid_validity,
-                               self.permanent_flags, self.session_flags, len(messages), 0,
-                               len(unseen), unseen[0] if unseen else None, info.uidnext)
+        return MailboxSnapshot(
+            self.mailbox_id,
+            self.readonly,
+            self.uid_validity,
+            self.permanent_flags,
+            self.session_flags,
+            len(messages),
+            0,
+            len(unseen),
+            unseen[0] if unseen else None,
+            info.uidnext,
+        )
 
 
 class FolderSet(MailboxSetInterface[FolderData]):
@@ -231,8 +278,11 @@ class FolderSet(MailboxSetInterface[FolderData]):
         if result == "missing":
             raise KeyError(name)
         if result == "not empty":
-            raise MailboxError(name, b"Folder is not empty: the archive is never deleted "
-                               b"over IMAP.", ResponseCode.of(b"CANNOT"))
+            raise MailboxError(
+                name,
+                b"Folder is not empty: the archive is never deleted over IMAP.",
+                ResponseCode.of(b"CANNOT"),
+            )
 
     async def rename_mailbox(self, before: str, after: str) -> None:
         result = await self.backend.run(folders.rename, self.mailbox.id, before, after, DELIMITER)

@@ -58,8 +58,7 @@ class Login(LoginInterface):
     async def authenticate(self, credentials: ServerCredentials) -> Identity:
         ip = client_ip()
         if self.limiter.blocked(ip):
-            log.warning("imap %s: login from %s blocked after repeated failures",
-                        session_id(), ip)
+            log.warning("imap %s: login from %s blocked after repeated failures", session_id(), ip)
             metrics.imap_login("blocked")
             raise InvalidAuth("Too many failed logins from your address, try again later.")
         taken = _Secret()

@@ -41,10 +41,14 @@ class State(ConnectionState):
 
     async def do_command(self, cmd: Command) -> CommandResponse:
         # pymap answers an APPEND literal over the size limit BAD; RFC 7889 says NO [TOOBIG].
-        if (isinstance(cmd, InvalidCommand) and cmd.parse_exc is not None
-                and bytes(cmd.parse_exc.code or b"") == b"[TOOBIG]"):
-            return ResponseNo(cmd.tag, b"Message larger than the limit (APPENDLIMIT).",
-                              cmd.parse_exc.code)
+        if (
+            isinstance(cmd, InvalidCommand)
+            and cmd.parse_exc is not None
+            and bytes(cmd.parse_exc.code or b"") == b"[TOOBIG]"
+        ):
+            return ResponseNo(
+                cmd.tag, b"Message larger than the limit (APPENDLIMIT).", cmd.parse_exc.code
+            )
         return await super().do_command(cmd)
 
 
@@ -53,8 +57,13 @@ class BoundedReader:
     whole whatever its size, and a line until the stream's buffer limit. Past either,
     the client is told BYE and the connection ends; nothing more is read or held."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 max_literal: int, timeout: float):
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        max_literal: int,
+        timeout: float,
+    ):
         self.reader = reader
         self.writer = writer
         self.max_literal = max_literal
@@ -99,8 +108,11 @@ def _quick_ack(writer: asyncio.StreamWriter) -> None:
     a delayed ACK would hold every APPEND for ~40 ms (bench/RESULTS.md). Linux drops
     back to delayed ACKs by itself, so this is set again before every literal."""
     sock = writer.get_extra_info("socket")
-    if sock is not None and hasattr(socket, "TCP_QUICKACK") and sock.family in (
-            socket.AF_INET, socket.AF_INET6):
+    if (
+        sock is not None
+        and hasattr(socket, "TCP_QUICKACK")
+        and sock.family in (socket.AF_INET, socket.AF_INET6)
+    ):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
 
@@ -127,13 +139,12 @@ class Listener:
         finally:
             self.slots.release(ip)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     sock_info: SocketInfo) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock_info: SocketInfo
+    ) -> None:
         _no_delay(writer)
-        bounded = BoundedReader(reader, writer, self.settings.max_literal,
-                                self.settings.timeout)
-        conn = IMAPConnection(self.settings.commands, self.settings,
-                              bounded, writer, sock_info)  # type: ignore[arg-type]
+        bounded = BoundedReader(reader, writer, self.settings.max_literal, self.settings.timeout)
+        conn = IMAPConnection(self.settings.commands, self.settings, bounded, writer, sock_info)  # type: ignore[arg-type]
         state = State(self.login, self.settings)
         metrics.imap_session_opened()
         try:
@@ -148,9 +159,14 @@ class Listener:
             metrics.imap_session_closed()
 
 
-async def start(config: Config, pipeline: Pipeline, tls: ssl.SSLContext | None,
-                hostname: str, limiter: FailureLimiter, reuse_port: bool = False,
-                ) -> dict[str, asyncio.Server]:
+async def start(
+    config: Config,
+    pipeline: Pipeline,
+    tls: ssl.SSLContext | None,
+    hostname: str,
+    limiter: FailureLimiter,
+    reuse_port: bool = False,
+) -> dict[str, asyncio.Server]:
     """The configured IMAP listeners, serving, by [imap] key. `reuse_port`: every
     worker of `serve --workers` listens on the same ports."""
     servers: dict[str, asyncio.Server] = {}
@@ -165,7 +181,11 @@ async def start(config: Config, pipeline: Pipeline, tls: ssl.SSLContext | None,
         login = Login(Backend(pipeline, settings), limiter)
         host, port = parse_hostport(getattr(config.imap, key), f"imap.{key}")
         servers[key] = await asyncio.start_server(
-            Listener(login, settings, slots), host=host, port=port, reuse_address=True,
+            Listener(login, settings, slots),
+            host=host,
+            port=port,
+            reuse_address=True,
             reuse_port=reuse_port,
-            ssl=tls if implicit else None)
+            ssl=tls if implicit else None,
+        )
     return servers

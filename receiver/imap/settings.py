@@ -20,11 +20,12 @@ MECHANISMS = [b"PLAIN", b"LOGIN"]
 
 
 class Settings(IMAPConfig):
-    def __init__(self, config: Config, hostname: str, tls: ssl.SSLContext,
-                 implicit_tls: bool):
+    def __init__(self, config: Config, hostname: str, tls: ssl.SSLContext, implicit_tls: bool):
         super().__init__(
             Namespace(passlib_cfg=None, proxy_protocol=None),
-            host=None, port=0, ssl_context=tls,
+            host=None,
+            port=0,
+            ssl_context=tls,
             # STARTTLS is offered on the plain listener; on the implicit one TLS is on.
             tls_enabled=not implicit_tls,
             max_append_len=config.smtp.max_message_size,

@@ -27,8 +27,7 @@ def header_defects(section: bytes) -> tuple[str, ...]:
     return tuple(defects)
 
 
-def parse_view(raw: bytes, header_end: int, body_start: int,
-               junk: list[tuple[int, int]]) -> bytes:
+def parse_view(raw: bytes, header_end: int, body_start: int, junk: list[tuple[int, int]]) -> bytes:
     """The bytes the parser sees: `raw` itself, unless its header block has junk lines
     (receiver.mail.fields), mixes line ends or holds a bare CR. Then the junk lines are
     left out (the email package would end the header block at one, or take it for an
@@ -38,8 +37,11 @@ def parse_view(raw: bytes, header_end: int, body_start: int,
     so that the email package ends the header block where receiver.mail.block does (and
     the view needs no view of its own). The body is kept as it is."""
     section = raw[:body_start]
-    if not junk and not _BARE_CR.search(section) and (
-            b"\r" not in section or not _BARE_LF.search(section)):
+    if (
+        not junk
+        and not _BARE_CR.search(section)
+        and (b"\r" not in section or not _BARE_LF.search(section))
+    ):
         return raw  # clean, or LF line ends throughout (a file's): read alike by all
     kept, at = [], 0
     for start, stop in junk:
@@ -49,6 +51,6 @@ def parse_view(raw: bytes, header_end: int, body_start: int,
     lines = b"".join(kept)
     eol = b""
     if lines.endswith(b"\n"):  # the last line's own end, as CRLF: the view is clean
-        lines, eol = lines[:-2 if lines.endswith(b"\r\n") else -1], b"\r\n"
+        lines, eol = lines[: -2 if lines.endswith(b"\r\n") else -1], b"\r\n"
     blank = b"\r\n" if body_start > header_end else b""
     return _BARE_CR.sub(b" ", _BARE_LF.sub(b" ", lines)) + eol + blank + raw[body_start:]

@@ -28,11 +28,11 @@ class RawMail:
 
     @property
     def header(self) -> bytes:
-        return self.raw[:self.header_end]
+        return self.raw[: self.header_end]
 
     def body(self) -> bytes:
         """A copy of the body: for the callers that need one (it may be 50 MB)."""
-        return self.raw[self.body_start:]
+        return self.raw[self.body_start :]
 
     def get_all(self, name: str) -> list[str]:
         return get_all(self.fields, name)
@@ -53,9 +53,9 @@ class RawMail:
         """`raw` with the blank line after the header block written as a CRLF, for a
         library that splits the whole message itself (dkimpy's ARC check): it then ends
         the header block where this reader does. `raw` itself when it already does."""
-        if self.raw[self.header_end:self.body_start] in (b"\r\n", b"\n", b""):
+        if self.raw[self.header_end : self.body_start] in (b"\r\n", b"\n", b""):
             return self.raw
-        return self.raw[:self.header_end] + b"\r\n" + self.raw[self.body_start:]
+        return self.raw[: self.header_end] + b"\r\n" + self.raw[self.body_start :]
 
     def parts(self) -> Iterator[mime.Part]:
         """Every MIME part, lazily (receiver.mail.mime.parts)."""
@@ -66,13 +66,21 @@ class RawMail:
 
     def top_parts(self) -> list[RawMail]:
         """Each part of a multipart message's own body, read ([] when not multipart)."""
-        return [read(self.raw[start:end])
-                for start, end in mime.top_parts(self.raw, self.header, self.body_start)]
+        return [
+            read(self.raw[start:end])
+            for start, end in mime.top_parts(self.raw, self.header, self.body_start)
+        ]
 
 
 def read(raw: bytes) -> RawMail:
     """Read the header block of `raw` (the body is not looked at)."""
     header_end, body_start = header_span(raw)
     block = read_fields(raw, header_end)
-    return RawMail(raw, header_end, body_start, tuple(block.fields), header_defects(
-        raw[:body_start]), tuple(block.junk))
+    return RawMail(
+        raw,
+        header_end,
+        body_start,
+        tuple(block.fields),
+        header_defects(raw[:body_start]),
+        tuple(block.junk),
+    )

@@ -65,7 +65,7 @@ def next_delimiter(raw: bytes, pos: int, stack: list[bytes | None]) -> Delimiter
         for level in range(len(stack) - 1, -1, -1):
             delim = stack[level]
             if delim is not None and text.startswith(delim):
-                rest = text[len(delim):]
+                rest = text[len(delim) :]
                 if rest in (b"", b"--"):
                     return i, end, level, rest == b"--"
         pos, i = end - 1, -1
@@ -92,12 +92,11 @@ def parts(raw: bytes) -> Iterator[Part]:
     while True:
         blank = blank_line(raw, pos)
         if blank is None:  # headers to the end: no body, nothing more opens
-            yield Part(raw[pos:], len(raw), len(raw), None, len(stack), after_boundary,
-                       False)
+            yield Part(raw[pos:], len(raw), len(raw), None, len(stack), after_boundary, False)
             return
         header_end = blank[0]
         cut = raw.find(b"\n", pos + _HEADER_CAP - 1, header_end)
-        header = raw[pos:header_end if cut < 0 else cut + 1]
+        header = raw[pos : header_end if cut < 0 else cut + 1]
         nested = nested_kind(header)
         pos = blank[1]
         kind, reused = None, False
@@ -111,14 +110,21 @@ def parts(raw: bytes) -> Iterator[Part]:
             after_boundary = False
             continue
         found = next_delimiter(raw, pos, stack)
-        yield Part(header, pos, len(raw) if found is None else found[0], kind, len(stack),
-                   after_boundary, reused)
+        yield Part(
+            header,
+            pos,
+            len(raw) if found is None else found[0],
+            kind,
+            len(stack),
+            after_boundary,
+            reused,
+        )
         while found is not None and found[3]:  # closing lines, then epilogues
-            del stack[found[2]:]
+            del stack[found[2] :]
             found = next_delimiter(raw, found[1], stack)
         if found is None:
             return
-        del stack[found[2] + 1:]
+        del stack[found[2] + 1 :]
         pos, after_boundary = found[1], True
 
 
@@ -151,6 +157,6 @@ def top_parts(raw: bytes, header: bytes, body_start: int) -> list[tuple[int, int
         found = next_delimiter(raw, start, stack)
         if found is None:
             break
-        end = found[0] - (2 if raw[found[0] - 2:found[0]] == b"\r\n" else 1)
+        end = found[0] - (2 if raw[found[0] - 2 : found[0]] == b"\r\n" else 1)
         spans.append((start, max(start, end)))
     return spans

@@ -50,9 +50,9 @@ def normalize_id(value: str | None) -> str | None:
 def _plausible(v: str) -> bool:
     # Printable ASCII, or real non-ASCII characters (no controls, no lone surrogates
     # left by undecodable bytes), and at least one letter or digit.
-    return (all(33 <= ord(c) < 127 or (ord(c) > 159 and not 0xD800 <= ord(c) <= 0xDFFF)
-                for c in v)
-            and any(c.isalnum() for c in v))
+    return all(
+        33 <= ord(c) < 127 or (ord(c) > 159 and not 0xD800 <= ord(c) <= 0xDFFF) for c in v
+    ) and any(c.isalnum() for c in v)
 
 
 def is_weak_id(msgid: str) -> bool:

@@ -24,8 +24,18 @@ log = logging.getLogger(__name__)
 # Authentication-Results, ARC-*, forwarding marks, a forwarder's DKIM-Signature)
 # differ between copies of one message and are left out.
 AUTHOR_HEADERS = (
-    "from", "sender", "to", "cc", "date", "subject", "message-id", "in-reply-to",
-    "references", "mime-version", "content-type", "content-transfer-encoding",
+    "from",
+    "sender",
+    "to",
+    "cc",
+    "date",
+    "subject",
+    "message-id",
+    "in-reply-to",
+    "references",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
 )
 
 
@@ -79,7 +89,7 @@ def _content_hash(mail: RawMail) -> str:
     # The body is hashed with CRLF folded to LF and trailing line breaks left out. CR
     # and LF pairs never overlap, so the trailing breaks can be taken off the raw body
     # from its end, a pair at a time, before folding.
-    body = memoryview(mail.raw)[mail.body_start:]
+    body = memoryview(mail.raw)[mail.body_start :]
     end = len(body)
     while end and body[end - 1] == 0x0A:
         end -= 2 if end >= 2 and body[end - 2] == 0x0D else 1
@@ -106,7 +116,7 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
         return None
     if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
     return value
 
 
@@ -149,9 +159,11 @@ def _parse(message: RawMail):
     """mail-parser's result, and what receiver.parse.slim left out of the view it read."""
     view, omitted = slim(message, SLIM_THRESHOLD)
     mail = mailparser.parse_from_bytes(view)
-    if omitted and not confirmed(omitted, mail.text_plain + mail.text_html
-                                 + mail.text_not_managed,
-                                 [_decoded(a) for a in mail.attachments]):
+    if omitted and not confirmed(
+        omitted,
+        mail.text_plain + mail.text_html + mail.text_not_managed,
+        [_decoded(a) for a in mail.attachments],
+    ):
         # The email package saw another structure than slim's (a header block it ends
         # early, a bare CR in a boundary line, ...): parse the message itself.
         return mailparser.parse_from_bytes(message.raw), {}
@@ -208,8 +220,7 @@ def parse_message(message: RawMail | bytes, unparsed: str | None = None) -> Pars
     if rec.from_addr:
         own.add(rec.from_addr)
     rec.in_reply_to = clean_references(
-        extract_ids(" ".join(view.get_all("In-Reply-To"))), msgid, own)
-    rec.references = clean_references(
-        extract_ids(" ".join(view.get_all("References"))), msgid, own)
+        extract_ids(" ".join(view.get_all("In-Reply-To"))), msgid, own
+    )
+    rec.references = clean_references(extract_ids(" ".join(view.get_all("References"))), msgid, own)
     return rec
-

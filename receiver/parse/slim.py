@@ -39,25 +39,30 @@ _DECODE_SLICE = 1 << 20
 _BLANKS = b" \t\r\n"
 
 
-def confirmed(omitted: dict[bytes, tuple[int, str]], texts: list[str],
-              attachments: list[bytes]) -> bool:
+def confirmed(
+    omitted: dict[bytes, tuple[int, str]], texts: list[str], attachments: list[bytes]
+) -> bool:
     """Whether the parser saw each slimmed part where slim did: every marker exactly once,
     as an attachment of its own, and no marker (nor its base64) in any text. Otherwise
     the view must not be used."""
     if sorted(a for a in attachments if a in omitted) != sorted(omitted):
         return False
-    prefix = next(iter(omitted))[:len(MARK) + 16]  # the mark and this message's nonce
+    prefix = next(iter(omitted))[: len(MARK) + 16]  # the mark and this message's nonce
     signs = [prefix.decode(), base64.b64encode(prefix).decode()[:60]]
     return not any(sign in t for t in texts for sign in signs) and not any(
-        prefix in a and a not in omitted for a in attachments)
+        prefix in a and a not in omitted for a in attachments
+    )
 
 
 def _slimmable(header: bytes, size: int, threshold: int) -> bool:
     if size < threshold or len(_ANY_CTE.findall(header)) != 1 or not _CTE_BASE64.search(header):
         return False
     ctype = _CONTENT_TYPE.search(header)
-    return (ctype is not None and _NAMED.search(header) is not None
-            and ctype.group(1).lower() not in (b"text", b"multipart", b"message"))
+    return (
+        ctype is not None
+        and _NAMED.search(header) is not None
+        and ctype.group(1).lower() not in (b"text", b"multipart", b"message")
+    )
 
 
 def _measure(raw: bytes, start: int, end: int) -> tuple[int, str]:
@@ -77,8 +82,11 @@ def _measure(raw: bytes, start: int, end: int) -> tuple[int, str]:
     while last - pos > _DECODE_SLICE:
         stop = pos + _DECODE_SLICE
         # (find is a memchr: it spares a counting pass for each blank the slice lacks)
-        chars = stop - pos - sum(raw.count(b, pos, stop) for b in _BLANKS
-                                 if raw.find(b, pos, stop) >= 0)
+        chars = (
+            stop
+            - pos
+            - sum(raw.count(b, pos, stop) for b in _BLANKS if raw.find(b, pos, stop) >= 0)
+        )
         while chars % 4 and stop < last:
             chars += raw[stop] not in _BLANKS
             stop += 1
@@ -109,11 +117,13 @@ def slim(mail: RawMail, threshold: int) -> tuple[bytes, dict[bytes, tuple[int, s
         if part.kind is None:
             end = part.end
             if end < len(raw):  # the line break in front of a boundary line is not body
-                end -= 2 if raw[end - 2:end] == b"\r\n" else 1
+                end -= 2 if raw[end - 2 : end] == b"\r\n" else 1
             leaves.append((part.header, part.body, max(part.body, end)))
     for header, start, end in leaves:
-        if (not _slimmable(header, end - start, threshold)
-                or _BASE64_BODY.fullmatch(raw, start, end) is None):
+        if (
+            not _slimmable(header, end - start, threshold)
+            or _BASE64_BODY.fullmatch(raw, start, end) is None
+        ):
             continue
         try:
             measured = _measure(raw, start, end)

@@ -39,8 +39,11 @@ class Budget:
 def parse_within(raw: bytes, budget: Budget) -> ParsedMessage:
     """Parse in this process, skipping mail-parser for a message over the static budget."""
     view = read(raw).for_parser
-    reason = (f"larger than {budget.max_bytes} bytes" if len(raw) > budget.max_bytes
-              else view.over_budget(budget.max_depth, budget.max_parts))
+    reason = (
+        f"larger than {budget.max_bytes} bytes"
+        if len(raw) > budget.max_bytes
+        else view.over_budget(budget.max_depth, budget.max_parts)
+    )
     return parse_message(view, unparsed=f"parse budget: {reason}" if reason else None)
 
 
@@ -62,8 +65,9 @@ def _serve(conn, budget: Budget) -> None:
 class _Worker:
     def __init__(self, ctx, budget: Budget):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, budget), daemon=True,
-                                name="parse-worker")
+        self.proc = ctx.Process(
+            target=_serve, args=(child, budget), daemon=True, name="parse-worker"
+        )
         self.proc.start()
         child.close()
 

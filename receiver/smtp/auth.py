@@ -47,8 +47,7 @@ async def _first_response(server, args: list[str], challenge: str) -> bytes | st
 async def _credentials(server, args: list[str]) -> tuple[bytes, bytes] | str | None:
     """(login, password), or a reply line, or None when aiosmtpd already replied."""
     plain = args[0].upper() == "PLAIN"
-    first = await _first_response(server, args,
-                                  "" if plain else server.AuthLoginUsernameChallenge)
+    first = await _first_response(server, args, "" if plain else server.AuthLoginUsernameChallenge)
     if not isinstance(first, bytes):
         return first
     if plain:
@@ -60,8 +59,9 @@ async def _credentials(server, args: list[str]) -> tuple[bytes, bytes] | str | N
     return first, password
 
 
-async def authenticate(server, session, args: list[str], check, limiter: FailureLimiter,
-                       sid: str) -> str | None:
+async def authenticate(
+    server, session, args: list[str], check, limiter: FailureLimiter, sid: str
+) -> str | None:
     """The AUTH exchange; `check(login, password)` is awaited and returns a mailbox."""
     ip = client_ip(session.peer)
     if limiter.blocked(ip):

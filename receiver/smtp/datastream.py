@@ -44,7 +44,7 @@ class DataStream:
         if self.keeping and not self.long_line:
             self._check_lines(stop)
         if end >= 0:
-            rest = bytes(buf[end + len(END):])
+            rest = bytes(buf[end + len(END) :])
             del buf[stop:]
             self.done = True
             return rest
@@ -55,7 +55,7 @@ class DataStream:
         # stuffed dot, so the message needs no second pass when it has none.
         buf, at = self._buf, self._scan
         while (i := buf.find(b"\r\n.", at)) >= 0:
-            after = buf[i + 3:i + 5]
+            after = buf[i + 3 : i + 5]
             if after == b"\r\n":
                 return i
             if not b"\r\n".startswith(after):
@@ -71,7 +71,7 @@ class DataStream:
         # Nothing is kept: look for END across the seam (the last octets of the previous
         # chunk) and then in the chunk itself, without copying the chunk anywhere.
         tail = bytes(self._buf)
-        i = (tail + chunk[:len(END) - 1]).find(END)
+        i = (tail + chunk[: len(END) - 1]).find(END)
         if i >= 0:
             used = i + len(END) - len(tail)
         else:
@@ -79,7 +79,7 @@ class DataStream:
             used = j + len(END) if j >= 0 else -1
         if used < 0:
             self.size += len(chunk)
-            self._buf = bytearray((tail + chunk[-(len(END) - 1):])[-(len(END) - 1):])
+            self._buf = bytearray((tail + chunk[-(len(END) - 1) :])[-(len(END) - 1) :])
             return b""
         self.size += used - len(b".\r\n")
         self.done = True
@@ -101,7 +101,7 @@ class DataStream:
         """Past a limit: stop keeping the message, only watch for its end."""
         self.keeping = False
         if not self.done:
-            del self._buf[:-(len(END) - 1)]
+            del self._buf[: -(len(END) - 1)]
             self._scan = 0
 
     def message(self) -> bytes:

@@ -11,7 +11,16 @@ import logging
 import secrets
 
 from receiver import allowlist, logs
-from receiver.pipeline import DUPLICATE, QUARANTINED, REJECTED, STORED, TEMPFAILED, Envelope, Outcome, Pipeline
+from receiver.pipeline import (
+    DUPLICATE,
+    QUARANTINED,
+    REJECTED,
+    STORED,
+    TEMPFAILED,
+    Envelope,
+    Outcome,
+    Pipeline,
+)
 from receiver.smtp import auth
 from receiver.smtp.limits import FailureLimiter
 
@@ -66,8 +75,14 @@ def combined_reply(outcomes: list[Outcome]) -> str:
 
 
 class ReceiverHandler:
-    def __init__(self, pipeline: Pipeline, *, max_recipients: int, lmtp: bool = False,
-                 failed_logins: FailureLimiter | None = None):
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        max_recipients: int,
+        lmtp: bool = False,
+        failed_logins: FailureLimiter | None = None,
+    ):
         self.pipeline = pipeline
         self.max_recipients = max_recipients
         self.lmtp = lmtp
@@ -81,8 +96,14 @@ class ReceiverHandler:
         return [*responses[:-1], *EXTENSIONS, responses[-1]]
 
     async def handle_AUTH(self, server, session, envelope, args):
-        return await auth.authenticate(server, session, args, self.pipeline.authenticate,
-                                       self.failed_logins, session_id(session))
+        return await auth.authenticate(
+            server,
+            session,
+            args,
+            self.pipeline.authenticate,
+            self.failed_logins,
+            session_id(session),
+        )
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         sid = session_id(session)
@@ -101,8 +122,11 @@ class ReceiverHandler:
             log.info("session %s: RCPT %r is not the authenticated mailbox", sid, address)
             return NOT_OWN_MAILBOX
         allow = res.mailbox.allow_from
-        if (allow and not allowlist.has_domains(allow)
-                and not allowlist.network_allows(allow, _peer(session))):
+        if (
+            allow
+            and not allowlist.has_domains(allow)
+            and not allowlist.network_allows(allow, _peer(session))
+        ):
             # Networks only: the answer is known now. Signing domains wait for DATA.
             log.info("session %s: RCPT %r refused by its allow-list", sid, address)
             return NOT_ALLOWED

@@ -32,7 +32,8 @@ import ipaddress
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.proxy_protocol import AF, V2_CMD, get_proxy
@@ -65,7 +66,8 @@ _SIZE_PARAM = re.compile(r"(?i)\sSIZE=(\d+)(?:\s|$)")
 # microseconds a call; for this shape it returns the same address and rest.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_PATH = re.compile(
-    rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?:[ \t]+(?=[^ \t(])|$)")
+    rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?:[ \t]+(?=[^ \t(])|$)"
+)
 
 TOO_MANY_SESSIONS = "421 4.7.0 Too many connections, try again later"
 TOO_MANY_COMMANDS = "421 4.7.0 Too many commands in one session, closing"
@@ -102,7 +104,7 @@ class Settings:
     trusted_networks: tuple = ()
 
     @classmethod
-    def from_config(cls, config: Config) -> "Settings":
+    def from_config(cls, config: Config) -> Settings:
         smtp = config.smtp
         return cls(
             # A message larger than the in-flight budget could never be taken: refusing
@@ -150,14 +152,12 @@ class Shared:
     stressed: bool = False
 
     @classmethod
-    def from_config(cls, config: Config) -> "Shared":
+    def from_config(cls, config: Config) -> Shared:
         return cls(
             settings=Settings.from_config(config),
-            slots=SessionSlots(config.smtp.max_sessions,
-                               config.smtp.max_sessions_per_ip),
+            slots=SessionSlots(config.smtp.max_sessions, config.smtp.max_sessions_per_ip),
             budget=ByteBudget(config.smtp.max_inflight_bytes),
-            auth_failures=FailureLimiter(config.auth.max_failures,
-                                         config.auth.failure_window),
+            auth_failures=FailureLimiter(config.auth.max_failures, config.auth.failure_window),
         )
 
     def reload(self, config: Config) -> None:
@@ -197,8 +197,13 @@ class Hardened(_MixinBase):
         self._errors = 0  # client errors since the last message accepted
         self._command: str | None = None  # the verb being answered, for replies.enhanced
         self._slot_ip: str | None = None
-        super().__init__(handler, data_size_limit=s.max_message_size, timeout=s.timeout,
-                         require_starttls=s.require_starttls, **kwargs)
+        super().__init__(
+            handler,
+            data_size_limit=s.max_message_size,
+            timeout=s.timeout,
+            require_starttls=s.require_starttls,
+            **kwargs,
+        )
 
     # -- connection --------------------------------------------------------------
 
@@ -346,14 +351,21 @@ class Hardened(_MixinBase):
         try:
             data = await get_proxy(self._reader)
         except asyncio.IncompleteReadError:
-            log.warning("session %s: trusted proxy %s closed the connection before its "
-                        "PROXY header", sid, peer_ip)
+            log.warning(
+                "session %s: trusted proxy %s closed the connection before its PROXY header",
+                sid,
+                peer_ip,
+            )
             self._close()
             return False
         if not data.valid:
-            log.warning("session %s: closing: the connection from trusted proxy %s does not "
-                        "start with a valid PROXY header (%s)", sid, peer_ip,
-                        data.error or "incomplete header")
+            log.warning(
+                "session %s: closing: the connection from trusted proxy %s does not "
+                "start with a valid PROXY header (%s)",
+                sid,
+                peer_ip,
+                data.error or "incomplete header",
+            )
             self._close()
             return False
         self.session.proxy_data = data
@@ -377,15 +389,23 @@ class Hardened(_MixinBase):
         shared = self.shared
         stressed = shared.slots.count >= self.settings.stress_threshold * shared.slots.total
         if stressed and not shared.stressed:
-            log.warning("%d sessions open (cap %d): idle timeout %ss", shared.slots.count,
-                        shared.slots.total, self.settings.stress_timeout)
+            log.warning(
+                "%d sessions open (cap %d): idle timeout %ss",
+                shared.slots.count,
+                shared.slots.total,
+                self.settings.stress_timeout,
+            )
             shared.stressed = True
             for session in shared.sessions:
                 if not session.in_data and session.transport is not None:
                     session._reset_timeout(session._idle_timeout())
         elif not stressed and shared.stressed:
-            log.info("%d sessions open (cap %d): idle timeout back to %ss",
-                     shared.slots.count, shared.slots.total, self.settings.timeout)
+            log.info(
+                "%d sessions open (cap %d): idle timeout back to %ss",
+                shared.slots.count,
+                shared.slots.total,
+                self.settings.timeout,
+            )
             shared.stressed = False
 
     async def _read_line(self) -> bytes | None:
@@ -433,8 +453,11 @@ class Hardened(_MixinBase):
             return await self.push(BAD_UTF8)
         if not self._tls_handshake_okay and command != "QUIT":
             return await self.push("554 5.7.0 Command refused due to lack of security")
-        if (self.require_starttls and not self._tls_protocol
-                and command not in ALLOWED_BEFORE_STARTTLS):
+        if (
+            self.require_starttls
+            and not self._tls_protocol
+            and command not in ALLOWED_BEFORE_STARTTLS
+        ):
             return await self.push("530 5.7.0 Must issue a STARTTLS command first")
         method = self._smtp_methods.get(command)
         if method is None:
@@ -451,15 +474,14 @@ class Hardened(_MixinBase):
         if plain is not None:
             local = plain.group(1).rpartition("@")[0]
             if not self.local_part_limit or len(local) <= self.local_part_limit:
-                return plain.group(1), arg[plain.end():]
+                return plain.group(1), arg[plain.end() :]
         # The email package's address parser raises IndexError, AttributeError or
         # UnboundLocalError on some garbage ("<", "\\@[\t"), which aiosmtpd would
         # turn into "500 Error: (IndexError) ...": it is a malformed address (553).
         try:
             return super()._getaddr(arg)
         except Exception as e:  # any parser crash on client input means "malformed"
-            log.info("session %s: unparseable address %r: %r", session_id(self.session),
-                     arg, e)
+            log.info("session %s: unparseable address %r: %r", session_id(self.session), arg, e)
             return None, None
 
     async def smtp_MAIL(self, arg: str | None) -> None:

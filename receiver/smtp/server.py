@@ -26,13 +26,26 @@ from receiver.store.db import check_schema, open_database
 from receiver.wiring import Stack, build
 
 # Keys read once at start: a reload that changes one logs that it needs a restart.
-RESTART_KEYS = (("smtp", "listen"), ("smtp", "workers"), ("smtp", "lmtp"), ("smtp", "backlog"),
-                ("tls", "implicit_listen"), ("database", "url"),
-                ("database", "lock_timeout"), ("database", "batch_max"),
-                ("parse", "timeout"), ("parse", "max_depth"), ("parse", "max_parts"),
-                ("parse", "max_bytes"), ("parse", "workers"), ("parse", "max_memory"),
-                ("metrics", "listen"), ("stages", "stall_seconds"), ("stages", "exit_after"),
-                ("stages", "reply_seconds"))
+RESTART_KEYS = (
+    ("smtp", "listen"),
+    ("smtp", "workers"),
+    ("smtp", "lmtp"),
+    ("smtp", "backlog"),
+    ("tls", "implicit_listen"),
+    ("database", "url"),
+    ("database", "lock_timeout"),
+    ("database", "batch_max"),
+    ("parse", "timeout"),
+    ("parse", "max_depth"),
+    ("parse", "max_parts"),
+    ("parse", "max_bytes"),
+    ("parse", "workers"),
+    ("parse", "max_memory"),
+    ("metrics", "listen"),
+    ("stages", "stall_seconds"),
+    ("stages", "exit_after"),
+    ("stages", "reply_seconds"),
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +120,17 @@ class Daemon:
         every RCPT, so a change there needs no reload."""
         try:
             config, hostname = await asyncio.get_running_loop().run_in_executor(
-                None, self._read_config)
+                None, self._read_config
+            )
         except (configmod.ConfigError, OSError, ssl.SSLError) as e:
             log.error("reload failed, keeping the running config: %s", e)
             return
         if bool(config.tls.cert_file) != (self.tls is not None):
             log.warning("turning TLS on or off takes a restart")
         for section, key in RESTART_KEYS:
-            if getattr(getattr(config, section), key) != getattr(getattr(self.config, section), key):
+            if getattr(getattr(config, section), key) != getattr(
+                getattr(self.config, section), key
+            ):
                 log.warning("%s.%s changed: it takes a restart", section, key)
         self.config = config
         self.hostname = hostname
@@ -145,8 +161,12 @@ class Daemon:
         self.executor.shutdown(wait=False)
 
 
-async def start(config: Config, listen: str | None = None, lmtp: bool | None = None,
-                sock: socket.socket | None = None) -> Daemon:
+async def start(
+    config: Config,
+    listen: str | None = None,
+    lmtp: bool | None = None,
+    sock: socket.socket | None = None,
+) -> Daemon:
     """Start one daemon; `sock` is a listening socket made by `serve --workers`."""
     loop = asyncio.get_running_loop()
     malloc.unmap_large_blocks()
@@ -156,11 +176,26 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
     stack = await build(config, db, executor)
     shared = Shared.from_config(config)
     use_lmtp = config.smtp.lmtp if lmtp is None else lmtp
-    handler = ReceiverHandler(stack.pipeline, max_recipients=config.smtp.max_recipients,
-                              lmtp=use_lmtp, failed_logins=shared.auth_failures)
+    handler = ReceiverHandler(
+        stack.pipeline,
+        max_recipients=config.smtp.max_recipients,
+        lmtp=use_lmtp,
+        failed_logins=shared.auth_failures,
+    )
     hostname = config.smtp.hostname or await loop.run_in_executor(None, socket.getfqdn)
-    daemon = Daemon([], stack, executor, shared, handler, config,
-                    "", 0, tls=tls_context(config), lmtp=use_lmtp, hostname=hostname)
+    daemon = Daemon(
+        [],
+        stack,
+        executor,
+        shared,
+        handler,
+        config,
+        "",
+        0,
+        tls=tls_context(config),
+        lmtp=use_lmtp,
+        hostname=hostname,
+    )
     loop_stage = Stage("event loop")
     daemon.heartbeat = loop.create_task(heartbeat(loop_stage))
     daemon.watchdog = watch([*stack.stages, loop_stage], config, exit_for_restart(EX_SOFTWARE))
@@ -169,28 +204,41 @@ async def start(config: Config, listen: str | None = None, lmtp: bool | None = N
         server = await loop.create_server(daemon.factory(), sock=sock)
     else:
         host, port = parse_hostport(listen or config.smtp.listen)
-        server = await loop.create_server(daemon.factory(), host=host, port=port,
-                                          reuse_address=True, backlog=config.smtp.backlog)
+        server = await loop.create_server(
+            daemon.factory(), host=host, port=port, reuse_address=True, backlog=config.smtp.backlog
+        )
     daemon.servers.append(server)
     daemon.host, daemon.port = server.sockets[0].getsockname()[:2]
     if config.tls.implicit_listen:
         thost, tport = parse_hostport(config.tls.implicit_listen, "tls.implicit_listen")
-        tserver = await loop.create_server(daemon.factory(implicit_tls=True), host=thost,
-                                           port=tport, ssl=daemon.tls, reuse_address=True,
-                                           backlog=config.smtp.backlog,
-                                           # every worker listens there too
-                                           reuse_port=sock is not None)
+        tserver = await loop.create_server(
+            daemon.factory(implicit_tls=True),
+            host=thost,
+            port=tport,
+            ssl=daemon.tls,
+            reuse_address=True,
+            backlog=config.smtp.backlog,
+            # every worker listens there too
+            reuse_port=sock is not None,
+        )
         daemon.servers.append(tserver)
         daemon.tls_port = tserver.sockets[0].getsockname()[1]
-    imap_servers = await imap.start(config, stack.pipeline, daemon.tls, hostname, shared.auth_failures,
-                                    reuse_port=sock is not None)
+    imap_servers = await imap.start(
+        config,
+        stack.pipeline,
+        daemon.tls,
+        hostname,
+        shared.auth_failures,
+        reuse_port=sock is not None,
+    )
     daemon.servers += imap_servers.values()
     daemon.imap_ports = {k: s.sockets[0].getsockname()[1] for k, s in imap_servers.items()}
     return daemon
 
 
-async def run(config: Config, listen: str | None = None, lmtp: bool | None = None,
-              announce=print) -> None:
+async def run(
+    config: Config, listen: str | None = None, lmtp: bool | None = None, announce=print
+) -> None:
     daemon = await start(config, listen, lmtp)
     kind = "LMTP" if daemon.lmtp else "SMTP"
     for key, port in daemon.imap_ports.items():
@@ -198,8 +246,12 @@ async def run(config: Config, listen: str | None = None, lmtp: bool | None = Non
     also = f" (implicit TLS on port {daemon.tls_port})" if daemon.tls_port is not None else ""
     announce(f"threads-receiver: {kind} listening on {daemon.host}:{daemon.port}{also}")
     metrics_http = metrics.start_listener(
-        config.metrics.listen, lambda: all(s.is_serving() for s in daemon.servers),
-        daemon.stack.writer.db, daemon.watchdog, announce)
+        config.metrics.listen,
+        lambda: all(s.is_serving() for s in daemon.servers),
+        daemon.stack.writer.db,
+        daemon.watchdog,
+        announce,
+    )
     await until_signal(daemon)
     announce("threads-receiver: stopping")
     await daemon.stop()

@@ -62,12 +62,16 @@ QUIETENED = ("mail.log", "mailparser")
 def _log_settings() -> dict:
     root = logging.getLogger()
     json_lines = any(isinstance(h.formatter, logs.JsonFormatter) for h in root.handlers)
-    return {"level": root.level, "format": "json" if json_lines else "text",
-            "levels": {name: logging.getLogger(name).level for name in QUIETENED}}
+    return {
+        "level": root.level,
+        "format": "json" if json_lines else "text",
+        "levels": {name: logging.getLogger(name).level for name in QUIETENED},
+    }
 
 
-def _worker_main(config: Config, host: str, port: int, lmtp: bool | None, ready,
-                 log_settings: dict) -> None:
+def _worker_main(
+    config: Config, host: str, port: int, lmtp: bool | None, ready, log_settings: dict
+) -> None:
     logs.setup(log_settings["level"], log_settings["format"])
     for name, level in log_settings["levels"].items():
         logging.getLogger(name).setLevel(level)
@@ -93,8 +97,12 @@ class Supervisor:
         self.started: list[float] = []
 
     def _spawn(self):
-        p = self.ctx.Process(target=_worker_main, name="threads-receiver-worker", daemon=False,
-                             args=(*self.args, self.ready, _log_settings()))
+        p = self.ctx.Process(
+            target=_worker_main,
+            name="threads-receiver-worker",
+            daemon=False,
+            args=(*self.args, self.ready, _log_settings()),
+        )
         p.start()
         return p
 
@@ -142,8 +150,9 @@ class Supervisor:
                 p.join()
 
 
-def run_workers(config: Config, listen: str | None, lmtp: bool | None, workers: int,
-                announce=print) -> None:
+def run_workers(
+    config: Config, listen: str | None, lmtp: bool | None, workers: int, announce=print
+) -> None:
     """Run `workers` daemons on one port until SIGTERM or SIGINT."""
     host, port = parse_hostport(listen or config.smtp.listen)
     holder = reuseport_socket(host, port, None)
@@ -167,8 +176,10 @@ def run_workers(config: Config, listen: str | None, lmtp: bool | None, workers: 
         announce(f"threads-receiver: {kind} listening on {host}:{port} ({workers} workers)")
         if config.metrics.listen:
             # Each worker has its own counters; one port cannot serve them all (yet).
-            announce("threads-receiver: metrics.listen is not served with --workers; "
-                     "`threads-receiver status` still checks health")
+            announce(
+                "threads-receiver: metrics.listen is not served with --workers; "
+                "`threads-receiver status` still checks health"
+            )
         while not stopping:
             sup.check()
             if reload:

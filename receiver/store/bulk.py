@@ -19,9 +19,11 @@ from receiver.threads.subject import SubjectRule
 def store_messages(records: list[ParsedMessage], rule: SubjectRule) -> list[Message]:
     """Insert the records not stored yet and thread them; returns the new Message rows."""
     links = {(r.message_id, r.content_hash): links_of(r) for r in records}
-    rows, new = insert_messages([(r, links[(r.message_id, r.content_hash)], None)
-                                 for r in records])
-    made = [Message(id=rows[key][0], message_id=key[0], content_hash=key[1])
-            for key in links if key in new]
+    rows, new = insert_messages([(r, links[(r.message_id, r.content_hash)], None) for r in records])
+    made = [
+        Message(id=rows[key][0], message_id=key[0], content_hash=key[1])
+        for key in links
+        if key in new
+    ]
     attach_many([(m, links[(m.message_id, m.content_hash)]) for m in made], rule)
     return made

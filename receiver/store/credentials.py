@@ -15,13 +15,14 @@ from receiver.store.mailboxes import MailboxInfo, _info, get
 from receiver.store.models import Credential, Mailbox, database, utcnow
 
 # scrypt cost: 16 MiB and 50-250 ms per check (2 cores); failures are rate-limited too.
-_N, _R, _P = 2 ** 14, 8, 1
+_N, _R, _P = 2**14, 8, 1
 PASSWORD_BYTES = 18
 
 
 def _hash(password: str, salt: bytes, n: int = _N, r: int = _R, p: int = _P) -> bytes:
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
-                          maxmem=256 * 1024 * 1024, dklen=32)
+    return hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=32
+    )
 
 
 def hash_password(password: str) -> str:
@@ -64,8 +65,11 @@ def issue(email: str) -> tuple[str, str]:
 def revoke(email: str) -> bool:
     """Revoke the mailbox's credential; False when it had none in force."""
     mb = get(email)
-    n = (Credential.update(revoked_at=utcnow())
-         .where((Credential.mailbox == mb) & Credential.revoked_at.is_null()).execute())
+    n = (
+        Credential.update(revoked_at=utcnow())
+        .where((Credential.mailbox == mb) & Credential.revoked_at.is_null())
+        .execute()
+    )
     return bool(n)
 
 
@@ -73,14 +77,17 @@ def status(mb: Mailbox) -> dict | None:
     cred = Credential.get_or_none(Credential.mailbox == mb)
     if cred is None:
         return None
-    return {"username": cred.username, "created_at": cred.created_at,
-            "revoked_at": cred.revoked_at}
+    return {"username": cred.username, "created_at": cred.created_at, "revoked_at": cred.revoked_at}
 
 
 def authenticate(username: str, password: str) -> MailboxInfo | None:
     """The mailbox these credentials open, or None (unknown, wrong, revoked, disabled)."""
-    row = (Credential.select(Credential, Mailbox).join(Mailbox)
-           .where(Credential.username == username.strip().lower()).first())
+    row = (
+        Credential.select(Credential, Mailbox)
+        .join(Mailbox)
+        .where(Credential.username == username.strip().lower())
+        .first()
+    )
     if row is None:
         check_password(password, _DUMMY)
         return None
@@ -88,4 +95,3 @@ def authenticate(username: str, password: str) -> MailboxInfo | None:
     if not ok or row.revoked_at is not None or row.mailbox.state != "active":
         return None
     return _info(row.mailbox)
-

@@ -20,7 +20,7 @@ class StoreError(Exception):
 def open_database(url: str, lock_timeout: float) -> Database:
     """Bind the models to the database at `url` and return it (not yet connected)."""
     if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
+        path = Path(url[len("sqlite:///") :])
         path.parent.mkdir(parents=True, exist_ok=True)
         db: Database = SqliteDatabase(
             str(path),
@@ -67,8 +67,10 @@ def _require_driver() -> None:
     try:
         import psycopg2  # noqa: F401
     except ImportError:
-        raise StoreError("a postgresql:// database needs the PostgreSQL driver: "
-                         "pip install 'threads-receiver[postgresql]' (or psycopg2-binary)") from None
+        raise StoreError(
+            "a postgresql:// database needs the PostgreSQL driver: "
+            "pip install 'threads-receiver[postgresql]' (or psycopg2-binary)"
+        ) from None
 
 
 def is_postgres(db: Database) -> bool:

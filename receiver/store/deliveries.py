@@ -123,8 +123,9 @@ def delivery_fields(req: DeliveryRequest, message_pk: int) -> dict:
     )
 
 
-def insert_messages(records: list[tuple[ParsedMessage, ThreadLinks, str | None]],
-                    ) -> tuple[dict[tuple[str, str], tuple[int, int | None]], set[tuple[str, str]]]:
+def insert_messages(
+    records: list[tuple[ParsedMessage, ThreadLinks, str | None]],
+) -> tuple[dict[tuple[str, str], tuple[int, int | None]], set[tuple[str, str]]]:
     """Message rows for (record, links, blob sha256) triples, inserting the ones not stored
     yet with one statement per chunk. Returns (message_id, content_hash) → (row id, thread
     id) for every record, and the keys inserted now."""
@@ -134,9 +135,13 @@ def insert_messages(records: list[tuple[ParsedMessage, ThreadLinks, str | None]]
     ids = list(dict.fromkeys(mid for mid, _ in wanted))
 
     def stored() -> dict[tuple[str, str], tuple[int, int | None]]:
-        return {(mid, chash): (pk, tid) for pk, mid, chash, tid in sql.select_in(
-            Message, ["id", "message_id", "content_hash", "thread_id"], "message_id", ids)
-            if (mid, chash) in wanted}
+        return {
+            (mid, chash): (pk, tid)
+            for pk, mid, chash, tid in sql.select_in(
+                Message, ["id", "message_id", "content_hash", "thread_id"], "message_id", ids
+            )
+            if (mid, chash) in wanted
+        }
 
     rows = stored()
     new = {key for key in wanted if key not in rows}
@@ -148,8 +153,7 @@ def insert_messages(records: list[tuple[ParsedMessage, ThreadLinks, str | None]]
     return rows, new
 
 
-def store_deliveries(requests: list[DeliveryRequest],
-                     rule: SubjectRule) -> list[DeliveryResult]:
+def store_deliveries(requests: list[DeliveryRequest], rule: SubjectRule) -> list[DeliveryResult]:
     """Store many deliveries with a few set-wise statements; call inside a transaction
     holding `thread_state.lock_threading`.
 
@@ -159,9 +163,15 @@ def store_deliveries(requests: list[DeliveryRequest],
     delivery's cost (bench/RESULTS.md).
     """
     results: list[DeliveryResult | None] = [None] * len(requests)
-    known = {(mb, sha): DeliveryResult(did, mid, True, status) for did, mb, sha, mid, status in
-             sql.select_in(Delivery, ["id", "mailbox", "blob", "message", "status"],
-                                   "blob", list(dict.fromkeys(r.sha256 for r in requests)))}
+    known = {
+        (mb, sha): DeliveryResult(did, mid, True, status)
+        for did, mb, sha, mid, status in sql.select_in(
+            Delivery,
+            ["id", "mailbox", "blob", "message", "status"],
+            "blob",
+            list(dict.fromkeys(r.sha256 for r in requests)),
+        )
+    }
     fresh: list[int] = []
     first: dict[tuple[int, str], int] = {}
     for i, r in enumerate(requests):
@@ -179,8 +189,9 @@ def store_deliveries(requests: list[DeliveryRequest],
         blobs.setdefault(r.sha256, (r.sha256, r.size, "zstd", r.compressed))
         if r.wrapper:
             blobs.setdefault(r.wrapper[0], (*r.wrapper[:2], "zstd", r.wrapper[2]))
-    sql.insert_rows(Blob, ["sha256", "size", "codec", "data"], list(blobs.values()),
-                            ignore_conflicts=True)
+    sql.insert_rows(
+        Blob, ["sha256", "size", "codec", "data"], list(blobs.values()), ignore_conflicts=True
+    )
 
     links = {i: links_of(requests[i].record) for i in fresh}
     rows, _ = insert_messages([(requests[i].record, links[i], requests[i].sha256) for i in fresh])
@@ -188,8 +199,10 @@ def store_deliveries(requests: list[DeliveryRequest],
     db = Delivery._meta.database
     columns = [Delivery._meta.fields[n] for n in delivery_fields(requests[fresh[0]], 0)]
     names = ", ".join(f'"{c.column_name}"' for c in columns)
-    insert = (f'INSERT INTO "{Delivery._meta.table_name}" ({names}) '
-              f'VALUES ({", ".join([db.param] * len(columns))}) RETURNING "id"')
+    insert = (
+        f'INSERT INTO "{Delivery._meta.table_name}" ({names}) '
+        f'VALUES ({", ".join([db.param] * len(columns))}) RETURNING "id"'
+    )
     cursor = db.cursor()
     to_thread: dict[int, tuple[Message, ThreadLinks]] = {}
     for i in fresh:
@@ -218,8 +231,11 @@ class WriterFailed(Exception):
     The sender is told to retry; a retry of a committed copy is an idempotent duplicate."""
 
 
-def _settle(fut: concurrent.futures.Future, result=None, error: BaseException | None = None,
-            ) -> None:
+def _settle(
+    fut: concurrent.futures.Future,
+    result=None,
+    error: BaseException | None = None,
+) -> None:
     """Resolve a request's future unless the watchdog already failed it."""
     try:
         if error is not None:
@@ -248,8 +264,12 @@ class Writer:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._stopping = False
         self._current: list = []  # the batch being committed now
-        self.stage = Stage("writer", alive=lambda: self._stopping or self._thread.is_alive(),
-                           restart=self._start, fail_waiting=self._fail_waiting)
+        self.stage = Stage(
+            "writer",
+            alive=lambda: self._stopping or self._thread.is_alive(),
+            restart=self._start,
+            fail_waiting=self._fail_waiting,
+        )
         self._start()
 
     def _start(self) -> None:
@@ -346,12 +366,13 @@ class Writer:
                 # first cannot wait for another process's writer (`serve --workers`).
                 with write_transaction(self.db):
                     thread_state.lock_threading(self.db)
-                    flat = store_deliveries([r for reqs, _ in jobs for r in reqs],
-                                            self.subject_rule)
+                    flat = store_deliveries(
+                        [r for reqs, _ in jobs for r in reqs], self.subject_rule
+                    )
                     faults.hit("writer")
                     out, at = [], 0
                     for reqs, _ in jobs:
-                        out.append(flat[at:at + len(reqs)])
+                        out.append(flat[at : at + len(reqs)])
                         at += len(reqs)
                     return out
             except Exception as e:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Iterator
+from collections.abc import Iterator
 
 from peewee import fn
 
@@ -24,14 +24,27 @@ class Exported:
     raw: bytes
 
 
-def deliveries(mailbox_id: int, thread_id: int | None = None, since: dt.datetime | None = None,
-               include_quarantined: bool = False) -> Iterator[Exported]:
+def deliveries(
+    mailbox_id: int,
+    thread_id: int | None = None,
+    since: dt.datetime | None = None,
+    include_quarantined: bool = False,
+) -> Iterator[Exported]:
     """The mailbox's copies; `since` compares the message's Date (arrival when it has none)."""
-    q = (Delivery.select(Delivery.id, Delivery.blob, Delivery.mail_from, Delivery.received_at,
-                         Blob.data, Blob.codec)
-         .join(Blob, on=(Delivery.blob == Blob.sha256))
-         .switch(Delivery).join(Message, on=(Delivery.message == Message.id))
-         .where(Delivery.mailbox == mailbox_id))
+    q = (
+        Delivery.select(
+            Delivery.id,
+            Delivery.blob,
+            Delivery.mail_from,
+            Delivery.received_at,
+            Blob.data,
+            Blob.codec,
+        )
+        .join(Blob, on=(Delivery.blob == Blob.sha256))
+        .switch(Delivery)
+        .join(Message, on=(Delivery.message == Message.id))
+        .where(Delivery.mailbox == mailbox_id)
+    )
     if not include_quarantined:
         q = q.where(Delivery.status != "quarantined")
     if thread_id is not None:

@@ -51,8 +51,9 @@ def _info(f: Folder) -> FolderInfo:
 def _new_uidvalidity(mailbox_id: int) -> int:
     # Strictly greater than any earlier folder's: a name deleted and created again must
     # not let a client take the new folder's UIDs for the old one's (RFC 3501 2.3.1.1).
-    last = (Folder.select(fn.MAX(Folder.uidvalidity))
-            .where(Folder.mailbox == mailbox_id).scalar()) or 0
+    last = (
+        Folder.select(fn.MAX(Folder.uidvalidity)).where(Folder.mailbox == mailbox_id).scalar()
+    ) or 0
     return max(int(time.time()), last + 1) & 0xFFFFFFFF
 
 
@@ -68,8 +69,9 @@ def create(mailbox_id: int, name: str) -> FolderInfo | None:
     """The new folder, or None if the name is taken."""
     try:
         with write_transaction(database.obj):
-            f = Folder.create(mailbox=mailbox_id, name=canonical(name),
-                              uidvalidity=_new_uidvalidity(mailbox_id))
+            f = Folder.create(
+                mailbox=mailbox_id, name=canonical(name), uidvalidity=_new_uidvalidity(mailbox_id)
+            )
     except IntegrityError:
         if canonical(name) == INBOX:  # two sessions made it at once: both see the one
             return _info(Folder.get((Folder.mailbox == mailbox_id) & (Folder.name == INBOX)))
@@ -85,10 +87,9 @@ def names(mailbox_id: int, subscribed_only: bool = False) -> list[str]:
 
 
 def delete(mailbox_id: int, name: str) -> str:
-    """"deleted", "missing" or "not empty" (the archive is never deleted over IMAP)."""
+    """ "deleted", "missing" or "not empty" (the archive is never deleted over IMAP)."""
     with write_transaction(database.obj):
-        f = Folder.get_or_none((Folder.mailbox == mailbox_id)
-                               & (Folder.name == canonical(name)))
+        f = Folder.get_or_none((Folder.mailbox == mailbox_id) & (Folder.name == canonical(name)))
         if f is None:
             return "missing"
         visible = FolderEntry.select().where((FolderEntry.folder == f) & ~FolderEntry.hidden)
@@ -99,7 +100,7 @@ def delete(mailbox_id: int, name: str) -> str:
 
 
 def rename(mailbox_id: int, before: str, after: str, delimiter: str) -> str:
-    """"renamed", "missing" or "exists". Children move along; UIDVALIDITY stays.
+    """ "renamed", "missing" or "exists". Children move along; UIDVALIDITY stays.
     Renaming INBOX moves its messages and leaves a new, empty INBOX (RFC 3501 6.3.5)."""
     before, after = canonical(before), canonical(after)
     with write_transaction(database.obj):
@@ -113,14 +114,17 @@ def rename(mailbox_id: int, before: str, after: str, delimiter: str) -> str:
             return "exists"
         for f in rows:
             if f.name == before or (before != INBOX and f.name.startswith(prefix)):
-                f.name = after + f.name[len(before):]
+                f.name = after + f.name[len(before) :]
                 f.save()
     return "renamed"
 
 
 def subscribe(mailbox_id: int, name: str, on: bool) -> None:
-    (Folder.update(subscribed=on)
-     .where((Folder.mailbox == mailbox_id) & (Folder.name == canonical(name))).execute())
+    (
+        Folder.update(subscribed=on)
+        .where((Folder.mailbox == mailbox_id) & (Folder.name == canonical(name)))
+        .execute()
+    )
 
 
 def _next_uid(folder_id: int) -> int:
@@ -129,15 +133,17 @@ def _next_uid(folder_id: int) -> int:
     return Folder.select(Folder.uidnext).where(Folder.id == folder_id).scalar() - 1
 
 
-def add_entry(folder_id: int, delivery_id: int, flags: frozenset[str],
-              internal_date: dt.datetime) -> int:
+def add_entry(
+    folder_id: int, delivery_id: int, flags: frozenset[str], internal_date: dt.datetime
+) -> int:
     """The UID of the delivery in this folder: the one it is shown under already (a
     byte-identical re-append changes nothing), else a new one. A copy expunged earlier
     comes back under a new UID: a UID once expunged is never shown again."""
     for _ in range(2):
         with write_transaction(database.obj):
-            old = FolderEntry.get_or_none((FolderEntry.folder == folder_id)
-                                          & (FolderEntry.delivery == delivery_id))
+            old = FolderEntry.get_or_none(
+                (FolderEntry.folder == folder_id) & (FolderEntry.delivery == delivery_id)
+            )
             if old is not None:
                 if old.hidden:
                     old.uid, old.hidden = _next_uid(folder_id), False
@@ -147,9 +153,13 @@ def add_entry(folder_id: int, delivery_id: int, flags: frozenset[str],
             try:
                 with database.atomic():
                     uid = _next_uid(folder_id)
-                    FolderEntry.create(folder=folder_id, uid=uid, delivery=delivery_id,
-                                       flags=" ".join(sorted(flags)),
-                                       internal_date=internal_date)
+                    FolderEntry.create(
+                        folder=folder_id,
+                        uid=uid,
+                        delivery=delivery_id,
+                        flags=" ".join(sorted(flags)),
+                        internal_date=internal_date,
+                    )
                 return uid
             except IntegrityError:
                 continue  # another session added this delivery meanwhile: take its UID
@@ -157,13 +167,21 @@ def add_entry(folder_id: int, delivery_id: int, flags: frozenset[str],
 
 
 def _entries(folder_id: int):
-    return (FolderEntry
-            .select(FolderEntry.uid, Delivery.id, FolderEntry.flags, FolderEntry.internal_date,
-                    Message.thread_id, Delivery.status)
-            .join(Delivery).join(Message)
-            .where((FolderEntry.folder == folder_id) & ~FolderEntry.hidden)
-            .order_by(FolderEntry.uid)
-            .tuples())
+    return (
+        FolderEntry.select(
+            FolderEntry.uid,
+            Delivery.id,
+            FolderEntry.flags,
+            FolderEntry.internal_date,
+            Message.thread_id,
+            Delivery.status,
+        )
+        .join(Delivery)
+        .join(Message)
+        .where((FolderEntry.folder == folder_id) & ~FolderEntry.hidden)
+        .order_by(FolderEntry.uid)
+        .tuples()
+    )
 
 
 def _entry_info(row: tuple) -> EntryInfo:
@@ -187,17 +205,27 @@ def entry(folder_id: int, uid: int) -> EntryInfo | None:
 def set_flags(folder_id: int, uid: int, flags: frozenset[str]) -> None:
     # The quarantine keyword mirrors the delivery's status; it is not the client's to keep.
     kept = " ".join(sorted(flags - {QUARANTINED}))
-    (FolderEntry.update(flags=kept)
-     .where((FolderEntry.folder == folder_id) & (FolderEntry.uid == uid)).execute())
+    (
+        FolderEntry.update(flags=kept)
+        .where((FolderEntry.folder == folder_id) & (FolderEntry.uid == uid))
+        .execute()
+    )
 
 
 def hide(folder_id: int, uids: list[int]) -> None:
-    (FolderEntry.update(hidden=True)
-     .where((FolderEntry.folder == folder_id) & FolderEntry.uid.in_(uids)).execute())
+    (
+        FolderEntry.update(hidden=True)
+        .where((FolderEntry.folder == folder_id) & FolderEntry.uid.in_(uids))
+        .execute()
+    )
 
 
 def raw_of(delivery_id: int) -> tuple[bytes, str]:
     """(compressed bytes, codec) of the delivery's stored copy."""
-    b = (Blob.select(Blob.data, Blob.codec).join(Delivery, on=(Delivery.blob == Blob.sha256))
-         .where(Delivery.id == delivery_id).get())
+    b = (
+        Blob.select(Blob.data, Blob.codec)
+        .join(Delivery, on=(Delivery.blob == Blob.sha256))
+        .where(Delivery.id == delivery_id)
+        .get()
+    )
     return bytes(b.data), b.codec

@@ -56,15 +56,28 @@ def _new_local_part(email: str) -> tuple[str, str]:
 
 
 def _info(mb: Mailbox) -> MailboxInfo:
-    return _info_of(mb.id, mb.email, mb.state, mb.policy_altered, mb.policy_unverifiable,
-                    mb.allow_from)
+    return _info_of(
+        mb.id, mb.email, mb.state, mb.policy_altered, mb.policy_unverifiable, mb.allow_from
+    )
 
 
-def _info_of(pk: int, email: str, state: str, policy_altered: str | None,
-             policy_unverifiable: str | None, allow_from: str | None) -> MailboxInfo:
+def _info_of(
+    pk: int,
+    email: str,
+    state: str,
+    policy_altered: str | None,
+    policy_unverifiable: str | None,
+    allow_from: str | None,
+) -> MailboxInfo:
     """A MailboxInfo from the Mailbox columns (allow_from as stored: JSON text)."""
-    return MailboxInfo(pk, email, state, policy_altered, policy_unverifiable,
-                       tuple(json.loads(allow_from)) if allow_from else None)
+    return MailboxInfo(
+        pk,
+        email,
+        state,
+        policy_altered,
+        policy_unverifiable,
+        tuple(json.loads(allow_from)) if allow_from else None,
+    )
 
 
 def normalize_email(email: str) -> str:
@@ -90,7 +103,9 @@ def add(email: str) -> tuple[Mailbox, MailboxAddress]:
     email = normalize_email(email)
     with database.atomic():
         if Mailbox.select().where(Mailbox.email == email).exists():
-            raise MailboxError(f"mailbox {email} exists already: see `threads-receiver mailbox show {email}`")
+            raise MailboxError(
+                f"mailbox {email} exists already: see `threads-receiver mailbox show {email}`"
+            )
         mb = Mailbox.create(email=email)
         return mb, _add_address(mb)
 
@@ -101,14 +116,18 @@ def _add_address(mb: Mailbox) -> MailboxAddress:
 
 
 def current_address(mb: Mailbox) -> MailboxAddress:
-    return (MailboxAddress.select()
-            .where((MailboxAddress.mailbox == mb) & MailboxAddress.expires_at.is_null())
-            .order_by(MailboxAddress.id.desc()).first())
+    return (
+        MailboxAddress.select()
+        .where((MailboxAddress.mailbox == mb) & MailboxAddress.expires_at.is_null())
+        .order_by(MailboxAddress.id.desc())
+        .first()
+    )
 
 
 def addresses(mb: Mailbox) -> list[MailboxAddress]:
-    return list(MailboxAddress.select().where(MailboxAddress.mailbox == mb)
-                .order_by(MailboxAddress.id))
+    return list(
+        MailboxAddress.select().where(MailboxAddress.mailbox == mb).order_by(MailboxAddress.id)
+    )
 
 
 def set_state(email: str, state: str) -> Mailbox:
@@ -135,12 +154,15 @@ def remove(email: str, purge: bool) -> int:
     with database.atomic():
         mb = get(email)
         if mb.legal_hold:
-            raise MailboxError(f"mailbox {mb.email} is under legal hold: lift it first with "
-                               f"`threads-receiver mailbox set {mb.email} --no-legal-hold`")
+            raise MailboxError(
+                f"mailbox {mb.email} is under legal hold: lift it first with "
+                f"`threads-receiver mailbox set {mb.email} --no-legal-hold`"
+            )
         count = Delivery.select().where(Delivery.mailbox == mb).count()
         if count and not purge:
             raise MailboxError(
-                f"mailbox {mb.email} holds {count} deliveries: add --purge to delete them too")
+                f"mailbox {mb.email} holds {count} deliveries: add --purge to delete them too"
+            )
         delete_deliveries(Delivery.select(Delivery.id).where(Delivery.mailbox == mb))
         MailboxAddress.delete().where(MailboxAddress.mailbox == mb).execute()
         mb.delete_instance(recursive=True)
@@ -152,11 +174,13 @@ def _rcpt_sql(param: str) -> str:
     """The RCPT lookup, built once per placeholder style: plain SQL, because building the
     peewee query and its model rows was most of a RCPT's cost (bench/RESULTS.md)."""
     a, m = MailboxAddress._meta, Mailbox._meta
-    return (f'SELECT a."local_part", a."expires_at", m."id", m."email", m."state", '
-            f'm."policy_altered", m."policy_unverifiable", m."allow_from" '
-            f'FROM "{a.table_name}" AS a JOIN "{m.table_name}" AS m '
-            f'ON m."id" = a."{a.fields["mailbox"].column_name}" '
-            f'WHERE a."token_hash" = {param}')
+    return (
+        f'SELECT a."local_part", a."expires_at", m."id", m."email", m."state", '
+        f'm."policy_altered", m."policy_unverifiable", m."allow_from" '
+        f'FROM "{a.table_name}" AS a JOIN "{m.table_name}" AS m '
+        f'ON m."id" = a."{a.fields["mailbox"].column_name}" '
+        f'WHERE a."token_hash" = {param}'
+    )
 
 
 def resolve_rcpt(address: str, domains: list[str]) -> RcptResult:
@@ -190,8 +214,11 @@ def resolve_rcpt(address: str, domains: list[str]) -> RcptResult:
 
 
 def delivery_counts() -> dict[int, dict[str, int]]:
-    rows = (Delivery.select(Delivery.mailbox, Delivery.status, fn.COUNT(Delivery.id).alias("n"))
-            .group_by(Delivery.mailbox, Delivery.status).tuples())
+    rows = (
+        Delivery.select(Delivery.mailbox, Delivery.status, fn.COUNT(Delivery.id).alias("n"))
+        .group_by(Delivery.mailbox, Delivery.status)
+        .tuples()
+    )
     out: dict[int, dict[str, int]] = {}
     for mailbox_id, status, n in rows:
         out.setdefault(mailbox_id, {})[status] = n

@@ -8,7 +8,7 @@ On PostgreSQL an advisory lock keeps two receivers from upgrading one database a
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import json
 
@@ -34,8 +34,11 @@ def _to_3(m: SchemaMigrator) -> None:
     the verification detail's JSON text)."""
     migrate(m.add_column("delivery", "confirmation", TextField(null=True)))
     # Once, at the upgrade: the only place the JSON text is still searched.
-    rows = (Delivery.select(Delivery.id, Delivery.verify_detail)
-            .where(Delivery.verify_detail.contains('"confirmation"')).tuples())
+    rows = (
+        Delivery.select(Delivery.id, Delivery.verify_detail)
+        .where(Delivery.verify_detail.contains('"confirmation"'))
+        .tuples()
+    )
     for pk, detail in list(rows):
         found = json.loads(detail).get("confirmation")
         if found:
@@ -56,8 +59,10 @@ def pending(db: Database) -> list[int]:
     if version is None:
         raise StoreError("the database has no schema yet: run `threads-receiver init` first")
     if version > SCHEMA_VERSION:
-        raise StoreError(f"the database schema is version {version}, newer than this code "
-                         f"({SCHEMA_VERSION}): upgrade threads-receiver")
+        raise StoreError(
+            f"the database schema is version {version}, newer than this code "
+            f"({SCHEMA_VERSION}): upgrade threads-receiver"
+        )
     return list(range(version + 1, SCHEMA_VERSION + 1))
 
 

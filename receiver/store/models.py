@@ -35,7 +35,7 @@ database = DatabaseProxy()
 
 def utcnow() -> dt.datetime:
     """Naive UTC: both backends store it the same way."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Base(Model):
@@ -183,8 +183,12 @@ class Message(Base):
 
 # A message with links looks only for subject orphans with its subject: an index of just
 # those rows keeps that lookup from walking every message of a long thread.
-Message.add_index(SQL('CREATE INDEX IF NOT EXISTS "message_orphan_subject" ON "message" '
-                      '("norm_subject", "date") WHERE "subject_orphan"'))
+Message.add_index(
+    SQL(
+        'CREATE INDEX IF NOT EXISTS "message_orphan_subject" ON "message" '
+        '("norm_subject", "date") WHERE "subject_orphan"'
+    )
+)
 
 
 class Delivery(Base):
@@ -209,8 +213,9 @@ class Delivery(Base):
     verify_detail = TextField(default="{}")  # JSON: dkim, arc, alignment, copy path
     auth_results = TextField(null=True)
     smtp_defects = TextField(default="[]")  # JSON: e.g. bare LF seen in DATA
-    wrapper_blob = ForeignKeyField(Blob, column_name="wrapper_sha256", object_id_name="wrapper_blob_id",
-                                   null=True)
+    wrapper_blob = ForeignKeyField(
+        Blob, column_name="wrapper_sha256", object_id_name="wrapper_blob_id", null=True
+    )
     # JSON of a Gmail/Outlook forwarding confirmation this copy is, else null.
     confirmation = TextField(null=True)
 
@@ -250,5 +255,17 @@ class FolderEntry(Base):
         indexes = ((("folder", "uid"), True), (("folder", "delivery"), True))
 
 
-MODELS = [SchemaInfo, Mailbox, MailboxAddress, Credential, Blob, Thread, ThreadMerge, MsgId,
-          Message, Delivery, Folder, FolderEntry]
+MODELS = [
+    SchemaInfo,
+    Mailbox,
+    MailboxAddress,
+    Credential,
+    Blob,
+    Thread,
+    ThreadMerge,
+    MsgId,
+    Message,
+    Delivery,
+    Folder,
+    FolderEntry,
+]

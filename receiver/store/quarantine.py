@@ -25,11 +25,16 @@ QUARANTINED = "quarantined"
 
 
 def _quarantined(delivery_id: int) -> Delivery:
-    d = (Delivery.select(Delivery, Mailbox).join(Mailbox)
-         .where((Delivery.id == delivery_id) & (Delivery.status == QUARANTINED)).first())
+    d = (
+        Delivery.select(Delivery, Mailbox)
+        .join(Mailbox)
+        .where((Delivery.id == delivery_id) & (Delivery.status == QUARANTINED))
+        .first()
+    )
     if d is None:
-        raise NotFound(f"no quarantined delivery {delivery_id}: see "
-                       "`threads-receiver quarantine list`")
+        raise NotFound(
+            f"no quarantined delivery {delivery_id}: see `threads-receiver quarantine list`"
+        )
     return d
 
 
@@ -48,9 +53,13 @@ def _row(d: Delivery, m: Message) -> dict:
 
 
 def _held(mailbox_email: str | None):
-    q = (Delivery.select(Delivery, Mailbox, Message).join(Mailbox)
-         .switch(Delivery).join(Message)
-         .where(Delivery.status == QUARANTINED))
+    q = (
+        Delivery.select(Delivery, Mailbox, Message)
+        .join(Mailbox)
+        .switch(Delivery)
+        .join(Message)
+        .where(Delivery.status == QUARANTINED)
+    )
     if mailbox_email:
         q = q.where(Mailbox.email == mailbox_email)
     return q
@@ -79,12 +88,20 @@ def show(delivery_id: int) -> dict:
 def _stored_record(m: Message) -> ParsedMessage:
     """The threading fields of the record the delivery path parsed, as stored."""
     return ParsedMessage(
-        message_id=m.message_id, synthetic_id=m.synthetic_id, content_hash=m.content_hash,
-        subject=m.subject, date=m.date, date_raw=m.date_raw, from_addr=m.from_addr,
-        from_name=m.from_name, to=[tuple(p) for p in json.loads(m.to_addrs)],
+        message_id=m.message_id,
+        synthetic_id=m.synthetic_id,
+        content_hash=m.content_hash,
+        subject=m.subject,
+        date=m.date,
+        date_raw=m.date_raw,
+        from_addr=m.from_addr,
+        from_name=m.from_name,
+        to=[tuple(p) for p in json.loads(m.to_addrs)],
         cc=[tuple(p) for p in json.loads(m.cc_addrs)],
-        in_reply_to=(m.in_reply_to or "").split(), references=json.loads(m.references),
-        thread_index=m.thread_index)
+        in_reply_to=(m.in_reply_to or "").split(),
+        references=json.loads(m.references),
+        thread_index=m.thread_index,
+    )
 
 
 def release(db: Database, delivery_id: int, rule: SubjectRule) -> dict:
@@ -96,8 +113,12 @@ def release(db: Database, delivery_id: int, rule: SubjectRule) -> dict:
         msg = Message.get_by_id(d.message_id)
         if msg.thread_id is None:
             thread_state.attach(msg, links_of(_stored_record(msg)), rule)
-        return {"delivery_id": d.id, "message": msg.id, "thread_id": msg.thread_id,
-                "released": True}
+        return {
+            "delivery_id": d.id,
+            "message": msg.id,
+            "thread_id": msg.thread_id,
+            "released": True,
+        }
 
 
 def delete(db: Database, delivery_id: int) -> dict:

@@ -23,8 +23,13 @@ def _mailboxes_of(message_ids: list[int]) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {m: [] for m in message_ids}
     if not message_ids:
         return out
-    rows = (Delivery.select(Delivery.message, Mailbox.email).join(Mailbox)
-            .where(Delivery.message.in_(message_ids)).distinct().tuples())
+    rows = (
+        Delivery.select(Delivery.message, Mailbox.email)
+        .join(Mailbox)
+        .where(Delivery.message.in_(message_ids))
+        .distinct()
+        .tuples()
+    )
     for mid, email in rows:
         if email not in out[mid]:
             out[mid].append(email)
@@ -48,8 +53,13 @@ def message_summary(m: Message, mailboxes: list[str]) -> dict:
 def _messages(mailbox_email: str | None):
     q = Message.select()
     if mailbox_email:
-        q = q.where(Message.id.in_(
-            Delivery.select(Delivery.message).join(Mailbox).where(Mailbox.email == mailbox_email)))
+        q = q.where(
+            Message.id.in_(
+                Delivery.select(Delivery.message)
+                .join(Mailbox)
+                .where(Mailbox.email == mailbox_email)
+            )
+        )
     return q
 
 
@@ -103,39 +113,52 @@ def find_message(key: str) -> int:
     if key.isdigit():
         return int(key)
     msgid = normalize_id(key) or key.strip()
-    rows = [pk for (pk,) in Message.select(Message.id).where(Message.message_id == msgid)
-            .order_by(Message.id).tuples()]
+    rows = [
+        pk
+        for (pk,) in Message.select(Message.id)
+        .where(Message.message_id == msgid)
+        .order_by(Message.id)
+        .tuples()
+    ]
     if not rows:
         raise NotFound(f"no message <{msgid}>: see `threads-receiver messages list`")
     if len(rows) > 1:
         # Two different messages may share an id (both are kept): the admin picks one.
-        raise NotFound(f"<{msgid}> is the Message-ID of {len(rows)} messages: give one of "
-                       f"the rows {', '.join(map(str, rows))}")
+        raise NotFound(
+            f"<{msgid}> is the Message-ID of {len(rows)} messages: give one of "
+            f"the rows {', '.join(map(str, rows))}"
+        )
     return rows[0]
 
 
 def message_detail(message_pk: int) -> dict:
     m = get_message(message_pk)
-    deliveries = (Delivery.select(Delivery, Mailbox.email).join(Mailbox)
-                  .where(Delivery.message == m).order_by(Delivery.id))
+    deliveries = (
+        Delivery.select(Delivery, Mailbox.email)
+        .join(Mailbox)
+        .where(Delivery.message == m)
+        .order_by(Delivery.id)
+    )
     data = message_summary(m, _mailboxes_of([m.id])[m.id])
-    data.update({
-        "synthetic_id": m.synthetic_id,
-        "date_raw": m.date_raw,
-        "from_name": m.from_name,
-        "to": json.loads(m.to_addrs),
-        "cc": json.loads(m.cc_addrs),
-        "reply_to": json.loads(m.reply_to),
-        "in_reply_to": m.in_reply_to.split() if m.in_reply_to else [],
-        "references": json.loads(m.references),
-        "parent": m.parent_msgid,
-        "text_body": m.text_body,
-        "html_body": m.html_body,
-        "attachments": json.loads(m.attachments),
-        "defects": json.loads(m.defects),
-        "parse_error": m.parse_error,
-        "deliveries": [delivery_json(d, d.mailbox.email) for d in deliveries],
-    })
+    data.update(
+        {
+            "synthetic_id": m.synthetic_id,
+            "date_raw": m.date_raw,
+            "from_name": m.from_name,
+            "to": json.loads(m.to_addrs),
+            "cc": json.loads(m.cc_addrs),
+            "reply_to": json.loads(m.reply_to),
+            "in_reply_to": m.in_reply_to.split() if m.in_reply_to else [],
+            "references": json.loads(m.references),
+            "parent": m.parent_msgid,
+            "text_body": m.text_body,
+            "html_body": m.html_body,
+            "attachments": json.loads(m.attachments),
+            "defects": json.loads(m.defects),
+            "parse_error": m.parse_error,
+            "deliveries": [delivery_json(d, d.mailbox.email) for d in deliveries],
+        }
+    )
     return data
 
 
@@ -160,12 +183,21 @@ def message_raw(message_pk: int, delivery_pk: int | None = None) -> bytes:
 
 def stats() -> dict:
     per: dict[str, dict] = {}
-    rows = (Mailbox.select(Mailbox.email, Delivery.status, fn.COUNT(Delivery.id),
-                           fn.COUNT(fn.DISTINCT(Delivery.message)))
-            .join(Delivery, JOIN.LEFT_OUTER).group_by(Mailbox.email, Delivery.status).tuples())
+    rows = (
+        Mailbox.select(
+            Mailbox.email,
+            Delivery.status,
+            fn.COUNT(Delivery.id),
+            fn.COUNT(fn.DISTINCT(Delivery.message)),
+        )
+        .join(Delivery, JOIN.LEFT_OUTER)
+        .group_by(Mailbox.email, Delivery.status)
+        .tuples()
+    )
     for email, status, n, msgs in rows:
-        entry = per.setdefault(email, {"email": email, "deliveries": 0, "quarantined": 0,
-                                       "messages": 0})
+        entry = per.setdefault(
+            email, {"email": email, "deliveries": 0, "quarantined": 0, "messages": 0}
+        )
         if status == "quarantined":
             entry["quarantined"] += n
         if status is not None:

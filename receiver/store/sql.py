@@ -9,7 +9,7 @@ from peewee import BooleanField, CharField, IntegerField, TextField
 
 def chunks(values: list, size: int = 500):
     """Slices small enough for any backend's limit on bound parameters."""
-    return [values[i:i + size] for i in range(0, len(values), size)]
+    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 def select_in(model, fields: list[str], column: str, values: list, where: str = "") -> list:
@@ -21,9 +21,12 @@ def select_in(model, fields: list[str], column: str, values: list, where: str = 
     rows: list = []
     for chunk in chunks(values):
         marks = ", ".join([db.param] * len(chunk))
-        rows.extend(db.execute_sql(
-            f'SELECT {names} FROM "{model._meta.table_name}" WHERE "{col}" IN ({marks}) {where}',
-            chunk).fetchall())
+        rows.extend(
+            db.execute_sql(
+                f'SELECT {names} FROM "{model._meta.table_name}" WHERE "{col}" IN ({marks}) {where}',
+                chunk,
+            ).fetchall()
+        )
     return rows
 
 
@@ -31,18 +34,24 @@ def select_in(model, fields: list[str], column: str, values: list, where: str = 
 _AS_IS = (CharField, TextField, IntegerField, BooleanField)
 
 
-def insert_rows(model, fields: list[str], rows: list[tuple],
-                ignore_conflicts: bool = False) -> None:
+def insert_rows(
+    model, fields: list[str], rows: list[tuple], ignore_conflicts: bool = False
+) -> None:
     """Plain multi-row INSERT: peewee's per-value query building is the cost at bulk sizes.
     `ignore_conflicts` skips rows whose key exists (content-addressed rows)."""
     if not rows:
         return
     db = model._meta.database
     # Columns left out get their model defaults, as Model.create would give them.
-    defaults = [name for name, f in model._meta.fields.items()
-                if name not in fields and f.default is not None]
-    fresh = [f.default() if callable(f.default) else f.default
-             for f in (model._meta.fields[name] for name in defaults)]
+    defaults = [
+        name
+        for name, f in model._meta.fields.items()
+        if name not in fields and f.default is not None
+    ]
+    fresh = [
+        f.default() if callable(f.default) else f.default
+        for f in (model._meta.fields[name] for name in defaults)
+    ]
     fields = [*fields, *defaults]
     rows = [(*row, *fresh) for row in rows]
     columns = [model._meta.fields[f] for f in fields]
@@ -57,4 +66,6 @@ def insert_rows(model, fields: list[str], rows: list[tuple],
             row[n] = to_db(row[n])
     db.cursor().executemany(
         f'INSERT INTO "{model._meta.table_name}" ({names}) VALUES ({marks})'
-        + (" ON CONFLICT DO NOTHING" if ignore_conflicts else ""), values)
+        + (" ON CONFLICT DO NOTHING" if ignore_conflicts else ""),
+        values,
+    )

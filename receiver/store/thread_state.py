@@ -35,6 +35,7 @@ from receiver.threads.subject import SubjectFacts, SubjectRule
 # each other's rows, and a transaction-scoped advisory lock serialises exactly that.
 PG_THREADING_LOCK = 0x7468726561647300
 
+
 def lock_threading(db: Database) -> None:
     """Take the threading lock until the current transaction ends (PostgreSQL only)."""
     if is_postgres(db):
@@ -51,8 +52,7 @@ def attach(message: Message, links: ThreadLinks, rule: SubjectRule) -> int:
     return attach_many([(message, links)], rule)[0]
 
 
-def attach_many(items: list[tuple[Message, ThreadLinks]],
-                rule: SubjectRule) -> list[int]:
+def attach_many(items: list[tuple[Message, ThreadLinks]], rule: SubjectRule) -> list[int]:
     """`attach` for many unthreaded messages at once, with the same few statements.
 
     The batch is united in memory first (its messages' keys, the rows they hit, subject
@@ -63,15 +63,16 @@ def attach_many(items: list[tuple[Message, ThreadLinks]],
     keys = list(dict.fromkeys(k for _, links in items for k in links.keys))
     in_batch = set(keys)
     weak = {w for _, links in items for w in links.weak_ids}
-    probes = [k for k in dict.fromkeys(k for _, links in items
-                                       for k in (*links.near_keys, *links.weak_ids))
-              if k not in in_batch]
+    probes = [
+        k
+        for k in dict.fromkeys(k for _, links in items for k in (*links.near_keys, *links.weak_ids))
+        if k not in in_batch
+    ]
     rows = select_in(MsgId, ["msgid", "thread_id", "ghost"], "msgid", keys + probes)
     existing = {k: tid for k, tid, _ in rows if k in in_batch}
     # A neighbouring slot key joins when it exists; a weak id only when it is the
     # Message-ID of a received message (its row is no ghost, or a message of this batch).
-    joinable = {k: tid for k, tid, ghost in rows
-                if k not in in_batch and not (ghost and k in weak)}
+    joinable = {k: tid for k, tid, ghost in rows if k not in in_batch and not (ghost and k in weak)}
     for i, (_, links) in enumerate(items):
         for k in links.keys:
             uf.union(("m", i), ("k", k))
@@ -109,14 +110,17 @@ def attach_many(items: list[tuple[Message, ThreadLinks]],
     revived = [k for k in own if k in existing]
     for chunk in chunks(revived):
         # Plain SQL: building it with peewee cost more than running it, once per batch.
-        db.execute_sql(f'UPDATE "{MsgId._meta.table_name}" SET "ghost" = {db.param} '
-                       f'WHERE "ghost" AND "msgid" IN ({", ".join([db.param] * len(chunk))})',
-                       [MsgId.ghost.db_value(False), *chunk])
+        db.execute_sql(
+            f'UPDATE "{MsgId._meta.table_name}" SET "ghost" = {db.param} '
+            f'WHERE "ghost" AND "msgid" IN ({", ".join([db.param] * len(chunk))})',
+            [MsgId.ghost.db_value(False), *chunk],
+        )
     for i, (message, _) in enumerate(items):
         message.thread_id = target[uf.find(("m", i))]
     db.cursor().executemany(
         f'UPDATE "{Message._meta.table_name}" SET "thread_id" = {db.param} WHERE "id" = {db.param}',
-        [(m.thread_id, m.id) for m, _ in items])
+        [(m.thread_id, m.id) for m, _ in items],
+    )
     return [m.thread_id for m, _ in items]
 
 
@@ -129,7 +133,8 @@ def _new_threads(n: int) -> list[int]:
         values = ", ".join(f"({db.param})" for _ in chunk)
         cursor = db.execute_sql(
             f'INSERT INTO "{Thread._meta.table_name}" ("created_at") VALUES {values} RETURNING "id"',
-            chunk)
+            chunk,
+        )
         ids.extend(row[0] for row in cursor.fetchall())
     return ids
 
@@ -138,8 +143,11 @@ def _subject_partners(items: list[tuple[Message, ThreadLinks]], rule: SubjectRul
     """(index in items, thread id) for each threaded message the subject rule joins."""
     if not rule.enabled:
         return []
-    mine = [(i, links.subject) for i, (_, links) in enumerate(items)
-            if links.subject.norm_subject and links.subject.date is not None]
+    mine = [
+        (i, links.subject)
+        for i, (_, links) in enumerate(items)
+        if links.subject.norm_subject and links.subject.date is not None
+    ]
     # The SQL narrows to candidates (unthreaded rows, this batch included, have no thread
     # yet and drop out); `rule.joins` decides. Orphans may join any same-subject message,
     # messages with links only orphans: one query for each kind, over the batch's subjects
@@ -155,14 +163,22 @@ def _subject_partners(items: list[tuple[Message, ThreadLinks]], rule: SubjectRul
         subjects = sorted({f.norm_subject for _, f in group})
         dates = [f.date for _, f in group]
         only_orphans = "" if orphans else '"subject_orphan" AND '
-        queries.append((
-            [i for i, _ in group],
-            (f'SELECT "norm_subject", "thread_id", "subject_orphan", "date", "participants" '
-             f'FROM "{table}" WHERE "thread_id" IS NOT NULL AND "date" BETWEEN {db.param} '
-             f'AND {db.param} AND {only_orphans}'
-             f'"norm_subject" IN ({", ".join([db.param] * len(subjects))})'),
-            [date_value(min(dates) - rule.window), date_value(max(dates) + rule.window),
-             *subjects]))
+        queries.append(
+            (
+                [i for i, _ in group],
+                (
+                    f'SELECT "norm_subject", "thread_id", "subject_orphan", "date", "participants" '
+                    f'FROM "{table}" WHERE "thread_id" IS NOT NULL AND "date" BETWEEN {db.param} '
+                    f"AND {db.param} AND {only_orphans}"
+                    f'"norm_subject" IN ({", ".join([db.param] * len(subjects))})'
+                ),
+                [
+                    date_value(min(dates) - rule.window),
+                    date_value(max(dates) + rule.window),
+                    *subjects,
+                ],
+            )
+        )
     facts = dict(mine)
     out: set[tuple[int, int]] = set()
     for who, sql, params in queries:
@@ -172,8 +188,12 @@ def _subject_partners(items: list[tuple[Message, ThreadLinks]], rule: SubjectRul
         for subject, tid, orphan, date, people in db.execute_sql(sql, params).fetchall():
             candidates = [i for i in by_subject.get(subject, ()) if (i, tid) not in out]
             if candidates:
-                other = SubjectFacts(subject, bool(orphan), Message.date.python_value(date),
-                                     frozenset(people.split()))
+                other = SubjectFacts(
+                    subject,
+                    bool(orphan),
+                    Message.date.python_value(date),
+                    frozenset(people.split()),
+                )
                 out.update((i, tid) for i in candidates if rule.joins(facts[i], other))
     return sorted(out)
 
@@ -191,10 +211,12 @@ def _weak_referrers(items: list[tuple[Message, ThreadLinks]]):
         rows = db.execute_sql(
             f'SELECT "thread_id", "references", "in_reply_to" FROM "{Message._meta.table_name}" '
             f'WHERE "thread_id" IS NOT NULL AND ("references" LIKE {db.param} ESCAPE \'!\' '
-            f'OR "in_reply_to" LIKE {db.param} ESCAPE \'!\')',
-            [like, "%" + _like_escape(w) + "%"]).fetchall()
-        out += [(i, tid) for tid, refs, irt in rows
-                if w in json.loads(refs) or w in (irt or "").split()]
+            f"OR \"in_reply_to\" LIKE {db.param} ESCAPE '!')",
+            [like, "%" + _like_escape(w) + "%"],
+        ).fetchall()
+        out += [
+            (i, tid) for tid, refs, irt in rows if w in json.loads(refs) or w in (irt or "").split()
+        ]
     return out
 
 
@@ -208,9 +230,14 @@ def _subject_pairs(items: list[tuple[Message, ThreadLinks]], rule: SubjectRule):
     for i, (_, links) in enumerate(items):
         if links.subject.norm_subject:
             groups.setdefault(links.subject.norm_subject, []).append(i)
-    return [(a, b) for group in groups.values() if len(group) > 1
-            for n, a in enumerate(group) for b in group[n + 1:]
-            if rule.joins(items[a][1].subject, items[b][1].subject)]
+    return [
+        (a, b)
+        for group in groups.values()
+        if len(group) > 1
+        for n, a in enumerate(group)
+        for b in group[n + 1 :]
+        if rule.joins(items[a][1].subject, items[b][1].subject)
+    ]
 
 
 class _UnionFind:
@@ -240,11 +267,15 @@ def _merge(merged: list[tuple[int, int]]) -> None:
     cursor = db.cursor()
     moves = [(new, old) for old, new in merged]
     for table, column in ((MsgId, "thread_id"), (Message, "thread_id"), (ThreadMerge, "new_id")):
-        cursor.executemany(f'UPDATE "{table._meta.table_name}" SET "{column}" = {mark} '
-                           f'WHERE "{column}" = {mark}', moves)
+        cursor.executemany(
+            f'UPDATE "{table._meta.table_name}" SET "{column}" = {mark} WHERE "{column}" = {mark}',
+            moves,
+        )
     insert_rows(ThreadMerge, ["old_id", "new_id"], merged)
-    cursor.executemany(f'DELETE FROM "{Thread._meta.table_name}" WHERE "id" = {mark}',
-                       [(old,) for old, _ in merged])
+    cursor.executemany(
+        f'DELETE FROM "{Thread._meta.table_name}" WHERE "id" = {mark}',
+        [(old,) for old, _ in merged],
+    )
 
 
 def resolve_thread_id(thread_id: int) -> int:

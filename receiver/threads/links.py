@@ -34,12 +34,19 @@ def _rewritten_from(rewritten: str, original: str) -> bool:
     """An archive's rewrite keeps the original's local part as a prefix followed by a
     separator (`cover.1.git.joe-<hash>@public.gmane.org` for `cover.1.git.joe@perches.com`)."""
     old, new = _local(original), _local(rewritten)
-    return (bool(old) and new.startswith(old) and rewritten != original
-            and (len(new) == len(old) or not new[len(old)].isalnum()))
+    return (
+        bool(old)
+        and new.startswith(old)
+        and rewritten != original
+        and (len(new) == len(old) or not new[len(old)].isalnum())
+    )
 
 
-def choose_parent(in_reply_to: list[str] | tuple[str, ...], references: list[str] | tuple[str, ...],
-                  received: Container[str] = frozenset()) -> str | None:
+def choose_parent(
+    in_reply_to: list[str] | tuple[str, ...],
+    references: list[str] | tuple[str, ...],
+    received: Container[str] = frozenset(),
+) -> str | None:
     """Who a message replies to, given the ids of the messages received (README, Threading).
 
     Without In-Reply-To, the last References id. A received In-Reply-To id wins.
@@ -58,7 +65,7 @@ def choose_parent(in_reply_to: list[str] | tuple[str, ...], references: list[str
             return i
     originals = [r for r in refs for i in irt if i not in refs and _rewritten_from(i, r)]
     named = [n for n, r in enumerate(refs) if r in irt]
-    after = refs[named[-1] + 1:] if named else refs
+    after = refs[named[-1] + 1 :] if named else refs
     for pool in (originals, after):
         seen = [r for r in pool if r in received]
         if seen:
@@ -88,6 +95,11 @@ def links_of(rec: ParsedMessage) -> ThreadLinks:
         date=rec.date,
         participants=frozenset(rec.participants),
     )
-    return ThreadLinks(own_id=rec.message_id,
-                       parent_id=choose_parent(rec.in_reply_to, rec.references),
-                       keys=tuple(keys), subject=facts, weak_ids=weak, near_keys=near)
+    return ThreadLinks(
+        own_id=rec.message_id,
+        parent_id=choose_parent(rec.in_reply_to, rec.references),
+        keys=tuple(keys),
+        subject=facts,
+        weak_ids=weak,
+        near_keys=near,
+    )

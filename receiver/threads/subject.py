@@ -41,14 +41,14 @@ def base_subject(subject: str | None) -> str:
         while True:  # (3) leaders, (4) a leading [blob] unless nothing would remain
             stripped = _LEADER.sub("", s, count=1)
             blob = _LEAD_BLOB.match(stripped)
-            if blob and stripped[blob.end():]:
-                stripped = stripped[blob.end():]
+            if blob and stripped[blob.end() :]:
+                stripped = stripped[blob.end() :]
             if stripped == s:
                 break
             s = stripped
         # (6) the "[fwd: ...]" wrapper, then again from (2)
         if s.lower().startswith(_FWD_HDR) and s.endswith("]"):
-            s = s[len(_FWD_HDR):-1]
+            s = s[len(_FWD_HDR) : -1]
             continue
         return s
 
@@ -65,8 +65,12 @@ def is_reply_subject(subject: str | None) -> bool:
 
 def is_subject_orphan(subject: str | None, in_reply_to: list[str], references: list[str]) -> bool:
     """A reply by its subject that names no parent: the only kind the subject rule joins."""
-    return not in_reply_to and not references and is_reply_subject(subject) \
+    return (
+        not in_reply_to
+        and not references
+        and is_reply_subject(subject)
         and bool(normalize_subject(subject))
+    )
 
 
 @dataclass(frozen=True)
@@ -81,13 +85,18 @@ class SubjectRule:
     def window(self) -> dt.timedelta:
         return dt.timedelta(days=self.window_days)
 
-    def joins(self, a: "SubjectFacts", b: "SubjectFacts") -> bool:
+    def joins(self, a: SubjectFacts, b: SubjectFacts) -> bool:
         """Whether the rule joins a and b (symmetric: the order they came in is irrelevant)."""
-        return (self.enabled and (a.orphan or b.orphan) and bool(a.norm_subject)
-                and a.norm_subject == b.norm_subject
-                and a.date is not None and b.date is not None
-                and abs(a.date - b.date) <= self.window
-                and bool(a.participants & b.participants))
+        return (
+            self.enabled
+            and (a.orphan or b.orphan)
+            and bool(a.norm_subject)
+            and a.norm_subject == b.norm_subject
+            and a.date is not None
+            and b.date is not None
+            and abs(a.date - b.date) <= self.window
+            and bool(a.participants & b.participants)
+        )
 
 
 @dataclass(frozen=True)

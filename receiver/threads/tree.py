@@ -47,8 +47,8 @@ class TreeMessage:
 class Node:
     msgid: str
     message: TreeMessage | None  # None: a ghost, referenced but not received
-    children: list["Node"] = field(default_factory=list)
-    parent: "Node | None" = None
+    children: list[Node] = field(default_factory=list)
+    parent: Node | None = None
 
     @property
     def ghost(self) -> bool:
@@ -131,8 +131,11 @@ def build_tree(messages: list[TreeMessage]) -> list[Node]:
         first = first_by_subject.setdefault(m.norm_subject, n)
         if n.parent is None and m.subject_orphan and first is not n:
             f.link(n, first)
-    roots = [n for n in [*f.nodes, *f.ghosts.values()]
-             if n.parent is None and (not n.ghost or n.children)]
+    roots = [
+        n
+        for n in [*f.nodes, *f.ghosts.values()]
+        if n.parent is None and (not n.ghost or n.children)
+    ]
     keys = _subtree_keys(roots)
     for n in keys:
         n.children.sort(key=keys.__getitem__)
@@ -154,5 +157,7 @@ def _subtree_keys(roots: list[Node]) -> dict[Node, _SortKey]:
     keys: dict[Node, _SortKey] = {}
     for _, n in reversed(list(walk(roots))):
         own = [_order(n.message)] if n.message else []
-        keys[n] = min(own + [keys[c] for c in n.children], default=(True, dt.datetime.min, n.msgid, ""))
+        keys[n] = min(
+            own + [keys[c] for c in n.children], default=(True, dt.datetime.min, n.msgid, "")
+        )
     return keys

@@ -35,8 +35,9 @@ def slot_key(weak_id: str, sender: str, slot: int) -> str:
     return f"{KEY_PREFIX}{digest}:{slot}"
 
 
-def weak_keys(weak_ids: tuple[str, ...], sender: str | None,
-              date: dt.datetime | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def weak_keys(
+    weak_ids: tuple[str, ...], sender: str | None, date: dt.datetime | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(own slot keys, neighbouring slot keys) of a message; none without sender or date."""
     if not weak_ids or not sender or date is None:
         return (), ()
@@ -44,4 +45,3 @@ def weak_keys(weak_ids: tuple[str, ...], sender: str | None,
     own = tuple(slot_key(w, sender, slot) for w in weak_ids)
     near = tuple(slot_key(w, sender, slot + d) for w in weak_ids for d in (-1, 1))
     return own, near
-

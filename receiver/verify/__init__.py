@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import dkim
 
@@ -29,8 +29,14 @@ from receiver.verify.arccheck import ArcResult, check_arc
 from receiver.verify.authresults import auth_results
 from receiver.verify.confirmation import find_confirmation, may_confirm
 from receiver.verify.copypath import WRAPPED, address_of, classify, domain_of
-from receiver.verify.dkimcheck import (TEMPERROR_RESULT, SigResult, check_all, dkim_body,
-                                       parse_header_block, signature_key_names)
+from receiver.verify.dkimcheck import (
+    TEMPERROR_RESULT,
+    SigResult,
+    check_all,
+    dkim_body,
+    parse_header_block,
+    signature_key_names,
+)
 from receiver.verify.dnskeys import KeyAnswer, KeyResolver
 from receiver.verify.evidence import Evidence
 from receiver.verify.judge import judge
@@ -76,7 +82,7 @@ class _Checks:
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def first_receipt(mail: RawMail, fallback: dt.datetime) -> dt.datetime:
@@ -98,35 +104,40 @@ def parse_for_checks(mail: RawMail, received_at: dt.datetime) -> _Parsed:
     except (dkim.DKIMException, IndexError) as e:
         # IndexError: dkimpy appends a first line that starts with a blank to the field
         # above it, and there is none.
-        return _Parsed(mail, None, [], None, _aware(received_at),
-                       f"malformed header block: {e}")
+        return _Parsed(mail, None, [], None, _aware(received_at), f"malformed header block: {e}")
     # The bottom-most From is the one a signature covers; a second one above it is an
     # unsigned instance, which the verdict names (dkimcheck.SigResult.unsigned_instances).
     from_values = mail.get_all("From")
     from_domain = domain_of(address_of(from_values[-1])) if from_values else None
     if any(n.lower() == b"dkim-signature" for n, _ in d.headers):
         d.body = dkim_body(mail)  # check_all hashes it
-    return _Parsed(mail, d, signature_key_names(d.headers), from_domain,
-                   first_receipt(mail, received_at))
+    return _Parsed(
+        mail, d, signature_key_names(d.headers), from_domain, first_receipt(mail, received_at)
+    )
 
 
 def run_checks(parsed: _Parsed, keys: dict[str, KeyAnswer]) -> _Checks:
     if parsed.dkim is None:
-        return _Checks([], ArcResult(reason=parsed.error), None, parsed.first_receipt,
-                        parsed.error)
+        return _Checks([], ArcResult(reason=parsed.error), None, parsed.first_receipt, parsed.error)
     sigs = check_all(parsed.dkim, keys, parsed.first_receipt)
     arc = check_arc(parsed.mail, parsed.dkim.headers, keys)
     return _Checks(sigs, arc, parsed.from_domain, parsed.first_receipt)
 
 
-def check_and_conclude(parsed: _Parsed, keys: dict[str, KeyAnswer],
-                       subscriber: str | None, authserv_id: str) -> tuple:
+def check_and_conclude(
+    parsed: _Parsed, keys: dict[str, KeyAnswer], subscriber: str | None, authserv_id: str
+) -> tuple:
     ev = run_checks(parsed, keys)
     return ev, conclude(parsed.mail, ev, subscriber, authserv_id)
 
 
-def first_pass(mail: RawMail, received_at: dt.datetime, subscriber: str | None,
-               authserv_id: str, cached_keys: Callable[[list[str]], dict | None]) -> tuple:
+def first_pass(
+    mail: RawMail,
+    received_at: dt.datetime,
+    subscriber: str | None,
+    authserv_id: str,
+    cached_keys: Callable[[list[str]], dict | None],
+) -> tuple:
     """The parse, and the whole check when no key needs fetching: none is named, or
     `cached_keys` has every one (the usual case once a signer's key has been seen)."""
     faults.hit("verifier")
@@ -157,8 +168,7 @@ class Verifier:
         self.keys = KeyResolver(config.dns.servers, config.dns.timeout)
         self._own_executor = executor is None
         # Two threads: the crypto holds the GIL, more would only queue.
-        self._executor = executor or ThreadPoolExecutor(max_workers=2,
-                                                        thread_name_prefix="verify")
+        self._executor = executor or ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
         self._evidence_cache: OrderedDict[str, tuple[float, asyncio.Future]] = OrderedDict()
         # Its threads are a pool that outlives any exception; it can only hang.
         self.stage = Stage("verifier")
@@ -166,8 +176,10 @@ class Verifier:
     def reconfigure(self, config: Config) -> None:
         """A reload: policy.unwrap and the authserv-id apply to the next copy; new DNS
         servers get a fresh resolver, and evidence checked with the old keys is dropped."""
-        if (config.dns.servers, config.dns.timeout) != (self.config.dns.servers,
-                                                        self.config.dns.timeout):
+        if (config.dns.servers, config.dns.timeout) != (
+            self.config.dns.servers,
+            self.config.dns.timeout,
+        ):
             self.keys = KeyResolver(config.dns.servers, config.dns.timeout)
             self._evidence_cache.clear()
         self.config = config
@@ -180,41 +192,59 @@ class Verifier:
         job.add_done_callback(lambda _: self.stage.done())
         return await asyncio.wrap_future(job)
 
-    async def verify(self, mail: RawMail, *, subscriber: str | None,
-                     received_at: dt.datetime, unwrap: bool | None = None) -> Verdict:
+    async def verify(
+        self,
+        mail: RawMail,
+        *,
+        subscriber: str | None,
+        received_at: dt.datetime,
+        unwrap: bool | None = None,
+    ) -> Verdict:
         """The verdict on one copy, as the edge read it (receiver.mail.read)."""
         if unwrap is None:
             unwrap = self.config.policy.unwrap
         return await self._verify(mail, subscriber, received_at, unwrap, 0)
 
-    async def _verify(self, mail: RawMail, subscriber: str | None, received_at: dt.datetime,
-                      unwrap: bool, depth: int) -> Verdict:
+    async def _verify(
+        self,
+        mail: RawMail,
+        subscriber: str | None,
+        received_at: dt.datetime,
+        unwrap: bool,
+        depth: int,
+    ) -> Verdict:
         path, verdict = await self._checked(mail, subscriber, received_at)
         if path.kind != WRAPPED:
             return verdict
         what = f"wrapped copy ({path.how[0]})"
         if not unwrap or depth >= MAX_UNWRAP_DEPTH:
             why = "unwrapping is off (policy.unwrap = false)" if not unwrap else "nested too deep"
-            return Verdict(UNVERIFIABLE, [f"{what}, not unwrapped: {why}", *verdict.reasons],
-                           evidence=verdict.evidence, auth_results=verdict.auth_results)
-        inner = await self._verify(read(path.inner), subscriber, received_at, unwrap,
-                                   depth + 1)
-        inner.reasons.insert(0, f"{what}: the enclosed original was checked, stored and "
-                                f"threaded; the wrapper is kept as evidence")
+            return Verdict(
+                UNVERIFIABLE,
+                [f"{what}, not unwrapped: {why}", *verdict.reasons],
+                evidence=verdict.evidence,
+                auth_results=verdict.auth_results,
+            )
+        inner = await self._verify(read(path.inner), subscriber, received_at, unwrap, depth + 1)
+        inner.reasons.insert(
+            0,
+            f"{what}: the enclosed original was checked, stored and "
+            f"threaded; the wrapper is kept as evidence",
+        )
         assert inner.evidence is not None  # conclude() always sets it
         inner.evidence.wrapper = verdict.evidence
         if inner.inner is None:
             inner.inner = path.inner
         return inner
 
-    async def _checked(self, mail: RawMail, subscriber: str | None,
-                       received_at: dt.datetime) -> tuple:
+    async def _checked(
+        self, mail: RawMail, subscriber: str | None, received_at: dt.datetime
+    ) -> tuple:
         """(copy path, verdict); the DKIM/ARC evidence is shared by copies of equal bytes."""
         authserv = self.config.authserv_id
         raw = mail.raw
         # Hashing a large message would hold the loop for milliseconds: do it in a thread.
-        key = (_sha256(raw) if len(raw) <= HASH_ON_LOOP_MAX
-               else await self._off_loop(_sha256, raw))
+        key = _sha256(raw) if len(raw) <= HASH_ON_LOOP_MAX else await self._off_loop(_sha256, raw)
         now = time.monotonic()
         hit = self._evidence_cache.get(key)
         if hit and hit[0] > now:
@@ -228,12 +258,12 @@ class Verifier:
             # At most two trips to the threads: parse (and, with no key to fetch, finish),
             # then after the DNS answers the crypto and the verdict together. Each trip
             # costs the loop a handoff, so the cached keys are looked at in the first one.
-            parsed, done = await self._off_loop(first_pass, mail, received_at, subscriber,
-                                                authserv, self.keys.cached)
+            parsed, done = await self._off_loop(
+                first_pass, mail, received_at, subscriber, authserv, self.keys.cached
+            )
             if done is None:
                 keys = await self.keys.fetch(parsed.key_names)
-                done = await self._off_loop(check_and_conclude, parsed, keys, subscriber,
-                                            authserv)
+                done = await self._off_loop(check_and_conclude, parsed, keys, subscriber, authserv)
         except BaseException as e:
             self._evidence_cache.pop(key, None)
             if isinstance(e, asyncio.CancelledError):

@@ -35,8 +35,11 @@ class ArcResult:
     first_hop_dkim_pass: list[str] = field(default_factory=list)  # domains it saw pass
 
     def to_json(self) -> dict:
-        return {**vars(self), "sealers": list(self.sealers),
-                "first_hop_dkim_pass": list(self.first_hop_dkim_pass)}
+        return {
+            **vars(self),
+            "sealers": list(self.sealers),
+            "first_hop_dkim_pass": list(self.first_hop_dkim_pass),
+        }
 
 
 def first_hop(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -59,8 +62,9 @@ def dkim_pass_domains(results: str) -> list[str]:
     return out
 
 
-def check_arc(mail: RawMail, headers: list[tuple[bytes, bytes]],
-              keys: dict[str, KeyAnswer]) -> ArcResult:
+def check_arc(
+    mail: RawMail, headers: list[tuple[bytes, bytes]], keys: dict[str, KeyAnswer]
+) -> ArcResult:
     if not any(n.lower() in ARC_HEADERS for n, _ in headers):
         return ArcResult(reason="no ARC sets")
     res = ArcResult()
@@ -71,13 +75,20 @@ def check_arc(mail: RawMail, headers: list[tuple[bytes, bytes]],
         cv, sets, reason = dkim.CV_Fail, [], f"malformed ARC set: {e}"
     res.cv = (cv or dkim.CV_Fail).decode().lower() if isinstance(cv, bytes) else "fail"
     res.reason = reason
-    unreachable = sorted({n for n in signature_key_names(headers, ARC_SIGNERS)
-                          if keys.get(n) is not None and keys[n].status == TEMPERROR})
+    unreachable = sorted(
+        {
+            n
+            for n in signature_key_names(headers, ARC_SIGNERS)
+            if keys.get(n) is not None and keys[n].status == TEMPERROR
+        }
+    )
     if res.cv == "fail" and unreachable:
         res.reason = f"ARC keys not fetched (DNS failure: {', '.join(unreachable)}): {reason}"
     res.sets = max((int(s.get("instance", 0)) for s in sets), default=0) or _count_sets(headers)
-    res.sealers = [s.get("as-domain", b"").decode("ascii", "replace")
-                   for s in sorted(sets, key=lambda s: s.get("instance", 0))]
+    res.sealers = [
+        s.get("as-domain", b"").decode("ascii", "replace")
+        for s in sorted(sets, key=lambda s: s.get("instance", 0))
+    ]
     res.first_hop_results = first_hop(headers)
     if res.first_hop_results:
         res.first_hop_dkim_pass = dkim_pass_domains(res.first_hop_results)

@@ -15,13 +15,21 @@ def auth_results(authserv_id: str, sigs: list[SigResult], arc: ArcResult) -> str
             result=s.result,
             result_comment=f"{s.key_bits}-bit key" if s.key_bits else None,
             reason=s.reason or None,
-            header_d=s.d or None, header_i=s.i or None, header_s=s.s or None,
-            header_a=s.a or None)
+            header_d=s.d or None,
+            header_i=s.i or None,
+            header_s=s.s or None,
+            header_a=s.a or None,
+        )
         for s in sigs
     ] or [authres.DKIMAuthenticationResult(result="none")]
     if arc.sets:
-        results.append(authres.arc.ARCAuthenticationResult(
-            result=arc.cv, result_comment=f"{arc.sets} sets",
-            reason=None if arc.cv == "pass" else arc.reason or None))
+        results.append(
+            authres.arc.ARCAuthenticationResult(
+                result=arc.cv,
+                result_comment=f"{arc.sets} sets",
+                reason=None if arc.cv == "pass" else arc.reason or None,
+            )
+        )
     return authres.AuthenticationResultsHeader(
-        authserv_id=authserv_id, results=results).header_value()
+        authserv_id=authserv_id, results=results
+    ).header_value()

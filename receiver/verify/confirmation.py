@@ -13,15 +13,19 @@ from receiver.verify.copypath import address_of, domain_of, message_texts
 _GMAIL_FROM = {"forwarding-noreply@google.com", "mail-noreply@google.com"}
 _GMAIL_SUBJECT = re.compile(r"forwarding confirmation", re.I)
 _GMAIL_CODE = re.compile(r"\(#(\d{6,12})\)|confirmation code:\s*(\d{6,12})", re.I)
-_GMAIL_LINK = re.compile(r"https://(?:mail-settings|mail|isolated\.mail)\.google\.com/mail/"
-                         r"[^\s\"'<>]*vf-[^\s\"'<>]+")
+_GMAIL_LINK = re.compile(
+    r"https://(?:mail-settings|mail|isolated\.mail)\.google\.com/mail/"
+    r"[^\s\"'<>]*vf-[^\s\"'<>]+"
+)
 
-_OUTLOOK_DOMAINS = ("microsoft.com", "outlook.com", "office365.com", "live.com",
-                    "hotmail.com")
+_OUTLOOK_DOMAINS = ("microsoft.com", "outlook.com", "office365.com", "live.com", "hotmail.com")
 _OUTLOOK_SUBJECT = re.compile(r"verif|confirm", re.I)
 _OUTLOOK_CODE = re.compile(r"\bcode\b\s*(?:is)?\s*:?\s*(\d{4,10})\b", re.I)
-_OUTLOOK_LINK = re.compile(r"https://[^\s\"'<>]*(?:live|outlook|office|microsoft)\.com/"
-                           r"[^\s\"'<>]*(?:verif|confirm)[^\s\"'<>]*", re.I)
+_OUTLOOK_LINK = re.compile(
+    r"https://[^\s\"'<>]*(?:live|outlook|office|microsoft)\.com/"
+    r"[^\s\"'<>]*(?:verif|confirm)[^\s\"'<>]*",
+    re.I,
+)
 
 
 def _outlook_domain(d: str) -> bool:

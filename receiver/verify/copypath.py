@@ -49,7 +49,8 @@ BANNERS = re.compile(
     r"mensaje reenviado|mensaje original|messaggio inoltrato)\s*-{2,}"
     r"|begin forwarded message:"
     r"|^\s*\**from:\**[^\n]*\n\s*\**sent:\**",
-    re.I | re.M)
+    re.I | re.M,
+)
 SRS = re.compile(r"^<?SRS[01][=+-]", re.I)
 
 
@@ -64,7 +65,9 @@ class CopyPath:
         return {"kind": self.kind, "how": self.how, "wrapper": self.wrapper}
 
 
-_SIMPLE_ADDRESS = re.compile(r'^(?:[^<>,;:"()\\@]*<)?\s*([^\s<>,;:"()\\@]+@[^\s<>,;:"()\\@]+)\s*>?$')
+_SIMPLE_ADDRESS = re.compile(
+    r'^(?:[^<>,;:"()\\@]*<)?\s*([^\s<>,;:"()\\@]+@[^\s<>,;:"()\\@]+)\s*>?$'
+)
 
 
 def address_of(value: str | None) -> str | None:

@@ -34,9 +34,17 @@ TEMPERROR_RESULT = "temperror"
 AUTHOR_HEADERS = ("from", "date", "message-id", "subject")
 # Trace fields each hop prepends (RFC 5321 §4.4, RFC 8601, RFC 8617): a signature that
 # lists one cannot cover the instances added after it, and they are no alteration.
-TRACE_HEADERS = frozenset({"received", "return-path", "authentication-results",
-                           "dkim-signature", "arc-seal", "arc-message-signature",
-                           "arc-authentication-results"})
+TRACE_HEADERS = frozenset(
+    {
+        "received",
+        "return-path",
+        "authentication-results",
+        "dkim-signature",
+        "arc-seal",
+        "arc-message-signature",
+        "arc-authentication-results",
+    }
+)
 
 
 @dataclass
@@ -113,8 +121,9 @@ def dkim_body(mail: RawMail) -> bytes:
     return body
 
 
-def signature_key_names(headers: list[tuple[bytes, bytes]],
-                        kinds: tuple[bytes, ...] = SIGNATURE_HEADERS) -> list[str]:
+def signature_key_names(
+    headers: list[tuple[bytes, bytes]], kinds: tuple[bytes, ...] = SIGNATURE_HEADERS
+) -> list[str]:
     """The key names the signature headers of these kinds need (all kinds by default)."""
     names = []
     for name, value in headers:
@@ -124,8 +133,11 @@ def signature_key_names(headers: list[tuple[bytes, bytes]],
             except InvalidTagValueList:
                 continue
             if b"s" in tags and b"d" in tags:
-                names.append(key_name(tags[b"s"].decode("ascii", "replace"),
-                                      tags[b"d"].decode("ascii", "replace")))
+                names.append(
+                    key_name(
+                        tags[b"s"].decode("ascii", "replace"), tags[b"d"].decode("ascii", "replace")
+                    )
+                )
     return names
 
 
@@ -140,8 +152,11 @@ def make_dnsfunc(keys: dict[str, KeyAnswer]):
     """A dkimpy dnsfunc answering from prefetched keys (None where there is none)."""
 
     def dnsfunc(name, timeout=5):
-        answer = keys.get(name.decode("ascii", "replace").lower().rstrip(".")
-                          if isinstance(name, bytes) else name.lower().rstrip("."))
+        answer = keys.get(
+            name.decode("ascii", "replace").lower().rstrip(".")
+            if isinstance(name, bytes)
+            else name.lower().rstrip(".")
+        )
         return answer.txt if answer is not None and answer.status == FOUND else None
 
     return dnsfunc
@@ -166,7 +181,8 @@ class _BodyHashes:
         if key not in self._hash:
             body = self.canonical(policy)
             self._hash[key] = HASH_ALGORITHMS[algorithm](
-                body if length is None else body[:length]).digest()
+                body if length is None else body[:length]
+            ).digest()
         return self._hash[key]
 
 
@@ -187,14 +203,19 @@ def _expiry(sig: dict, res: SigResult, first_receipt: dt.datetime) -> bool:
     x = sig.get(b"x", b"")
     if not re.fullmatch(rb"\d+", x):
         return False
-    expires = dt.datetime.fromtimestamp(int(x), dt.timezone.utc)
+    expires = dt.datetime.fromtimestamp(int(x), dt.UTC)
     res.expires = expires.replace(tzinfo=None).isoformat() + "Z"
     return expires < first_receipt
 
 
-def check_signature(d: dkim.DKIM, sig_header: tuple[bytes, bytes], index: int,
-                    keys: dict[str, KeyAnswer], bodies: _BodyHashes,
-                    first_receipt: dt.datetime) -> SigResult:
+def check_signature(
+    d: dkim.DKIM,
+    sig_header: tuple[bytes, bytes],
+    index: int,
+    keys: dict[str, KeyAnswer],
+    bodies: _BodyHashes,
+    first_receipt: dt.datetime,
+) -> SigResult:
     res = SigResult(index)
     try:
         sig = parse_tag_value(sig_header[1])
@@ -213,8 +234,9 @@ def check_signature(d: dkim.DKIM, sig_header: tuple[bytes, bytes], index: int,
     res.length = int(sig[b"l"]) if b"l" in sig else None
     res.body_length = len(bodies.canonical(policy))
     expected_bh = base64.b64decode(re.sub(rb"\s+", b"", sig[b"bh"]))
-    res.body = ("intact" if bodies.digest(policy, sig[b"a"], res.length) == expected_bh
-                else "changed")
+    res.body = (
+        "intact" if bodies.digest(policy, sig[b"a"], res.length) == expected_bh else "changed"
+    )
     expired = _expiry(sig, res, first_receipt)
 
     answer = keys.get(res.key_name) or KeyAnswer(TEMPERROR, error="key not looked up")
@@ -230,8 +252,11 @@ def check_signature(d: dkim.DKIM, sig_header: tuple[bytes, bytes], index: int,
         revoked = re.search(rb"(^|;)\s*p=\s*(;|$)", answer.txt or b"") is not None
         res.key = "revoked" if revoked else "bad"
         res.result = PERMERROR
-        res.reason = (f"key {res.key_name} revoked (empty p=)" if revoked
-                      else f"bad key record at {res.key_name}: {e}")
+        res.reason = (
+            f"key {res.key_name} revoked (empty p=)"
+            if revoked
+            else f"bad key record at {res.key_name}: {e}"
+        )
         return _body_verdict(res)
     res.key = "found"
     res.key_bits = d.keysize
@@ -256,10 +281,16 @@ def check_signature(d: dkim.DKIM, sig_header: tuple[bytes, bytes], index: int,
         res.reason = "body hash mismatch" + ("" if valid else "; signed headers changed too")
     elif not valid and res.unsigned_instances:
         res.result = FAIL
-        res.reason = ("signature mismatch: unsigned " + ", ".join(res.unsigned_instances)
-                      + " added above the signed one")
+        res.reason = (
+            "signature mismatch: unsigned "
+            + ", ".join(res.unsigned_instances)
+            + " added above the signed one"
+        )
     elif not valid:
-        res.result, res.reason = FAIL, "signature mismatch: signed headers were changed (or the key does not match)"
+        res.result, res.reason = (
+            FAIL,
+            "signature mismatch: signed headers were changed (or the key does not match)",
+        )
     elif expired:
         res.result = NEUTRAL
         res.reason = f"signature expired (x={res.expires}) before the message was first received"
@@ -269,15 +300,16 @@ def check_signature(d: dkim.DKIM, sig_header: tuple[bytes, bytes], index: int,
 
 
 def _body_verdict(res: SigResult) -> SigResult:
-    res.reason += ("; body intact" if res.body == "intact"
-                   else "; body hash mismatch (body changed)")
+    res.reason += "; body intact" if res.body == "intact" else "; body hash mismatch (body changed)"
     return res
 
 
-def check_all(d: dkim.DKIM, keys: dict[str, KeyAnswer],
-              first_receipt: dt.datetime) -> list[SigResult]:
+def check_all(
+    d: dkim.DKIM, keys: dict[str, KeyAnswer], first_receipt: dt.datetime
+) -> list[SigResult]:
     """Every DKIM-Signature of the message parsed into `d`, top to bottom."""
     sig_headers = [(n, v) for n, v in d.headers if n.lower() == b"dkim-signature"]
     bodies = _BodyHashes(d.body)
-    return [check_signature(d, h, i, keys, bodies, first_receipt)
-            for i, h in enumerate(sig_headers)]
+    return [
+        check_signature(d, h, i, keys, bodies, first_receipt) for i, h in enumerate(sig_headers)
+    ]

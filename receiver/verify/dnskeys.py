@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import dns.asyncresolver
 import dns.exception
@@ -60,8 +60,10 @@ def _resolver(servers: Sequence[str], timeout: float) -> dns.asyncresolver.Resol
             r = dns.asyncresolver.Resolver()
         except dns.resolver.NoResolverConfiguration:
             # Unsigned mail still flows; signed mail is unverifiable (temperror) until fixed.
-            log.error("no system DNS resolver: DKIM keys cannot be fetched; "
-                      "set [dns] servers = [\"HOST:PORT\"]")
+            log.error(
+                "no system DNS resolver: DKIM keys cannot be fetched; "
+                'set [dns] servers = ["HOST:PORT"]'
+            )
             return None
     r.timeout = timeout
     r.lifetime = timeout
@@ -129,8 +131,9 @@ class KeyResolver:
         if self._resolver is None:
             return KeyAnswer(TEMPERROR, error="no DNS resolver configured ([dns] servers)"), 0
         try:
-            answer = await self._resolver.resolve(name, "TXT", raise_on_no_answer=False,
-                                                  search=False)
+            answer = await self._resolver.resolve(
+                name, "TXT", raise_on_no_answer=False, search=False
+            )
         except dns.resolver.NXDOMAIN:
             return KeyAnswer(NXDOMAIN, error="no such name (NXDOMAIN)"), NEGATIVE_TTL
         except dns.exception.Timeout:

@@ -38,12 +38,17 @@ class Evidence:
         out = {
             "path": self.path.to_json(),
             "from_domain": self.from_domain,
-            "first_receipt": self.first_receipt.astimezone(dt.timezone.utc)
-            .replace(tzinfo=None).isoformat() + "Z",
+            "first_receipt": self.first_receipt.astimezone(dt.UTC).replace(tzinfo=None).isoformat()
+            + "Z",
             "dkim": [s.to_json() for s in self.dkim],
-            "alignment": [{"d": s.d, "relaxed": aligned(s.d, self.from_domain),
-                           "strict": aligned(s.d, self.from_domain, strict=True)}
-                          for s in self.dkim],
+            "alignment": [
+                {
+                    "d": s.d,
+                    "relaxed": aligned(s.d, self.from_domain),
+                    "strict": aligned(s.d, self.from_domain, strict=True),
+                }
+                for s in self.dkim
+            ],
             "arc": self.arc.to_json(),
         }
         if self.wrapper is not None:

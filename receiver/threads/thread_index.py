@@ -41,8 +41,3 @@ def parent_index(thread_index: str | None) -> bytes | None:
     if raw is None or len(raw) == CONVERSATION_BYTES:
         return None
     return raw[:-CHILD_BLOCK_BYTES]
-
-
-def is_link_key(key: str) -> bool:
-    """True for a conversation key, which is no Message-ID (never a ghost message)."""
-    return key.startswith(KEY_PREFIX)

@@ -193,10 +193,11 @@ def test_a_stuck_writer_is_seen_its_senders_told_451_and_the_daemon_exits_70(rec
         THREADS_RECEIVER_TEST_FAULTS="writer=stall:120@1",
     )
     base = metrics_url(receiver.proc)
+    # The socket's 15 s, far below reply_seconds (120), bounds the wait: a 451 read here
+    # came from the watchdog failing the stuck writer's work.
     c = Client(port, "smtp", timeout=15)
-    started = time.monotonic()
     code, text = c.deliver(address, message("stuck"))
-    assert code == 451 and time.monotonic() - started < 10, text
+    assert code == 451, text
     health_code, health_text = get(base + "/healthz")
     assert health_code == 503 and "writer: stuck" in health_text, health_text
     greeting = Raw(port).greeting
@@ -298,33 +299,27 @@ def test_an_import_survives_a_writer_that_raises_and_one_that_dies(receiver, tmp
     folder.mkdir()
     for n in range(6):
         (folder / f"{n}.eml").write_bytes(message(f"import-{n}"))
-    r = receiver.cli_process(
-        "import",
-        str(folder),
-        "--mailbox",
-        "alice@corp.example",
-        "--json",
-        check=False,
-        THREADS_RECEIVER_TEST_FAULTS="writer=raise@1",
-    )
-    assert r.stdout, r.stderr
-    summary = json.loads(r.stdout)
+
+    def imported(faults: str) -> tuple[int, dict]:
+        r = receiver.cli_process(
+            "import",
+            str(folder),
+            "--mailbox",
+            "alice@corp.example",
+            "--json",
+            check=False,
+            THREADS_RECEIVER_TEST_FAULTS=faults,
+        )
+        assert r.stdout, r.stderr
+        return r.returncode, json.loads(r.stdout)
+
+    returncode, summary = imported("writer=raise@1")
     # A batch of one fails alone; a larger one is retried one by one (and then stored).
     assert summary["stored"] + summary["tempfailed"] == 6 and summary["stored"] >= 5, summary
-    assert (r.returncode != 0) == (summary["tempfailed"] > 0)
+    assert (returncode != 0) == (summary["tempfailed"] > 0)
     assert len(deliveries(receiver.db_url)) == summary["stored"]
-    r = receiver.cli_process(
-        "import",
-        str(folder),
-        "--mailbox",
-        "alice@corp.example",
-        "--json",
-        check=False,
-        THREADS_RECEIVER_TEST_FAULTS="writer=die@1",
-    )
-    assert r.stdout, r.stderr
-    summary = json.loads(r.stdout)
+    _, summary = imported("writer=die@1")
     assert len(deliveries(receiver.db_url)) + summary["tempfailed"] == 6, summary
     # Run again (as the failure line says): everything is in, nothing twice.
-    r = receiver.cli_process("import", str(folder), "--mailbox", "alice@corp.example", "--json")
+    assert imported("")[0] == 0
     assert len(deliveries(receiver.db_url)) == 6

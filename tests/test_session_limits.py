@@ -270,13 +270,13 @@ def test_idle_sessions_get_the_stress_timeout_near_the_cap(receiver):
     )
     idle = [Raw(port), Raw(port)]
     assert not idle[0].closed(wait=1.5)  # two of five: no pressure, the normal timeout
-    started = time.monotonic()
     idle.append(Raw(port))  # three of five: under stress, every idle session shrinks
     for c in idle:
+        # Raw's socket timeout (10 s) is far below the normal 60 s: a 421 read here came
+        # from the stress timeout.
         code, text = c.reply()
         assert code == 421 and "4.4.2" in text
         assert c.closed()
-    assert time.monotonic() - started < 5
     calm = Raw(port)  # the pressure is gone: the normal timeout again
     time.sleep(2)
     assert calm.cmd("NOOP")[0] == 250

@@ -189,3 +189,8 @@ def test_a_locked_database_gets_the_same_451_over_smtp_and_lmtp(tmp_path):
     finally:
         r.stop()  # when a step above failed with the daemon running
     assert replies["false"] == replies["true"] == (451, TEMPFAIL_DATA)
+
+
+def test_a_code_of_another_class_is_text_not_the_replys_code():
+    # Found by the property above: "2.0.0" after a 421 is not the reply's code.
+    assert enhanced("421 2.0.0", "MAIL") == "421 4.0.0 2.0.0"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 
-_HAS_CODE = re.compile(r"\d{3}[ -][245]\.\d{1,3}\.\d{1,3}(?: |$)")
+# A code already there counts only when its class is the reply's (RFC 3463): "421 2.0.0"
+# is text that happens to look like a code.
+_HAS_CODE = re.compile(r"([245])\d\d[ -]\1\.\d{1,3}\.\d{1,3}(?: |$)")
 _REPLY = re.compile(r"([245]\d\d)([ -]?)(.*)", re.S)
 
 # The code of a reply by its number, as Postfix answers the same situations.

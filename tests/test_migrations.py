@@ -14,6 +14,8 @@ from receiver.store.mailboxes import token_hash
 from receiver.store.models import SCHEMA_VERSION, MailboxAddress, SchemaInfo
 from receiver.verify.verdict import UNVERIFIABLE, Verdict
 from tests.helpers import DEFAULT_RULE, LOCK_TIMEOUT, Receiver
+from tests.imap_support import imap_receiver, implicit, start_imap
+from tests.rawsmtp import message, query
 from tests.schema_v1 import MailboxV1, v1_models
 
 CONFIRMATION = {"provider": "gmail", "code": "123456", "link": None}
@@ -90,3 +92,43 @@ def test_newer_schema_is_refused(tmp_path, db_url):
     db.close()
     r = rx.cli("db", "upgrade", check=False)
     assert r.returncode == 1 and b"newer than this code" in r.stderr
+
+
+def test_upgrade_from_v4_keeps_folders_and_old_copies_are_not_recent(tmp_path, db_url):
+    rx = imap_receiver(tmp_path / "rx", db_url)
+    start_imap(rx)
+    c = implicit(rx)
+    c.create('"Sent Items"')
+    for n in (1, 2):
+        c.append('"Sent Items"', None, None, message(n))
+    c.logout()
+    rx.stop()
+    # Back to version 4: folders without the columns version 5 added.
+    db = open_database(db_url, LOCK_TIMEOUT)
+    with db.connection_context():
+        for column in ("special_use", "recent_uid"):
+            db.execute_sql(f"ALTER TABLE folder DROP COLUMN {column}")
+        SchemaInfo.update(version=4).execute()
+    db.close()
+
+    assert rx.cli_json("db", "version")["pending"] == [5]
+    rx.cli("db", "upgrade")
+    assert query(db_url, "SELECT name, special_use, recent_uid FROM folder") == [
+        ("Sent Items", None, 2)
+    ]
+    start_imap(rx)
+    try:
+        c = implicit(rx)
+        # The copies appended before the upgrade are not news to anyone; new ones are.
+        assert c.select('"Sent Items"')[1] == [b"2"]
+        assert c.untagged_responses["RECENT"] == [b"0"]
+        c.close()
+        c.append('"Sent Items"', None, None, message(3))
+        c2 = implicit(rx)
+        c2.select('"Sent Items"')
+        assert c2.untagged_responses["RECENT"] == [b"1"]
+        assert b'(\\HasNoChildren \\Sent) "/" "Sent Items"' in c2.list()[1]
+        c.logout()
+        c2.logout()
+    finally:
+        rx.stop()

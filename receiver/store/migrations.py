@@ -50,7 +50,27 @@ def _to_4(m: SchemaMigrator) -> None:
     m.database.create_tables([Folder, FolderEntry], safe=True)
 
 
-MIGRATIONS: dict[int, Callable[[SchemaMigrator], None]] = {2: _to_2, 3: _to_3, 4: _to_4}
+def _to_5(m: SchemaMigrator) -> None:
+    """A folder's special use (CREATE-SPECIAL-USE) and its \\Recent mark."""
+    # Step 4 creates the folder table from today's model: coming from before 4, it has
+    # these columns already.
+    existing = {c.name for c in m.database.get_columns("folder")}
+    if "special_use" not in existing:
+        migrate(m.add_column("folder", "special_use", TextField(null=True)))
+    if "recent_uid" not in existing:
+        # Not peewee's add_column: on SQLite it makes a NOT NULL column by building the
+        # table anew, and dropping the old folder table would cascade to its entries.
+        m.database.execute_sql("ALTER TABLE folder ADD COLUMN recent_uid BIGINT NOT NULL DEFAULT 0")
+    # What was appended before counts as seen: no session learns of old copies as new.
+    Folder.update(recent_uid=Folder.uidnext - 1).execute()
+
+
+MIGRATIONS: dict[int, Callable[[SchemaMigrator], None]] = {
+    2: _to_2,
+    3: _to_3,
+    4: _to_4,
+    5: _to_5,
+}
 
 
 def pending(db: Database) -> list[int]:

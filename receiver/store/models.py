@@ -28,7 +28,7 @@ from peewee import (
 )
 
 # Bumped with every migration in receiver/store/migrations.py.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 database = DatabaseProxy()
 
@@ -234,6 +234,10 @@ class Folder(Base):
     uidnext = BigIntegerField(default=1)
     subscribed = BooleanField(default=True)
     created_at = DateTimeField(default=utcnow)
+    # Schema 5: the RFC 6154 uses a client gave at CREATE, space-separated (\Sent ...).
+    special_use = TextField(null=True)
+    # Schema 5: UIDs above this one have not been shown as \Recent to any session yet.
+    recent_uid = BigIntegerField(default=0)
 
     class Meta:
         indexes = ((("mailbox", "name"), True),)

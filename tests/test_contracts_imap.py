@@ -7,14 +7,19 @@ from __future__ import annotations
 import inspect
 from argparse import Namespace
 
+from pymap.backend.session import BaseSession
 from pymap.config import BackendCapability, IMAPConfig
 from pymap.imap import IMAPConnection, IMAPServer
 from pymap.imap.state import ConnectionState
 from pymap.parsing import Params
+from pymap.parsing.command.auth import CreateCommand
 from pymap.parsing.commands import Commands, InvalidCommand
+from pymap.parsing.specials import ExtensionOptions, Mailbox
 from pymap.selected import SelectedMailbox
 from pysasl.creds.plain import PlainCredentials
 
+from receiver.imap import extensions
+from receiver.imap.extensions import CreateSpecialUse, ListSpecialUse, NamespaceCommand
 from receiver.imap.login import _Secret
 
 
@@ -83,3 +88,54 @@ def test_settings_keywords_and_properties():
 
 def test_selected_mailbox_takes_the_whole_folder():
     assert list(inspect.signature(SelectedMailbox.set_messages).parameters) == ["self", "messages"]
+
+
+def test_commands_pymap_lacks_are_dispatched_to_do_methods_by_name():
+    # receiver.imap.extensions: pymap calls ConnectionState.do_<command> for a command;
+    # the replaced parsers must still land on pymap's own do_create / do_list.
+    func_name = ConnectionState._get_func_name
+    assert func_name(NamespaceCommand(b"a")) == "do_namespace"
+    assert func_name(CreateSpecialUse(b"a", Mailbox("x"), ExtensionOptions.empty())) == "do_create"
+    assert func_name(ListSpecialUse(b"a", "", "*")) == "do_list"
+    registry = extensions.commands()
+    for text, kind in (
+        (b"a NAMESPACE\r\n", NamespaceCommand),
+        (b"a CREATE Sent (USE (\\Sent))\r\n", CreateSpecialUse),
+        (b"a CREATE Plain\r\n", CreateSpecialUse),
+        (b'a LIST (SPECIAL-USE) "" "*" RETURN (SPECIAL-USE)\r\n', ListSpecialUse),
+    ):
+        cmd, _ = registry.parse(memoryview(text), Params())
+        assert type(cmd) is kind, (text, cmd)
+    # What the subclasses read of pymap's parsed commands.
+    create, _ = Commands().parse(memoryview(b"a CREATE Plain\r\n"), Params())
+    assert isinstance(create, CreateCommand) and str(create.mailbox_obj) == "Plain"
+    assert create.options is not None
+    listing, _ = Commands().parse(memoryview(b'a LIST "" "*"\r\n'), Params())
+    assert (listing.ref_name, listing.filter) == ("", "*")
+
+
+def test_the_backend_sees_the_command_being_run():
+    # The backend reads a CREATE's special use and a LIST's selection from pymap's
+    # current_command, which the connection sets around every command.
+    assert "current_command.set(cmd)" in inspect.getsource(IMAPConnection._run_state)
+    # A MailboxError from add_mailbox (NO [USEATTR]) is not turned into another reply.
+    source = inspect.getsource(BaseSession.create_mailbox)
+    assert "except ValueError" in source and "MailboxError" not in source
+    assert list(inspect.signature(BaseSession.list_mailboxes).parameters) == [
+        "self",
+        "ref_name",
+        "filter_",
+        "subscribed",
+        "selected",
+    ]
+
+
+def test_the_selected_set_only_hands_out_recent():
+    # receiver.imap.backend.FolderData.selected_set is always empty: the database hands
+    # out \Recent. pymap must use the set for nothing else (e.g. telling sessions of
+    # changes), or an empty one would hide those.
+    source = inspect.getsource(BaseSession)
+    # _pick_selected's any_selected, and select_mailbox's selected_set=mbx.selected_set.
+    assert source.count("selected_set") == 3 and "selected_set.any_selected" in source
+    assert "_selected_set" not in inspect.getsource(SelectedMailbox._compare)
+    assert "add_recent" in inspect.getsource(BaseSession.append_messages)

@@ -19,15 +19,6 @@ from tests.rawsmtp import deliveries, message, query, stored_raws
 WHEN = imaplib.Time2Internaldate(1546336800)  # 01-Jan-2019 10:00:00 +0000
 
 
-@pytest.fixture
-def rx(tmp_path, db_url):
-    r = imap_receiver(tmp_path / "rx", db_url)
-    start_imap(r)
-    yield r
-    # pytest shows this only for a failed test: the daemon's own account of it.
-    print("--- daemon log ---\n" + r.stop()[1][-4000:])
-
-
 def appenduid(resp) -> tuple[int, int]:
     typ, data = resp
     assert typ == "OK", data

@@ -14,7 +14,6 @@ from uuid import uuid4
 from proxyprotocol.sock import SocketInfo
 from pymap.context import connection_exit
 from pymap.imap import IMAPConnection
-from pymap.imap.state import ConnectionState
 from pymap.parsing.command import Command
 from pymap.parsing.commands import InvalidCommand
 from pymap.parsing.response import CommandResponse, ResponseNo, ResponseOk
@@ -22,6 +21,7 @@ from pymap.parsing.response import CommandResponse, ResponseNo, ResponseOk
 from receiver import metrics
 from receiver.config import Config, parse_hostport
 from receiver.imap.backend import Backend
+from receiver.imap.extensions import ExtendedState
 from receiver.imap.login import Login
 from receiver.imap.settings import Settings
 from receiver.pipeline import Pipeline
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 KINDS = {"listen": "STARTTLS", "implicit_listen": "implicit TLS"}
 
 
-class State(ConnectionState):
+class State(ExtendedState):
     async def do_greeting(self) -> CommandResponse:
         # pymap would let a loopback client log in without TLS; a login here always
         # needs TLS (LOGINDISABLED until STARTTLS).

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import ssl
 from argparse import Namespace
+from collections.abc import Sequence
 
 from pymap.config import BackendCapability, IMAPConfig
+from pymap.parsing.commands import Commands
 from pysasl import SASLAuth
 
 from receiver import __version__
 from receiver.config import Config
+from receiver.imap import extensions
 
 # A password checked by the store (scrypt), so only mechanisms that carry it in clear.
 MECHANISMS = [b"PLAIN", b"LOGIN"]
@@ -35,6 +38,18 @@ class Settings(IMAPConfig):
         self.hostname = hostname
         self.max_literal = config.smtp.max_message_size
         self.timeout = config.imap.timeout
+        self._commands = extensions.commands()
+
+    @property
+    def commands(self) -> Commands:
+        return self._commands
+
+    @property
+    def login_capability(self) -> Sequence[bytes]:
+        # What receiver.imap.extensions adds to pymap's. LITERAL+ (pymap's, before login)
+        # stays alone: RFC 7888 5 forbids advertising LITERAL- beside it, and a LITERAL-
+        # client's literals (non-synchronising up to 4096 bytes) are LITERAL+ ones.
+        return [*super().login_capability, b"NAMESPACE", b"SPECIAL-USE", b"CREATE-SPECIAL-USE"]
 
     @property
     def backend_capability(self) -> BackendCapability:

@@ -54,9 +54,11 @@ the one the receiver issues, never the mailbox's own:
 _IMAP_NOTES = """Whatever comes in over IMAP goes through the same checks, policy and threading as a
 redirected copy, and is kept exactly as the client sent it. A refused message gets a
 NO naming what changed; a storage fault NO [UNAVAILABLE]: the client retries. The
-folder a message was copied into is kept as a label. Deleting or moving a message
-over IMAP only hides it from that folder: the archive itself is never deleted over
-IMAP (retention and `mailbox remove` are the administrator's)."""
+folder a message was copied into is kept as a label (`messages show` lists it), and
+copied "Sent Items", "Deleted Items", "Junk E-mail" or "[Gmail]/Sent Mail" folders show
+in mail clients as the sent, deleted and junk folders they are. Deleting or moving a
+message over IMAP only hides it from that folder: the archive itself is never deleted
+over IMAP (retention and `mailbox remove` are the administrator's)."""
 
 GUIDES = {
     "gmail": """\

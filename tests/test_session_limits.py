@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tests.helpers import require_programs
 from tests.rawsmtp import Raw, deliveries, message, open_data, send, transaction
 
 
@@ -200,6 +201,7 @@ def test_one_connection_carries_hundreds_of_messages(receiver):
 
 def test_smtp_source_reusing_one_connection(receiver):
     """Postfix's own test client, one session for every message (-d)."""
+    require_programs({"smtp-source": "postfix"})
     address = receiver.add_mailbox("alice@corp.example")
     port = receiver.start(THREADS_RECEIVER_SMTP_MAX_COMMANDS="5")
     r = subprocess.run(

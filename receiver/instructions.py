@@ -253,16 +253,23 @@ An ~/.offlineimaprc that copies IMAP to IMAP:
     remotehost = OLD-IMAP-SERVER
     remoteuser = {email}
     readonly = True
+    sslcacertfile = OS-DEFAULT
 
     [Repository receiver]
     type = IMAP
     remotehost = {imap_host}
     remoteport = {imap_port}
     ssl = yes
+    sslcacertfile = OS-DEFAULT
     remoteuser = {email}
 
-then `offlineimap -o`, again after an interruption. The receiver offers UIDPLUS, so
-offlineimap does not add its X-OfflineIMAP header to the copies.
+then `offlineimap -o`, again after an interruption (it asks for both passwords; without
+an sslcacertfile it refuses TLS). The receiver offers UIDPLUS, so offlineimap does not
+add its X-OfflineIMAP header to the copies. It does pass each message through Python's
+email package, which rewrites a few rare forms: a header field with no space after its
+colon, or an empty one, gains a space; a multipart message that ends right after its
+closing boundary gains a line break. Such a copy differs from the old server's, and may
+be judged altered.
 
 """
     + _IMAP_NOTES,

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from receiver import config as configmod
-from receiver import malloc, metrics
+from receiver import malloc, metrics, service
 from receiver.exits import EX_SOFTWARE
 from receiver.imap import server as imap
 from receiver.config import Config, parse_hostport
@@ -252,7 +252,11 @@ async def run(
         daemon.watchdog,
         announce,
     )
-    await until_signal(daemon)
+    status = f"{kind} on {daemon.host}:{daemon.port}" + "".join(
+        f", IMAP ({imap.KINDS[key]}) on port {port}" for key, port in daemon.imap_ports.items()
+    )
+    await until_signal(daemon, ready=lambda: service.notify("READY=1", f"STATUS={status}"))
+    service.notify("STOPPING=1")
     announce("threads-receiver: stopping")
     await daemon.stop()
     announce("threads-receiver: stopped")
@@ -260,8 +264,9 @@ async def run(
         metrics_http.stop()
 
 
-async def until_signal(daemon: Daemon) -> None:
-    """Serve until SIGTERM or SIGINT; SIGHUP reloads the config."""
+async def until_signal(daemon: Daemon, ready=lambda: None) -> None:
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads the config. `ready` is called once
+    the handlers are in place: a reload from then on cannot end the process."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -274,4 +279,7 @@ async def until_signal(daemon: Daemon) -> None:
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
+    if service.take_hangup():  # one came while the daemon started: its config may be old
+        on_hup()
+    ready()
     await stop.wait()

@@ -11,7 +11,10 @@ import socket
 import ssl
 
 import pytest
+from pymap.parsing import Params
+from pymap.parsing.commands import InvalidCommand
 
+from receiver.imap import extensions
 from tests.imap_support import client_context, implicit, start_imap, starttls
 from tests.rawsmtp import message, query, stored_raws
 from tests.test_imap import appenduid
@@ -266,3 +269,20 @@ def test_messages_show_names_the_folders_a_copy_is_in(rx):
     ]
     text = rx.cli("messages", "show", "<m1@example.org>").stdout.decode()
     assert "  folders   INBOX, Sent Items (expunged from Old)\n" in text
+
+
+@pytest.mark.parametrize(
+    ("line", "uses"),
+    [
+        (b"a CREATE Box (USE (\\Sent \\Archive))\r\n", {"\\Sent", "\\Archive"}),
+        (b"a CREATE Box (USE ())\r\n", set()),  # RFC 6154 allows an empty list
+        (b"a CREATE Box\r\n", set()),
+        (b"a CREATE Box (USE (Sent))\r\n", None),  # not a flag: BAD
+    ],
+)
+def test_create_parses_the_use_parameter(line, uses):
+    cmd, _ = extensions.commands().parse(memoryview(line), Params())
+    if uses is None:
+        assert isinstance(cmd, InvalidCommand)
+    else:
+        assert cmd.mailbox == "Box" and cmd.special_use == uses

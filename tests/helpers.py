@@ -6,6 +6,8 @@ import json
 import os
 import re
 import select
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -240,3 +242,10 @@ def toml_value(v) -> str:
     if isinstance(v, list):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
     return str(v)
+
+
+def proxy_v2(src: str, sport: int, dport: int = 25) -> bytes:
+    """A PROXY protocol v2 header for a TCP over IPv4 client `src`:`sport`."""
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    addrs = socket.inet_aton(src) + socket.inet_aton("127.0.0.1") + struct.pack("!HH", sport, dport)
+    return sig + bytes([0x21, 0x11]) + struct.pack("!H", len(addrs)) + addrs

@@ -13,22 +13,9 @@ import urllib.request
 import pytest
 
 from tests.helpers import proxy_v2
-from tests.imap_support import client_context, imap_receiver, implicit, start_imap
+from tests.imap_support import Proxied, client_context, imap_receiver, implicit, start_imap
 from tests.rawsmtp import deliveries, message, stored_raws
 from tests.test_metrics import metrics_url, sample
-
-
-class Proxied(imaplib.IMAP4):
-    """imaplib behind a balancer: the PROXY header goes first on the connection."""
-
-    def __init__(self, port: int, header: bytes):
-        self.header = header
-        super().__init__("127.0.0.1", port, timeout=30)
-
-    def _create_socket(self, timeout):
-        sock = super()._create_socket(timeout)
-        sock.sendall(self.header)
-        return sock
 
 
 def v1(src: str, sport: int = 40000) -> bytes:

@@ -37,14 +37,8 @@ from receiver.imap.backend import Backend
 from receiver.imap.login import Login
 from receiver.imap.settings import Settings
 from receiver.pipeline import Pipeline
-from receiver.smtp.limits import (
-    PROXY_TIMEOUT,
-    ByteBudget,
-    FailureLimiter,
-    SessionSlots,
-    client_ip,
-    in_networks,
-)
+from receiver.smtp import limits
+from receiver.smtp.limits import ByteBudget, FailureLimiter, SessionSlots
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +254,7 @@ async def proxy_header(reader: asyncio.StreamReader, sid: str, proxy: str) -> Pr
     """A trusted proxy's PROXY header (v1 or v2), or None when the connection does not
     start with a valid one, which is logged: such a connection is closed unanswered."""
     try:
-        async with asyncio.timeout(PROXY_TIMEOUT):
+        async with asyncio.timeout(limits.PROXY_TIMEOUT):
             return await PROXY_READER.read(reader)
     except (asyncio.IncompleteReadError, ConnectionError):
         log.warning(
@@ -295,10 +289,10 @@ class Listener:
         settings = self.settings
         unique_id = uuid4().bytes
         proxied = None
-        own = client_ip(writer.get_extra_info("peername"))
+        own = limits.client_ip(writer.get_extra_info("peername"))
         # On the implicit-TLS listener asyncio has done the TLS handshake before a PROXY
         # header could be read: trusted proxies are for `listen` only, as for SMTP.
-        if not settings.implicit_tls and in_networks(own, settings.proxy_trusted):
+        if not settings.implicit_tls and limits.in_networks(own, settings.proxy_trusted):
             proxied = await proxy_header(reader, unique_id.hex()[:12], own)
             if proxied is None:
                 writer.close()

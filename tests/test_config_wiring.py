@@ -4,6 +4,7 @@ configured [threads] rule, not a default (`quarantine release`: test_quarantine_
 
 from __future__ import annotations
 
+import imaplib
 import signal
 import socket
 import ssl
@@ -197,6 +198,8 @@ def test_sighup_reaches_the_imap_listeners(tmp_path, db_url):
 [smtp]
 hostname = "after.example"
 max_message_size = 5000
+[tls]
+min_version = "TLSv1.3"
 [imap]
 listen = "127.0.0.1:1"
 timeout = 3
@@ -233,6 +236,16 @@ proxy_trusted = ["127.0.0.0/8"]
         assert c.append("INBOX", None, None, message(2))[0] == "OK"
         c.logout()
         seen["imap.proxy_trusted"] = deliveries(db_url)[-1]["peer"].startswith("[203.0.113.7]:")
+        # The daemon's one TLS context, reloaded in place, serves IMAP too.
+        old_tls = client_context()
+        old_tls.maximum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            imaplib.IMAP4_SSL(
+                "127.0.0.1", r.imap_ports["implicit TLS"], ssl_context=old_tls, timeout=30
+            )
+            seen["tls.min_version"] = False
+        except ssl.SSLError:
+            seen["tls.min_version"] = True
         assert [key for key, ok in seen.items() if not ok] == []
         # Its listeners stay where they are: a new address takes a restart.
         assert "imap.listen changed: it takes a restart" in r.log_path.read_text()

@@ -216,6 +216,16 @@ def test_a_literal_that_does_not_fit_the_budget_is_a_clean_no(small_budget, db_u
     assert c.readline().startswith(tag_c + b" NO [UNAVAILABLE]")
     assert c.noop()[0] == "OK"
     assert _budget(r) == (250_000, 250_000)
+    # MULTIAPPEND whose second message does not fit: neither is appended, and the first
+    # one's bytes leave the budget with the NO.
+    first = _raw_message(3, 10_000)
+    tag_c = c._new_tag()
+    c.send(
+        tag_c
+        + b" APPEND INBOX {%d+}\r\n%s {%d+}\r\n%s\r\n" % (len(first), first, len(small), small)
+    )
+    assert c.readline().startswith(tag_c + b" NO [UNAVAILABLE]")
+    assert _budget(r) == (250_000, 260_000)
     # A finishes; B's retry then fits.
     a.send(big[1000:] + b"\r\n")
     assert a.readline().startswith(tag_a + b" OK [APPENDUID")
@@ -224,7 +234,7 @@ def test_a_literal_that_does_not_fit_the_budget_is_a_clean_no(small_budget, db_u
     for conn in (a, b, c):
         conn.logout()
     held, peak = _budget(r)
-    assert held == 0 and peak == 250_000
+    assert held == 0 and peak == 260_000
 
 
 def test_many_concurrent_appends_stay_within_the_budget(small_budget, db_url):

@@ -5,6 +5,7 @@ budget counted for every literal before it is read."""
 from __future__ import annotations
 
 import imaplib
+import json
 import re
 import socket
 import threading
@@ -123,6 +124,13 @@ def test_a_trusted_proxy_must_send_a_valid_header(tmp_path, db_url):
         c = proxied_login(r, v1("203.0.113.7"))
         assert c.noop()[0] == "OK"
         c.logout()
+        # `status` from a trusted address checks the listener as a balancer does.
+        listen = {
+            "THREADS_RECEIVER_IMAP_LISTEN": f"127.0.0.1:{port}",
+            "THREADS_RECEIVER_IMAP_IMPLICIT_LISTEN": f"127.0.0.1:{r.imap_ports['implicit TLS']}",
+        }
+        status = r.cli("status", "--listen", f"127.0.0.1:{r.port}", "--json", **listen)
+        assert json.loads(status.stdout)["checks"]["imap"]["ok"]
         log = r.log_path.read_text()
         assert log.count("trusted proxy 127.0.0.1 does not start with a valid PROXY header") == 3
         assert "trusted proxy 127.0.0.1 closed the connection before its PROXY header" in log

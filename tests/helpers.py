@@ -7,6 +7,8 @@ import os
 import re
 import select
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -257,3 +259,10 @@ def require_programs(packages: dict[str, str]) -> None:
     if os.environ.get("TR_REQUIRE_CLIENTS"):
         raise AssertionError(why)
     pytest.skip(why)
+
+
+def proxy_v2(src: str, sport: int, dport: int = 25) -> bytes:
+    """A PROXY protocol v2 header for a TCP over IPv4 client `src`:`sport`."""
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    addrs = socket.inet_aton(src) + socket.inet_aton("127.0.0.1") + struct.pack("!HH", sport, dport)
+    return sig + bytes([0x21, 0x11]) + struct.pack("!H", len(addrs)) + addrs

@@ -1,11 +1,17 @@
-"""What receiver/imap relies on in pymap and pysasl beyond their documented plug-in
-interface. setup.cfg pins both below their next minor version; a new version that
-breaks one of these fails here, not on a client's connection."""
+"""What receiver/imap relies on in pymap, pysasl and proxy-protocol beyond their
+documented plug-in interface. setup.cfg pins each below its next minor version; a new
+version that breaks one of these fails here, not on a client's connection."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from argparse import Namespace
+
+from proxyprotocol.detect import ProxyProtocolDetect
+from proxyprotocol.reader import ProxyProtocolReader
+from proxyprotocol.result import is_ipv4, is_ipv6
+from proxyprotocol.sock import SocketInfo, SocketInfoLocal
 
 from pymap.backend.session import BaseSession
 from pymap.config import BackendCapability, IMAPConfig
@@ -14,6 +20,7 @@ from pymap.imap.state import ConnectionState
 from pymap.parsing import Params
 from pymap.parsing.command.auth import CreateCommand
 from pymap.parsing.commands import Commands, InvalidCommand
+from pymap.parsing.exceptions import NotParseable
 from pymap.parsing.specials import ExtensionOptions, Mailbox
 from pymap.selected import SelectedMailbox
 from pysasl.creds.plain import PlainCredentials
@@ -21,6 +28,7 @@ from pysasl.creds.plain import PlainCredentials
 from receiver.imap import extensions
 from receiver.imap.extensions import CreateSpecialUse, ListSpecialUse, NamespaceCommand
 from receiver.imap.login import _Secret
+from tests.helpers import proxy_v2
 
 
 class _Config(IMAPConfig):
@@ -139,3 +147,47 @@ def test_the_selected_set_only_hands_out_recent():
     assert source.count("selected_set") == 3 and "selected_set.any_selected" in source
     assert "_selected_set" not in inspect.getsource(SelectedMailbox._compare)
     assert "add_recent" in inspect.getsource(BaseSession.append_messages)
+
+
+def test_the_connection_reads_a_command_as_receiver_imap_server_connection_does():
+    # Connection.read_command replaces this loop to take a synchronising literal from the
+    # in-flight budget before the continuation; LITERAL+ reaches BoundedReader.readexactly.
+    read_command = inspect.getsource(IMAPConnection.read_command)
+    assert "except ParsingInterrupt" in read_command and "_interrupt(" in read_command
+    interrupt = inspect.getsource(IMAPConnection._interrupt)
+    assert "ResponseContinuation(expected.message)" in interrupt
+    assert "read_continuation(expected.literal_length)" in interrupt
+    assert "self.reader.readexactly(literal_length)" in inspect.getsource(IMAPConnection.readline)
+    # The budget a command's literals hold is given back in do_cleanup, after its reply.
+    run_state = inspect.getsource(IMAPConnection._run_state)
+    assert run_state.index("write_response(response)") < run_state.index("state.do_cleanup()")
+
+
+def test_an_invalid_command_carries_the_code_of_a_refused_literal():
+    cmd = InvalidCommand(Params(tag=b"a1"), NotParseable(memoryview(b""), b"UNAVAILABLE"))
+    assert cmd.tag == b"a1" and bytes(cmd.parse_exc.code) == b"[UNAVAILABLE]"
+
+
+def test_proxy_headers_are_read_from_a_stream_and_the_socket_info_subclassed():
+    async def read(data: bytes):
+        reader = asyncio.StreamReader()
+        reader.feed_data(data + b"a1 NOOP\r\n")
+        result = await ProxyProtocolReader(ProxyProtocolDetect()).read(reader)
+        # Nothing past the header is read: the first command is still there.
+        assert await reader.readline() == b"a1 NOOP\r\n"
+        return result
+
+    v1 = asyncio.run(read(b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 143\r\n"))
+    assert is_ipv4(v1) and v1.peername == ("203.0.113.7", 40000)
+    v2 = asyncio.run(read(proxy_v2("203.0.113.7", 40000, 143)))
+    assert is_ipv4(v2) and v2.peername == ("203.0.113.7", 40000)
+    # A health check names no client: the connection's own address stands.
+    unknown = asyncio.run(read(b"PROXY UNKNOWN\r\n"))
+    assert not is_ipv4(unknown) and not is_ipv6(unknown)
+    assert list(inspect.signature(SocketInfoLocal).parameters) == [
+        "transport",
+        "unique_id",
+        "dnsbl",
+    ]
+    assert isinstance(inspect.getattr_static(SocketInfoLocal, "peername"), property)
+    assert "self.peername" in inspect.getsource(SocketInfo.peername_str.fget)

@@ -17,6 +17,7 @@ from pysasl import SASLAuth
 from receiver import __version__
 from receiver.config import Config
 from receiver.imap import extensions
+from receiver.smtp.limits import networks
 
 # A password checked by the store (scrypt), so only mechanisms that carry it in clear.
 MECHANISMS = [b"PLAIN", b"LOGIN"]
@@ -24,6 +25,9 @@ MECHANISMS = [b"PLAIN", b"LOGIN"]
 
 class Settings(IMAPConfig):
     def __init__(self, config: Config, hostname: str, tls: ssl.SSLContext, implicit_tls: bool):
+        # A literal larger than the in-flight budget could never be taken: refused for
+        # good (NO [TOOBIG]), as SMTP refuses such a message 552 rather than 452.
+        max_literal = min(config.smtp.max_message_size, config.smtp.max_inflight_bytes)
         super().__init__(
             Namespace(passlib_cfg=None, proxy_protocol=None),
             host=None,
@@ -31,13 +35,15 @@ class Settings(IMAPConfig):
             ssl_context=tls,
             # STARTTLS is offered on the plain listener; on the implicit one TLS is on.
             tls_enabled=not implicit_tls,
-            max_append_len=config.smtp.max_message_size,
+            max_append_len=max_literal,
             bad_command_limit=config.imap.max_errors,
             reject_dnsbl=False,
         )
         self.hostname = hostname
-        self.max_literal = config.smtp.max_message_size
+        self.max_literal = max_literal
         self.timeout = config.imap.timeout
+        self.implicit_tls = implicit_tls
+        self.proxy_trusted = networks(config.imap.proxy_trusted)
         self._commands = extensions.commands()
 
     @property

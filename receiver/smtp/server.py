@@ -32,6 +32,8 @@ RESTART_KEYS = (
     ("smtp", "lmtp"),
     ("smtp", "backlog"),
     ("tls", "implicit_listen"),
+    ("imap", "listen"),
+    ("imap", "implicit_listen"),
     ("database", "url"),
     ("database", "lock_timeout"),
     ("database", "batch_max"),
@@ -86,6 +88,7 @@ class Daemon:
     hostname: str = ""
     watchdog: Watchdog | None = None
     heartbeat: asyncio.Task | None = None
+    imap: imap.Listeners | None = None
     # [imap] key (listen, implicit_listen) → the port it listens on.
     imap_ports: dict[str, int] = field(default_factory=dict)
 
@@ -137,6 +140,8 @@ class Daemon:
         self.shared.reload(config)
         self.stack.reconfigure(config)
         self.handler.max_recipients = config.smtp.max_recipients
+        if self.imap is not None:
+            self.imap.reload(config, hostname)
         log.info("config reloaded from %s", config.path)
 
     async def stop(self, grace: float | None = None) -> None:
@@ -175,6 +180,7 @@ async def start(
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="receiver")
     stack = await build(config, db, executor)
     shared = Shared.from_config(config)
+    metrics.watch_budget(shared.budget)
     use_lmtp = config.smtp.lmtp if lmtp is None else lmtp
     handler = ReceiverHandler(
         stack.pipeline,
@@ -223,16 +229,17 @@ async def start(
         )
         daemon.servers.append(tserver)
         daemon.tls_port = tserver.sockets[0].getsockname()[1]
-    imap_servers = await imap.start(
+    daemon.imap = await imap.start(
         config,
         stack.pipeline,
         daemon.tls,
         hostname,
         shared.auth_failures,
+        shared.budget,
         reuse_port=sock is not None,
     )
-    daemon.servers += imap_servers.values()
-    daemon.imap_ports = {k: s.sockets[0].getsockname()[1] for k, s in imap_servers.items()}
+    daemon.servers += daemon.imap.servers.values()
+    daemon.imap_ports = {k: s.sockets[0].getsockname()[1] for k, s in daemon.imap.servers.items()}
     return daemon
 
 

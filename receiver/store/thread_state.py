@@ -34,6 +34,9 @@ from receiver.threads.subject import SubjectFacts, SubjectRule
 # One lock id for every receiver writing to one PostgreSQL: threading merges must see
 # each other's rows, and a transaction-scoped advisory lock serialises exactly that.
 PG_THREADING_LOCK = 0x7468726561647300
+# Subjects a subject-rule query looks up, each an OR term: SQLite refuses an expression
+# nested deeper than 1000.
+SUBJECTS_A_QUERY = 200
 
 
 def lock_threading(db: Database) -> None:
@@ -160,51 +163,48 @@ def _subject_partners(batch: list[ThreadLinks], rule: SubjectRule):
     ]
     # The SQL narrows to candidates (unthreaded rows, this batch included, have no thread
     # yet and drop out); `rule.joins` decides. Orphans may join any same-subject message,
-    # messages with links only orphans: one query for each kind, over the batch's subjects
-    # and dates (a query per orphan was a fifth of a bulk import's time).
+    # messages with links only orphans: for each kind, one query per SUBJECTS_A_QUERY of
+    # the batch's subjects (a query per orphan was a fifth of a bulk import's time), each
+    # subject with the dates of its own messages, widened by the window (one date range
+    # for the whole batch fetched every message of a long thread).
     db = Message._meta.database
-    table = Message._meta.table_name
     date_value = Message.date.db_value
-    queries = []
+    out: set[tuple[int, int]] = set()
     for orphans in (True, False):
-        group = [(i, f) for i, f in mine if f.orphan == orphans]
-        if not group:
-            continue
-        subjects = sorted({f.norm_subject for _, f in group})
-        dates = [f.date for _, f in group]
-        only_orphans = "" if orphans else '"subject_orphan" AND '
-        queries.append(
-            (
-                [i for i, _ in group],
-                (
-                    f'SELECT "norm_subject", "thread_id", "subject_orphan", "date", "participants" '
-                    f'FROM "{table}" WHERE "thread_id" IS NOT NULL AND "date" BETWEEN {db.param} '
-                    f"AND {db.param} AND {only_orphans}"
-                    f'"norm_subject" IN ({", ".join([db.param] * len(subjects))})'
-                ),
-                [
+        by_subject: dict[str, list[int]] = {}
+        for i, f in mine:
+            if f.orphan == orphans:
+                by_subject.setdefault(f.norm_subject, []).append(i)
+        # subject_orphan inside each term: so SQLite takes the partial index of orphans.
+        term = (
+            f'("norm_subject" = {db.param} AND "date" BETWEEN {db.param} AND {db.param}'
+            + ("" if orphans else ' AND "subject_orphan"')
+            + ")"
+        )
+        for chunk in chunks(sorted(by_subject), SUBJECTS_A_QUERY):
+            params = []
+            for subject in chunk:
+                dates = [batch[i].subject.date for i in by_subject[subject]]
+                params += [
+                    subject,
                     date_value(min(dates) - rule.window),
                     date_value(max(dates) + rule.window),
-                    *subjects,
-                ],
+                ]
+            sql = (
+                f'SELECT "norm_subject", "thread_id", "subject_orphan", "date", "participants" '
+                f'FROM "{Message._meta.table_name}" WHERE "thread_id" IS NOT NULL '
+                f"AND ({' OR '.join([term] * len(chunk))})"
             )
-        )
-    facts = dict(mine)
-    out: set[tuple[int, int]] = set()
-    for who, sql, params in queries:
-        by_subject: dict[str, list[int]] = {}
-        for i in who:
-            by_subject.setdefault(facts[i].norm_subject, []).append(i)
-        for subject, tid, orphan, date, people in db.execute_sql(sql, params).fetchall():
-            candidates = [i for i in by_subject.get(subject, ()) if (i, tid) not in out]
-            if candidates:
-                other = SubjectFacts(
-                    subject,
-                    bool(orphan),
-                    Message.date.python_value(date),
-                    frozenset(people.split()),
-                )
-                out.update((i, tid) for i in candidates if rule.joins(facts[i], other))
+            for subject, tid, orphan, date, people in db.execute_sql(sql, params).fetchall():
+                candidates = [i for i in by_subject[subject] if (i, tid) not in out]
+                if candidates:
+                    other = SubjectFacts(
+                        subject,
+                        bool(orphan),
+                        Message.date.python_value(date),
+                        frozenset(people.split()),
+                    )
+                    out.update((i, tid) for i in candidates if rule.joins(batch[i].subject, other))
     return sorted(out)
 
 

@@ -47,7 +47,15 @@ def make_v1_database(url: str) -> None:
             )
         # Before version 3 a confirmation lived only in the verification detail's JSON.
         db.execute_sql("ALTER TABLE delivery DROP COLUMN confirmation")
+        # Before version 6 message_id had an index of its own.
+        db.execute_sql('CREATE INDEX "message_message_id" ON "message" ("message_id")')
     db.close()
+
+
+def message_indexes(url: str) -> set[str]:
+    db = open_database(url, LOCK_TIMEOUT)
+    with db.connection_context():
+        return {ix.name for ix in db.get_indexes("message")}
 
 
 def test_every_version_has_a_migration():
@@ -82,6 +90,9 @@ def test_upgrade_from_v1_keeps_data(tmp_path, db_url):
     assert shown["retention"]["keep_days"] == 30
     # Version 3 moved the confirmation into a column of its own.
     assert [(c["provider"], c["code"]) for c in shown["confirmations"]] == [("gmail", "123456")]
+    # Version 6 dropped message_id's own index; the unique one with the content hash stays.
+    assert "message_message_id" not in message_indexes(db_url)
+    assert "message_message_id_content_hash" in message_indexes(db_url)
 
 
 def test_newer_schema_is_refused(tmp_path, db_url):
@@ -111,7 +122,7 @@ def test_upgrade_from_v4_keeps_folders_and_old_copies_are_not_recent(tmp_path, d
         SchemaInfo.update(version=4).execute()
     db.close()
 
-    assert rx.cli_json("db", "version")["pending"] == [5]
+    assert rx.cli_json("db", "version")["pending"] == list(range(5, SCHEMA_VERSION + 1))
     rx.cli("db", "upgrade")
     assert query(db_url, "SELECT name, special_use, recent_uid FROM folder") == [
         ("Sent Items", None, 2)

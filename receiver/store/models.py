@@ -28,7 +28,7 @@ from peewee import (
 )
 
 # Bumped with every migration in receiver/store/migrations.py.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 database = DatabaseProxy()
 
@@ -142,7 +142,9 @@ class Message(Base):
     """The logical message, shared by every mailbox that copied it."""
 
     id = AutoField()
-    message_id = CharField(max_length=512, index=True)
+    # No index of its own (schema 5): the unique (message_id, content_hash) index below
+    # answers every look-up by Message-ID.
+    message_id = CharField(max_length=512)
     # sha256 over the author's headers and the body (trace headers excluded).
     content_hash = CharField(max_length=64)
     synthetic_id = BooleanField(default=False)

@@ -53,6 +53,9 @@ def base_subject(subject: str | None) -> str:
         return s
 
 
+# A thread's messages share their subject, and each is normalised for its own row and
+# for the orphan test: the loop of regular expressions ran several times per subject.
+@functools.lru_cache(maxsize=16384)
 def normalize_subject(subject: str | None) -> str:
     """The base subject, whitespace folded, lower-cased, cut to MAX_NORM_SUBJECT."""
     return base_subject(subject).strip().lower()[:MAX_NORM_SUBJECT]

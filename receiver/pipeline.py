@@ -24,6 +24,7 @@ from receiver.delivery import (
     TEMPFAILED,
     DeliveryRequest,
     Envelope,
+    Placement,
     Status,
 )
 from receiver.mail import RawMail
@@ -55,6 +56,8 @@ class Outcome:
     code: str = ""
     # The logical message (`messages show ID`), once stored.
     message_id: int | None = None
+    # The copy's UID in the placement's folder (IMAP APPEND), once stored.
+    uid: int | None = None
 
 
 @dataclass
@@ -130,17 +133,19 @@ class Pipeline:
         envelope: Envelope,
         rcpts: list[tuple[str, MailboxInfo]],
         per_recipient: bool = True,
+        placement: Placement | None = None,
     ) -> list[Outcome]:
         """Check, decide and store one copy (as its edge read it: receiver.mail.read) for
         each (rcpt address, mailbox).
 
         `per_recipient` is False for SMTP, where one DATA reply answers every recipient.
+        `placement` (IMAP APPEND) puts a stored copy into a folder in the same commit.
         A fault in any stage, or no answer within `stages.reply_seconds`, is a temporary
         failure for every recipient: the sender keeps the copy and retries.
         """
         try:
             async with asyncio.timeout(self.reply_seconds):
-                return await self._deliver(mail, envelope, rcpts, per_recipient)
+                return await self._deliver(mail, envelope, rcpts, per_recipient, placement)
         except Exception as e:  # TimeoutError too: the retry finds a committed copy a duplicate
             log.error("session %s: delivery failed: %r", envelope.session_id, e)
             return [Outcome(mb, rcpt, TEMPFAILED, reason=UNAVAILABLE) for rcpt, mb in rcpts]
@@ -151,6 +156,7 @@ class Pipeline:
         envelope: Envelope,
         rcpts: list[tuple[str, MailboxInfo]],
         per_recipient: bool,
+        placement: Placement | None,
     ) -> list[Outcome]:
         raw = mail.raw
         checks = [
@@ -200,6 +206,7 @@ class Pipeline:
                         envelope=envelope,
                         verdict=verdict,
                         wrapper=p.wrapper,
+                        placement=placement,
                     ),
                 )
             )
@@ -211,6 +218,11 @@ class Pipeline:
             for (i, _), res in zip(requests, results):
                 status = DUPLICATE if res.duplicate else res.status
                 outcomes[i] = Outcome(
-                    rcpts[i][1], rcpts[i][0], status, res.delivery_id, message_id=res.message_id
+                    rcpts[i][1],
+                    rcpts[i][0],
+                    status,
+                    res.delivery_id,
+                    message_id=res.message_id,
+                    uid=res.uid,
                 )
         return [o for o in outcomes if o is not None]

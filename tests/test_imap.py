@@ -14,7 +14,7 @@ import pytest
 
 from tests import mailfixtures as F
 from tests.imap_support import imap_receiver, implicit, start_imap, starttls
-from tests.rawsmtp import deliveries, message, query, stored_raws
+from tests.rawsmtp import deliveries, message, query, send, stored_raws
 
 WHEN = imaplib.Time2Internaldate(1546336800)  # 01-Jan-2019 10:00:00 +0000
 
@@ -106,6 +106,30 @@ def test_append_goes_through_the_pipeline_byte_exact_and_idempotent(rx, db_url):
     c2.logout()
 
 
+def test_a_copy_stored_already_is_placed_in_each_folder_it_is_appended_to(rx, db_url):
+    raw = message(1)
+    assert send(rx.port, rx.address, raw)[0] == 250
+    c = implicit(rx)
+    c.create("Archive")
+    # The SMTP copy is the store's duplicate: no new delivery, but an entry in each folder.
+    assert appenduid(c.append("INBOX", r"(\Seen)", None, raw))[1] == 1
+    assert appenduid(c.append("Archive", None, None, raw))[1] == 1
+    assert appenduid(c.append("INBOX", None, None, raw))[1] == 1
+    assert len(deliveries(db_url)) == 1
+    # Expunged, it comes back under a new UID: a UID once expunged is never shown again.
+    c.select("INBOX")
+    c.uid("STORE", "1", "+FLAGS", r"(\Deleted)")
+    assert c.expunge()[0] == "OK" and c.search(None, "ALL")[1] == [b""]
+    assert appenduid(c.append("INBOX", None, None, raw))[1] == 2
+    assert c.uid("SEARCH", "ALL")[1] == [b"2"]
+    assert fetch_one(c, 2, "(FLAGS)").count(b"\\Seen") == 0
+    rows = query(
+        db_url, "SELECT f.name, e.uid FROM folder_entry e JOIN folder f ON f.id = e.folder_id"
+    )
+    assert sorted(rows) == [("Archive", 1), ("INBOX", 2)]
+    c.logout()
+
+
 def test_append_threads_like_smtp_and_a_folder_is_only_a_label(rx, db_url):
     parent = message("p")
     reply = message("r", extra=b"In-Reply-To: <mp@example.org>\r\n")
@@ -158,6 +182,24 @@ def test_a_storage_fault_is_no_unavailable_and_the_retry_stores(tmp_path, db_url
         assert typ == "NO" and b"[UNAVAILABLE]" in data[0]
         assert deliveries(db_url) == []
         assert appenduid(c.append("INBOX", None, None, message(1)))[1] == 1
+        c.logout()
+    finally:
+        r.stop()
+
+
+def test_a_failing_folder_entry_leaves_no_delivery_either(tmp_path, db_url):
+    # The entry is written in the delivery's own transaction: both commit, or neither.
+    r = imap_receiver(tmp_path / "rx", db_url)
+    r.extra_env["THREADS_RECEIVER_TEST_FAULTS"] = "folder_entry=raise@1"
+    start_imap(r)
+    try:
+        c = implicit(r)
+        typ, data = c.append("INBOX", None, None, message(1))
+        assert typ == "NO" and b"[UNAVAILABLE]" in data[0]
+        assert deliveries(db_url) == []
+        assert query(db_url, "SELECT COUNT(*) FROM folder_entry")[0][0] == 0
+        assert appenduid(c.append("INBOX", None, None, message(1)))[1] == 1
+        assert len(deliveries(db_url)) == 1
         c.logout()
     finally:
         r.stop()

@@ -165,20 +165,24 @@ class FolderData(MailboxDataInterface[Message]):
         return selected
 
     async def append(self, append_msg: AppendMessage, *, recent: bool = False) -> Message:
-        uid = await self.appender(self.info, append_msg)
-        e = await self.backend.run(folders.entry, self.info.id, uid)
-        return Message.of(e, self.backend)
+        outcome, placement = await self.appender(self.info, append_msg)
+        assert outcome.uid is not None and outcome.delivery_id is not None
+        # pymap takes the UID (APPENDUID) from this; the selected view reads the entry
+        # itself (a duplicate keeps its first flags) when it is refreshed.
+        return Message(
+            outcome.uid,
+            placement.internal_date.replace(tzinfo=dt.UTC),
+            append_msg.flag_set,
+            delivery_id=outcome.delivery_id,
+            backend=self.backend,
+        )
 
     async def copy(self, uid: int, destination: FolderData, *, recent: bool = False) -> int | None:
         e = await self.backend.run(folders.entry, self.info.id, uid)
         if e is None:
             return None
         return await self.backend.run(
-            folders.add_entry,
-            destination.info.id,
-            e.delivery_id,
-            e.flags - {folders.QUARANTINED},
-            e.internal_date,
+            folders.add_entry, destination.info.id, e.delivery_id, e.flags, e.internal_date
         )
 
     async def move(self, uid: int, destination: FolderData, *, recent: bool = False) -> int | None:
@@ -296,7 +300,7 @@ class Session(BaseSession[Message]):
     def __init__(self, owner: str, backend: Backend, mailbox: MailboxInfo):
         super().__init__(owner)
         self.backend = backend
-        appender = Appender(backend.pipeline, mailbox, owner, backend.run)
+        appender = Appender(backend.pipeline, mailbox, owner)
         self._folders = FolderSet(backend, mailbox, appender)
 
     @property

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 
 from peewee import IntegrityError, fn
 
-from receiver.store.db import write_transaction
+from receiver import faults
+from receiver.delivery import Placement
+from receiver.store import sql
+from receiver.store.db import is_postgres, write_transaction
 from receiver.store.models import Blob, Delivery, Folder, FolderEntry, Message, database
 
 INBOX = "INBOX"
@@ -127,43 +130,74 @@ def subscribe(mailbox_id: int, name: str, on: bool) -> None:
     )
 
 
-def _next_uid(folder_id: int) -> int:
-    # The row lock taken here orders concurrent appends to one folder until the commit.
-    Folder.update(uidnext=Folder.uidnext + 1).where(Folder.id == folder_id).execute()
-    return Folder.select(Folder.uidnext).where(Folder.id == folder_id).scalar() - 1
+class FolderGone(Exception):
+    """A placement's folder was deleted before the copy was committed into it."""
+
+
+def place(items: list[tuple[Placement, int]]) -> list[int]:
+    """The UID of each (placement, delivery id) in its folder; call inside a write
+    transaction, the delivery's own when it comes from the store writer.
+
+    A delivery already shown in the folder keeps its UID (a byte-identical re-append
+    changes nothing); else it gets the next one. A copy expunged earlier comes back under
+    a new UID: a UID once expunged is never shown again. The quarantine keyword mirrors
+    the delivery's status; it is not the client's to set.
+    """
+    faults.hit("folder_entry")
+    folder_ids = sorted({p.folder_id for p, _ in items})
+    # The folder rows, locked in one order (PostgreSQL; a SQLite writer holds the whole
+    # database): every placer into a folder waits here for the one before it to commit,
+    # so the entries read below are current and two placers never pick one UID.
+    q = Folder.select(Folder.id, Folder.uidnext).where(Folder.id.in_(folder_ids))
+    if is_postgres(database.obj):
+        q = q.order_by(Folder.id).for_update()
+    uidnext: dict[int, int] = dict(q.tuples())
+    if len(uidnext) < len(folder_ids):
+        raise FolderGone(f"folders {sorted(set(folder_ids) - uidnext.keys())} were deleted")
+    before = dict(uidnext)
+    shown: dict[tuple[int, int], tuple[int, int | None]] = {}  # → (uid, hidden row id)
+    for pk, folder_id, delivery_id, uid, hidden in sql.select_in(
+        FolderEntry,
+        ["id", "folder", "delivery", "uid", "hidden"],
+        "delivery",
+        list(dict.fromkeys(d for _, d in items)),
+    ):
+        if folder_id in uidnext:
+            shown[(folder_id, delivery_id)] = (uid, pk if hidden else None)
+    uids, added, revived = [], [], []
+    for p, delivery_id in items:
+        key = (p.folder_id, delivery_id)
+        uid, hidden_pk = shown.get(key, (0, None))
+        if uid == 0 or hidden_pk is not None:
+            uid = uidnext[p.folder_id]
+            uidnext[p.folder_id] = uid + 1
+            shown[key] = (uid, None)
+            fields = (uid, " ".join(sorted(p.flags - {QUARANTINED})), p.internal_date)
+            if hidden_pk is None:
+                added.append((p.folder_id, delivery_id, *fields))
+            else:
+                revived.append((hidden_pk, *fields))
+        uids.append(uid)
+    for folder_id, nxt in uidnext.items():
+        if nxt != before[folder_id]:
+            Folder.update(uidnext=nxt).where(Folder.id == folder_id).execute()
+    sql.insert_rows(FolderEntry, ["folder", "delivery", "uid", "flags", "internal_date"], added)
+    for pk, uid, flags, internal_date in revived:
+        (
+            FolderEntry.update(uid=uid, hidden=False, flags=flags, internal_date=internal_date)
+            .where(FolderEntry.id == pk)
+            .execute()
+        )
+    return uids
 
 
 def add_entry(
     folder_id: int, delivery_id: int, flags: frozenset[str], internal_date: dt.datetime
 ) -> int:
-    """The UID of the delivery in this folder: the one it is shown under already (a
-    byte-identical re-append changes nothing), else a new one. A copy expunged earlier
-    comes back under a new UID: a UID once expunged is never shown again."""
-    for _ in range(2):
-        with write_transaction(database.obj):
-            old = FolderEntry.get_or_none(
-                (FolderEntry.folder == folder_id) & (FolderEntry.delivery == delivery_id)
-            )
-            if old is not None:
-                if old.hidden:
-                    old.uid, old.hidden = _next_uid(folder_id), False
-                    old.flags, old.internal_date = " ".join(sorted(flags)), internal_date
-                    old.save()
-                return old.uid
-            try:
-                with database.atomic():
-                    uid = _next_uid(folder_id)
-                    FolderEntry.create(
-                        folder=folder_id,
-                        uid=uid,
-                        delivery=delivery_id,
-                        flags=" ".join(sorted(flags)),
-                        internal_date=internal_date,
-                    )
-                return uid
-            except IntegrityError:
-                continue  # another session added this delivery meanwhile: take its UID
-    raise IntegrityError(f"folder {folder_id}: could not add delivery {delivery_id}")
+    """The UID of a stored delivery in this folder (COPY, MOVE): `place` on its own."""
+    with write_transaction(database.obj):
+        [uid] = place([(Placement(folder_id, flags, internal_date), delivery_id)])
+    return uid
 
 
 def _entries(folder_id: int):

@@ -318,6 +318,84 @@ def test_idle_sees_an_append_from_another_connection(rx):
     watcher.logout()
 
 
+def untagged(c, kind: str) -> list[bytes]:
+    return c.untagged_responses.pop(kind, [])
+
+
+def test_a_selected_folder_sees_what_others_change(rx, db_url):
+    c = implicit(rx)
+    for n in (1, 2, 3):
+        appenduid(c.append("INBOX", None, None, message(n)))
+    held = [F.inline_forward(), F.inline_forward().replace(b"FYI", b"FYI again")]
+    for raw in held:  # UIDs 4 and 5, quarantined
+        appenduid(c.append("INBOX", None, None, raw))
+    q4, q5 = (
+        r[0]
+        for r in query(db_url, "SELECT id FROM delivery WHERE status = 'quarantined' ORDER BY id")
+    )
+    watcher = starttls(rx)
+    assert watcher.select("INBOX")[1] == [b"5"]
+    untagged(watcher, "FETCH")
+
+    # Another connection flags, expunges and appends; the admin releases a copy.
+    c.select("INBOX")
+    c.uid("STORE", "2", "+FLAGS", r"(\Flagged)")
+    c.uid("STORE", "3", "+FLAGS", r"(\Deleted)")
+    assert c.expunge()[0] == "OK"
+    assert appenduid(c.append("INBOX", None, None, message(6)))[1] == 6
+    rx.cli("quarantine", "release", str(q4))
+    assert watcher.noop()[0] == "OK"
+    assert untagged(watcher, "EXPUNGE") == [b"3"]
+    assert untagged(watcher, "EXISTS")[-1] == b"5"
+    fetched = b" ".join(untagged(watcher, "FETCH"))
+    # UID 2 flagged, UID 4 (now 3) released, UID 6 (5) new; UID 5 (4) is unchanged.
+    assert fetched == b"2 (FLAGS (\\Flagged)) 3 (FLAGS ()) 5 (FLAGS ())"
+    assert watcher.uid("SEARCH", "ALL")[1] == [b"1 2 4 5 6"]
+    # Nothing changed: nothing to say.
+    assert watcher.noop()[0] == "OK" and not watcher.untagged_responses.get("FETCH")
+
+    # A copy deleted by the admin leaves no entry behind; it is gone from the view too.
+    rx.cli("quarantine", "delete", str(q5))
+    assert watcher.noop()[0] == "OK"
+    assert untagged(watcher, "EXPUNGE") == [b"4"]
+    assert watcher.uid("SEARCH", "ALL")[1] == [b"1 2 4 6"]
+    watcher.logout()
+    c.logout()
+
+
+def test_two_daemons_on_one_database_see_each_others_changes(rx, tmp_path, db_url):
+    other = imap_receiver(tmp_path / "rx2", db_url, beside=rx)
+    start_imap(other)
+    try:
+        watcher = implicit(rx)
+        watcher.select("INBOX")
+        tag = watcher._new_tag()
+        watcher.send(tag + b" IDLE\r\n")
+        assert watcher.readline().startswith(b"+")
+        c = implicit(other)
+        assert appenduid(c.append("INBOX", None, None, message(1)))[1] == 1
+        assert watcher.readline() == b"* 1 EXISTS\r\n"
+        assert watcher.readline() == b"* 1 FETCH (FLAGS ())\r\n"
+        c.select("INBOX")
+        c.uid("STORE", "1", "+FLAGS", r"(\Flagged)")
+        assert watcher.readline() == b"* 1 FETCH (FLAGS (\\Flagged))\r\n"
+        watcher.send(b"DONE\r\n")
+        while not (line := watcher.readline()).startswith(tag):
+            pass
+        assert b"OK" in line
+        # And the other way round, without IDLE.
+        c.untagged_responses.clear()
+        watcher.uid("STORE", "1", "-FLAGS", r"(\Flagged)")
+        assert appenduid(watcher.append("INBOX", None, None, message(2)))[1] == 2
+        assert c.noop()[0] == "OK"
+        assert untagged(c, "EXISTS") == [b"2"]
+        assert untagged(c, "FETCH") == [b"1 (FLAGS ())", b"2 (FLAGS ())"]
+        c.logout()
+        watcher.logout()
+    finally:
+        other.stop()
+
+
 def test_noop_id_and_capability(rx):
     c = starttls(rx)
     assert c.noop()[0] == "OK"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 
 from receiver.parse import parse_message
-from receiver.store import migrations
+from receiver.store import folders, migrations
 from receiver.store.db import open_database, schema_version
 from receiver.delivery import DeliveryRequest
 from receiver.store.deliveries import compress
 from tests.threading_support import store_delivery
 from receiver.store.mailboxes import token_hash
-from receiver.store.models import SCHEMA_VERSION, MailboxAddress, SchemaInfo
+from receiver.store.models import SCHEMA_VERSION, Mailbox, MailboxAddress, SchemaInfo
 from receiver.verify.verdict import UNVERIFIABLE, Verdict
 from tests.helpers import DEFAULT_RULE, LOCK_TIMEOUT, Receiver
 from tests.schema_v1 import MailboxV1, v1_models
@@ -90,3 +90,30 @@ def test_newer_schema_is_refused(tmp_path, db_url):
     db.close()
     r = rx.cli("db", "upgrade", check=False)
     assert r.returncode == 1 and b"newer than this code" in r.stderr
+
+
+def test_upgrade_from_v4_gives_folders_modseqs(tmp_path, db_url):
+    Receiver(tmp_path / "rx", db_url)
+    db = open_database(db_url, LOCK_TIMEOUT)
+    with db.connection_context():
+        db.execute_sql('DROP INDEX "folder_entry_folder_id_modseq"')
+        for table, column in (
+            ("folder", "highestmodseq"),
+            ("folder", "deletedmodseq"),
+            ("folder_entry", "modseq"),
+        ):
+            db.execute_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+        SchemaInfo.update(version=4).execute()
+        mb = Mailbox.create(email="alice@corp.example")
+        db.execute_sql(
+            "INSERT INTO folder (mailbox_id, name, uidvalidity, uidnext, subscribed, created_at) "
+            f"VALUES ({mb.id}, 'INBOX', 7, 1, true, '2026-01-01 00:00:00')"
+        )
+    assert migrations.upgrade(db) == [5]
+    with db.connection_context():
+        [inbox] = folders.names(mb.id)
+        info = folders.get(mb.id, inbox)
+        assert folders.changes(info.id, None) == folders.Changes(0, True, [], [])
+        index = [i.name for i in db.get_indexes("folder_entry")]
+        assert "folder_entry_folder_id_modseq" in index
+    db.close()

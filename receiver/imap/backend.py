@@ -2,7 +2,8 @@
 
 Nothing is cached between commands: every command sees the database as it is, so
 several daemons (`serve --workers`, several hosts on one PostgreSQL) show the same
-folders. A selected folder is re-read after each command (pymap's `set_messages`).
+folders. After each command a selected folder is brought up to date with what changed
+since the session last looked (store.folders.changes, by modseq), not read whole.
 """
 
 from __future__ import annotations
@@ -161,7 +162,16 @@ class FolderData(MailboxDataInterface[Message]):
     ) -> SelectedMailbox:
         if wait_on is not None:
             await wait_on.wait(timeout=IDLE_POLL_SECONDS)
-        selected.set_messages(await self._messages())
+        got = await self.backend.run(folders.changes, self.info.id, selected.mod_sequence)
+        if got is None:
+            selected.set_deleted()
+            return selected
+        shown = [Message.of(e, self.backend) for e in got.shown]
+        if got.whole:
+            selected.set_messages(shown)
+        else:
+            selected.add_updates(shown, got.hidden)
+        selected.mod_sequence = got.modseq
         return selected
 
     async def append(self, append_msg: AppendMessage, *, recent: bool = False) -> Message:

@@ -4,6 +4,10 @@ A folder entry points at a delivery; the delivery (bytes, verdict, thread) belon
 the pipeline and stays whatever happens here: EXPUNGE and MOVE only hide an entry from
 its folder's view. A folder's name is a label on the deliveries in it, never an input
 to threading. Every function here blocks (database): callers run them off the loop.
+
+Every change to a folder's entries raises the folder's `highestmodseq` and stamps the
+changed entries with it, holding the folder's row lock until the commit: changes become
+visible in modseq order, so `changes` can hand a session just what is new to it.
 """
 
 from __future__ import annotations
@@ -40,6 +44,16 @@ class EntryInfo:
     flags: frozenset[str]
     internal_date: dt.datetime
     thread_id: int | None
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What a session applies to its view of a folder to be current (`changes`)."""
+
+    modseq: int  # ask again from here
+    whole: bool  # `shown` is the whole folder: the view is replaced
+    shown: list[EntryInfo]  # else the entries added or changed since
+    hidden: list[int]  # and the UIDs no longer shown
 
 
 def canonical(name: str) -> str:
@@ -130,6 +144,35 @@ def subscribe(mailbox_id: int, name: str, on: bool) -> None:
     )
 
 
+def _lock(folder_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """{folder id: (uidnext, highestmodseq)} of the folders that exist, their rows locked
+    in one order until the caller's transaction ends (PostgreSQL; a SQLite write
+    transaction holds the whole database)."""
+    q = Folder.select(Folder.id, Folder.uidnext, Folder.highestmodseq).where(
+        Folder.id.in_(folder_ids)
+    )
+    if is_postgres(database.obj):
+        q = q.order_by(Folder.id).for_update()
+    return {f: (nxt, modseq) for f, nxt, modseq in q.tuples()}
+
+
+def _stamp(folder_id: int, where, **changes) -> int:
+    """Apply `changes` to the folder's entries matching `where`, stamped with a new
+    modseq; returns how many changed. Call inside a write transaction."""
+    locked = _lock([folder_id])
+    if not locked:
+        return 0
+    modseq = locked[folder_id][1] + 1
+    n = (
+        FolderEntry.update(modseq=modseq, **changes)
+        .where((FolderEntry.folder == folder_id) & where)
+        .execute()
+    )
+    if n:
+        Folder.update(highestmodseq=modseq).where(Folder.id == folder_id).execute()
+    return n
+
+
 class FolderGone(Exception):
     """A placement's folder was deleted before the copy was committed into it."""
 
@@ -145,16 +188,12 @@ def place(items: list[tuple[Placement, int]]) -> list[int]:
     """
     faults.hit("folder_entry")
     folder_ids = sorted({p.folder_id for p, _ in items})
-    # The folder rows, locked in one order (PostgreSQL; a SQLite writer holds the whole
-    # database): every placer into a folder waits here for the one before it to commit,
-    # so the entries read below are current and two placers never pick one UID.
-    q = Folder.select(Folder.id, Folder.uidnext).where(Folder.id.in_(folder_ids))
-    if is_postgres(database.obj):
-        q = q.order_by(Folder.id).for_update()
-    uidnext: dict[int, int] = dict(q.tuples())
-    if len(uidnext) < len(folder_ids):
-        raise FolderGone(f"folders {sorted(set(folder_ids) - uidnext.keys())} were deleted")
-    before = dict(uidnext)
+    # Every placer into a folder waits here for the one before it to commit, so the
+    # entries read below are current and two placers never pick one UID.
+    locked = _lock(folder_ids)
+    if len(locked) < len(folder_ids):
+        raise FolderGone(f"folders {sorted(set(folder_ids) - locked.keys())} were deleted")
+    uidnext = {f: nxt for f, (nxt, _) in locked.items()}
     shown: dict[tuple[int, int], tuple[int, int | None]] = {}  # → (uid, hidden row id)
     for pk, folder_id, delivery_id, uid, hidden in sql.select_in(
         FolderEntry,
@@ -172,19 +211,29 @@ def place(items: list[tuple[Placement, int]]) -> list[int]:
             uid = uidnext[p.folder_id]
             uidnext[p.folder_id] = uid + 1
             shown[key] = (uid, None)
-            fields = (uid, " ".join(sorted(p.flags - {QUARANTINED})), p.internal_date)
+            modseq = locked[p.folder_id][1] + 1
+            fields = (uid, " ".join(sorted(p.flags - {QUARANTINED})), p.internal_date, modseq)
             if hidden_pk is None:
                 added.append((p.folder_id, delivery_id, *fields))
             else:
-                revived.append((hidden_pk, *fields))
+                revived.append((hidden_pk, p.folder_id, *fields))
         uids.append(uid)
-    for folder_id, nxt in uidnext.items():
-        if nxt != before[folder_id]:
-            Folder.update(uidnext=nxt).where(Folder.id == folder_id).execute()
-    sql.insert_rows(FolderEntry, ["folder", "delivery", "uid", "flags", "internal_date"], added)
-    for pk, uid, flags, internal_date in revived:
+    # A revived entry's old UID leaves no hidden row behind: who saw it reads whole.
+    revived_in = {folder_id for _, folder_id, *_ in revived}
+    for folder_id, (nxt, modseq) in locked.items():
+        if uidnext[folder_id] != nxt:
+            changed = {"uidnext": uidnext[folder_id], "highestmodseq": modseq + 1}
+            if folder_id in revived_in:
+                changed["deletedmodseq"] = modseq + 1
+            Folder.update(**changed).where(Folder.id == folder_id).execute()
+    sql.insert_rows(
+        FolderEntry, ["folder", "delivery", "uid", "flags", "internal_date", "modseq"], added
+    )
+    for pk, _, uid, flags, internal_date, modseq in revived:
         (
-            FolderEntry.update(uid=uid, hidden=False, flags=flags, internal_date=internal_date)
+            FolderEntry.update(
+                uid=uid, hidden=False, flags=flags, internal_date=internal_date, modseq=modseq
+            )
             .where(FolderEntry.id == pk)
             .execute()
         )
@@ -200,7 +249,7 @@ def add_entry(
     return uid
 
 
-def _entries(folder_id: int):
+def _rows(where):
     return (
         FolderEntry.select(
             FolderEntry.uid,
@@ -209,17 +258,18 @@ def _entries(folder_id: int):
             FolderEntry.internal_date,
             Message.thread_id,
             Delivery.status,
+            FolderEntry.hidden,
         )
         .join(Delivery)
         .join(Message)
-        .where((FolderEntry.folder == folder_id) & ~FolderEntry.hidden)
+        .where(where)
         .order_by(FolderEntry.uid)
         .tuples()
     )
 
 
 def _entry_info(row: tuple) -> EntryInfo:
-    uid, delivery_id, flags, internal_date, thread_id, status = row
+    uid, delivery_id, flags, internal_date, thread_id, status, _ = row
     shown = frozenset(flags.split())
     if status == "quarantined":
         shown |= {QUARANTINED}
@@ -228,30 +278,73 @@ def _entry_info(row: tuple) -> EntryInfo:
 
 def entries(folder_id: int) -> list[EntryInfo]:
     """The folder's visible entries, by UID."""
-    return [_entry_info(r) for r in _entries(folder_id)]
+    return [_entry_info(r) for r in _rows((FolderEntry.folder == folder_id) & ~FolderEntry.hidden)]
 
 
 def entry(folder_id: int, uid: int) -> EntryInfo | None:
-    row = _entries(folder_id).where(FolderEntry.uid == uid).first()
+    row = _rows(
+        (FolderEntry.folder == folder_id) & ~FolderEntry.hidden & (FolderEntry.uid == uid)
+    ).first()
     return _entry_info(row) if row else None
+
+
+def changes(folder_id: int, since: int | None) -> Changes | None:
+    """What changed in the folder after modseq `since` (None: a first look), or None if
+    the folder is gone. A thread id is the one read when its entry last changed."""
+    # The counters first: every change up to them is committed (modseq order), so the
+    # entries read after them miss none; a change read twice is harmless.
+    row = (
+        Folder.select(Folder.highestmodseq, Folder.deletedmodseq)
+        .where(Folder.id == folder_id)
+        .tuples()
+        .first()
+    )
+    if row is None:
+        return None
+    highest, deleted = row
+    if since is None or deleted > since:
+        return Changes(highest, True, entries(folder_id), [])
+    if highest == since:
+        return Changes(since, False, [], [])
+    shown, hidden = [], []
+    for r in _rows((FolderEntry.folder == folder_id) & (FolderEntry.modseq > since)):
+        if r[-1]:
+            hidden.append(r[0])
+        else:
+            shown.append(_entry_info(r))
+    return Changes(highest, False, shown, hidden)
 
 
 def set_flags(folder_id: int, uid: int, flags: frozenset[str]) -> None:
     # The quarantine keyword mirrors the delivery's status; it is not the client's to keep.
     kept = " ".join(sorted(flags - {QUARANTINED}))
-    (
-        FolderEntry.update(flags=kept)
-        .where((FolderEntry.folder == folder_id) & (FolderEntry.uid == uid))
-        .execute()
-    )
+    with write_transaction(database.obj):
+        _stamp(folder_id, (FolderEntry.uid == uid) & (FolderEntry.flags != kept), flags=kept)
 
 
 def hide(folder_id: int, uids: list[int]) -> None:
-    (
-        FolderEntry.update(hidden=True)
-        .where((FolderEntry.folder == folder_id) & FolderEntry.uid.in_(uids))
-        .execute()
-    )
+    with write_transaction(database.obj):
+        _stamp(folder_id, FolderEntry.uid.in_(uids) & ~FolderEntry.hidden, hidden=True)
+
+
+def touch(delivery_id: int) -> None:
+    """The delivery's entries changed in every folder (its quarantine keyword): sessions
+    read them again. Call inside a write transaction."""
+    q = FolderEntry.select(FolderEntry.folder).where(FolderEntry.delivery == delivery_id)
+    for (folder_id,) in sorted(q.tuples()):
+        _stamp(folder_id, FolderEntry.delivery == delivery_id)
+
+
+def forget(delivery_ids: list[int]) -> None:
+    """The deliveries are about to be deleted, their entries with them: sessions that
+    looked at their folders before now read them whole. Call inside a write transaction."""
+    q = FolderEntry.select(FolderEntry.folder).where(FolderEntry.delivery.in_(delivery_ids))
+    for folder_id, (_, modseq) in _lock(sorted({f for (f,) in q.tuples()})).items():
+        (
+            Folder.update(highestmodseq=modseq + 1, deletedmodseq=modseq + 1)
+            .where(Folder.id == folder_id)
+            .execute()
+        )
 
 
 def raw_of(delivery_id: int) -> tuple[bytes, str]:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import json
 
-from peewee import Database, DateTimeField, IntegerField, TextField
+from peewee import BigIntegerField, Database, DateTimeField, IntegerField, TextField
 from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator, migrate
 
 from receiver.store.db import StoreError, is_postgres, schema_version
@@ -50,7 +50,29 @@ def _to_4(m: SchemaMigrator) -> None:
     m.database.create_tables([Folder, FolderEntry], safe=True)
 
 
-MIGRATIONS: dict[int, Callable[[SchemaMigrator], None]] = {2: _to_2, 3: _to_3, 4: _to_4}
+def _to_5(m: SchemaMigrator) -> None:
+    """Modification sequences on folders and their entries: a selected folder is brought
+    up to date by reading what changed, not the whole folder (receiver.imap.backend)."""
+    # A database that came from before version 4 got these with the tables in _to_4.
+    have = {(t, c.name) for t in ("folder", "folder_entry") for c in m.database.get_columns(t)}
+    wanted = [
+        ("folder", "highestmodseq", BigIntegerField(default=0)),
+        ("folder", "deletedmodseq", BigIntegerField(default=0)),
+        ("folder_entry", "modseq", BigIntegerField(default=0)),
+    ]
+    migrate(*(m.add_column(t, c, f) for t, c, f in wanted if (t, c) not in have))
+    m.database.execute_sql(
+        'CREATE INDEX IF NOT EXISTS "folder_entry_folder_id_modseq" '
+        'ON "folder_entry" ("folder_id", "modseq")'
+    )
+
+
+MIGRATIONS: dict[int, Callable[[SchemaMigrator], None]] = {
+    2: _to_2,
+    3: _to_3,
+    4: _to_4,
+    5: _to_5,
+}
 
 
 def pending(db: Database) -> list[int]:

@@ -76,7 +76,18 @@ def _new_uidvalidity(mailbox_id: int) -> int:
 
 def get(mailbox_id: int, name: str) -> FolderInfo | None:
     name = canonical(name)
-    f = Folder.get_or_none((Folder.mailbox == mailbox_id) & (Folder.name == name))
+    # Every APPEND looks its folder up: a raw query is a quarter of peewee's get's CPU.
+    p = database.obj.param
+    f = next(
+        iter(
+            Folder.raw(
+                f'SELECT * FROM "folder" WHERE "mailbox_id" = {p} AND "name" = {p}',
+                mailbox_id,
+                name,
+            )
+        ),
+        None,
+    )
     if f is None and name == INBOX:
         return create(mailbox_id, INBOX)
     return _info(f) if f else None

@@ -172,6 +172,45 @@ def test_refusals_are_the_smtp_sentences_and_store_nothing(tmp_path, db_url):
         r.stop()
 
 
+def multiappend(c, folder: bytes, raws: list[bytes]) -> bytes:
+    """One APPEND of several messages (RFC 3502, LITERAL+); the tagged reply line."""
+    tag = c._new_tag()
+    line = tag + b" APPEND " + folder
+    for raw in raws:
+        c.send(line + b" {%d+}\r\n" % len(raw) + raw)
+        line = b""
+    c.send(b"\r\n")
+    while not (reply := c.readline()).startswith(tag):
+        pass
+    return reply
+
+
+def test_multiappend_stores_all_or_nothing(tmp_path, db_url):
+    r = imap_receiver(tmp_path / "rx", db_url, extra='[policy]\naltered = "reject"\n')
+    r.extra_env["THREADS_RECEIVER_TEST_FAULTS"] = "folder_entry=raise@2"
+    start_imap(r)
+    try:
+        c = implicit(r)
+        reply = multiappend(c, b"INBOX", [message(1), message(2)])
+        assert re.search(rb"OK \[APPENDUID \d+ 1:2\]", reply), reply
+        assert len(deliveries(db_url)) == 2
+        # One refused: none of the others is stored, and the NO is the refusal's.
+        reply = multiappend(c, b"INBOX", [message(3), F.inline_forward(), message(4)])
+        assert b"NO" in reply and b"this copy was forwarded, not redirected" in reply
+        # A fault in the commit: none of them either.
+        reply = multiappend(c, b"INBOX", [message(3), message(4)])
+        assert b"NO [UNAVAILABLE]" in reply, reply
+        assert len(deliveries(db_url)) == 2
+        assert query(db_url, "SELECT COUNT(*) FROM folder_entry")[0][0] == 2
+        reply = multiappend(c, b"INBOX", [message(3), message(4), message(1)])
+        # The copy stored already keeps its UID; the failed ones used none (pymap sorts).
+        assert re.search(rb"OK \[APPENDUID \d+ 1,3:4\]", reply), reply
+        assert len(deliveries(db_url)) == 4
+        c.logout()
+    finally:
+        r.stop()
+
+
 def test_a_storage_fault_is_no_unavailable_and_the_retry_stores(tmp_path, db_url):
     r = imap_receiver(tmp_path / "rx", db_url)
     r.extra_env["THREADS_RECEIVER_TEST_FAULTS"] = "writer=raise@1"

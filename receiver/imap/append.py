@@ -83,29 +83,37 @@ class Appender:
             received_at=utcnow(),
         )
 
+    def _placement(self, folder: FolderInfo, msg: AppendMessage) -> Placement:
+        return Placement(
+            folder.id,
+            frozenset(f.value.decode("ascii", "replace") for f in msg.flag_set),
+            internal_date(msg.when),
+        )
+
+    def _check(self, folder: FolderInfo, outcomes: list[Outcome]) -> None:
+        """Raise the NO of the first refusal (a policy's before a fault's), if any."""
+        for outcome in sorted(outcomes, key=lambda o: o.status != REJECTED):
+            refused = refusal(outcome)
+            if refused is not None:
+                log.info(
+                    "imap %s: APPEND to %r refused: %s %s",
+                    self.session_id,
+                    folder.name,
+                    outcome.status,
+                    outcome.reason,
+                )
+                raise refused
+
     async def __call__(self, folder: FolderInfo, msg: AppendMessage) -> tuple[Outcome, Placement]:
         """The committed outcome (its `uid` the copy's in `folder`) and the placement
         asked for; raises the NO otherwise."""
         # The literal exactly as the client sent it: these are the bytes stored.
         mail = read(bytes(msg.literal))
-        placement = Placement(
-            folder.id,
-            frozenset(f.value.decode("ascii", "replace") for f in msg.flag_set),
-            internal_date(msg.when),
-        )
+        placement = self._placement(folder, msg)
         [outcome] = await self.pipeline.deliver(
             mail, self.envelope(mail), [(self.mailbox.email, self.mailbox)], placement=placement
         )
-        refused = refusal(outcome)
-        if refused is not None:
-            log.info(
-                "imap %s: APPEND to %r refused: %s %s",
-                self.session_id,
-                folder.name,
-                outcome.status,
-                outcome.reason,
-            )
-            raise refused
+        self._check(folder, [outcome])
         # Like an SMTP 250, a stored copy is no log line at INFO (2% of the daemon's CPU
         # in a bulk copy); metrics count it, refusals are logged above.
         log.debug(
@@ -117,3 +125,18 @@ class Appender:
             outcome.uid,
         )
         return outcome, placement
+
+    async def all(self, folder: FolderInfo, msgs: list[AppendMessage]) -> list[int]:
+        """MULTIAPPEND: the UIDs of every message, committed as a unit; if any is
+        refused, none is stored and the NO is that refusal's (RFC 3502)."""
+        mails = [read(bytes(m.literal)) for m in msgs]
+        outcomes = await self.pipeline.deliver_all(
+            [
+                (mail, self.envelope(mail), self._placement(folder, m))
+                for mail, m in zip(mails, msgs)
+            ],
+            (self.mailbox.email, self.mailbox),
+        )
+        self._check(folder, outcomes)
+        log.debug("imap %s: MULTIAPPEND of %d to %r", self.session_id, len(msgs), folder.name)
+        return [o.uid for o in outcomes if o.uid is not None]

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Iterable, Sequence
 
 from pymap.backend.mailbox import MailboxDataInterface, MailboxSetInterface
 from pymap.backend.session import BaseSession
 from pymap.concurrent import Event
-from pymap.exceptions import MailboxError
+from pymap.exceptions import MailboxError, MailboxNotFound
 from pymap.flags import FlagOp
 from pymap.interfaces.message import CachedMessage
 from pymap.listtree import ListTree
@@ -25,6 +25,7 @@ from pymap.message import BaseLoadedMessage, BaseMessage
 from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.response import ResponseCode
+from pymap.parsing.response.code import AppendUid
 from pymap.parsing.specials import FetchRequirement, ObjectId
 from pymap.parsing.specials.flag import Flag, Seen
 from pymap.selected import SelectedMailbox, SelectedSet
@@ -187,6 +188,10 @@ class FolderData(MailboxDataInterface[Message]):
             backend=self.backend,
         )
 
+    async def append_all(self, messages: Sequence[AppendMessage]) -> list[int]:
+        """MULTIAPPEND: every message committed in one transaction, or none."""
+        return await self.appender.all(self.info, list(messages))
+
     async def copy(self, uid: int, destination: FolderData, *, recent: bool = False) -> int | None:
         e = await self.backend.run(folders.entry, self.info.id, uid)
         if e is None:
@@ -316,6 +321,35 @@ class Session(BaseSession[Message]):
     @property
     def config(self) -> Settings:
         return self.backend.settings
+
+    async def append_messages(
+        self, name: str, messages: Sequence[AppendMessage], selected: SelectedMailbox | None = None
+    ) -> tuple[AppendUid, SelectedMailbox | None]:
+        """pymap appends the messages of one MULTIAPPEND one by one, each committed on its
+        own; RFC 3502 wants all or none. One message takes pymap's way."""
+        if len(messages) == 1:
+            return await super().append_messages(name, messages, selected)
+        try:
+            folder = await self._folders.get_mailbox(name)
+        except KeyError as exc:
+            raise MailboxNotFound(name, try_create=True) from exc
+        uids = await folder.append_all(messages)
+        appended = AppendUid(folder.uid_validity, uids)
+        # As pymap does for one message: \Recent for a session that has the folder open.
+        shown = selected if selected and selected.mailbox_id == folder.mailbox_id else None
+        shown = shown or folder.selected_set.any_selected
+        if shown is not None:
+            for uid in uids:
+                shown.session_flags.add_recent(uid)
+        if selected is None:
+            return appended, None
+        if selected.mailbox_id != folder.mailbox_id:
+            try:
+                folder = await self._folders.get_mailbox(selected.lookup)
+            except KeyError:
+                selected.set_deleted()
+                return appended, selected
+        return appended, await folder.update_selected(selected)
 
     @property
     def mailbox_set(self) -> FolderSet:

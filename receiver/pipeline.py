@@ -148,7 +148,14 @@ class Pipeline:
         """
         try:
             async with asyncio.timeout(self.reply_seconds):
-                return await self._deliver(mail, envelope, rcpts, per_recipient, placement)
+                outcomes, requests = await self._decide(
+                    mail, envelope, rcpts, per_recipient, placement
+                )
+                if requests:
+                    results = await self._commit([r for _, r in requests])
+                    for (i, _), res in zip(requests, results):
+                        outcomes[i] = _stored(rcpts[i], res)
+                return [o for o in outcomes if o is not None]
         except Exception as e:  # TimeoutError too: the retry finds a committed copy a duplicate
             log.error("session %s: delivery failed: %r", envelope.session_id, e)
             return [Outcome(mb, rcpt, TEMPFAILED, reason=UNAVAILABLE) for rcpt, mb in rcpts]
@@ -175,21 +182,6 @@ class Pipeline:
         except Exception as e:  # as in deliver: nothing is half-stored, the client retries
             log.error("session %s: delivery failed: %r", copies[0][1].session_id, e)
             return [Outcome(mb, address, TEMPFAILED, reason=UNAVAILABLE) for _ in copies]
-
-    async def _deliver(
-        self,
-        mail: RawMail,
-        envelope: Envelope,
-        rcpts: list[tuple[str, MailboxInfo]],
-        per_recipient: bool,
-        placement: Placement | None,
-    ) -> list[Outcome]:
-        outcomes, requests = await self._decide(mail, envelope, rcpts, per_recipient, placement)
-        if requests:
-            results = await self._commit([r for _, r in requests])
-            for (i, _), res in zip(requests, results):
-                outcomes[i] = _stored(rcpts[i], res)
-        return [o for o in outcomes if o is not None]
 
     async def _commit(self, requests: list[DeliveryRequest]) -> list[DeliveryResult]:
         """The requests' results, committed in one transaction."""

@@ -211,25 +211,13 @@ def test_multiappend_stores_all_or_nothing(tmp_path, db_url):
         r.stop()
 
 
-def test_a_storage_fault_is_no_unavailable_and_the_retry_stores(tmp_path, db_url):
+# The folder entry is written in the delivery's own transaction: both commit, or neither.
+@pytest.mark.parametrize("fault", ["writer", "folder_entry"])
+def test_a_storage_fault_is_no_unavailable_stores_nothing_and_the_retry_stores(
+    tmp_path, db_url, fault
+):
     r = imap_receiver(tmp_path / "rx", db_url)
-    r.extra_env["THREADS_RECEIVER_TEST_FAULTS"] = "writer=raise@1"
-    start_imap(r)
-    try:
-        c = implicit(r)
-        typ, data = c.append("INBOX", None, None, message(1))
-        assert typ == "NO" and b"[UNAVAILABLE]" in data[0]
-        assert deliveries(db_url) == []
-        assert appenduid(c.append("INBOX", None, None, message(1)))[1] == 1
-        c.logout()
-    finally:
-        r.stop()
-
-
-def test_a_failing_folder_entry_leaves_no_delivery_either(tmp_path, db_url):
-    # The entry is written in the delivery's own transaction: both commit, or neither.
-    r = imap_receiver(tmp_path / "rx", db_url)
-    r.extra_env["THREADS_RECEIVER_TEST_FAULTS"] = "folder_entry=raise@1"
+    r.extra_env["THREADS_RECEIVER_TEST_FAULTS"] = f"{fault}=raise@1"
     start_imap(r)
     try:
         c = implicit(r)

@@ -163,7 +163,11 @@ class FolderData(MailboxDataInterface[Message]):
     ) -> SelectedMailbox:
         if wait_on is not None:
             await wait_on.wait(timeout=IDLE_POLL_SECONDS)
-        got = await self.backend.run(folders.changes, self.info.id, selected.mod_sequence)
+        # (UIDVALIDITY, modseq) of the session's last look: a folder deleted and made
+        # again (SQLite may give it the same id) is a new one, read whole.
+        last = selected.mod_sequence
+        since = last[1] if last and last[0] == self.info.uidvalidity else None
+        got = await self.backend.run(folders.changes, self.info.id, since)
         if got is None:
             selected.set_deleted()
             return selected
@@ -172,7 +176,7 @@ class FolderData(MailboxDataInterface[Message]):
             selected.set_messages(shown)
         else:
             selected.add_updates(shown, got.hidden)
-        selected.mod_sequence = got.modseq
+        selected.mod_sequence = (self.info.uidvalidity, got.modseq)
         return selected
 
     async def append(self, append_msg: AppendMessage, *, recent: bool = False) -> Message:

@@ -124,6 +124,10 @@ class ImapSection:
     # Concurrent connections, in total and per client address; past either: BYE.
     max_sessions: int = 200
     max_sessions_per_ip: int = 20
+    # Expect a PROXY protocol v1/v2 header from these networks on `listen` (the real
+    # client address is then the one recorded and limited), as smtp.proxy_trusted does
+    # for SMTP; not inherited from it, since a balancer may front one protocol only.
+    proxy_trusted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,12 +415,16 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             f"tls.ciphers: no cipher suite OpenSSL knows in {tls.ciphers!r}"
         ) from None
-    for key in ("proxy_trusted", "trusted_networks"):
-        for net in getattr(config.smtp, key):
+    for section, key in (
+        ("smtp", "proxy_trusted"),
+        ("smtp", "trusted_networks"),
+        ("imap", "proxy_trusted"),
+    ):
+        for net in getattr(getattr(config, section), key):
             try:
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
-                raise ConfigError(f"smtp.{key}: not a network: {net!r}") from None
+                raise ConfigError(f"{section}.{key}: not a network: {net!r}") from None
     if not 0 < config.smtp.stress_threshold <= 1:
         raise ConfigError(
             "smtp.stress_threshold: a share of smtp.max_sessions, more than 0 and at most 1"

@@ -54,9 +54,11 @@ the one the receiver issues, never the mailbox's own:
 _IMAP_NOTES = """Whatever comes in over IMAP goes through the same checks, policy and threading as a
 redirected copy, and is kept exactly as the client sent it. A refused message gets a
 NO naming what changed; a storage fault NO [UNAVAILABLE]: the client retries. The
-folder a message was copied into is kept as a label. Deleting or moving a message
-over IMAP only hides it from that folder: the archive itself is never deleted over
-IMAP (retention and `mailbox remove` are the administrator's)."""
+folder a message was copied into is kept as a label (`messages show` lists it), and
+copied "Sent Items", "Deleted Items", "Junk E-mail" or "[Gmail]/Sent Mail" folders show
+in mail clients as the sent, deleted and junk folders they are. Deleting or moving a
+message over IMAP only hides it from that folder: the archive itself is never deleted
+over IMAP (retention and `mailbox remove` are the administrator's)."""
 
 GUIDES = {
     "gmail": """\
@@ -251,16 +253,23 @@ An ~/.offlineimaprc that copies IMAP to IMAP:
     remotehost = OLD-IMAP-SERVER
     remoteuser = {email}
     readonly = True
+    sslcacertfile = OS-DEFAULT
 
     [Repository receiver]
     type = IMAP
     remotehost = {imap_host}
     remoteport = {imap_port}
     ssl = yes
+    sslcacertfile = OS-DEFAULT
     remoteuser = {email}
 
-then `offlineimap -o`, again after an interruption. The receiver offers UIDPLUS, so
-offlineimap does not add its X-OfflineIMAP header to the copies.
+then `offlineimap -o`, again after an interruption (it asks for both passwords; without
+an sslcacertfile it refuses TLS). The receiver offers UIDPLUS, so offlineimap does not
+add its X-OfflineIMAP header to the copies. It does pass each message through Python's
+email package, which rewrites a few rare forms: a header field with no space after its
+colon, or an empty one, gains a space; a multipart message that ends right after its
+closing boundary gains a line break. Such a copy differs from the old server's, and may
+be judged altered.
 
 """
     + _IMAP_NOTES,

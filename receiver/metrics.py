@@ -88,6 +88,16 @@ IMAP_LOGINS = Counter(
 INFLIGHT = Gauge(
     "receiver_inflight_bytes", "Message bytes between DATA and the reply.", registry=REGISTRY
 )
+BUDGET_HELD = Gauge(
+    "receiver_inflight_budget_bytes",
+    "Bytes of SMTP DATA and IMAP literals held against smtp.max_inflight_bytes now.",
+    registry=REGISTRY,
+)
+BUDGET_PEAK = Gauge(
+    "receiver_inflight_budget_peak_bytes",
+    "The most bytes held against smtp.max_inflight_bytes at once since the start.",
+    registry=REGISTRY,
+)
 
 
 # --- hooks -----------------------------------------------------------------------------
@@ -104,6 +114,13 @@ def session_opened(protocol) -> None:
 def session_closed(protocol, error: BaseException | None = None) -> None:
     SESSIONS_OPEN.dec()
     logs.session_line(protocol.session, protocol.receiver_started, error)
+
+
+def watch_budget(budget) -> None:
+    """The daemon's in-flight byte budget (receiver.smtp.limits.ByteBudget), read when
+    the metrics are scraped."""
+    BUDGET_HELD.set_function(lambda: budget.used)
+    BUDGET_PEAK.set_function(lambda: budget.peak)
 
 
 def imap_session_opened() -> None:

@@ -7,7 +7,8 @@ watchdog, a thread of its own so it still runs when the event loop is blocked, l
 every second:
 
 - dead (its thread ended, a worker process died): restarted at once, and counted;
-- stuck (waiting work, no progress for `stages.stall_seconds`): reported by /healthz
+- stuck (waiting work and no progress for `stages.stall_seconds`, or, in a stage of
+  several threads, one piece of work running that long while the others go on): reported by /healthz
   (503) and by the SMTP greeting (421, which `status` reads); the work waiting on it is
   failed so its senders get 451 4.3.0 and retry; if it has not recovered after
   `stages.exit_after` more seconds the daemon gives up (exits 70 for systemd to restart it).
@@ -48,12 +49,16 @@ def assess(
     stall_seconds: float,
     restarts: int,
     last_failure: str,
+    longest_running: float = 0.0,
 ) -> Report:
     """The state of one stage from its counters (pure: the watchdog's judgement)."""
     if not alive:
         return Report(stage, DEAD, "not running")
     if pending and idle_for > stall_seconds:
         return Report(stage, STUCK, f"stuck: {pending} waiting, no progress for {idle_for:.0f}s")
+    if longest_running > stall_seconds:
+        # The stage as a whole progresses, but one of its threads is lost to a hung call.
+        return Report(stage, STUCK, f"stuck: one task running for {longest_running:.0f}s")
     if restarts:
         return Report(stage, OK, f"ok (restarted {restarts} time(s); last: {last_failure})")
     return Report(stage, OK, "ok")
@@ -78,6 +83,8 @@ class Stage:
         self.last_progress = time.monotonic()
         self.restarts = 0
         self.last_failure = ""
+        # When each piece of work now running began (stages with several threads).
+        self._running: dict[object, float] = {}
 
     def taken(self) -> None:
         with self._lock:
@@ -94,9 +101,22 @@ class Stage:
     def progressed(self) -> None:
         self.last_progress = time.monotonic()
 
+    def run(self, fn: Callable, *args):
+        """fn(*args) on the calling thread, timed: one call that runs on past
+        stall_seconds makes the stage stuck even while its other threads progress."""
+        token = object()
+        with self._lock:
+            self._running[token] = time.monotonic()
+        try:
+            return fn(*args)
+        finally:
+            with self._lock:
+                del self._running[token]
+
     def report(self, stall_seconds: float, now: float) -> Report:
         with self._lock:
             pending, idle_for = self.pending, now - self.last_progress
+            longest = now - min(self._running.values()) if self._running else 0.0
         return assess(
             self.name,
             self.alive(),
@@ -105,6 +125,7 @@ class Stage:
             stall_seconds,
             self.restarts,
             self.last_failure,
+            longest,
         )
 
 

@@ -10,6 +10,7 @@ import os
 import pytest
 
 from tests.helpers import PgDatabases, Receiver
+from tests.imap_support import imap_receiver, start_imap
 
 BACKENDS = [
     b.strip()
@@ -50,6 +51,16 @@ def receiver(tmp_path, db_url):
     log = getattr(r, "log_path", None)
     if log is not None and log.exists():
         print(f"--- daemon log ({log}) ---\n" + log.read_text(errors="replace")[-4000:])
+
+
+@pytest.fixture
+def rx(tmp_path, db_url):
+    """A running receiver with its IMAP listeners on (tests.imap_support)."""
+    r = imap_receiver(tmp_path / "rx", db_url)
+    start_imap(r)
+    yield r
+    # pytest shows this only for a failed test: the daemon's own account of it.
+    print("--- daemon log ---\n" + r.stop()[1][-4000:])
 
 
 @pytest.fixture

@@ -6,6 +6,9 @@ import json
 import os
 import re
 import select
+import shutil
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -13,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import psycopg2
+import pytest
 
 from receiver import config as configmod
 from receiver.wiring import parse_budget, subject_rule
@@ -240,3 +244,25 @@ def toml_value(v) -> str:
     if isinstance(v, list):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
     return str(v)
+
+
+def require_programs(packages: dict[str, str]) -> None:
+    """Skip unless every program (name → its Debian package) is on the PATH.
+
+    A laptop without them skips, naming the packages to install; CI (.ci/run sets
+    TR_REQUIRE_CLIENTS and installs them with the README's test command) fails instead, so
+    a test with real clients is never skipped there unnoticed."""
+    missing = sorted(pkg for name, pkg in packages.items() if shutil.which(name) is None)
+    if not missing:
+        return
+    why = f"not installed: apt-get install {' '.join(missing)}"
+    if os.environ.get("TR_REQUIRE_CLIENTS"):
+        raise AssertionError(why)
+    pytest.skip(why)
+
+
+def proxy_v2(src: str, sport: int, dport: int = 25) -> bytes:
+    """A PROXY protocol v2 header for a TCP over IPv4 client `src`:`sport`."""
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    addrs = socket.inet_aton(src) + socket.inet_aton("127.0.0.1") + struct.pack("!HH", sport, dport)
+    return sig + bytes([0x21, 0x11]) + struct.pack("!H", len(addrs)) + addrs

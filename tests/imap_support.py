@@ -72,3 +72,16 @@ def implicit(r: Receiver, login: bool = True) -> imaplib.IMAP4_SSL:
     if login:
         c.login(r.username, r.password)
     return c
+
+
+class Proxied(imaplib.IMAP4):
+    """imaplib behind a balancer on the STARTTLS port: the PROXY header goes first."""
+
+    def __init__(self, port: int, header: bytes):
+        self.header = header
+        super().__init__("127.0.0.1", port, timeout=30)
+
+    def _create_socket(self, timeout):
+        sock = super()._create_socket(timeout)
+        sock.sendall(self.header)
+        return sock

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import base64
 import re
-import socket
 import ssl
-import struct
 
 import pytest
 
 from receiver import allowlist
 from receiver.verify.verdict import UNALTERED, Verdict
+from tests.helpers import proxy_v2
 from tests.rawsmtp import Raw, client_tls, deliveries, message, query, send, transaction
 
 
@@ -124,12 +123,6 @@ def test_auth_failures_are_rate_limited(tls_receiver):
     code, text = c.cmd("AUTH PLAIN " + plain(user, password))
     assert code == 454 and "4.7.0" in text  # even the right password, for now
     c.close()
-
-
-def proxy_v2(src: str, sport: int) -> bytes:
-    sig = b"\r\n\r\n\x00\r\nQUIT\n"
-    addrs = socket.inet_aton(src) + socket.inet_aton("127.0.0.1") + struct.pack("!HH", sport, 25)
-    return sig + bytes([0x21, 0x11]) + struct.pack("!H", len(addrs)) + addrs
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,18 @@
 """Config reaches every component: a SIGHUP hands the new values to each part of a running
-`serve` (verifier, writer, pipeline, sessions, TLS), and `import` threads with the
+`serve` (verifier, writer, pipeline, sessions, TLS, the IMAP listeners), and `import` threads with the
 configured [threads] rule, not a default (`quarantine release`: test_quarantine_release)."""
 
 from __future__ import annotations
 
+import imaplib
 import signal
 import socket
 import ssl
 
 from tests import mailfixtures as F
 from tests.helpers import merge_toml
-from tests.rawsmtp import Raw, client_tls, query, send, wait_until
+from tests.imap_support import Proxied, client_context, imap_receiver, implicit, start_imap
+from tests.rawsmtp import Raw, client_tls, deliveries, message, query, send, wait_until
 
 
 def _reply(subject: str, msgid: str) -> bytes:
@@ -181,3 +183,78 @@ def test_sighup_reaches_tls_settings(tls_receiver):
         seen["tls.min_version"] = True
     c.close()
     assert [key for key, ok in seen.items() if not ok] == []
+
+
+def test_sighup_reaches_the_imap_listeners(tmp_path, db_url):
+    r = imap_receiver(tmp_path / "rx", db_url, extra='[smtp]\nhostname = "before.example"\n')
+    start_imap(r)
+    try:
+        c = implicit(r)
+        assert b"before.example" in c.welcome
+        old_port = r.imap_ports["STARTTLS"]
+        _reload(
+            r,
+            """
+[smtp]
+hostname = "after.example"
+max_message_size = 5000
+[tls]
+min_version = "TLSv1.3"
+[imap]
+listen = "127.0.0.1:1"
+timeout = 3
+max_errors = 2
+max_sessions_per_ip = 3
+proxy_trusted = ["127.0.0.0/8"]
+""",
+        )
+        # A session open before the reload keeps going.
+        assert c.noop()[0] == "OK"
+        c.logout()
+        seen: dict[str, bool] = {}
+        c = implicit(r)
+        seen["smtp.hostname"] = b"after.example" in c.welcome
+        typ, data = c.append("INBOX", None, None, message(1, body=b"x" * 6000))
+        seen["smtp.max_message_size"] = (
+            b"APPENDLIMIT=5000" in c.capability()[1][0] and typ == "NO" and b"[TOOBIG]" in data[0]
+        )
+        c.logout()
+        c = implicit(r, login=False)
+        for tag in (b"a1", b"a2"):
+            c.send(tag + b" FROB\r\n")
+        lines = [c.readline() for _ in range(3)]
+        seen["imap.max_errors"] = lines[1].startswith(b"a2 BAD") and lines[2] == b""  # closed
+        held = [implicit(r, login=False) for _ in range(3)]
+        seen["imap.max_sessions_per_ip"] = _greeting(r.imap_ports["implicit TLS"]).startswith(
+            b"* BYE [UNAVAILABLE]"
+        )
+        # Silent since they connected: logged out after the new imap.timeout.
+        seen["imap.timeout"] = all(h.readline().startswith(b"* BYE Autologout") for h in held)
+        c = Proxied(old_port, b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 143\r\n")
+        c.starttls(client_context())
+        c.login(r.username, r.password)
+        assert c.append("INBOX", None, None, message(2))[0] == "OK"
+        c.logout()
+        seen["imap.proxy_trusted"] = deliveries(db_url)[-1]["peer"].startswith("[203.0.113.7]:")
+        # The daemon's one TLS context, reloaded in place, serves IMAP too.
+        old_tls = client_context()
+        old_tls.maximum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            imaplib.IMAP4_SSL(
+                "127.0.0.1", r.imap_ports["implicit TLS"], ssl_context=old_tls, timeout=30
+            )
+            seen["tls.min_version"] = False
+        except ssl.SSLError:
+            seen["tls.min_version"] = True
+        assert [key for key, ok in seen.items() if not ok] == []
+        # Its listeners stay where they are: a new address takes a restart.
+        assert "imap.listen changed: it takes a restart" in r.log_path.read_text()
+    finally:
+        r.stop()
+
+
+def _greeting(port: int) -> bytes:
+    with client_context().wrap_socket(
+        socket.create_connection(("127.0.0.1", port), timeout=30), server_hostname="localhost"
+    ) as s:
+        return s.makefile("rb").readline()

@@ -1,21 +1,34 @@
-"""What receiver/imap relies on in pymap and pysasl beyond their documented plug-in
-interface. setup.cfg pins both below their next minor version; a new version that
-breaks one of these fails here, not on a client's connection."""
+"""What receiver/imap relies on in pymap, pysasl and proxy-protocol beyond their
+documented plug-in interface. setup.cfg pins each below its next minor version; a new
+version that breaks one of these fails here, not on a client's connection."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from argparse import Namespace
 
+from proxyprotocol.detect import ProxyProtocolDetect
+from proxyprotocol.reader import ProxyProtocolReader
+from proxyprotocol.result import is_ipv4, is_ipv6
+from proxyprotocol.sock import SocketInfo, SocketInfoLocal
+
+from pymap.backend.session import BaseSession
 from pymap.config import BackendCapability, IMAPConfig
 from pymap.imap import IMAPConnection, IMAPServer
 from pymap.imap.state import ConnectionState
 from pymap.parsing import Params
+from pymap.parsing.command.auth import CreateCommand
 from pymap.parsing.commands import Commands, InvalidCommand
+from pymap.parsing.exceptions import NotParseable
+from pymap.parsing.specials import ExtensionOptions, Mailbox
 from pymap.selected import SelectedMailbox
 from pysasl.creds.plain import PlainCredentials
 
+from receiver.imap import extensions
+from receiver.imap.extensions import CreateSpecialUse, ListSpecialUse, NamespaceCommand
 from receiver.imap.login import _Secret
+from tests.helpers import proxy_v2
 
 
 class _Config(IMAPConfig):
@@ -83,3 +96,98 @@ def test_settings_keywords_and_properties():
 
 def test_selected_mailbox_takes_the_whole_folder():
     assert list(inspect.signature(SelectedMailbox.set_messages).parameters) == ["self", "messages"]
+
+
+def test_commands_pymap_lacks_are_dispatched_to_do_methods_by_name():
+    # receiver.imap.extensions: pymap calls ConnectionState.do_<command> for a command;
+    # the replaced parsers must still land on pymap's own do_create / do_list.
+    func_name = ConnectionState._get_func_name
+    assert func_name(NamespaceCommand(b"a")) == "do_namespace"
+    assert func_name(CreateSpecialUse(b"a", Mailbox("x"), ExtensionOptions.empty())) == "do_create"
+    assert func_name(ListSpecialUse(b"a", "", "*")) == "do_list"
+    registry = extensions.commands()
+    for text, kind in (
+        (b"a NAMESPACE\r\n", NamespaceCommand),
+        (b"a CREATE Sent (USE (\\Sent))\r\n", CreateSpecialUse),
+        (b"a CREATE Plain\r\n", CreateSpecialUse),
+        (b'a LIST (SPECIAL-USE) "" "*" RETURN (SPECIAL-USE)\r\n', ListSpecialUse),
+    ):
+        cmd, _ = registry.parse(memoryview(text), Params())
+        assert type(cmd) is kind, (text, cmd)
+    # What the subclasses read of pymap's parsed commands.
+    create, _ = Commands().parse(memoryview(b"a CREATE Plain\r\n"), Params())
+    assert isinstance(create, CreateCommand) and str(create.mailbox_obj) == "Plain"
+    assert create.options is not None
+    listing, _ = Commands().parse(memoryview(b'a LIST "" "*"\r\n'), Params())
+    assert (listing.ref_name, listing.filter) == ("", "*")
+
+
+def test_the_backend_sees_the_command_being_run():
+    # The backend reads a CREATE's special use and a LIST's selection from pymap's
+    # current_command, which the connection sets around every command.
+    assert "current_command.set(cmd)" in inspect.getsource(IMAPConnection._run_state)
+    # A MailboxError from add_mailbox (NO [USEATTR]) is not turned into another reply.
+    source = inspect.getsource(BaseSession.create_mailbox)
+    assert "except ValueError" in source and "MailboxError" not in source
+    assert list(inspect.signature(BaseSession.list_mailboxes).parameters) == [
+        "self",
+        "ref_name",
+        "filter_",
+        "subscribed",
+        "selected",
+    ]
+
+
+def test_the_selected_set_only_hands_out_recent():
+    # receiver.imap.backend.FolderData.selected_set is always empty: the database hands
+    # out \Recent. pymap must use the set for nothing else (e.g. telling sessions of
+    # changes), or an empty one would hide those.
+    source = inspect.getsource(BaseSession)
+    # _pick_selected's any_selected, and select_mailbox's selected_set=mbx.selected_set.
+    assert source.count("selected_set") == 3 and "selected_set.any_selected" in source
+    assert "_selected_set" not in inspect.getsource(SelectedMailbox._compare)
+    assert "add_recent" in inspect.getsource(BaseSession.append_messages)
+
+
+def test_the_connection_reads_a_command_as_receiver_imap_server_connection_does():
+    # Connection.read_command replaces this loop to take a synchronising literal from the
+    # in-flight budget before the continuation; LITERAL+ reaches BoundedReader.readexactly.
+    read_command = inspect.getsource(IMAPConnection.read_command)
+    assert "except ParsingInterrupt" in read_command and "_interrupt(" in read_command
+    interrupt = inspect.getsource(IMAPConnection._interrupt)
+    assert "ResponseContinuation(expected.message)" in interrupt
+    assert "read_continuation(expected.literal_length)" in interrupt
+    assert "self.reader.readexactly(literal_length)" in inspect.getsource(IMAPConnection.readline)
+    # The budget a command's literals hold is given back in do_cleanup, after its reply.
+    run_state = inspect.getsource(IMAPConnection._run_state)
+    assert run_state.index("write_response(response)") < run_state.index("state.do_cleanup()")
+
+
+def test_an_invalid_command_carries_the_code_of_a_refused_literal():
+    cmd = InvalidCommand(Params(tag=b"a1"), NotParseable(memoryview(b""), b"UNAVAILABLE"))
+    assert cmd.tag == b"a1" and bytes(cmd.parse_exc.code) == b"[UNAVAILABLE]"
+
+
+def test_proxy_headers_are_read_from_a_stream_and_the_socket_info_subclassed():
+    async def read(data: bytes):
+        reader = asyncio.StreamReader()
+        reader.feed_data(data + b"a1 NOOP\r\n")
+        result = await ProxyProtocolReader(ProxyProtocolDetect()).read(reader)
+        # Nothing past the header is read: the first command is still there.
+        assert await reader.readline() == b"a1 NOOP\r\n"
+        return result
+
+    v1 = asyncio.run(read(b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 143\r\n"))
+    assert is_ipv4(v1) and v1.peername == ("203.0.113.7", 40000)
+    v2 = asyncio.run(read(proxy_v2("203.0.113.7", 40000, 143)))
+    assert is_ipv4(v2) and v2.peername == ("203.0.113.7", 40000)
+    # A health check names no client: the connection's own address stands.
+    unknown = asyncio.run(read(b"PROXY UNKNOWN\r\n"))
+    assert not is_ipv4(unknown) and not is_ipv6(unknown)
+    assert list(inspect.signature(SocketInfoLocal).parameters) == [
+        "transport",
+        "unique_id",
+        "dnsbl",
+    ]
+    assert isinstance(inspect.getattr_static(SocketInfoLocal, "peername"), property)
+    assert "self.peername" in inspect.getsource(SocketInfo.peername_str.fget)

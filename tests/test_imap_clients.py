@@ -9,12 +9,11 @@ import shutil
 import subprocess
 import textwrap
 
-import pytest
 
 from receiver.instructions import guide
 from receiver.parse import parse_message
 from receiver.store.db import open_database
-from tests.helpers import LOCK_TIMEOUT
+from tests.helpers import LOCK_TIMEOUT, require_programs
 from tests.imap_support import CERT, imap_receiver, start_imap
 from tests.rawsmtp import query, stored_raws
 from tests.threading_support import fedora_archive_threads, fedora_messages, partition
@@ -49,10 +48,10 @@ def run_mbsync(config) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.skipif(MBSYNC is None, reason="isync (mbsync) is not installed")
 def test_mbsync_pushes_a_maildir_as_sent_threaded_and_a_rerun_appends_nothing(
     tmp_path, db_url, dns
 ):
+    require_programs({"mbsync": "isync"})
     raws = fedora_messages()
     (tmp_path / "mail").mkdir()
     inbox = mailbox.Maildir(tmp_path / "mail" / "INBOX")

@@ -5,15 +5,17 @@ from __future__ import annotations
 import hashlib
 
 from receiver.parse import parse_message
-from receiver.store import folders, migrations
+from receiver.store import migrations
 from receiver.store.db import open_database, schema_version
 from receiver.delivery import DeliveryRequest
 from receiver.store.deliveries import compress
 from tests.threading_support import store_delivery
 from receiver.store.mailboxes import token_hash
-from receiver.store.models import SCHEMA_VERSION, Mailbox, MailboxAddress, SchemaInfo
+from receiver.store.models import SCHEMA_VERSION, MailboxAddress, SchemaInfo
 from receiver.verify.verdict import UNVERIFIABLE, Verdict
 from tests.helpers import DEFAULT_RULE, LOCK_TIMEOUT, Receiver
+from tests.imap_support import imap_receiver, implicit, start_imap
+from tests.rawsmtp import message, query
 from tests.schema_v1 import MailboxV1, v1_models
 
 CONFIRMATION = {"provider": "gmail", "code": "123456", "link": None}
@@ -45,7 +47,15 @@ def make_v1_database(url: str) -> None:
             )
         # Before version 3 a confirmation lived only in the verification detail's JSON.
         db.execute_sql("ALTER TABLE delivery DROP COLUMN confirmation")
+        # Before version 6 message_id had an index of its own.
+        db.execute_sql('CREATE INDEX "message_message_id" ON "message" ("message_id")')
     db.close()
+
+
+def message_indexes(url: str) -> set[str]:
+    db = open_database(url, LOCK_TIMEOUT)
+    with db.connection_context():
+        return {ix.name for ix in db.get_indexes("message")}
 
 
 def test_every_version_has_a_migration():
@@ -80,6 +90,9 @@ def test_upgrade_from_v1_keeps_data(tmp_path, db_url):
     assert shown["retention"]["keep_days"] == 30
     # Version 3 moved the confirmation into a column of its own.
     assert [(c["provider"], c["code"]) for c in shown["confirmations"]] == [("gmail", "123456")]
+    # Version 6 dropped message_id's own index; the unique one with the content hash stays.
+    assert "message_message_id" not in message_indexes(db_url)
+    assert "message_message_id_content_hash" in message_indexes(db_url)
 
 
 def test_newer_schema_is_refused(tmp_path, db_url):
@@ -92,8 +105,55 @@ def test_newer_schema_is_refused(tmp_path, db_url):
     assert r.returncode == 1 and b"newer than this code" in r.stderr
 
 
-def test_upgrade_from_v4_gives_folders_modseqs(tmp_path, db_url):
-    Receiver(tmp_path / "rx", db_url)
+def test_upgrade_from_v4_keeps_folders_and_old_copies_are_not_recent(tmp_path, db_url):
+    rx = imap_receiver(tmp_path / "rx", db_url)
+    start_imap(rx)
+    c = implicit(rx)
+    c.create('"Sent Items"')
+    for n in (1, 2):
+        c.append('"Sent Items"', None, None, message(n))
+    c.logout()
+    rx.stop()
+    # Back to version 4: folders without the columns version 5 added.
+    db = open_database(db_url, LOCK_TIMEOUT)
+    with db.connection_context():
+        for column in ("special_use", "recent_uid"):
+            db.execute_sql(f"ALTER TABLE folder DROP COLUMN {column}")
+        SchemaInfo.update(version=4).execute()
+    db.close()
+
+    assert rx.cli_json("db", "version")["pending"] == list(range(5, SCHEMA_VERSION + 1))
+    rx.cli("db", "upgrade")
+    assert query(db_url, "SELECT name, special_use, recent_uid FROM folder") == [
+        ("Sent Items", None, 2)
+    ]
+    start_imap(rx)
+    try:
+        c = implicit(rx)
+        # The copies appended before the upgrade are not news to anyone; new ones are.
+        assert c.select('"Sent Items"')[1] == [b"2"]
+        assert c.untagged_responses["RECENT"] == [b"0"]
+        c.close()
+        c.append('"Sent Items"', None, None, message(3))
+        c2 = implicit(rx)
+        c2.select('"Sent Items"')
+        assert c2.untagged_responses["RECENT"] == [b"1"]
+        assert b'(\\HasNoChildren \\Sent) "/" "Sent Items"' in c2.list()[1]
+        c.logout()
+        c2.logout()
+    finally:
+        rx.stop()
+
+
+def test_upgrade_from_v6_keeps_folder_entries_and_gives_them_modseqs(tmp_path, db_url):
+    rx = imap_receiver(tmp_path / "rx", db_url)
+    start_imap(rx)
+    c = implicit(rx)
+    for n in (1, 2):
+        c.append("INBOX", None, None, message(n))
+    c.logout()
+    rx.stop()
+    # Back to version 6: folders and entries without the modseq columns.
     db = open_database(db_url, LOCK_TIMEOUT)
     with db.connection_context():
         db.execute_sql('DROP INDEX "folder_entry_folder_id_modseq"')
@@ -103,17 +163,18 @@ def test_upgrade_from_v4_gives_folders_modseqs(tmp_path, db_url):
             ("folder_entry", "modseq"),
         ):
             db.execute_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
-        SchemaInfo.update(version=4).execute()
-        mb = Mailbox.create(email="alice@corp.example")
-        db.execute_sql(
-            "INSERT INTO folder (mailbox_id, name, uidvalidity, uidnext, subscribed, created_at) "
-            f"VALUES ({mb.id}, 'INBOX', 7, 1, true, '2026-01-01 00:00:00')"
-        )
-    assert migrations.upgrade(db) == [5]
-    with db.connection_context():
-        [inbox] = folders.names(mb.id)
-        info = folders.get(mb.id, inbox)
-        assert folders.changes(info.id, None) == folders.Changes(0, True, [], [])
-        index = [i.name for i in db.get_indexes("folder_entry")]
-        assert "folder_entry_folder_id_modseq" in index
+        SchemaInfo.update(version=6).execute()
     db.close()
+
+    rx.cli("db", "upgrade")
+    assert query(db_url, "SELECT uid, modseq FROM folder_entry ORDER BY uid") == [(1, 0), (2, 0)]
+    start_imap(rx)
+    try:
+        watcher, c = implicit(rx), implicit(rx)
+        assert watcher.select("INBOX")[1] == [b"2"]
+        c.append("INBOX", None, None, message(3))
+        assert watcher.noop()[0] == "OK" and watcher.untagged_responses["EXISTS"][-1] == b"3"
+        watcher.logout()
+        c.logout()
+    finally:
+        rx.stop()

@@ -240,6 +240,33 @@ def test_a_hung_verifier_is_seen_and_its_sender_told_451_within_reply_seconds(re
     healthy(receiver, port)
 
 
+def test_one_hung_verifier_thread_is_seen_while_the_other_goes_on(receiver):
+    address = receiver.add_mailbox("alice@corp.example")
+    port = start(
+        receiver,
+        "smtp",
+        "[stages]\nstall_seconds = 1.0\nexit_after = 0.0\nreply_seconds = 8.0\n",
+        THREADS_RECEIVER_TEST_FAULTS="verifier=stall:12@1",
+    )
+    base = metrics_url(receiver.proc)
+    c = Client(port, "smtp", timeout=15)
+    c.mail()
+    c.rcpt(address)
+    c.data()
+    c.body(message("hung"))
+    # The verifier's second thread keeps checking, so the stage as a whole progresses
+    # (the rule "waiting work, no progress" never fires) until the watchdog names it.
+    for n in range(40):
+        code, text = get(base + "/healthz")
+        if code != 200:
+            break
+        normal_delivery(port, "smtp", address, f"meanwhile-{n}")
+        time.sleep(0.2)
+    assert code == 503 and "verifier: stuck: one task running" in text, text
+    assert c.c.reply()[0] == 451
+    c.quit()
+
+
 def parse_workers(daemon_pid: int) -> list[int]:
     """The parse worker processes: children of the daemon's forkserver."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import smtplib
 import socket
 import sqlite3
@@ -11,7 +10,7 @@ import subprocess
 import psycopg2
 import pytest
 
-from tests.helpers import DOMAIN
+from tests.helpers import DOMAIN, require_programs
 from tests.rawsmtp import Raw
 
 
@@ -160,8 +159,7 @@ def test_raw_dot_unstuffing_over_socket(running):
 
 
 def test_swaks_delivery(running):
-    if not shutil.which("swaks"):
-        pytest.skip("swaks is not installed (apt-get install swaks)")
+    require_programs({"swaks": "swaks"})
     out = subprocess.run(
         [
             "swaks",

@@ -57,6 +57,7 @@ def test_no_build_artefacts_are_committed_and_gitignore_covers_them():
         "x-1.0-py3-none-any.whl",
         "copy.eml",
         ".venv/bin/python",
+        ".venv",  # also when it is a link to a virtualenv elsewhere
         "venv/bin/python",
         "receiver.db",
         "receiver.db-wal",

@@ -12,6 +12,7 @@ LIMIT_SECTIONS = {
     "tls": {"require_starttls", "min_version"},
     "auth": None,
     "parse": None,
+    "imap": {"max_errors", "timeout", "max_sessions", "max_sessions_per_ip", "proxy_trusted"},
 }
 
 

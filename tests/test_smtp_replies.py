@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from receiver.pipeline import STORED, TEMPFAILED, Outcome
 from receiver.smtp.handler import TEMPFAIL_DATA, combined_reply, outcome_line
 from receiver.smtp.replies import enhanced
-from tests.helpers import Receiver
+from tests.helpers import Receiver, require_programs
 from tests.rawsmtp import Raw, deliveries, dot_stuff, message, transaction
 
 CODED = re.compile(r"(\d)\d\d[ -]\1\.\d{1,3}\.\d{1,3}( |$)")
@@ -80,6 +80,7 @@ def test_pipelined_commands_are_answered_in_order(rx):
 
 
 def test_swaks_pipelines_when_it_is_advertised(rx):
+    require_programs({"swaks": "swaks"})
     r = subprocess.run(
         [
             "swaks",

@@ -28,6 +28,30 @@ def test_assess_names_dead_and_stuck_stages():
     assert "restarted 2 time(s)" in assess("parse", True, 0, 0, 60, 2, "x").detail
 
 
+def test_one_task_running_past_the_limit_is_stuck_while_others_progress():
+    s = Stage("verifier")
+    release = threading.Event()
+    hung = threading.Thread(target=s.run, args=(release.wait,))
+    s.taken()
+    hung.start()
+    try:
+        # Other work keeps finishing on the stage's other threads.
+        for _ in range(3):
+            s.taken()
+            assert s.run(lambda x: x + 1, 1) == 2
+            s.done()
+        assert s.report(60, time.monotonic()).state == OK
+        for started in s._running:
+            s._running[started] -= 61  # the hung one began 61 s ago
+        report = s.report(60, time.monotonic())
+        assert report.state == STUCK and report.line.startswith("verifier: stuck: one task")
+    finally:
+        release.set()
+        hung.join()
+    s.done()
+    assert s.report(60, time.monotonic() + 61).state == OK
+
+
 def test_stage_clock_starts_when_work_arrives():
     s = Stage("x")
     s.last_progress -= 1000  # idle for a long time

@@ -64,7 +64,11 @@ message_argument = click.argument("message", metavar="ID|MESSAGE-ID")
 @json_option
 @pass_app
 def show(app: AppContext, message: str, as_json: bool) -> None:
-    """Show one message (by row or Message-ID): headers, bodies, deliveries and verdicts."""
+    """Show one message (by row or Message-ID): headers, bodies, deliveries and verdicts.
+
+    A delivery appended over IMAP lists the folders it is in ("folders   INBOX, Sent
+    Items"); a folder a client expunged or moved it out of follows as "expunged from
+    ...": the copy is still stored, only that folder no longer shows it."""
     app.db()
     data = _found(queries.message_detail, _found(queries.find_message, message))
     if as_json:
@@ -107,10 +111,19 @@ def show(app: AppContext, message: str, as_json: bool) -> None:
                 f"  path      {path['kind']} ({', '.join(path['how'])})"
                 + (f", unwrapped from {d['wrapper_sha256']}" if d["wrapper_sha256"] else "")
             )
+        if d["folders"]:
+            click.echo(f"  folders   {folder_labels(d['folders'])}")
         if d["auth_results"]:
             click.echo(f"  auth      {d['auth_results']}")
     click.echo("")
     click.echo(data["text_body"] or "(no text body)")
+
+
+def folder_labels(folders: list[dict]) -> str:
+    """ "INBOX, Sent Items (expunged from Old)": where the copy shows, then where not."""
+    shown = ", ".join(f["name"] for f in folders if not f["expunged"]) or NONE
+    gone = [f["name"] for f in folders if f["expunged"]]
+    return shown + (f" (expunged from {', '.join(gone)})" if gone else "")
 
 
 def _found(fn, *args):

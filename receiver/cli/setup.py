@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from receiver import config as configmod
+from receiver import service
 from receiver.cli.context import (
     AppContext,
     CliError,
@@ -104,7 +105,8 @@ _BIND_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
 )
 @pass_app
 def serve(app: AppContext, listen: str | None, lmtp: bool | None, workers: int | None) -> None:
-    """Run the receiver until SIGTERM or Ctrl-C."""
+    """Run the receiver until SIGTERM or Ctrl-C; SIGHUP re-reads the config."""
+    service.hold_hangups()
     cfg = app.config
     app.db(create=True)
     click.echo(f"threads-receiver: config {cfg.path}")

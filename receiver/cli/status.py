@@ -16,6 +16,7 @@ from receiver.cli.context import AppContext, emit_json, hostport, iso, pass_app
 from receiver.cli.mailbox import json_option
 from receiver.config import parse_hostport
 from receiver.metrics import database_answers
+from receiver.smtp.limits import in_networks, networks
 from receiver.store.db import open_database, schema_version
 from receiver.store.models import SCHEMA_VERSION, Delivery, Mailbox
 
@@ -31,15 +32,24 @@ def is_our_greeting(greeting: str) -> bool:
 
 
 def smtp_banner(
-    listen: str, ready: str = "220", bye: bytes = b"QUIT\r\n", tls: bool = False
+    listen: str,
+    ready: str = "220",
+    bye: bytes = b"QUIT\r\n",
+    tls: bool = False,
+    proxy_trusted: tuple[str, ...] = (),
 ) -> tuple[bool, str]:
     """Connect to the configured listener and read its greeting (SMTP's, or with
-    `ready`="* OK" and `bye`=LOGOUT an IMAP listener's, `tls` for implicit TLS)."""
+    `ready`="* OK" and `bye`=LOGOUT an IMAP listener's, `tls` for implicit TLS). From an
+    address the listener trusts as a proxy, say so first as a balancer's health check
+    does (PROXY UNKNOWN): the listener would wait for a header and close without one."""
     host, port = parse_hostport(listen)
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     try:
         with socket.create_connection((host, port), timeout=TIMEOUT) as raw:
+            own = raw.getsockname()[0]
+            if not tls and in_networks(own, networks(proxy_trusted)):
+                raw.sendall(b"PROXY UNKNOWN\r\n")
             s = _unverified().wrap_socket(raw) if tls else raw
             s.settimeout(TIMEOUT)
             greeting = s.recv(512).decode("ascii", "replace").strip()
@@ -94,12 +104,16 @@ def status(app: AppContext, listen: str | None, metrics_listen: str | None, as_j
     """Check the SMTP listener, the database and /healthz; exit 1 when any is down."""
     cfg = app.config
     checks: dict[str, dict] = {}
-    ok, detail = smtp_banner(listen or cfg.smtp.listen)
+    ok, detail = smtp_banner(listen or cfg.smtp.listen, proxy_trusted=cfg.smtp.proxy_trusted)
     checks["smtp"] = {"ok": ok, "detail": detail}
     for key, name in (("listen", "imap"), ("implicit_listen", "imaps")):
         if getattr(cfg.imap, key):
             ok, detail = smtp_banner(
-                getattr(cfg.imap, key), "* OK", b"a LOGOUT\r\n", tls=key == "implicit_listen"
+                getattr(cfg.imap, key),
+                "* OK",
+                b"a LOGOUT\r\n",
+                tls=key == "implicit_listen",
+                proxy_trusted=cfg.imap.proxy_trusted,
             )
             checks[name] = {"ok": ok, "detail": detail}
     db = open_database(cfg.database_url, cfg.database.lock_timeout)

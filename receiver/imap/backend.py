@@ -12,10 +12,12 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import AsyncIterable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from pymap.backend.mailbox import MailboxDataInterface, MailboxSetInterface
 from pymap.backend.session import BaseSession
 from pymap.concurrent import Event
+from pymap.context import current_command
 from pymap.exceptions import MailboxError, MailboxNotFound
 from pymap.flags import FlagOp
 from pymap.interfaces.message import CachedMessage
@@ -26,18 +28,21 @@ from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.response import ResponseCode
 from pymap.parsing.response.code import AppendUid
-from pymap.parsing.specials import FetchRequirement, ObjectId
+from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
 from pymap.parsing.specials.flag import Flag, Seen
 from pymap.selected import SelectedMailbox, SelectedSet
 
+from receiver.imap import specialuse
 from receiver.imap.append import Appender, unavailable
-from receiver.imap.settings import Settings
 from receiver.pipeline import Pipeline
 from receiver.store import folders
 from receiver.store.db import run_read
 from receiver.store.deliveries import decompress
 from receiver.store.folders import EntryInfo, FolderInfo
 from receiver.store.mailboxes import MailboxInfo
+
+if TYPE_CHECKING:  # settings registers receiver.imap.extensions, which imports this
+    from receiver.imap.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +57,6 @@ class Backend:
     def __init__(self, pipeline: Pipeline, settings: Settings):
         self.pipeline = pipeline
         self.settings = settings
-        self._selected: dict[int, SelectedSet] = {}
 
     async def run(self, fn, *args):
         """A store function, off the loop, in the pipeline's database threads. A fault
@@ -64,9 +68,6 @@ class Backend:
         except Exception as e:
             log.error("imap: %s failed: %r", fn.__name__, e)
             raise unavailable() from None
-
-    def selected_set(self, folder_id: int) -> SelectedSet:
-        return self._selected.setdefault(folder_id, SelectedSet())
 
 
 class Message(BaseMessage):
@@ -150,7 +151,10 @@ class FolderData(MailboxDataInterface[Message]):
 
     @property
     def selected_set(self) -> SelectedSet:
-        return self.backend.selected_set(self.info.id)
+        # pymap uses this set only to hand an appended copy's \Recent to a session of
+        # this daemon that has the folder selected; the database decides that instead
+        # (_claim_recent), or a session of another daemon could claim the copy as well.
+        return SelectedSet()
 
     async def _messages(self) -> list[Message]:
         return [
@@ -167,6 +171,7 @@ class FolderData(MailboxDataInterface[Message]):
         # again (SQLite may give it the same id) is a new one, read whole.
         last = selected.mod_sequence
         since = last[1] if last and last[0] == self.info.uidvalidity else None
+        seen = selected.messages.max_uid
         got = await self.backend.run(folders.changes, self.info.id, since)
         if got is None:
             selected.set_deleted()
@@ -177,7 +182,22 @@ class FolderData(MailboxDataInterface[Message]):
         else:
             selected.add_updates(shown, got.hidden)
         selected.mod_sequence = (self.info.uidvalidity, got.modseq)
+        await self._claim_recent(selected, seen)
         return selected
+
+    async def _claim_recent(self, selected: SelectedMailbox, seen: int) -> None:
+        """\\Recent (RFC 3501 2.3.2): a read-write session that sees UIDs above `seen`
+        claims those no session has seen yet, and only it shows them \\Recent. The mark
+        is a column of the folder, not memory of this daemon: a session of another
+        worker or host must not show the same copy as new again, nor must a restart."""
+        newest = selected.messages.max_uid
+        if selected.readonly or newest <= seen:
+            return
+        before = await self.backend.run(folders.claim_recent, self.info.id, newest)
+        if before < newest:
+            claimed = SequenceSet([(before + 1, newest)], uid=True)
+            for _, uid in selected.messages.get_uids(claimed):
+                selected.session_flags.add_recent(uid)
 
     async def append(self, append_msg: AppendMessage, *, recent: bool = False) -> Message:
         outcome, placement = await self.appender(self.info, append_msg)
@@ -234,7 +254,7 @@ class FolderData(MailboxDataInterface[Message]):
         await self.backend.run(folders.hide, self.info.id, list(uids))
 
     async def claim_recent(self, selected: SelectedMailbox) -> None:
-        pass  # \Recent is not kept: every client here appends; none waits for new mail
+        pass  # SELECT's update_selected, which follows at once, claims (_claim_recent)
 
     async def cleanup(self) -> None:
         pass
@@ -254,7 +274,7 @@ class FolderData(MailboxDataInterface[Message]):
             self.permanent_flags,
             self.session_flags,
             len(messages),
-            0,
+            sum(1 for m in messages if m.uid > info.recent_uid),
             len(unseen),
             unseen[0] if unseen else None,
             info.uidnext,
@@ -291,7 +311,18 @@ class FolderSet(MailboxSetInterface[FolderData]):
         return FolderData(self.backend, self.mailbox, info, self.appender)
 
     async def add_mailbox(self, name: str) -> ObjectId:
-        info = await self.backend.run(folders.create, self.mailbox.id, name)
+        # CREATE name (USE (\Sent)): receiver.imap.extensions.CreateSpecialUse read it.
+        requested: frozenset[str] = getattr(current_command.get(None), "special_use", frozenset())
+        unknown = specialuse.unknown(requested)
+        if unknown:
+            raise MailboxError(
+                name,
+                b"No such special use: %b" % " ".join(sorted(unknown)).encode(),
+                ResponseCode.of(b"USEATTR"),
+            )
+        info = await self.backend.run(
+            folders.create, self.mailbox.id, name, specialuse.canonical(requested)
+        )
         if info is None:
             raise ValueError(name)
         return ObjectId(b"F%d" % info.id)
@@ -358,3 +389,23 @@ class Session(BaseSession[Message]):
     @property
     def mailbox_set(self) -> FolderSet:
         return self._folders
+
+    async def list_mailboxes(
+        self,
+        ref_name: str,
+        filter_: str,
+        subscribed: bool = False,
+        selected: SelectedMailbox | None = None,
+    ) -> tuple[list[tuple[str, str | None, Sequence[bytes]]], SelectedMailbox | None]:
+        """pymap's LIST, with each folder's special use (RFC 6154) among its attributes;
+        LIST (SPECIAL-USE) (receiver.imap.extensions.ListSpecialUse) lists only those."""
+        listed, updates = await super().list_mailboxes(ref_name, filter_, subscribed, selected)
+        given = await self.backend.run(folders.special_uses, self._folders.mailbox.id)
+        only_special = getattr(current_command.get(None), "special_use_only", False)
+        shown: list[tuple[str, str | None, Sequence[bytes]]] = []
+        for name, sep, attrs in listed:
+            uses = specialuse.uses_of(name, given.get(name, frozenset()), DELIMITER)
+            if uses or not only_special:
+                # pymap writes the backslash in front of each attribute.
+                shown.append((name, sep, [*attrs, *(u[1:].encode() for u in sorted(uses))]))
+        return shown, updates

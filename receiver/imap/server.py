@@ -1,5 +1,8 @@
 """The IMAP listeners: STARTTLS (`[imap] listen`) and TLS on connect (`implicit_listen`),
-built from the daemon's pipeline and sharing its SMTP AUTH failure limiter."""
+built from the daemon's pipeline and held to the limits SMTP is held to: the AUTH failure
+limiter and the in-flight byte budget are the daemon's, shared with SMTP; a trusted
+proxy's PROXY header (imap.proxy_trusted, read with the proxyprotocol package that
+pymap itself depends on) names the client that is recorded and limited."""
 
 from __future__ import annotations
 
@@ -8,66 +11,116 @@ import contextlib
 import logging
 import socket
 import ssl
+import struct
 from contextlib import AsyncExitStack, closing
+from dataclasses import dataclass
 from uuid import uuid4
 
-from proxyprotocol.sock import SocketInfo
+from proxyprotocol.detect import ProxyProtocolDetect
+from proxyprotocol.reader import ProxyProtocolReader
+from proxyprotocol.result import ProxyResult, is_ipv4, is_ipv6
+from proxyprotocol.sock import SocketInfoLocal
 from pymap.context import connection_exit
 from pymap.imap import IMAPConnection
 from pymap.imap.state import ConnectionState
+from pymap.parsing import Params
 from pymap.parsing.command import Command
-from pymap.parsing.commands import InvalidCommand
-from pymap.parsing.response import CommandResponse, ResponseNo, ResponseOk
+from pymap.parsing.commands import Commands, InvalidCommand
+from pymap.parsing.exceptions import NotParseable
+from pymap.parsing.response import CommandResponse, ResponseContinuation, ResponseNo, ResponseOk
+from pymap.parsing.state import ExpectContinuation, ParsingInterrupt, ParsingState
 
 from receiver import metrics
 from receiver.config import Config, parse_hostport
+from receiver.imap import connection
 from receiver.imap.backend import Backend
+from receiver.imap.extensions import ExtendedState
 from receiver.imap.login import Login
 from receiver.imap.settings import Settings
 from receiver.pipeline import Pipeline
-from receiver.smtp.limits import FailureLimiter, SessionSlots
+from receiver.smtp import limits
+from receiver.smtp.limits import ByteBudget, FailureLimiter, SessionSlots
 
 log = logging.getLogger(__name__)
 
 # What each [imap] key listens for, as the daemon announces it.
 KINDS = {"listen": "STARTTLS", "implicit_listen": "implicit TLS"}
+# The code a literal refused for the in-flight budget carries: RFC 5530's temporary
+# failure, so that the client tries again, as SMTP's 452 4.3.1 makes a sender do.
+OVER_BUDGET = b"UNAVAILABLE"
+# A refused LITERAL+ is read and dropped this many bytes at a time.
+DRAIN_CHUNK = 64 * 1024
+PROXY_READER = ProxyProtocolReader(ProxyProtocolDetect())
 
 
-class State(ConnectionState):
+class State(ExtendedState):
+    def __init__(self, login: Login, config: Settings, reader: BoundedReader):
+        super().__init__(login, config)
+        self.reader = reader
+
     async def do_greeting(self) -> CommandResponse:
         # pymap would let a loopback client log in without TLS; a login here always
         # needs TLS (LOGINDISABLED until STARTTLS).
         return ResponseOk(b"*", self.config.greeting, self.capability)
 
     async def do_command(self, cmd: Command) -> CommandResponse:
+        refused = cmd.parse_exc if isinstance(cmd, InvalidCommand) else None
+        code = refused.code if refused is not None else None
         # pymap answers an APPEND literal over the size limit BAD; RFC 7889 says NO [TOOBIG].
-        if (
-            isinstance(cmd, InvalidCommand)
-            and cmd.parse_exc is not None
-            and bytes(cmd.parse_exc.code or b"") == b"[TOOBIG]"
-        ):
-            return ResponseNo(
-                cmd.tag, b"Message larger than the limit (APPENDLIMIT).", cmd.parse_exc.code
-            )
+        if code is not None and bytes(code) == b"[TOOBIG]":
+            return ResponseNo(cmd.tag, b"Message larger than the limit (APPENDLIMIT).", code)
+        if code is not None and bytes(code) == b"[%s]" % OVER_BUDGET:
+            return ResponseNo(cmd.tag, b"Too much mail in flight, try again later.", code)
         return await super().do_command(cmd)
+
+    async def do_cleanup(self) -> None:
+        # The command is answered: its literals leave the budget.
+        self.reader.release()
+        await super().do_cleanup()
 
 
 class BoundedReader:
-    """The client's stream, as pymap reads it, within limits: pymap reads a LITERAL+
-    whole whatever its size, and a line until the stream's buffer limit. Past either,
-    the client is told BYE and the connection ends; nothing more is read or held."""
+    """The client's stream, as pymap reads it, within limits.
+
+    pymap reads a LITERAL+ whole whatever its size, and a line until the stream's buffer
+    limit: past the literal limit or the line limit the client is told BYE and nothing
+    more is read. Every literal's bytes are taken from the daemon's in-flight budget
+    before they are read and stay taken until its command is answered (`release`).
+    A synchronising literal that does not fit is refused before the continuation
+    (`reserve`, Connection.read_command): the client never sends it. A LITERAL+ comes
+    whether or not it fits (RFC 7888); one that does not is read and dropped, never
+    held, and its command answered NO [UNAVAILABLE] like the synchronising one."""
 
     def __init__(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        max_literal: int,
-        timeout: float,
+        settings: Settings,
+        budget: ByteBudget,
     ):
         self.reader = reader
         self.writer = writer
-        self.max_literal = max_literal
-        self.timeout = timeout
+        self.max_literal = settings.max_literal
+        self.timeout = settings.timeout
+        self.budget = budget
+        self.held = 0  # bytes of this connection's current command in the budget
+        self.over_budget = False  # a literal of the current command did not fit
+        self._reserved = False  # the next literal was taken before its continuation
+
+    def _take(self, n: int) -> bool:
+        if not self.budget.take(n):
+            return False
+        self.held += n
+        return True
+
+    def reserve(self, n: int) -> bool:
+        """Take a synchronising literal's bytes before the client is asked for them."""
+        self._reserved = self._take(n)
+        return self._reserved
+
+    def release(self) -> None:
+        self.budget.give_back(self.held)
+        self.held = 0
 
     async def _bye(self, text: bytes) -> EOFError:
         self.writer.write(b"* BYE " + text + b"\r\n")
@@ -87,12 +140,75 @@ class BoundedReader:
     async def readexactly(self, n: int) -> bytes:
         if n > self.max_literal:
             raise await self._bye(b"[TOOBIG] Literal larger than the limit (APPENDLIMIT).")
+        taken, self._reserved = self._reserved, False
+        if not taken and (self.over_budget or not self._take(n)):
+            self.over_budget = True
+            await self._drain(n)
+            # pymap goes on reading the command line; Connection.read_command answers it.
+            return b""
         _quick_ack(self.writer)
         try:
             async with asyncio.timeout(self.timeout):
                 return await self.reader.readexactly(n)
         except TimeoutError:
             raise await self._bye(b"Autologout: idle for too long.") from None
+
+    async def _drain(self, n: int) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                while n:
+                    chunk = await self.reader.read(min(n, DRAIN_CHUNK))
+                    if not chunk:
+                        raise EOFError()
+                    n -= len(chunk)
+        except TimeoutError:
+            raise await self._bye(b"Autologout: idle for too long.") from None
+
+
+class Connection(IMAPConnection):
+    """pymap's connection, reading a command as pymap does, with one difference: a
+    synchronising literal's bytes are taken from the in-flight budget before the
+    continuation is sent; when they do not fit, the command is answered NO
+    [UNAVAILABLE] instead of "+", and the client does not send them."""
+
+    def __init__(
+        self,
+        commands: Commands,
+        config: Settings,
+        reader: BoundedReader,
+        writer: asyncio.StreamWriter,
+        sock_info: ClientInfo,
+    ):
+        super().__init__(commands, config, reader, writer, sock_info)  # type: ignore[arg-type]
+        self.bounded = reader
+
+    async def read_command(self, state: ConnectionState) -> Command:
+        line = await self.readline()
+        conts: list[memoryview] = []
+        while not self.bounded.over_budget:
+            try:
+                cmd, _ = self.commands.parse(
+                    line, self.params.copy(ParsingState(continuations=conts))
+                )
+            except ParsingInterrupt as interrupt:
+                expected = interrupt.expected
+                if not isinstance(expected, ExpectContinuation):
+                    raise TypeError(expected) from interrupt
+                if not self.bounded.reserve(expected.literal_length):
+                    break
+                await self.write_response(ResponseContinuation(expected.message))
+                conts.append(await self.read_continuation(expected.literal_length))
+            else:
+                return cmd
+        self.bounded.over_budget = False
+        log.info(
+            "imap %s: a literal did not fit the in-flight budget (%d of %d bytes held)",
+            connection.session_id(),
+            self.bounded.budget.used,
+            self.bounded.budget.limit,
+        )
+        tag = bytes(line).split(None, 1)[0] if bytes(line).strip() else b"*"
+        return InvalidCommand(Params(tag=tag), NotParseable(line, OVER_BUDGET))
 
 
 def _no_delay(writer: asyncio.StreamWriter) -> None:
@@ -116,16 +232,73 @@ def _quick_ack(writer: asyncio.StreamWriter) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
 
-class Listener:
-    """asyncio.start_server's callback: one pymap connection per client."""
+class ClientInfo(SocketInfoLocal):
+    """The connection as pymap sees it: its own socket and TLS, with the client's address
+    from a trusted proxy's PROXY header when the header names one. v1 UNKNOWN and v2
+    LOCAL (a balancer's health check) name none: the connection's own address stands,
+    as the PROXY specification says and the SMTP edge does."""
 
-    def __init__(self, login: Login, settings: Settings, slots: SessionSlots):
+    __slots__ = ["_client"]
+
+    def __init__(self, writer: asyncio.StreamWriter, unique_id: bytes, proxied: ProxyResult | None):
+        super().__init__(writer, unique_id=unique_id)
+        self._client = None
+        if proxied is not None and (is_ipv4(proxied) or is_ipv6(proxied)):
+            self._client = proxied.peername
+
+    @property
+    def peername(self):
+        return self._client or super().peername
+
+
+async def proxy_header(reader: asyncio.StreamReader, sid: str, proxy: str) -> ProxyResult | None:
+    """A trusted proxy's PROXY header (v1 or v2), or None when the connection does not
+    start with a valid one, which is logged: such a connection is closed unanswered."""
+    try:
+        async with asyncio.timeout(limits.PROXY_TIMEOUT):
+            return await PROXY_READER.read(reader)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        log.warning(
+            "imap %s: trusted proxy %s closed the connection before its PROXY header", sid, proxy
+        )
+    except (ValueError, struct.error, TimeoutError) as e:
+        log.warning(
+            "imap %s: closing: the connection from trusted proxy %s does not start with a "
+            "valid PROXY header (%s)",
+            sid,
+            proxy,
+            str(e) or type(e).__name__,
+        )
+    return None
+
+
+class Listener:
+    """asyncio.start_server's callback: one pymap connection per client, with the
+    settings in force when it connected (a reload changes them for the next ones)."""
+
+    def __init__(self, login: Login, settings: Settings, slots: SessionSlots, budget: ByteBudget):
         self.login = login
         self.settings = settings
         self.slots = slots
+        self.budget = budget
+
+    def reload(self, settings: Settings) -> None:
+        self.settings = settings
+        self.login.backend.settings = settings
 
     async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock_info = SocketInfo.get(writer, None, unique_id=uuid4().bytes)
+        settings = self.settings
+        unique_id = uuid4().bytes
+        proxied = None
+        own = limits.client_ip(writer.get_extra_info("peername"))
+        # On the implicit-TLS listener asyncio has done the TLS handshake before a PROXY
+        # header could be read: trusted proxies are for `listen` only, as for SMTP.
+        if not settings.implicit_tls and limits.in_networks(own, settings.proxy_trusted):
+            proxied = await proxy_header(reader, unique_id.hex()[:12], own)
+            if proxied is None:
+                writer.close()
+                return
+        sock_info = ClientInfo(writer, unique_id, proxied)
         ip = str(sock_info.peername_ip)
         if not self.slots.acquire(ip):
             log.warning("imap: connection from %s refused: too many connections", ip)
@@ -135,17 +308,21 @@ class Listener:
             writer.close()
             return
         try:
-            await self._serve(reader, writer, sock_info)
+            await self._serve(reader, writer, sock_info, settings)
         finally:
             self.slots.release(ip)
 
     async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock_info: SocketInfo
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        sock_info: ClientInfo,
+        settings: Settings,
     ) -> None:
         _no_delay(writer)
-        bounded = BoundedReader(reader, writer, self.settings.max_literal, self.settings.timeout)
-        conn = IMAPConnection(self.settings.commands, self.settings, bounded, writer, sock_info)  # type: ignore[arg-type]
-        state = State(self.login, self.settings)
+        bounded = BoundedReader(reader, writer, settings, self.budget)
+        conn = Connection(settings.commands, settings, bounded, writer, sock_info)
+        state = State(self.login, settings, bounded)
         metrics.imap_session_opened()
         try:
             async with AsyncExitStack() as stack:
@@ -156,7 +333,30 @@ class Listener:
             # pymap has told the client (BYE); the fault is ours to log, not to spread.
             log.exception("imap %s: session failed", sock_info.unique_id.hex()[:12])
         finally:
+            # A client gone mid-command (or mid-literal) leaves nothing in the budget.
+            bounded.release()
             metrics.imap_session_closed()
+
+
+@dataclass
+class Listeners:
+    """The IMAP listeners of one daemon, by [imap] key; a reload hands new sessions the
+    new limits, host name and proxies (the TLS context is the daemon's, reloaded in
+    place). Their addresses are read once: changing them takes a restart."""
+
+    servers: dict[str, asyncio.Server]
+    listeners: dict[str, Listener]
+    slots: SessionSlots
+    tls: ssl.SSLContext | None
+
+    def reload(self, config: Config, hostname: str) -> None:
+        self.slots.total = config.imap.max_sessions
+        self.slots.per_ip = config.imap.max_sessions_per_ip
+        for key, listener in self.listeners.items():
+            assert self.tls is not None  # a listener is started only with a certificate
+            listener.reload(
+                Settings(config, hostname, self.tls, implicit_tls=key == "implicit_listen")
+            )
 
 
 async def start(
@@ -165,27 +365,30 @@ async def start(
     tls: ssl.SSLContext | None,
     hostname: str,
     limiter: FailureLimiter,
+    budget: ByteBudget,
     reuse_port: bool = False,
-) -> dict[str, asyncio.Server]:
-    """The configured IMAP listeners, serving, by [imap] key. `reuse_port`: every
-    worker of `serve --workers` listens on the same ports."""
-    servers: dict[str, asyncio.Server] = {}
+) -> Listeners:
+    """The configured IMAP listeners, serving. `limiter` and `budget` are the daemon's,
+    shared with SMTP. `reuse_port`: every worker of `serve --workers` listens on the
+    same ports."""
     # One count across both listeners.
     slots = SessionSlots(config.imap.max_sessions, config.imap.max_sessions_per_ip)
+    running = Listeners({}, {}, slots, tls)
     for key in KINDS:
         implicit = key == "implicit_listen"
         if not getattr(config.imap, key):
             continue
         assert tls is not None  # config validation: IMAP needs a certificate
         settings = Settings(config, hostname, tls, implicit_tls=implicit)
-        login = Login(Backend(pipeline, settings), limiter)
+        listener = Listener(Login(Backend(pipeline, settings), limiter), settings, slots, budget)
         host, port = parse_hostport(getattr(config.imap, key), f"imap.{key}")
-        servers[key] = await asyncio.start_server(
-            Listener(login, settings, slots),
+        running.listeners[key] = listener
+        running.servers[key] = await asyncio.start_server(
+            listener,
             host=host,
             port=port,
             reuse_address=True,
             reuse_port=reuse_port,
             ssl=tls if implicit else None,
         )
-    return servers
+    return running

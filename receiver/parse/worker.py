@@ -17,7 +17,7 @@ import resource
 import threading
 from dataclasses import dataclass
 
-from receiver import malloc
+from receiver import faults, malloc
 from receiver.mail import read
 from receiver.parse.record import ParsedMessage, parse_message
 from receiver.stages import Stage
@@ -57,6 +57,7 @@ def _serve(conn, budget: Budget) -> None:
             raw = conn.recv_bytes()
         except (EOFError, OSError):
             return
+        faults.hit("parse")
         conn.send(parse_within(raw, budget))
         # Not held while the next message comes in: a worker would hold two at once.
         del raw

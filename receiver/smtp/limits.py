@@ -1,16 +1,33 @@
-"""Counters shared by every session of one daemon: sessions per client, bytes in flight,
-failed AUTH attempts. All of them run on the event loop, so no locks are needed.
+"""Counters shared by every session of one daemon, SMTP and IMAP alike: sessions per
+client, bytes in flight, failed logins; and the networks a rule applies to (trusted
+proxies, front MTAs). All of them run on the event loop, so no locks are needed.
 """
 
 from __future__ import annotations
 
 import collections
+import ipaddress
 import time
+
+# Seconds a trusted proxy has to send its PROXY header.
+PROXY_TIMEOUT = 10.0
 
 
 def client_ip(peer) -> str:
     """The key counters use for a client: its address without the port."""
     return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+
+
+def networks(names: tuple[str, ...]) -> tuple:
+    return tuple(ipaddress.ip_network(n, strict=False) for n in names)
+
+
+def in_networks(ip: str, nets: tuple) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in net for net in nets)
 
 
 class SessionSlots:
@@ -47,6 +64,9 @@ class ByteBudget:
     def __init__(self, limit: int):
         self.limit = limit
         self.used = 0
+        # The most ever held at once: what an admin sizes the budget by (and tests
+        # check that it was never exceeded).
+        self.peak = 0
 
     def fits(self, n: int) -> bool:
         """Whether n more bytes would fit now (nothing is taken)."""
@@ -56,6 +76,7 @@ class ByteBudget:
         if self.used + n > self.limit:
             return False
         self.used += n
+        self.peak = max(self.peak, self.used)
         return True
 
     def give_back(self, n: int) -> None:

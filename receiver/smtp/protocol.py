@@ -28,7 +28,6 @@ keeps its command implementations (HELO, EHLO, MAIL, RCPT, STARTTLS, AUTH, ...):
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import re
 from dataclasses import dataclass, field
@@ -44,7 +43,15 @@ from receiver.mail import read
 from receiver import metrics
 from receiver.smtp.datastream import DataStream
 from receiver.smtp.handler import session_id
-from receiver.smtp.limits import ByteBudget, FailureLimiter, SessionSlots, client_ip
+from receiver.smtp.limits import (
+    PROXY_TIMEOUT,
+    ByteBudget,
+    FailureLimiter,
+    SessionSlots,
+    client_ip,
+    in_networks,
+    networks,
+)
 from receiver.smtp.replies import enhanced, is_client_error
 
 log = logging.getLogger(__name__)
@@ -52,7 +59,6 @@ log = logging.getLogger(__name__)
 COMMAND_LIMIT = 512
 # MAIL may carry SIZE=, BODY=8BITMIME and SMTPUTF8 on top of the 512 octets.
 MAIL_LIMIT = COMMAND_LIMIT + 64
-PROXY_TIMEOUT = 10.0
 # Up to one socket read (asyncio reads at most 256 KiB at a time).
 DATA_CHUNK = 256 * 1024
 ALLOWED_BEFORE_STARTTLS = {"NOOP", "EHLO", "LHLO", "STARTTLS", "QUIT"}
@@ -118,21 +124,9 @@ class Settings:
             require_starttls=config.tls.require_starttls,
             stress_timeout=smtp.stress_timeout,
             stress_threshold=smtp.stress_threshold,
-            proxy_trusted=_networks(smtp.proxy_trusted),
-            trusted_networks=_networks(smtp.trusted_networks),
+            proxy_trusted=networks(smtp.proxy_trusted),
+            trusted_networks=networks(smtp.trusted_networks),
         )
-
-
-def _networks(names: tuple[str, ...]) -> tuple:
-    return tuple(ipaddress.ip_network(n, strict=False) for n in names)
-
-
-def _in_networks(ip: str, networks: tuple) -> bool:
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    return any(address in net for net in networks)
 
 
 @dataclass
@@ -280,7 +274,7 @@ class Hardened(_MixinBase):
         ip = client_ip(self.session.peer)
         # A front MTA (LMTP peer, smtp.trusted_networks) keeps cached connections open to
         # as many as its destination concurrency: only the total cap applies to it.
-        front = isinstance(self, LMTP) or _in_networks(ip, self.settings.trusted_networks)
+        front = isinstance(self, LMTP) or in_networks(ip, self.settings.trusted_networks)
         if not self.shared.slots.acquire(ip, per_ip_cap=not front):
             log.warning("session %s: %s over the session cap", sid, ip)
             await self.push(TOO_MANY_SESSIONS)
@@ -345,7 +339,7 @@ class Hardened(_MixinBase):
         peer_ip = client_ip(self.session.peer)
         # On the implicit-TLS listener a PROXY header would come before the TLS
         # handshake, which asyncio has done already: not supported there.
-        if self.implicit_tls or not _in_networks(peer_ip, self.settings.proxy_trusted):
+        if self.implicit_tls or not in_networks(peer_ip, self.settings.proxy_trusted):
             return True
         self._reset_timeout(PROXY_TIMEOUT)
         try:

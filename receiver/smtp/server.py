@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from receiver import config as configmod
-from receiver import malloc, metrics
+from receiver import malloc, metrics, service
 from receiver.exits import EX_SOFTWARE
 from receiver.imap import server as imap
 from receiver.config import Config, parse_hostport
@@ -32,6 +32,8 @@ RESTART_KEYS = (
     ("smtp", "lmtp"),
     ("smtp", "backlog"),
     ("tls", "implicit_listen"),
+    ("imap", "listen"),
+    ("imap", "implicit_listen"),
     ("database", "url"),
     ("database", "lock_timeout"),
     ("database", "batch_max"),
@@ -86,6 +88,7 @@ class Daemon:
     hostname: str = ""
     watchdog: Watchdog | None = None
     heartbeat: asyncio.Task | None = None
+    imap: imap.Listeners | None = None
     # [imap] key (listen, implicit_listen) → the port it listens on.
     imap_ports: dict[str, int] = field(default_factory=dict)
 
@@ -137,6 +140,8 @@ class Daemon:
         self.shared.reload(config)
         self.stack.reconfigure(config)
         self.handler.max_recipients = config.smtp.max_recipients
+        if self.imap is not None:
+            self.imap.reload(config, hostname)
         log.info("config reloaded from %s", config.path)
 
     async def stop(self, grace: float | None = None) -> None:
@@ -175,6 +180,7 @@ async def start(
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="receiver")
     stack = await build(config, db, executor)
     shared = Shared.from_config(config)
+    metrics.watch_budget(shared.budget)
     use_lmtp = config.smtp.lmtp if lmtp is None else lmtp
     handler = ReceiverHandler(
         stack.pipeline,
@@ -223,16 +229,17 @@ async def start(
         )
         daemon.servers.append(tserver)
         daemon.tls_port = tserver.sockets[0].getsockname()[1]
-    imap_servers = await imap.start(
+    daemon.imap = await imap.start(
         config,
         stack.pipeline,
         daemon.tls,
         hostname,
         shared.auth_failures,
+        shared.budget,
         reuse_port=sock is not None,
     )
-    daemon.servers += imap_servers.values()
-    daemon.imap_ports = {k: s.sockets[0].getsockname()[1] for k, s in imap_servers.items()}
+    daemon.servers += daemon.imap.servers.values()
+    daemon.imap_ports = {k: s.sockets[0].getsockname()[1] for k, s in daemon.imap.servers.items()}
     return daemon
 
 
@@ -252,7 +259,11 @@ async def run(
         daemon.watchdog,
         announce,
     )
-    await until_signal(daemon)
+    status = f"{kind} on {daemon.host}:{daemon.port}" + "".join(
+        f", IMAP ({imap.KINDS[key]}) on port {port}" for key, port in daemon.imap_ports.items()
+    )
+    await until_signal(daemon, ready=lambda: service.notify("READY=1", f"STATUS={status}"))
+    service.notify("STOPPING=1")
     announce("threads-receiver: stopping")
     await daemon.stop()
     announce("threads-receiver: stopped")
@@ -260,8 +271,9 @@ async def run(
         metrics_http.stop()
 
 
-async def until_signal(daemon: Daemon) -> None:
-    """Serve until SIGTERM or SIGINT; SIGHUP reloads the config."""
+async def until_signal(daemon: Daemon, ready=lambda: None) -> None:
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads the config. `ready` is called once
+    the handlers are in place: a reload from then on cannot end the process."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -274,4 +286,7 @@ async def until_signal(daemon: Daemon) -> None:
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
+    if service.take_hangup():  # one came while the daemon started: its config may be old
+        on_hup()
+    ready()
     await stop.wait()

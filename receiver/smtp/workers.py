@@ -24,7 +24,7 @@ import signal
 import socket
 import time
 
-from receiver import logs
+from receiver import logs, service
 from receiver.config import Config, parse_hostport
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ def _log_settings() -> dict:
 def _worker_main(
     config: Config, host: str, port: int, lmtp: bool | None, ready, log_settings: dict
 ) -> None:
+    service.hold_hangups()
     logs.setup(log_settings["level"], log_settings["format"])
     for name, level in log_settings["levels"].items():
         logging.getLogger(name).setLevel(level)
@@ -82,8 +83,7 @@ async def _serve_worker(config: Config, host: str, port: int, lmtp: bool | None,
     from receiver.smtp.server import start, until_signal
 
     daemon = await start(config, lmtp=lmtp, sock=reuseport_socket(host, port, config.smtp.backlog))
-    ready.put(multiprocessing.current_process().pid)
-    await until_signal(daemon)
+    await until_signal(daemon, ready=lambda: ready.put(multiprocessing.current_process().pid))
     await daemon.stop()
 
 
@@ -95,6 +95,10 @@ class Supervisor:
         self.workers = workers
         self.procs: list = []
         self.started: list[float] = []
+        # Workers whose SIGHUP handler is in place, and those a reload reached before
+        # theirs was (spawned with the config of before: they are sent it once ready).
+        self.ready_pids: set[int] = set()
+        self.owed_reload: set[int] = set()
 
     def _spawn(self):
         p = self.ctx.Process(
@@ -113,7 +117,7 @@ class Supervisor:
         for _ in range(self.workers):
             while True:
                 try:
-                    self.ready.get(timeout=0.2)
+                    self.ready_pids.add(self.ready.get(timeout=0.2))
                     break
                 except queue.Empty:
                     dead = [p for p in self.procs if not p.is_alive()]
@@ -123,6 +127,15 @@ class Supervisor:
 
     def check(self) -> None:
         """Restart a worker that died; give up on one that dies as it starts."""
+        while True:
+            try:
+                pid = self.ready.get_nowait()
+            except queue.Empty:
+                break
+            self.ready_pids.add(pid)
+            if pid in self.owed_reload:
+                self.owed_reload.discard(pid)
+                os.kill(pid, signal.SIGHUP)
         for i, p in enumerate(self.procs):
             if p.is_alive():
                 continue
@@ -134,8 +147,12 @@ class Supervisor:
 
     def reload(self) -> None:
         for p in self.procs:
-            if p.is_alive():
+            if not p.is_alive():
+                continue
+            if p.pid in self.ready_pids:
                 os.kill(p.pid, signal.SIGHUP)
+            else:
+                self.owed_reload.add(p.pid)
 
     def stop(self, timeout: float = 60.0) -> None:
         for p in self.procs:
@@ -169,11 +186,13 @@ def run_workers(
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    reload = service.take_hangup()
     sup = Supervisor(config, host, port, lmtp, workers)
     try:
         sup.start()
         kind = "LMTP" if (config.smtp.lmtp if lmtp is None else lmtp) else "SMTP"
         announce(f"threads-receiver: {kind} listening on {host}:{port} ({workers} workers)")
+        service.notify("READY=1", f"STATUS={kind} on {host}:{port}, {workers} workers")
         if config.metrics.listen:
             # Each worker has its own counters; one port cannot serve them all (yet).
             announce(
@@ -186,6 +205,7 @@ def run_workers(
                 reload = False
                 sup.reload()  # each worker re-reads the config (SIGHUP)
             time.sleep(0.2)
+        service.notify("STOPPING=1")
         announce("threads-receiver: stopping")
     finally:
         sup.stop()

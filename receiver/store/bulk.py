@@ -1,29 +1,46 @@
 """Storing and threading many parsed messages at once (imports, benchmarks).
 
 Same rows and the same threads as delivering them one by one, in fewer statements:
-the Message rows go in with one INSERT per chunk and `threading.attach_many` threads
-the whole set. No Delivery rows: callers that keep deliveries use store_delivery.
-Call inside a transaction holding `threading.lock_threading`.
+`thread_state.assign_threads` threads the new messages first, then their Message rows
+go in with their thread ids, one INSERT per chunk (no UPDATE of every new row after).
+No Delivery rows: callers that keep deliveries use store_delivery.
+Call inside a transaction holding `thread_state.lock_threading`.
 """
 
 from __future__ import annotations
 
 from receiver.parse.record import ParsedMessage
-from receiver.store.deliveries import insert_messages
+from receiver.store.deliveries import message_fields
 from receiver.store.models import Message
-from receiver.store.thread_state import attach_many
+from receiver.store.sql import insert_rows, select_in
+from receiver.store.thread_state import assign_threads
 from receiver.threads.links import links_of
 from receiver.threads.subject import SubjectRule
 
 
-def store_messages(records: list[ParsedMessage], rule: SubjectRule) -> list[Message]:
-    """Insert the records not stored yet and thread them; returns the new Message rows."""
-    links = {(r.message_id, r.content_hash): links_of(r) for r in records}
-    rows, new = insert_messages([(r, links[(r.message_id, r.content_hash)], None) for r in records])
-    made = [
-        Message(id=rows[key][0], message_id=key[0], content_hash=key[1])
-        for key in links
-        if key in new
-    ]
-    attach_many([(m, links[(m.message_id, m.content_hash)]) for m in made], rule)
-    return made
+def store_messages(records: list[ParsedMessage], rule: SubjectRule) -> int:
+    """Insert the records not stored yet and thread them; returns how many were new.
+
+    A (Message-ID, content hash) seen twice is one message: the first record's fields.
+    """
+    first: dict[tuple[str, str], ParsedMessage] = {}
+    for r in records:
+        first.setdefault((r.message_id, r.content_hash), r)
+    ids = list(dict.fromkeys(mid for mid, _ in first))
+    stored = {
+        key
+        for key in select_in(Message, ["message_id", "content_hash"], "message_id", ids)
+        if key in first
+    }
+    new = [(r, links_of(r)) for key, r in first.items() if key not in stored]
+    if not new:
+        return 0
+    tids = assign_threads([links for _, links in new], rule)
+    fields = [message_fields(r, links, None) for r, links in new]
+    # Every dict has message_fields' keys in one order.
+    insert_rows(
+        Message,
+        [*fields[0], "thread_id"],
+        [(*f.values(), tid) for f, tid in zip(fields, tids)],
+    )
+    return len(new)

@@ -35,6 +35,7 @@ class FolderInfo:
     uidvalidity: int
     uidnext: int
     subscribed: bool
+    recent_uid: int = 0  # UIDs above it are \Recent to the next session to see them
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def canonical(name: str) -> str:
 
 
 def _info(f: Folder) -> FolderInfo:
-    return FolderInfo(f.id, f.name, f.uidvalidity, f.uidnext, f.subscribed)
+    return FolderInfo(f.id, f.name, f.uidvalidity, f.uidnext, f.subscribed, f.recent_uid)
 
 
 def _new_uidvalidity(mailbox_id: int) -> int:
@@ -93,12 +94,17 @@ def get(mailbox_id: int, name: str) -> FolderInfo | None:
     return _info(f) if f else None
 
 
-def create(mailbox_id: int, name: str) -> FolderInfo | None:
+def create(
+    mailbox_id: int, name: str, special_use: frozenset[str] = frozenset()
+) -> FolderInfo | None:
     """The new folder, or None if the name is taken."""
     try:
         with write_transaction(database.obj):
             f = Folder.create(
-                mailbox=mailbox_id, name=canonical(name), uidvalidity=_new_uidvalidity(mailbox_id)
+                mailbox=mailbox_id,
+                name=canonical(name),
+                uidvalidity=_new_uidvalidity(mailbox_id),
+                special_use=" ".join(sorted(special_use)) or None,
             )
     except IntegrityError:
         if canonical(name) == INBOX:  # two sessions made it at once: both see the one
@@ -112,6 +118,14 @@ def names(mailbox_id: int, subscribed_only: bool = False) -> list[str]:
     if subscribed_only:
         q = q.where(Folder.subscribed)
     return [f.name for f in q]
+
+
+def special_uses(mailbox_id: int) -> dict[str, frozenset[str]]:
+    """The uses given at CREATE, by folder name (folders without one are left out)."""
+    q = Folder.select(Folder.name, Folder.special_use).where(
+        (Folder.mailbox == mailbox_id) & Folder.special_use.is_null(False)
+    )
+    return {name: frozenset(use.split()) for name, use in q.tuples()}
 
 
 def delete(mailbox_id: int, name: str) -> str:
@@ -153,6 +167,20 @@ def subscribe(mailbox_id: int, name: str, on: bool) -> None:
         .where((Folder.mailbox == mailbox_id) & (Folder.name == canonical(name)))
         .execute()
     )
+
+
+def claim_recent(folder_id: int, up_to: int) -> int:
+    """Mark the folder's UIDs up to `up_to` as shown \\Recent; returns the mark before,
+    so the caller shows (mark before, up_to] as \\Recent. The row is read and written
+    under the write lock: two sessions, in one daemon or in two, never both claim a UID."""
+    with write_transaction(database.obj):
+        q = Folder.select(Folder.recent_uid).where(Folder.id == folder_id)
+        # SQLite's IMMEDIATE transaction holds the only write lock already.
+        before = (q.for_update() if is_postgres(database.obj) else q).scalar()
+        if before is None or before >= up_to:
+            return up_to
+        Folder.update(recent_uid=up_to).where(Folder.id == folder_id).execute()
+    return before
 
 
 # The statements an APPEND runs (place, changes) are plain SQL: peewee's query building

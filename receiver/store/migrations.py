@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import json
 
-from peewee import BigIntegerField, Database, DateTimeField, IntegerField, TextField
+from peewee import Database, DateTimeField, IntegerField, TextField
 from playhouse.migrate import PostgresqlMigrator, SchemaMigrator, SqliteMigrator, migrate
 
 from receiver.store.db import StoreError, is_postgres, schema_version
@@ -51,16 +51,43 @@ def _to_4(m: SchemaMigrator) -> None:
 
 
 def _to_5(m: SchemaMigrator) -> None:
+    """A folder's special use (CREATE-SPECIAL-USE) and its \\Recent mark."""
+    # Step 4 creates the folder table from today's model: coming from before 4, it has
+    # these columns already.
+    existing = {c.name for c in m.database.get_columns("folder")}
+    if "special_use" not in existing:
+        migrate(m.add_column("folder", "special_use", TextField(null=True)))
+    if "recent_uid" not in existing:
+        # Not peewee's add_column: on SQLite it makes a NOT NULL column by building the
+        # table anew, and dropping the old folder table would cascade to its entries.
+        m.database.execute_sql("ALTER TABLE folder ADD COLUMN recent_uid BIGINT NOT NULL DEFAULT 0")
+    # What was appended before counts as seen: no session learns of old copies as new.
+    Folder.update(recent_uid=Folder.uidnext - 1).execute()
+
+
+def _to_6(m: SchemaMigrator) -> None:
+    """The index on message.message_id alone goes: the unique (message_id, content_hash)
+    index answers the same look-ups, and every new message wrote both (a sixth of the
+    pages a bulk commit wrote, bench/RESULTS.md)."""
+    m.database.execute_sql('DROP INDEX IF EXISTS "message_message_id"')
+
+
+def _to_7(m: SchemaMigrator) -> None:
     """Modification sequences on folders and their entries: a selected folder is brought
     up to date by reading what changed, not the whole folder (receiver.imap.backend)."""
     # A database that came from before version 4 got these with the tables in _to_4.
     have = {(t, c.name) for t in ("folder", "folder_entry") for c in m.database.get_columns(t)}
-    wanted = [
-        ("folder", "highestmodseq", BigIntegerField(default=0)),
-        ("folder", "deletedmodseq", BigIntegerField(default=0)),
-        ("folder_entry", "modseq", BigIntegerField(default=0)),
-    ]
-    migrate(*(m.add_column(t, c, f) for t, c, f in wanted if (t, c) not in have))
+    for table, column in (
+        ("folder", "highestmodseq"),
+        ("folder", "deletedmodseq"),
+        ("folder_entry", "modseq"),
+    ):
+        if (table, column) not in have:
+            # Not peewee's add_column (see _to_5): on SQLite it builds a NOT NULL column's
+            # table anew, and dropping the old folder table would cascade to its entries.
+            m.database.execute_sql(
+                f'ALTER TABLE "{table}" ADD COLUMN "{column}" BIGINT NOT NULL DEFAULT 0'
+            )
     m.database.execute_sql(
         'CREATE INDEX IF NOT EXISTS "folder_entry_folder_id_modseq" '
         'ON "folder_entry" ("folder_id", "modseq")'
@@ -72,6 +99,8 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], None]] = {
     3: _to_3,
     4: _to_4,
     5: _to_5,
+    6: _to_6,
+    7: _to_7,
 }
 
 

@@ -28,7 +28,7 @@ from peewee import (
 )
 
 # Bumped with every migration in receiver/store/migrations.py.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 7
 
 database = DatabaseProxy()
 
@@ -142,7 +142,9 @@ class Message(Base):
     """The logical message, shared by every mailbox that copied it."""
 
     id = AutoField()
-    message_id = CharField(max_length=512, index=True)
+    # No index of its own (schema 5): the unique (message_id, content_hash) index below
+    # answers every look-up by Message-ID.
+    message_id = CharField(max_length=512)
     # sha256 over the author's headers and the body (trace headers excluded).
     content_hash = CharField(max_length=64)
     synthetic_id = BooleanField(default=False)
@@ -234,10 +236,14 @@ class Folder(Base):
     uidnext = BigIntegerField(default=1)
     subscribed = BooleanField(default=True)
     created_at = DateTimeField(default=utcnow)
-    # Schema 5: raised by every change to the folder's entries (each changed entry takes
+    # Schema 5: the RFC 6154 uses a client gave at CREATE, space-separated (\Sent ...).
+    special_use = TextField(null=True)
+    # Schema 5: UIDs above this one have not been shown as \Recent to any session yet.
+    recent_uid = BigIntegerField(default=0)
+    # Schema 7: raised by every change to the folder's entries (each changed entry takes
     # the new value as its modseq), so a session reads only what changed since it looked.
     highestmodseq = BigIntegerField(default=0)
-    # Schema 5: the highestmodseq at which a UID last went without leaving a hidden entry
+    # Schema 7: the highestmodseq at which a UID last went without leaving a hidden entry
     # (deleted with its delivery, or an expunged entry shown again under a new UID): a
     # session that looked before then reads the folder whole.
     deletedmodseq = BigIntegerField(default=0)
@@ -257,7 +263,7 @@ class FolderEntry(Base):
     flags = TextField(default="")  # space-separated IMAP flags and keywords
     internal_date = DateTimeField(default=utcnow)
     hidden = BooleanField(default=False)
-    # Schema 5: the folder's highestmodseq when this entry last changed (added, flags,
+    # Schema 7: the folder's highestmodseq when this entry last changed (added, flags,
     # hidden, its delivery released from quarantine).
     modseq = BigIntegerField(default=0)
 

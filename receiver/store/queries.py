@@ -8,7 +8,7 @@ from peewee import JOIN, fn
 
 from receiver.parse.ids import normalize_id
 from receiver.store.deliveries import decompress
-from receiver.store.models import Blob, Delivery, Mailbox, Message, Thread
+from receiver.store.models import Blob, Delivery, Folder, FolderEntry, Mailbox, Message, Thread
 
 
 class NotFound(Exception):
@@ -101,6 +101,23 @@ def delivery_json(d: Delivery, email: str) -> dict:
     }
 
 
+def _folders_of(delivery_ids: list[int]) -> dict[int, list[dict]]:
+    """The IMAP folders each delivery was appended or copied into, by name: its UID
+    there, and whether a client expunged or moved it out of that folder's view (the
+    copy itself is kept: nothing is deleted over IMAP)."""
+    out: dict[int, list[dict]] = {pk: [] for pk in delivery_ids}
+    rows = (
+        FolderEntry.select(FolderEntry.delivery, Folder.name, FolderEntry.uid, FolderEntry.hidden)
+        .join(Folder)
+        .where(FolderEntry.delivery.in_(delivery_ids))
+        .order_by(Folder.name)
+        .tuples()
+    )
+    for delivery_id, name, uid, hidden in rows:
+        out[delivery_id].append({"name": name, "uid": uid, "expunged": bool(hidden)})
+    return out
+
+
 def get_message(message_pk: int) -> Message:
     m = Message.get_or_none(Message.id == message_pk)
     if m is None:
@@ -133,12 +150,13 @@ def find_message(key: str) -> int:
 
 def message_detail(message_pk: int) -> dict:
     m = get_message(message_pk)
-    deliveries = (
+    deliveries = list(
         Delivery.select(Delivery, Mailbox.email)
         .join(Mailbox)
         .where(Delivery.message == m)
         .order_by(Delivery.id)
     )
+    folders = _folders_of([d.id for d in deliveries])
     data = message_summary(m, _mailboxes_of([m.id])[m.id])
     data.update(
         {
@@ -156,7 +174,9 @@ def message_detail(message_pk: int) -> dict:
             "attachments": json.loads(m.attachments),
             "defects": json.loads(m.defects),
             "parse_error": m.parse_error,
-            "deliveries": [delivery_json(d, d.mailbox.email) for d in deliveries],
+            "deliveries": [
+                {**delivery_json(d, d.mailbox.email), "folders": folders[d.id]} for d in deliveries
+            ],
         }
     )
     return data

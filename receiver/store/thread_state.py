@@ -34,6 +34,9 @@ from receiver.threads.subject import SubjectFacts, SubjectRule
 # One lock id for every receiver writing to one PostgreSQL: threading merges must see
 # each other's rows, and a transaction-scoped advisory lock serialises exactly that.
 PG_THREADING_LOCK = 0x7468726561647300
+# Subjects a subject-rule query looks up, each an OR term: SQLite refuses an expression
+# nested deeper than 1000.
+SUBJECTS_A_QUERY = 200
 
 
 def lock_threading(db: Database) -> None:
@@ -53,19 +56,36 @@ def attach(message: Message, links: ThreadLinks, rule: SubjectRule) -> int:
 
 
 def attach_many(items: list[tuple[Message, ThreadLinks]], rule: SubjectRule) -> list[int]:
-    """`attach` for many unthreaded messages at once, with the same few statements.
+    """`attach` for many stored, unthreaded messages at once, with the same few statements."""
+    tids = assign_threads([links for _, links in items], rule)
+    for (message, _), tid in zip(items, tids):
+        message.thread_id = tid
+    db = Message._meta.database
+    db.cursor().executemany(
+        f'UPDATE "{Message._meta.table_name}" SET "thread_id" = {db.param} WHERE "id" = {db.param}',
+        [(m.thread_id, m.id) for m, _ in items],
+    )
+    return tids
+
+
+def assign_threads(batch: list[ThreadLinks], rule: SubjectRule) -> list[int]:
+    """The thread of each message of `batch` (none of them threaded yet), its MsgId rows,
+    new threads and merges written; the caller sets the Message rows' thread_id (or
+    inserts them with it: store.bulk), as no row of the batch is read here.
 
     The batch is united in memory first (its messages' keys, the rows they hit, subject
     partners inside and outside the batch), then written set-wise: the result is the
     same as attaching them one by one, in any order.
     """
+    # Union-find nodes: message i of the batch is -1 - i, a thread id is itself (> 0), a
+    # link key is its string (ints and strings hash faster than tagged tuples).
     uf = _UnionFind()
-    keys = list(dict.fromkeys(k for _, links in items for k in links.keys))
+    keys = list(dict.fromkeys(k for links in batch for k in links.keys))
     in_batch = set(keys)
-    weak = {w for _, links in items for w in links.weak_ids}
+    weak = {w for links in batch for w in links.weak_ids}
     probes = [
         k
-        for k in dict.fromkeys(k for _, links in items for k in (*links.near_keys, *links.weak_ids))
+        for k in dict.fromkeys(k for links in batch for k in (*links.near_keys, *links.weak_ids))
         if k not in in_batch
     ]
     rows = select_in(MsgId, ["msgid", "thread_id", "ghost"], "msgid", keys + probes)
@@ -73,27 +93,26 @@ def attach_many(items: list[tuple[Message, ThreadLinks]], rule: SubjectRule) -> 
     # A neighbouring slot key joins when it exists; a weak id only when it is the
     # Message-ID of a received message (its row is no ghost, or a message of this batch).
     joinable = {k: tid for k, tid, ghost in rows if k not in in_batch and not (ghost and k in weak)}
-    for i, (_, links) in enumerate(items):
+    union = uf.union
+    for i, links in enumerate(batch):
         for k in links.keys:
-            uf.union(("m", i), ("k", k))
+            union(-1 - i, k)
         for k in (*links.near_keys, *links.weak_ids):
             if k in in_batch or k in joinable:
-                uf.union(("m", i), ("k", k))
+                union(-1 - i, k)
     for k, tid in (*existing.items(), *joinable.items()):
-        uf.union(("k", k), ("t", tid))
+        union(k, tid)
     tids = {*existing.values(), *joinable.values()}
-    for i, tid in _weak_referrers(items):
-        uf.union(("m", i), ("t", tid))
+    for i, tid in (*_weak_referrers(batch), *_subject_partners(batch, rule)):
+        union(-1 - i, tid)
         tids.add(tid)
-    for i, tid in _subject_partners(items, rule):
-        uf.union(("m", i), ("t", tid))
-        tids.add(tid)
-    for i, j in _subject_pairs(items, rule):
-        uf.union(("m", i), ("m", j))
+    for i, j in _subject_pairs(batch, rule):
+        union(-1 - i, -1 - j)
 
-    found: dict[object, set[int]] = {uf.find(("m", i)): set() for i in range(len(items))}
+    find = uf.find
+    found: dict[object, set[int]] = {find(-1 - i): set() for i in range(len(batch))}
     for tid in tids:
-        found[uf.find(("t", tid))].add(tid)
+        found[find(tid)].add(tid)
     fresh = iter(_new_threads(sum(1 for group in found.values() if not group)))
     target: dict[object, int] = {}
     merged: list[tuple[int, int]] = []
@@ -103,10 +122,10 @@ def attach_many(items: list[tuple[Message, ThreadLinks]], rule: SubjectRule) -> 
     if merged:
         _merge(merged)
 
-    own = {links.own_id for _, links in items}
-    missing = [(k, target[uf.find(("k", k))], k not in own) for k in keys if k not in existing]
+    own = {links.own_id for links in batch}
+    missing = [(k, target[find(k)], k not in own) for k in keys if k not in existing]
     insert_rows(MsgId, ["msgid", "thread_id", "ghost"], missing)
-    db = Message._meta.database
+    db = MsgId._meta.database
     revived = [k for k in own if k in existing]
     for chunk in chunks(revived):
         # Plain SQL: building it with peewee cost more than running it, once per batch.
@@ -115,13 +134,7 @@ def attach_many(items: list[tuple[Message, ThreadLinks]], rule: SubjectRule) -> 
             f'WHERE "ghost" AND "msgid" IN ({", ".join([db.param] * len(chunk))})',
             [MsgId.ghost.db_value(False), *chunk],
         )
-    for i, (message, _) in enumerate(items):
-        message.thread_id = target[uf.find(("m", i))]
-    db.cursor().executemany(
-        f'UPDATE "{Message._meta.table_name}" SET "thread_id" = {db.param} WHERE "id" = {db.param}',
-        [(m.thread_id, m.id) for m, _ in items],
-    )
-    return [m.thread_id for m, _ in items]
+    return [target[find(-1 - i)] for i in range(len(batch))]
 
 
 def _new_threads(n: int) -> list[int]:
@@ -139,71 +152,68 @@ def _new_threads(n: int) -> list[int]:
     return ids
 
 
-def _subject_partners(items: list[tuple[Message, ThreadLinks]], rule: SubjectRule):
-    """(index in items, thread id) for each threaded message the subject rule joins."""
+def _subject_partners(batch: list[ThreadLinks], rule: SubjectRule):
+    """(index in batch, thread id) for each threaded message the subject rule joins."""
     if not rule.enabled:
         return []
     mine = [
         (i, links.subject)
-        for i, (_, links) in enumerate(items)
+        for i, links in enumerate(batch)
         if links.subject.norm_subject and links.subject.date is not None
     ]
     # The SQL narrows to candidates (unthreaded rows, this batch included, have no thread
     # yet and drop out); `rule.joins` decides. Orphans may join any same-subject message,
-    # messages with links only orphans: one query for each kind, over the batch's subjects
-    # and dates (a query per orphan was a fifth of a bulk import's time).
+    # messages with links only orphans: for each kind, one query per SUBJECTS_A_QUERY of
+    # the batch's subjects (a query per orphan was a fifth of a bulk import's time), each
+    # subject with the dates of its own messages, widened by the window (one date range
+    # for the whole batch fetched every message of a long thread).
     db = Message._meta.database
-    table = Message._meta.table_name
     date_value = Message.date.db_value
-    queries = []
+    out: set[tuple[int, int]] = set()
     for orphans in (True, False):
-        group = [(i, f) for i, f in mine if f.orphan == orphans]
-        if not group:
-            continue
-        subjects = sorted({f.norm_subject for _, f in group})
-        dates = [f.date for _, f in group]
-        only_orphans = "" if orphans else '"subject_orphan" AND '
-        queries.append(
-            (
-                [i for i, _ in group],
-                (
-                    f'SELECT "norm_subject", "thread_id", "subject_orphan", "date", "participants" '
-                    f'FROM "{table}" WHERE "thread_id" IS NOT NULL AND "date" BETWEEN {db.param} '
-                    f"AND {db.param} AND {only_orphans}"
-                    f'"norm_subject" IN ({", ".join([db.param] * len(subjects))})'
-                ),
-                [
+        by_subject: dict[str, list[int]] = {}
+        for i, f in mine:
+            if f.orphan == orphans:
+                by_subject.setdefault(f.norm_subject, []).append(i)
+        # subject_orphan inside each term: so SQLite takes the partial index of orphans.
+        term = (
+            f'("norm_subject" = {db.param} AND "date" BETWEEN {db.param} AND {db.param}'
+            + ("" if orphans else ' AND "subject_orphan"')
+            + ")"
+        )
+        for chunk in chunks(sorted(by_subject), SUBJECTS_A_QUERY):
+            params = []
+            for subject in chunk:
+                dates = [batch[i].subject.date for i in by_subject[subject]]
+                params += [
+                    subject,
                     date_value(min(dates) - rule.window),
                     date_value(max(dates) + rule.window),
-                    *subjects,
-                ],
+                ]
+            sql = (
+                f'SELECT "norm_subject", "thread_id", "subject_orphan", "date", "participants" '
+                f'FROM "{Message._meta.table_name}" WHERE "thread_id" IS NOT NULL '
+                f"AND ({' OR '.join([term] * len(chunk))})"
             )
-        )
-    facts = dict(mine)
-    out: set[tuple[int, int]] = set()
-    for who, sql, params in queries:
-        by_subject: dict[str, list[int]] = {}
-        for i in who:
-            by_subject.setdefault(facts[i].norm_subject, []).append(i)
-        for subject, tid, orphan, date, people in db.execute_sql(sql, params).fetchall():
-            candidates = [i for i in by_subject.get(subject, ()) if (i, tid) not in out]
-            if candidates:
-                other = SubjectFacts(
-                    subject,
-                    bool(orphan),
-                    Message.date.python_value(date),
-                    frozenset(people.split()),
-                )
-                out.update((i, tid) for i in candidates if rule.joins(facts[i], other))
+            for subject, tid, orphan, date, people in db.execute_sql(sql, params).fetchall():
+                candidates = [i for i in by_subject[subject] if (i, tid) not in out]
+                if candidates:
+                    other = SubjectFacts(
+                        subject,
+                        bool(orphan),
+                        Message.date.python_value(date),
+                        frozenset(people.split()),
+                    )
+                    out.update((i, tid) for i in candidates if rule.joins(batch[i].subject, other))
     return sorted(out)
 
 
-def _weak_referrers(items: list[tuple[Message, ThreadLinks]]):
-    """(index in items, thread id) of threaded messages naming a weak Message-ID of the
+def _weak_referrers(batch: list[ThreadLinks]):
+    """(index in batch, thread id) of threaded messages naming a weak Message-ID of the
     batch. A scan of the referring columns, but such Message-IDs are rare."""
     db = Message._meta.database
     out = []
-    for i, (_, links) in enumerate(items):
+    for i, links in enumerate(batch):
         w = links.own_id
         if not is_weak_id(w):
             continue
@@ -224,10 +234,10 @@ def _like_escape(text: str) -> str:
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
-def _subject_pairs(items: list[tuple[Message, ThreadLinks]], rule: SubjectRule):
+def _subject_pairs(batch: list[ThreadLinks], rule: SubjectRule):
     """Pairs inside the batch that the subject rule joins."""
     groups: dict[str, list[int]] = {}
-    for i, (_, links) in enumerate(items):
+    for i, links in enumerate(batch):
         if links.subject.norm_subject:
             groups.setdefault(links.subject.norm_subject, []).append(i)
     return [
@@ -236,7 +246,7 @@ def _subject_pairs(items: list[tuple[Message, ThreadLinks]], rule: SubjectRule):
         if len(group) > 1
         for n, a in enumerate(group)
         for b in group[n + 1 :]
-        if rule.joins(items[a][1].subject, items[b][1].subject)
+        if rule.joins(batch[a].subject, batch[b].subject)
     ]
 
 

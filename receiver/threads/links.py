@@ -63,7 +63,8 @@ def choose_parent(
     for i in irt:
         if i in received:
             return i
-    originals = [r for r in refs for i in irt if i not in refs and _rewritten_from(i, r)]
+    unnamed = [i for i in irt if i not in refs]
+    originals = [r for r in refs for i in unnamed if _rewritten_from(i, r)]
     named = [n for n, r in enumerate(refs) if r in irt]
     after = refs[named[-1] + 1 :] if named else refs
     for pool in (originals, after):

@@ -188,7 +188,7 @@ class Verifier:
         # Counted from the threads' side: a check still running after its sender left
         # is still work the stage owes (a hung one must show as stuck).
         self.stage.taken()
-        job = self._executor.submit(fn, *args)
+        job = self._executor.submit(self.stage.run, fn, *args)
         job.add_done_callback(lambda _: self.stage.done())
         return await asyncio.wrap_future(job)
 

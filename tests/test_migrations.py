@@ -105,15 +105,22 @@ def test_newer_schema_is_refused(tmp_path, db_url):
     assert r.returncode == 1 and b"newer than this code" in r.stderr
 
 
-def test_upgrade_from_v4_keeps_folders_and_old_copies_are_not_recent(tmp_path, db_url):
+def two_copies_in(tmp_path, db_url, folder: str) -> Receiver:
+    """A receiver, stopped, with two copies appended to `folder` (made if not INBOX)."""
     rx = imap_receiver(tmp_path / "rx", db_url)
     start_imap(rx)
     c = implicit(rx)
-    c.create('"Sent Items"')
+    if folder != "INBOX":
+        c.create(folder)
     for n in (1, 2):
-        c.append('"Sent Items"', None, None, message(n))
+        c.append(folder, None, None, message(n))
     c.logout()
     rx.stop()
+    return rx
+
+
+def test_upgrade_from_v4_keeps_folders_and_old_copies_are_not_recent(tmp_path, db_url):
+    rx = two_copies_in(tmp_path, db_url, '"Sent Items"')
     # Back to version 4: folders without the columns version 5 added.
     db = open_database(db_url, LOCK_TIMEOUT)
     with db.connection_context():
@@ -146,13 +153,7 @@ def test_upgrade_from_v4_keeps_folders_and_old_copies_are_not_recent(tmp_path, d
 
 
 def test_upgrade_from_v6_keeps_folder_entries_and_gives_them_modseqs(tmp_path, db_url):
-    rx = imap_receiver(tmp_path / "rx", db_url)
-    start_imap(rx)
-    c = implicit(rx)
-    for n in (1, 2):
-        c.append("INBOX", None, None, message(n))
-    c.logout()
-    rx.stop()
+    rx = two_copies_in(tmp_path, db_url, "INBOX")
     # Back to version 6: folders and entries without the modseq columns.
     db = open_database(db_url, LOCK_TIMEOUT)
     with db.connection_context():

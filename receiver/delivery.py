@@ -1,9 +1,10 @@
 """What one delivery is, as every edge, the pipeline and the store see it.
 
-An edge (SMTP, LMTP, `import`) describes where a copy came from in an `Envelope`; the
-pipeline adds the mailbox, the verdict and the prepared bytes, making one
-`DeliveryRequest` per mailbox; the store maps that request to its row in one place
-(`receiver.store.deliveries.delivery_fields`) and answers a `DeliveryResult`.
+An edge (SMTP, LMTP, IMAP, `import`) describes where a copy came from in an `Envelope`
+(and IMAP APPEND where it goes in a `Placement`); the pipeline adds the mailbox, the
+verdict and the prepared bytes, making one `DeliveryRequest` per mailbox; the store maps
+that request to its row in one place (`receiver.store.deliveries.delivery_fields`), its
+placement to a folder entry in the same transaction, and answers a `DeliveryResult`.
 """
 
 from __future__ import annotations
@@ -57,6 +58,16 @@ class Envelope:
     received_at: dt.datetime = field(default_factory=_now)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """The IMAP folder an APPEND puts its copy in, with the client's flags and internal
+    date. The entry is written in the delivery's own transaction: both or neither."""
+
+    folder_id: int
+    flags: frozenset[str] = frozenset()
+    internal_date: dt.datetime = field(default_factory=_now)
+
+
 @dataclass
 class DeliveryRequest:
     """One copy for one mailbox, ready to store: the bytes kept, their parsed record,
@@ -72,6 +83,7 @@ class DeliveryRequest:
     envelope: Envelope = field(default_factory=Envelope)
     verdict: Verdict = field(default_factory=lambda: Verdict(UNVERIFIABLE))
     wrapper: tuple[str, int, bytes] | None = None  # (sha256, size, compressed)
+    placement: Placement | None = None  # IMAP APPEND only
 
 
 @dataclass(frozen=True)
@@ -80,3 +92,4 @@ class DeliveryResult:
     message_id: int
     duplicate: bool
     status: Status
+    uid: int | None = None  # in the request's placement folder

@@ -23,7 +23,9 @@ from receiver.delivery import (
     STORED,
     TEMPFAILED,
     DeliveryRequest,
+    DeliveryResult,
     Envelope,
+    Placement,
     Status,
 )
 from receiver.mail import RawMail
@@ -42,6 +44,8 @@ LARGE_MESSAGE = 1 << 20
 
 # The reason of every temporary failure that is not a policy's: one cause, one text.
 UNAVAILABLE = "storage is unavailable, try again later"
+# The other copies of a MULTIAPPEND that had one refused: none of them is stored.
+NOT_ALONE = "not stored: another message of the same APPEND was refused"
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ class Outcome:
     code: str = ""
     # The logical message (`messages show ID`), once stored.
     message_id: int | None = None
+    # The copy's UID in the placement's folder (IMAP APPEND), once stored.
+    uid: int | None = None
 
 
 @dataclass
@@ -130,28 +136,70 @@ class Pipeline:
         envelope: Envelope,
         rcpts: list[tuple[str, MailboxInfo]],
         per_recipient: bool = True,
+        placement: Placement | None = None,
     ) -> list[Outcome]:
         """Check, decide and store one copy (as its edge read it: receiver.mail.read) for
         each (rcpt address, mailbox).
 
         `per_recipient` is False for SMTP, where one DATA reply answers every recipient.
+        `placement` (IMAP APPEND) puts a stored copy into a folder in the same commit.
         A fault in any stage, or no answer within `stages.reply_seconds`, is a temporary
         failure for every recipient: the sender keeps the copy and retries.
         """
         try:
             async with asyncio.timeout(self.reply_seconds):
-                return await self._deliver(mail, envelope, rcpts, per_recipient)
+                outcomes, requests = await self._decide(
+                    mail, envelope, rcpts, per_recipient, placement
+                )
+                if requests:
+                    results = await self._commit([r for _, r in requests])
+                    for (i, _), res in zip(requests, results):
+                        outcomes[i] = _stored(rcpts[i], res)
+                return [o for o in outcomes if o is not None]
         except Exception as e:  # TimeoutError too: the retry finds a committed copy a duplicate
             log.error("session %s: delivery failed: %r", envelope.session_id, e)
             return [Outcome(mb, rcpt, TEMPFAILED, reason=UNAVAILABLE) for rcpt, mb in rcpts]
 
-    async def _deliver(
+    async def deliver_all(
+        self,
+        copies: list[tuple[RawMail, Envelope, Placement]],
+        rcpt: tuple[str, MailboxInfo],
+    ) -> list[Outcome]:
+        """Several copies for one mailbox stored as a unit (IMAP MULTIAPPEND, RFC 3502):
+        one commit holds them all, and if any copy is refused none is stored. An outcome
+        per copy; with a refusal they are that refusal, or TEMPFAILED for the others."""
+        address, mb = rcpt
+        try:
+            async with asyncio.timeout(self.reply_seconds):
+                decided = [await self._decide(m, e, [rcpt], True, p) for m, e, p in copies]
+                if any(not requests for _, requests in decided):
+                    return [
+                        outcomes[0] or Outcome(mb, address, TEMPFAILED, reason=NOT_ALONE)
+                        for outcomes, _ in decided
+                    ]
+                results = await self._commit([requests[0][1] for _, requests in decided])
+                return [_stored(rcpt, res) for res in results]
+        except Exception as e:  # as in deliver: nothing is half-stored, the client retries
+            log.error("session %s: delivery failed: %r", copies[0][1].session_id, e)
+            return [Outcome(mb, address, TEMPFAILED, reason=UNAVAILABLE) for _ in copies]
+
+    async def _commit(self, requests: list[DeliveryRequest]) -> list[DeliveryResult]:
+        """The requests' results, committed in one transaction."""
+        committed = self.writer.submit(requests)
+        # shield: a session that goes away (or times out) stops waiting, but the
+        # commit it handed on is not cancelled under the writer.
+        return await asyncio.shield(asyncio.wrap_future(committed))
+
+    async def _decide(
         self,
         mail: RawMail,
         envelope: Envelope,
         rcpts: list[tuple[str, MailboxInfo]],
         per_recipient: bool,
-    ) -> list[Outcome]:
+        placement: Placement | None,
+    ) -> tuple[list[Outcome | None], list[tuple[int, DeliveryRequest]]]:
+        """Verify, decide and prepare: the refusals by recipient, and the requests (by
+        recipient index) to store."""
         raw = mail.raw
         checks = [
             self.verifier.verify(mail, subscriber=mb.email, received_at=envelope.received_at)
@@ -200,17 +248,14 @@ class Pipeline:
                         envelope=envelope,
                         verdict=verdict,
                         wrapper=p.wrapper,
+                        placement=placement,
                     ),
                 )
             )
-        if requests:
-            committed = self.writer.submit([r for _, r in requests])
-            # shield: a session that goes away (or times out) stops waiting, but the
-            # commit it handed on is not cancelled under the writer.
-            results = await asyncio.shield(asyncio.wrap_future(committed))
-            for (i, _), res in zip(requests, results):
-                status = DUPLICATE if res.duplicate else res.status
-                outcomes[i] = Outcome(
-                    rcpts[i][1], rcpts[i][0], status, res.delivery_id, message_id=res.message_id
-                )
-        return [o for o in outcomes if o is not None]
+        return outcomes, requests
+
+
+def _stored(rcpt: tuple[str, MailboxInfo], res: DeliveryResult) -> Outcome:
+    address, mb = rcpt
+    status = DUPLICATE if res.duplicate else res.status
+    return Outcome(mb, address, status, res.delivery_id, message_id=res.message_id, uid=res.uid)

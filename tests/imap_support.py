@@ -16,9 +16,12 @@ CERT, KEY = TLS / "loopback-cert.pem", TLS / "loopback-key.pem"
 EMAIL = "alice@corp.example"
 
 
-def imap_receiver(directory: Path, db_url: str, extra: str = "") -> Receiver:
+def imap_receiver(
+    directory: Path, db_url: str, extra: str = "", beside: Receiver | None = None
+) -> Receiver:
     """An initialised receiver with a certificate and one mailbox with a credential
-    (`.address`, `.username`, `.password`); `start_imap` runs it."""
+    (`.address`, `.username`, `.password`); `start_imap` runs it. `beside`: a second
+    daemon on that receiver's database, with its mailbox."""
     r = Receiver(
         directory,
         db_url,
@@ -29,6 +32,9 @@ def imap_receiver(directory: Path, db_url: str, extra: str = "") -> Receiver:
     r.extra_env.update(
         {"THREADS_RECEIVER_TLS_CERT_FILE": "cert.pem", "THREADS_RECEIVER_TLS_KEY_FILE": "key.pem"}
     )
+    if beside is not None:
+        r.address, r.username, r.password = beside.address, beside.username, beside.password
+        return r
     r.address = r.add_mailbox(EMAIL)
     creds = r.cli_json("mailbox", "credentials", EMAIL)
     r.username, r.password = creds["username"], creds["password"]

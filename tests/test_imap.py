@@ -14,7 +14,7 @@ import pytest
 
 from tests import mailfixtures as F
 from tests.imap_support import imap_receiver, implicit, start_imap, starttls
-from tests.rawsmtp import deliveries, message, query, stored_raws
+from tests.rawsmtp import deliveries, message, query, send, stored_raws
 
 WHEN = imaplib.Time2Internaldate(1546336800)  # 01-Jan-2019 10:00:00 +0000
 
@@ -97,6 +97,30 @@ def test_append_goes_through_the_pipeline_byte_exact_and_idempotent(rx, db_url):
     c2.logout()
 
 
+def test_a_copy_stored_already_is_placed_in_each_folder_it_is_appended_to(rx, db_url):
+    raw = message(1)
+    assert send(rx.port, rx.address, raw)[0] == 250
+    c = implicit(rx)
+    c.create("Archive")
+    # The SMTP copy is the store's duplicate: no new delivery, but an entry in each folder.
+    assert appenduid(c.append("INBOX", r"(\Seen)", None, raw))[1] == 1
+    assert appenduid(c.append("Archive", None, None, raw))[1] == 1
+    assert appenduid(c.append("INBOX", None, None, raw))[1] == 1
+    assert len(deliveries(db_url)) == 1
+    # Expunged, it comes back under a new UID: a UID once expunged is never shown again.
+    c.select("INBOX")
+    c.uid("STORE", "1", "+FLAGS", r"(\Deleted)")
+    assert c.expunge()[0] == "OK" and c.search(None, "ALL")[1] == [b""]
+    assert appenduid(c.append("INBOX", None, None, raw))[1] == 2
+    assert c.uid("SEARCH", "ALL")[1] == [b"2"]
+    assert fetch_one(c, 2, "(FLAGS)").count(b"\\Seen") == 0
+    rows = query(
+        db_url, "SELECT f.name, e.uid FROM folder_entry e JOIN folder f ON f.id = e.folder_id"
+    )
+    assert sorted(rows) == [("Archive", 1), ("INBOX", 2)]
+    c.logout()
+
+
 def test_append_threads_like_smtp_and_a_folder_is_only_a_label(rx, db_url):
     parent = message("p")
     reply = message("r", extra=b"In-Reply-To: <mp@example.org>\r\n")
@@ -139,16 +163,61 @@ def test_refusals_are_the_smtp_sentences_and_store_nothing(tmp_path, db_url):
         r.stop()
 
 
-def test_a_storage_fault_is_no_unavailable_and_the_retry_stores(tmp_path, db_url):
+def multiappend(c, folder: bytes, raws: list[bytes]) -> bytes:
+    """One APPEND of several messages (RFC 3502, LITERAL+); the tagged reply line."""
+    tag = c._new_tag()
+    line = tag + b" APPEND " + folder
+    for raw in raws:
+        c.send(line + b" {%d+}\r\n" % len(raw) + raw)
+        line = b""
+    c.send(b"\r\n")
+    while not (reply := c.readline()).startswith(tag):
+        pass
+    return reply
+
+
+def test_multiappend_stores_all_or_nothing(tmp_path, db_url):
+    r = imap_receiver(tmp_path / "rx", db_url, extra='[policy]\naltered = "reject"\n')
+    r.extra_env["THREADS_RECEIVER_TEST_FAULTS"] = "folder_entry=raise@2"
+    start_imap(r)
+    try:
+        c = implicit(r)
+        reply = multiappend(c, b"INBOX", [message(1), message(2)])
+        assert re.search(rb"OK \[APPENDUID \d+ 1:2\]", reply), reply
+        assert len(deliveries(db_url)) == 2
+        # One refused: none of the others is stored, and the NO is the refusal's.
+        reply = multiappend(c, b"INBOX", [message(3), F.inline_forward(), message(4)])
+        assert b"NO" in reply and b"this copy was forwarded, not redirected" in reply
+        # A fault in the commit: none of them either.
+        reply = multiappend(c, b"INBOX", [message(3), message(4)])
+        assert b"NO [UNAVAILABLE]" in reply, reply
+        assert len(deliveries(db_url)) == 2
+        assert query(db_url, "SELECT COUNT(*) FROM folder_entry")[0][0] == 2
+        reply = multiappend(c, b"INBOX", [message(3), message(4), message(1)])
+        # The copy stored already keeps its UID; the failed ones used none (pymap sorts).
+        assert re.search(rb"OK \[APPENDUID \d+ 1,3:4\]", reply), reply
+        assert len(deliveries(db_url)) == 4
+        c.logout()
+    finally:
+        r.stop()
+
+
+# The folder entry is written in the delivery's own transaction: both commit, or neither.
+@pytest.mark.parametrize("fault", ["writer", "folder_entry"])
+def test_a_storage_fault_is_no_unavailable_stores_nothing_and_the_retry_stores(
+    tmp_path, db_url, fault
+):
     r = imap_receiver(tmp_path / "rx", db_url)
-    r.extra_env["THREADS_RECEIVER_TEST_FAULTS"] = "writer=raise@1"
+    r.extra_env["THREADS_RECEIVER_TEST_FAULTS"] = f"{fault}=raise@1"
     start_imap(r)
     try:
         c = implicit(r)
         typ, data = c.append("INBOX", None, None, message(1))
         assert typ == "NO" and b"[UNAVAILABLE]" in data[0]
         assert deliveries(db_url) == []
+        assert query(db_url, "SELECT COUNT(*) FROM folder_entry")[0][0] == 0
         assert appenduid(c.append("INBOX", None, None, message(1)))[1] == 1
+        assert len(deliveries(db_url)) == 1
         c.logout()
     finally:
         r.stop()
@@ -265,6 +334,86 @@ def test_idle_sees_an_append_from_another_connection(rx):
         pass
     assert b"OK" in line
     watcher.logout()
+
+
+def untagged(c, kind: str) -> list[bytes]:
+    return c.untagged_responses.pop(kind, [])
+
+
+def test_a_selected_folder_sees_what_others_change(rx, db_url):
+    c = implicit(rx)
+    for n in (1, 2, 3):
+        appenduid(c.append("INBOX", None, None, message(n)))
+    held = [F.inline_forward(), F.inline_forward().replace(b"FYI", b"FYI again")]
+    for raw in held:  # UIDs 4 and 5, quarantined
+        appenduid(c.append("INBOX", None, None, raw))
+    q4, q5 = (
+        r[0]
+        for r in query(db_url, "SELECT id FROM delivery WHERE status = 'quarantined' ORDER BY id")
+    )
+    watcher = starttls(rx)
+    assert watcher.select("INBOX")[1] == [b"5"]
+    untagged(watcher, "FETCH")
+
+    # Another connection flags, expunges and appends; the admin releases a copy.
+    c.select("INBOX")
+    c.uid("STORE", "2", "+FLAGS", r"(\Flagged)")
+    c.uid("STORE", "3", "+FLAGS", r"(\Deleted)")
+    assert c.expunge()[0] == "OK"
+    assert appenduid(c.append("INBOX", None, None, message(6)))[1] == 6
+    rx.cli("quarantine", "release", str(q4))
+    assert watcher.noop()[0] == "OK"
+    assert untagged(watcher, "EXPUNGE") == [b"3"]
+    assert untagged(watcher, "EXISTS")[-1] == b"5"
+    fetched = b" ".join(untagged(watcher, "FETCH"))
+    # UID 2 flagged, UID 4 (now 3) released, UID 6 (5) new; UID 5 (4) is unchanged. The
+    # watcher selected first: UIDs 1-5 are \Recent to it, UID 6 to the appender.
+    assert fetched == b"2 (FLAGS (\\Flagged \\Recent)) 3 (FLAGS (\\Recent)) 5 (FLAGS ())"
+    assert watcher.uid("SEARCH", "ALL")[1] == [b"1 2 4 5 6"]
+    # Nothing changed: nothing to say.
+    assert watcher.noop()[0] == "OK" and not watcher.untagged_responses.get("FETCH")
+
+    # A copy deleted by the admin leaves no entry behind; it is gone from the view too.
+    rx.cli("quarantine", "delete", str(q5))
+    assert watcher.noop()[0] == "OK"
+    assert untagged(watcher, "EXPUNGE") == [b"4"]
+    assert watcher.uid("SEARCH", "ALL")[1] == [b"1 2 4 6"]
+    watcher.logout()
+    c.logout()
+
+
+def test_two_daemons_on_one_database_see_each_others_changes(rx, tmp_path, db_url):
+    other = imap_receiver(tmp_path / "rx2", db_url, beside=rx)
+    start_imap(other)
+    try:
+        watcher = implicit(rx)
+        watcher.select("INBOX")
+        tag = watcher._new_tag()
+        watcher.send(tag + b" IDLE\r\n")
+        assert watcher.readline().startswith(b"+")
+        c = implicit(other)
+        assert appenduid(c.append("INBOX", None, None, message(1)))[1] == 1
+        assert watcher.readline() == b"* 1 EXISTS\r\n"
+        assert watcher.readline() == b"* 1 RECENT\r\n"
+        assert watcher.readline() == b"* 1 FETCH (FLAGS (\\Recent))\r\n"
+        c.select("INBOX")
+        c.uid("STORE", "1", "+FLAGS", r"(\Flagged)")
+        assert watcher.readline() == b"* 1 FETCH (FLAGS (\\Flagged \\Recent))\r\n"
+        watcher.send(b"DONE\r\n")
+        while not (line := watcher.readline()).startswith(tag):
+            pass
+        assert b"OK" in line
+        # And the other way round, without IDLE.
+        c.untagged_responses.clear()
+        watcher.uid("STORE", "1", "-FLAGS", r"(\Flagged)")
+        assert appenduid(watcher.append("INBOX", None, None, message(2)))[1] == 2
+        assert c.noop()[0] == "OK"
+        assert untagged(c, "EXISTS") == [b"2"]
+        assert untagged(c, "FETCH") == [b"1 (FLAGS ())", b"2 (FLAGS ())"]
+        c.logout()
+        watcher.logout()
+    finally:
+        other.stop()
 
 
 def test_noop_id_and_capability(rx):

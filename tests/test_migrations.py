@@ -105,15 +105,22 @@ def test_newer_schema_is_refused(tmp_path, db_url):
     assert r.returncode == 1 and b"newer than this code" in r.stderr
 
 
-def test_upgrade_from_v4_keeps_folders_and_old_copies_are_not_recent(tmp_path, db_url):
+def two_copies_in(tmp_path, db_url, folder: str) -> Receiver:
+    """A receiver, stopped, with two copies appended to `folder` (made if not INBOX)."""
     rx = imap_receiver(tmp_path / "rx", db_url)
     start_imap(rx)
     c = implicit(rx)
-    c.create('"Sent Items"')
+    if folder != "INBOX":
+        c.create(folder)
     for n in (1, 2):
-        c.append('"Sent Items"', None, None, message(n))
+        c.append(folder, None, None, message(n))
     c.logout()
     rx.stop()
+    return rx
+
+
+def test_upgrade_from_v4_keeps_folders_and_old_copies_are_not_recent(tmp_path, db_url):
+    rx = two_copies_in(tmp_path, db_url, '"Sent Items"')
     # Back to version 4: folders without the columns version 5 added.
     db = open_database(db_url, LOCK_TIMEOUT)
     with db.connection_context():
@@ -141,5 +148,34 @@ def test_upgrade_from_v4_keeps_folders_and_old_copies_are_not_recent(tmp_path, d
         assert b'(\\HasNoChildren \\Sent) "/" "Sent Items"' in c2.list()[1]
         c.logout()
         c2.logout()
+    finally:
+        rx.stop()
+
+
+def test_upgrade_from_v6_keeps_folder_entries_and_gives_them_modseqs(tmp_path, db_url):
+    rx = two_copies_in(tmp_path, db_url, "INBOX")
+    # Back to version 6: folders and entries without the modseq columns.
+    db = open_database(db_url, LOCK_TIMEOUT)
+    with db.connection_context():
+        db.execute_sql('DROP INDEX "folder_entry_folder_id_modseq"')
+        for table, column in (
+            ("folder", "highestmodseq"),
+            ("folder", "deletedmodseq"),
+            ("folder_entry", "modseq"),
+        ):
+            db.execute_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+        SchemaInfo.update(version=6).execute()
+    db.close()
+
+    rx.cli("db", "upgrade")
+    assert query(db_url, "SELECT uid, modseq FROM folder_entry ORDER BY uid") == [(1, 0), (2, 0)]
+    start_imap(rx)
+    try:
+        watcher, c = implicit(rx), implicit(rx)
+        assert watcher.select("INBOX")[1] == [b"2"]
+        c.append("INBOX", None, None, message(3))
+        assert watcher.noop()[0] == "OK" and watcher.untagged_responses["EXISTS"][-1] == b"3"
+        watcher.logout()
+        c.logout()
     finally:
         rx.stop()

@@ -2,7 +2,8 @@
 
 Nothing is cached between commands: every command sees the database as it is, so
 several daemons (`serve --workers`, several hosts on one PostgreSQL) show the same
-folders. A selected folder is re-read after each command (pymap's `set_messages`).
+folders. After each command a selected folder is brought up to date with what changed
+since the session last looked (store.folders.changes, by modseq), not read whole.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pymap.backend.mailbox import MailboxDataInterface, MailboxSetInterface
 from pymap.backend.session import BaseSession
 from pymap.concurrent import Event
 from pymap.context import current_command
-from pymap.exceptions import MailboxError
+from pymap.exceptions import MailboxError, MailboxNotFound
 from pymap.flags import FlagOp
 from pymap.interfaces.message import CachedMessage
 from pymap.listtree import ListTree
@@ -26,6 +27,7 @@ from pymap.message import BaseLoadedMessage, BaseMessage
 from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.response import ResponseCode
+from pymap.parsing.response.code import AppendUid
 from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
 from pymap.parsing.specials.flag import Flag, Seen
 from pymap.selected import SelectedMailbox, SelectedSet
@@ -165,8 +167,21 @@ class FolderData(MailboxDataInterface[Message]):
     ) -> SelectedMailbox:
         if wait_on is not None:
             await wait_on.wait(timeout=IDLE_POLL_SECONDS)
+        # (UIDVALIDITY, modseq) of the session's last look: a folder deleted and made
+        # again (SQLite may give it the same id) is a new one, read whole.
+        last = selected.mod_sequence
+        since = last[1] if last and last[0] == self.info.uidvalidity else None
         seen = selected.messages.max_uid
-        selected.set_messages(await self._messages())
+        got = await self.backend.run(folders.changes, self.info.id, since)
+        if got is None:
+            selected.set_deleted()
+            return selected
+        shown = [Message.of(e, self.backend) for e in got.shown]
+        if got.whole:
+            selected.set_messages(shown)
+        else:
+            selected.add_updates(shown, got.hidden)
+        selected.mod_sequence = (self.info.uidvalidity, got.modseq)
         await self._claim_recent(selected, seen)
         return selected
 
@@ -185,20 +200,28 @@ class FolderData(MailboxDataInterface[Message]):
                 selected.session_flags.add_recent(uid)
 
     async def append(self, append_msg: AppendMessage, *, recent: bool = False) -> Message:
-        uid = await self.appender(self.info, append_msg)
-        e = await self.backend.run(folders.entry, self.info.id, uid)
-        return Message.of(e, self.backend)
+        outcome, placement = await self.appender(self.info, append_msg)
+        assert outcome.uid is not None and outcome.delivery_id is not None
+        # pymap takes the UID (APPENDUID) from this; the selected view reads the entry
+        # itself (a duplicate keeps its first flags) when it is refreshed.
+        return Message(
+            outcome.uid,
+            placement.internal_date.replace(tzinfo=dt.UTC),
+            append_msg.flag_set,
+            delivery_id=outcome.delivery_id,
+            backend=self.backend,
+        )
+
+    async def append_all(self, messages: Sequence[AppendMessage]) -> list[int]:
+        """MULTIAPPEND: every message committed in one transaction, or none."""
+        return await self.appender.all(self.info, list(messages))
 
     async def copy(self, uid: int, destination: FolderData, *, recent: bool = False) -> int | None:
         e = await self.backend.run(folders.entry, self.info.id, uid)
         if e is None:
             return None
         return await self.backend.run(
-            folders.add_entry,
-            destination.info.id,
-            e.delivery_id,
-            e.flags - {folders.QUARANTINED},
-            e.internal_date,
+            folders.add_entry, destination.info.id, e.delivery_id, e.flags, e.internal_date
         )
 
     async def move(self, uid: int, destination: FolderData, *, recent: bool = False) -> int | None:
@@ -327,12 +350,41 @@ class Session(BaseSession[Message]):
     def __init__(self, owner: str, backend: Backend, mailbox: MailboxInfo):
         super().__init__(owner)
         self.backend = backend
-        appender = Appender(backend.pipeline, mailbox, owner, backend.run)
+        appender = Appender(backend.pipeline, mailbox, owner)
         self._folders = FolderSet(backend, mailbox, appender)
 
     @property
     def config(self) -> Settings:
         return self.backend.settings
+
+    async def append_messages(
+        self, name: str, messages: Sequence[AppendMessage], selected: SelectedMailbox | None = None
+    ) -> tuple[AppendUid, SelectedMailbox | None]:
+        """pymap appends the messages of one MULTIAPPEND one by one, each committed on its
+        own; RFC 3502 wants all or none. One message takes pymap's way."""
+        if len(messages) == 1:
+            return await super().append_messages(name, messages, selected)
+        try:
+            folder = await self._folders.get_mailbox(name)
+        except KeyError as exc:
+            raise MailboxNotFound(name, try_create=True) from exc
+        uids = await folder.append_all(messages)
+        appended = AppendUid(folder.uid_validity, uids)
+        # As pymap does for one message: \Recent for a session that has the folder open.
+        shown = selected if selected and selected.mailbox_id == folder.mailbox_id else None
+        shown = shown or folder.selected_set.any_selected
+        if shown is not None:
+            for uid in uids:
+                shown.session_flags.add_recent(uid)
+        if selected is None:
+            return appended, None
+        if selected.mailbox_id != folder.mailbox_id:
+            try:
+                folder = await self._folders.get_mailbox(selected.lookup)
+            except KeyError:
+                selected.set_deleted()
+                return appended, selected
+        return appended, await folder.update_selected(selected)
 
     @property
     def mailbox_set(self) -> FolderSet:

@@ -9,6 +9,7 @@ fail its neighbours; a database fault fails the requests (the sender gets 451).
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import logging
 import queue
@@ -23,7 +24,7 @@ from receiver.parse.record import ParsedMessage
 from receiver.stages import Stage
 from receiver.store.db import write_transaction
 from receiver.store.models import Blob, Delivery, Message
-from receiver.store import sql, thread_state
+from receiver.store import folders, sql, thread_state
 from receiver.threads.links import ThreadLinks, links_of
 from receiver.threads.subject import SubjectRule
 
@@ -160,8 +161,19 @@ def store_deliveries(requests: list[DeliveryRequest], rule: SubjectRule) -> list
     Idempotent per (mailbox, bytes), also within the list: a repeat gets the first
     one's delivery id. The rows and threads are those of storing the requests one by
     one, in order; plain SQL because peewee's query building per row was most of a
-    delivery's cost (bench/RESULTS.md).
+    delivery's cost (bench/RESULTS.md). A request's placement (IMAP APPEND) becomes its
+    folder entry in the same transaction, a duplicate's too: its result carries the UID.
     """
+    results = _store(requests, rule)
+    placed = [(i, r.placement) for i, r in enumerate(requests) if r.placement is not None]
+    if placed:
+        uids = folders.place([(p, results[i].delivery_id) for i, p in placed])
+        for (i, _), uid in zip(placed, uids):
+            results[i] = dataclasses.replace(results[i], uid=uid)
+    return results
+
+
+def _store(requests: list[DeliveryRequest], rule: SubjectRule) -> list[DeliveryResult]:
     results: list[DeliveryResult | None] = [None] * len(requests)
     known = {
         (mb, sha): DeliveryResult(did, mid, True, status)

@@ -72,12 +72,35 @@ def _to_6(m: SchemaMigrator) -> None:
     m.database.execute_sql('DROP INDEX IF EXISTS "message_message_id"')
 
 
+def _to_7(m: SchemaMigrator) -> None:
+    """Modification sequences on folders and their entries: a selected folder is brought
+    up to date by reading what changed, not the whole folder (receiver.imap.backend)."""
+    # A database that came from before version 4 got these with the tables in _to_4.
+    have = {(t, c.name) for t in ("folder", "folder_entry") for c in m.database.get_columns(t)}
+    for table, column in (
+        ("folder", "highestmodseq"),
+        ("folder", "deletedmodseq"),
+        ("folder_entry", "modseq"),
+    ):
+        if (table, column) not in have:
+            # Not peewee's add_column (see _to_5): on SQLite it builds a NOT NULL column's
+            # table anew, and dropping the old folder table would cascade to its entries.
+            m.database.execute_sql(
+                f'ALTER TABLE "{table}" ADD COLUMN "{column}" BIGINT NOT NULL DEFAULT 0'
+            )
+    m.database.execute_sql(
+        'CREATE INDEX IF NOT EXISTS "folder_entry_folder_id_modseq" '
+        'ON "folder_entry" ("folder_id", "modseq")'
+    )
+
+
 MIGRATIONS: dict[int, Callable[[SchemaMigrator], None]] = {
     2: _to_2,
     3: _to_3,
     4: _to_4,
     5: _to_5,
     6: _to_6,
+    7: _to_7,
 }
 
 

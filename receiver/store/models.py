@@ -28,7 +28,7 @@ from peewee import (
 )
 
 # Bumped with every migration in receiver/store/migrations.py.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 database = DatabaseProxy()
 
@@ -240,6 +240,13 @@ class Folder(Base):
     special_use = TextField(null=True)
     # Schema 5: UIDs above this one have not been shown as \Recent to any session yet.
     recent_uid = BigIntegerField(default=0)
+    # Schema 7: raised by every change to the folder's entries (each changed entry takes
+    # the new value as its modseq), so a session reads only what changed since it looked.
+    highestmodseq = BigIntegerField(default=0)
+    # Schema 7: the highestmodseq at which a UID last went without leaving a hidden entry
+    # (deleted with its delivery, or an expunged entry shown again under a new UID): a
+    # session that looked before then reads the folder whole.
+    deletedmodseq = BigIntegerField(default=0)
 
     class Meta:
         indexes = ((("mailbox", "name"), True),)
@@ -256,9 +263,16 @@ class FolderEntry(Base):
     flags = TextField(default="")  # space-separated IMAP flags and keywords
     internal_date = DateTimeField(default=utcnow)
     hidden = BooleanField(default=False)
+    # Schema 7: the folder's highestmodseq when this entry last changed (added, flags,
+    # hidden, its delivery released from quarantine).
+    modseq = BigIntegerField(default=0)
 
     class Meta:
-        indexes = ((("folder", "uid"), True), (("folder", "delivery"), True))
+        indexes = (
+            (("folder", "uid"), True),
+            (("folder", "delivery"), True),
+            (("folder", "modseq"), False),
+        )
 
 
 MODELS = [

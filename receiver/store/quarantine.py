@@ -14,7 +14,7 @@ import json
 from peewee import Database
 
 from receiver.parse.record import ParsedMessage
-from receiver.store import thread_state
+from receiver.store import folders, thread_state
 from receiver.store.models import Delivery, Mailbox, Message
 from receiver.store.queries import NotFound, delivery_json, message_summary
 from receiver.store.retention import delete_deliveries
@@ -110,6 +110,7 @@ def release(db: Database, delivery_id: int, rule: SubjectRule) -> dict:
         thread_state.lock_threading(db)
         d = _quarantined(delivery_id)
         Delivery.update(status="stored").where(Delivery.id == d.id).execute()
+        folders.touch(d.id)  # its folder entries lose the quarantine keyword
         msg = Message.get_by_id(d.message_id)
         if msg.thread_id is None:
             thread_state.attach(msg, links_of(_stored_record(msg)), rule)

@@ -12,6 +12,7 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
 
+from receiver.store import folders
 from receiver.store.sql import chunks
 from receiver.store.models import Blob, Delivery, Mailbox, Message, MsgId, Thread, ThreadMerge
 
@@ -29,6 +30,7 @@ def delete_delivery_ids(ids: list[int]) -> Counter:
         return gone
     message_ids: set[int] = set()
     for part in chunks(ids):
+        folders.forget(part)
         message_ids.update(
             m for (m,) in Delivery.select(Delivery.message).where(Delivery.id.in_(part)).tuples()
         )

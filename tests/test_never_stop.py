@@ -215,20 +215,26 @@ def test_a_stuck_writer_is_seen_its_senders_told_451_and_the_daemon_exits_70(rec
     assert [d["subject"] for d in deliveries(receiver.db_url)] == ["test stuck"]
 
 
-def test_a_hung_verifier_is_seen_and_its_sender_told_451_within_reply_seconds(receiver):
+def hung_check(receiver, reply_seconds: float, stall: float) -> tuple[str, int, str, Client]:
+    """A daemon whose first verifier check hangs for `stall` s, and the session whose
+    copy it is, waiting for its reply: (address, port, metrics URL, session)."""
     address = receiver.add_mailbox("alice@corp.example")
     port = start(
         receiver,
         "smtp",
-        "[stages]\nstall_seconds = 1.0\nexit_after = 0.0\nreply_seconds = 4.0\n",
-        THREADS_RECEIVER_TEST_FAULTS="verifier=stall:8@1",
+        f"[stages]\nstall_seconds = 1.0\nexit_after = 0.0\nreply_seconds = {reply_seconds}\n",
+        THREADS_RECEIVER_TEST_FAULTS=f"verifier=stall:{stall}@1",
     )
-    base = metrics_url(receiver.proc)
     c = Client(port, "smtp", timeout=15)
     c.mail()
     c.rcpt(address)
     c.data()
     c.body(message("hung"))
+    return address, port, metrics_url(receiver.proc), c
+
+
+def test_a_hung_verifier_is_seen_and_its_sender_told_451_within_reply_seconds(receiver):
+    address, port, base, c = hung_check(receiver, reply_seconds=4.0, stall=8)
     time.sleep(2.5)
     code, text = get(base + "/healthz")
     assert code == 503 and "verifier: stuck" in text, text
@@ -241,19 +247,7 @@ def test_a_hung_verifier_is_seen_and_its_sender_told_451_within_reply_seconds(re
 
 
 def test_one_hung_verifier_thread_is_seen_while_the_other_goes_on(receiver):
-    address = receiver.add_mailbox("alice@corp.example")
-    port = start(
-        receiver,
-        "smtp",
-        "[stages]\nstall_seconds = 1.0\nexit_after = 0.0\nreply_seconds = 8.0\n",
-        THREADS_RECEIVER_TEST_FAULTS="verifier=stall:12@1",
-    )
-    base = metrics_url(receiver.proc)
-    c = Client(port, "smtp", timeout=15)
-    c.mail()
-    c.rcpt(address)
-    c.data()
-    c.body(message("hung"))
+    address, port, base, c = hung_check(receiver, reply_seconds=8.0, stall=12)
     # The verifier's second thread keeps checking, so the stage as a whole progresses
     # (the rule "waiting work, no progress" never fires) until the watchdog names it.
     for n in range(40):

@@ -105,7 +105,9 @@ _BIND_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
 )
 @pass_app
 def serve(app: AppContext, listen: str | None, lmtp: bool | None, workers: int | None) -> None:
-    """Run the receiver until SIGTERM or Ctrl-C; SIGHUP re-reads the config."""
+    """Run the receiver until SIGTERM or Ctrl-C.
+
+    SIGHUP re-reads the config (`systemctl reload`)."""
     service.hold_hangups()
     cfg = app.config
     app.db(create=True)

@@ -9,7 +9,8 @@ import socket
 import pytest
 
 from tests.imap_support import implicit, starttls
-from tests.rawsmtp import query
+from tests.rawsmtp import message, query
+from tests.test_imap import appenduid, fetch_one
 
 
 def test_a_malformed_folder_name_is_bad_and_the_daemon_goes_on(rx, db_url):
@@ -37,3 +38,43 @@ def test_a_malformed_folder_name_is_bad_and_the_daemon_goes_on(rx, db_url):
     other = implicit(rx)
     assert other.noop()[0] == "OK"
     other.logout()
+
+
+def test_keywords_are_permanent_flags_a_client_can_set_and_clear(rx, db_url):
+    c = implicit(rx)
+    _, uid = appenduid(
+        c.append(
+            "INBOX", r"(\Seen \Flagged $Label1 Junk)", '"14-Jul-2015 02:44:25 -0700"', message(1)
+        )
+    )
+    c.select("INBOX")
+    # \* : a client may make keywords of its own (Thunderbird's tags, Apple Mail's
+    # colours); FLAGS lists flags, never \* (RFC 3501 7.1, 7.2.6).
+    [permanent] = c.untagged_responses["PERMANENTFLAGS"]
+    assert set(permanent.strip(b"()").split()) == {
+        rb"\Answered",
+        rb"\Deleted",
+        rb"\Draft",
+        rb"\Flagged",
+        rb"\Seen",
+        rb"\*",
+    }
+    assert rb"\*" not in c.untagged_responses["FLAGS"][0]
+    assert fetch_one(c, uid, "(FLAGS INTERNALDATE)") == (
+        b'1 (FLAGS (\\Flagged \\Recent \\Seen $Label1 Junk) INTERNALDATE "14-Jul-2015 09:44:25 +0000"'
+        b" UID %d)" % uid
+    )
+
+    assert c.uid("STORE", str(uid), "+FLAGS", "($Label2 NonJunk)")[0] == "OK"
+    assert c.uid("STORE", str(uid), "-FLAGS", r"($Label1 Junk \Seen)")[0] == "OK"
+    assert c.uid("SEARCH", "KEYWORD", "$Label2")[1] == [str(uid).encode()]
+    assert c.uid("SEARCH", "KEYWORD", "$Label1")[1] == [b""]
+    c.logout()
+    # Kept in the store, for every later session.
+    [(flags,)] = query(db_url, "SELECT flags FROM folder_entry")
+    assert sorted(flags.split()) == ["$Label2", "NonJunk", "\\Flagged"]
+    c = starttls(rx)
+    c.select("INBOX")
+    assert c.uid("STORE", str(uid), "FLAGS.SILENT", r"(\Answered $Forwarded)") == ("OK", [None])
+    assert fetch_one(c, uid, "(FLAGS)") == b"1 (FLAGS (\\Answered $Forwarded) UID %d)" % uid
+    c.logout()

@@ -29,7 +29,7 @@ from pymap.parsing.message import AppendMessage
 from pymap.parsing.response import ResponseCode
 from pymap.parsing.response.code import AppendUid
 from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
-from pymap.parsing.specials.flag import Flag, Seen
+from pymap.parsing.specials.flag import Flag, Seen, Wildcard
 from pymap.selected import SelectedMailbox, SelectedSet
 
 from receiver.imap import specialuse
@@ -128,6 +128,16 @@ class Message(BaseMessage):
         return BaseLoadedMessage(self, requirement, MessageContent.parse(raw))
 
 
+class Snapshot(MailboxSnapshot):
+    """SELECT's FLAGS lists flags; PERMANENTFLAGS' \\* is no flag (RFC 3501 7.2.6)."""
+
+    __slots__: list[str] = []
+
+    @property
+    def flags(self) -> frozenset[Flag]:
+        return super().flags - {Wildcard}
+
+
 class FolderData(MailboxDataInterface[Message]):
     def __init__(
         self, backend: Backend, mailbox: MailboxInfo, info: FolderInfo, appender: Appender
@@ -148,6 +158,13 @@ class FolderData(MailboxDataInterface[Message]):
     @property
     def uid_validity(self) -> int:
         return self.info.uidvalidity
+
+    @property
+    def permanent_flags(self) -> frozenset[Flag]:
+        # APPEND keeps any keyword ($Label1, Thunderbird's tags, Junk): STORE must be
+        # able to set and clear them too. pymap drops from a STORE every flag that is
+        # not permanent, and clients make no keywords without \* (RFC 3501 7.1).
+        return super().permanent_flags | {Wildcard}
 
     @property
     def selected_set(self) -> SelectedSet:
@@ -267,7 +284,7 @@ class FolderData(MailboxDataInterface[Message]):
         messages = await self._messages()
         info = await self.backend.run(folders.get, self.mailbox.id, self.info.name) or self.info
         unseen = [i for i, m in enumerate(messages, 1) if Seen not in m.permanent_flags]
-        return MailboxSnapshot(
+        return Snapshot(
             self.mailbox_id,
             self.readonly,
             self.uid_validity,

@@ -78,3 +78,41 @@ def test_keywords_are_permanent_flags_a_client_can_set_and_clear(rx, db_url):
     assert c.uid("STORE", str(uid), "FLAGS.SILENT", r"(\Answered $Forwarded)") == ("OK", [None])
     assert fetch_one(c, uid, "(FLAGS)") == b"1 (FLAGS (\\Answered $Forwarded) UID %d)" % uid
     c.logout()
+
+
+def test_create_with_a_trailing_delimiter_makes_the_folder_without_it(rx, db_url):
+    c = starttls(rx)
+    # RFC 3501 6.3.3: the trailing delimiter declares that subfolders will follow; "in
+    # any case, the name created is without the trailing hierarchy delimiter".
+    assert c.create('"Projects/"')[0] == "OK"
+    assert c.create("Projects")[0] == "NO"
+    assert c.create('"Projects/2024"')[0] == "OK"
+    assert sorted(n for (n,) in query(db_url, "SELECT name FROM folder")) == [
+        "Projects",
+        "Projects/2024",
+    ]
+    # No level of a name is empty: "/Old" would be a folder under a nameless one.
+    for name in ('""', '"/"', '"/Old"', '"Old//2019"'):
+        typ, data = c.create(name)
+        assert typ == "NO" and data[0].startswith(b"[CANNOT]"), (name, data)
+    typ, data = c.rename("Projects", '"Old//Projects"')
+    assert typ == "NO" and data[0].startswith(b"[CANNOT]"), data
+    assert c.select("Projects")[0] == "OK"
+    assert sorted(c.list('""', '"Projects*"')[1]) == [
+        b'(\\HasChildren) "/" Projects',
+        b'(\\HasNoChildren) "/" Projects/2024',
+    ]
+    c.logout()
+
+
+def test_a_folder_that_does_not_exist_has_no_special_use(rx):
+    c = implicit(rx)
+    # Only "Sent Items/2019" exists: "Sent Items" is a \Noselect level of the hierarchy.
+    # Named \Sent, a client would save its sent mail there and be told NO [TRYCREATE].
+    assert c.create('"Sent Items/2019"')[0] == "OK"
+    assert c.list('""', '"Sent Items"')[1] == [b'(\\Noselect \\HasChildren) "/" "Sent Items"']
+    typ, data = c._simple_command("LIST", "(SPECIAL-USE)", '""', '"*"')
+    assert typ == "OK" and c._untagged_response(typ, data, "LIST")[1] == [None]
+    assert c.create('"Sent Items"')[0] == "OK"
+    assert c.list('""', '"Sent Items"')[1] == [b'(\\HasChildren \\Sent) "/" "Sent Items"']
+    c.logout()

@@ -298,6 +298,18 @@ class FolderData(MailboxDataInterface[Message]):
         )
 
 
+def _level_names(name: str) -> str:
+    """`name`, if every level of it has a name: "", "/Old" and "Old//2019" would be
+    folders LIST shows under a nameless parent."""
+    if not all(name.split(DELIMITER)):
+        raise MailboxError(
+            name,
+            b"A folder name and each level of it must not be empty.",
+            ResponseCode.of(b"CANNOT"),
+        )
+    return name
+
+
 class FolderSet(MailboxSetInterface[FolderData]):
     def __init__(self, backend: Backend, mailbox: MailboxInfo, appender: Appender):
         self.backend = backend
@@ -337,8 +349,13 @@ class FolderSet(MailboxSetInterface[FolderData]):
                 b"No such special use: %b" % " ".join(sorted(unknown)).encode(),
                 ResponseCode.of(b"USEATTR"),
             )
+        # "Projects/" declares that subfolders will follow; the folder made is "Projects"
+        # (RFC 3501 6.3.3).
         info = await self.backend.run(
-            folders.create, self.mailbox.id, name, specialuse.canonical(requested)
+            folders.create,
+            self.mailbox.id,
+            _level_names(name.removesuffix(DELIMITER)),
+            specialuse.canonical(requested),
         )
         if info is None:
             raise ValueError(name)
@@ -356,7 +373,9 @@ class FolderSet(MailboxSetInterface[FolderData]):
             )
 
     async def rename_mailbox(self, before: str, after: str) -> None:
-        result = await self.backend.run(folders.rename, self.mailbox.id, before, after, DELIMITER)
+        result = await self.backend.run(
+            folders.rename, self.mailbox.id, before, _level_names(after), DELIMITER
+        )
         if result == "missing":
             raise KeyError(before)
         if result == "exists":
@@ -421,7 +440,12 @@ class Session(BaseSession[Message]):
         only_special = getattr(current_command.get(None), "special_use_only", False)
         shown: list[tuple[str, str | None, Sequence[bytes]]] = []
         for name, sep, attrs in listed:
-            uses = specialuse.uses_of(name, given.get(name, frozenset()), DELIMITER)
+            # A \\Noselect level of the hierarchy is no folder: a client would save its
+            # sent mail into "Sent Items" of "Sent Items/2019" and be told NO.
+            if b"Noselect" in attrs:
+                uses: frozenset[str] = frozenset()
+            else:
+                uses = specialuse.uses_of(name, given.get(name, frozenset()), DELIMITER)
             if uses or not only_special:
                 # pymap writes the backslash in front of each attribute.
                 shown.append((name, sep, [*attrs, *(u[1:].encode() for u in sorted(uses))]))

@@ -116,3 +116,18 @@ def test_a_folder_that_does_not_exist_has_no_special_use(rx):
     assert c.create('"Sent Items"')[0] == "OK"
     assert c.list('""', '"Sent Items"')[1] == [b'(\\HasChildren \\Sent) "/" "Sent Items"']
     c.logout()
+
+
+def test_a_folder_under_inbox_is_under_inbox_however_it_is_spelled(rx, db_url):
+    c = starttls(rx)
+    assert c.create('"inbox/Receipts"')[0] == "OK"
+    assert c.create('"INBOX/Receipts"')[0] == "NO"
+    appenduid(c.append('"Inbox/Receipts"', None, None, message(1)))
+    assert c.select('"iNbOx/Receipts"') == ("OK", [b"1"])
+    # One INBOX in LIST, with its folder below it; "Receipts" itself is case-sensitive.
+    assert c.list()[1] == [b'(\\HasChildren) "/" INBOX', b'(\\HasNoChildren) "/" INBOX/Receipts']
+    assert c.select('"INBOX/receipts"')[0] == "NO"
+    assert query(db_url, "SELECT name FROM folder WHERE name LIKE '%Receipts'") == [
+        ("INBOX/Receipts",)
+    ]
+    c.logout()

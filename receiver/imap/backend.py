@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # settings registers receiver.imap.extensions, which imports 
 log = logging.getLogger(__name__)
 
 DELIMITER = "/"
+QUARANTINE = Flag(folders.QUARANTINED.encode("ascii"))
 # How often an IDLE session looks for what other sessions (or daemons) changed.
 IDLE_POLL_SECONDS = 1.0
 
@@ -258,7 +259,10 @@ class FolderData(MailboxDataInterface[Message]):
         self, uid: int, cached_msg: CachedMessage, flag_set: frozenset[Flag], mode: FlagOp
     ) -> Message:
         msg = await self.get(uid, cached_msg)
-        flags = mode.apply(msg.permanent_flags, flag_set)
+        # The quarantine keyword mirrors the delivery (folders.set_flags): a STORE
+        # neither sets nor clears it, and the FETCH answering the STORE says so.
+        quarantine = msg.permanent_flags & {QUARANTINE}
+        flags = mode.apply(msg.permanent_flags, flag_set) - {QUARANTINE} | quarantine
         await self.backend.run(
             folders.set_flags,
             self.info.id,

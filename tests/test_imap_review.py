@@ -134,3 +134,19 @@ def test_a_folder_under_inbox_is_under_inbox_however_it_is_spelled(rx, db_url):
         ("INBOX/Receipts",)
     ]
     c.logout()
+
+
+def test_move_out_of_a_folder_opened_with_examine_is_refused(rx):
+    c = implicit(rx)
+    _, uid = appenduid(c.append("INBOX", None, None, message(1)))
+    assert c.create("Kept")[0] == "OK"
+    assert c.select("INBOX", readonly=True)[0] == "OK"
+    # EXAMINE permits no permanent change to the folder (RFC 3501 6.3.2); MOVE
+    # expunges from it, as EXPUNGE would, which is refused as well.
+    typ, data = c.uid("MOVE", str(uid), "Kept")
+    assert typ == "NO" and data[0].startswith(b"[READ-ONLY]"), data
+    assert c.expunge()[0] == "NO"
+    assert c.uid("COPY", str(uid), "Kept")[0] == "OK"
+    assert c.select("INBOX")[1] == [b"1"]
+    assert c.uid("SEARCH", "ALL")[1] == [str(uid).encode()]
+    c.logout()

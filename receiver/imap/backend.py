@@ -18,7 +18,7 @@ from pymap.backend.mailbox import MailboxDataInterface, MailboxSetInterface
 from pymap.backend.session import BaseSession
 from pymap.concurrent import Event
 from pymap.context import current_command
-from pymap.exceptions import MailboxError, MailboxNotFound
+from pymap.exceptions import MailboxError, MailboxNotFound, MailboxReadOnly
 from pymap.flags import FlagOp
 from pymap.interfaces.message import CachedMessage
 from pymap.listtree import ListTree
@@ -27,7 +27,7 @@ from pymap.message import BaseLoadedMessage, BaseMessage
 from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.response import ResponseCode
-from pymap.parsing.response.code import AppendUid
+from pymap.parsing.response.code import AppendUid, CopyUid
 from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
 from pymap.parsing.specials.flag import Flag, Seen, Wildcard
 from pymap.selected import SelectedMailbox, SelectedSet
@@ -425,6 +425,15 @@ class Session(BaseSession[Message]):
                 selected.set_deleted()
                 return appended, selected
         return appended, await folder.update_selected(selected)
+
+    async def move_messages(
+        self, selected: SelectedMailbox, sequence_set: SequenceSet, mailbox: str
+    ) -> tuple[CopyUid | None, SelectedMailbox]:
+        # pymap checks only the destination. MOVE expunges from the source, which a
+        # folder opened with EXAMINE does not allow (RFC 3501 6.3.2), as for EXPUNGE.
+        if selected.readonly:
+            raise MailboxReadOnly()
+        return await super().move_messages(selected, sequence_set, mailbox)
 
     @property
     def mailbox_set(self) -> FolderSet:

@@ -150,3 +150,24 @@ def test_move_out_of_a_folder_opened_with_examine_is_refused(rx):
     assert c.select("INBOX")[1] == [b"1"]
     assert c.uid("SEARCH", "ALL")[1] == [str(uid).encode()]
     c.logout()
+
+
+def test_a_selected_folder_replaced_under_a_session_ends_the_session(rx):
+    watcher = starttls(rx)
+    other = implicit(rx)
+    first = appenduid(other.append("INBOX", None, None, message(1)))
+    assert watcher.select("INBOX") == ("OK", [b"1"])
+    # RENAME INBOX moves its messages away and leaves a new, empty INBOX (RFC 3501
+    # 6.3.5), with a new UIDVALIDITY: its UIDs start at 1 again.
+    assert other.rename("INBOX", '"Old Inbox"')[0] == "OK"
+    second = appenduid(other.append("INBOX", None, None, message(2)))
+    assert second[0] != first[0] and second[1] == first[1]
+    # UIDs only ever grow within a session (RFC 3501 2.3.1.1): the session that saw the
+    # old INBOX's UID 1 cannot be shown the new one's UID 1; it is told to start over.
+    with pytest.raises(imaplib.IMAP4.abort, match="no longer exists"):
+        watcher.noop()
+    again = starttls(rx)
+    assert again.select("INBOX") == ("OK", [b"1"])
+    assert again.untagged_responses["UIDVALIDITY"] == [str(second[0]).encode()]
+    again.logout()
+    other.logout()

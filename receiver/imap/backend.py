@@ -185,12 +185,16 @@ class FolderData(MailboxDataInterface[Message]):
     ) -> SelectedMailbox:
         if wait_on is not None:
             await wait_on.wait(timeout=IDLE_POLL_SECONDS)
-        # (UIDVALIDITY, modseq) of the session's last look: a folder deleted and made
-        # again (SQLite may give it the same id) is a new one, read whole.
+        # (UIDVALIDITY, modseq) of the session's last look. A folder deleted and made
+        # again (SQLite may give it the same id), or an INBOX renamed away, is a new
+        # one whose UIDs start again: they cannot be shown in this session, where UIDs
+        # only grow (RFC 3501 2.3.1.1), so it ends (BYE) as for a deleted folder.
         last = selected.mod_sequence
-        since = last[1] if last and last[0] == self.info.uidvalidity else None
+        if last and last[0] != self.info.uidvalidity:
+            selected.set_deleted()
+            return selected
         seen = selected.messages.max_uid
-        got = await self.backend.run(folders.changes, self.info.id, since)
+        got = await self.backend.run(folders.changes, self.info.id, last[1] if last else None)
         if got is None:
             selected.set_deleted()
             return selected

@@ -130,7 +130,7 @@ def test_a_folder_under_inbox_is_under_inbox_however_it_is_spelled(rx, db_url):
     # One INBOX in LIST, with its folder below it; "Receipts" itself is case-sensitive.
     assert c.list()[1] == [b'(\\HasChildren) "/" INBOX', b'(\\HasNoChildren) "/" INBOX/Receipts']
     assert c.select('"INBOX/receipts"')[0] == "NO"
-    assert query(db_url, "SELECT name FROM folder WHERE name LIKE '%Receipts'") == [
+    assert query(db_url, "SELECT name FROM folder WHERE name LIKE ?", ("%Receipts",)) == [
         ("INBOX/Receipts",)
     ]
     c.logout()

@@ -171,3 +171,20 @@ def test_a_selected_folder_replaced_under_a_session_ends_the_session(rx):
     assert again.untagged_responses["UIDVALIDITY"] == [str(second[0]).encode()]
     again.logout()
     other.logout()
+
+
+def test_subscribe_to_a_folder_that_does_not_exist_is_no(rx):
+    c = starttls(rx)
+    # Subscriptions are kept on folders: one to a name with no folder could not be kept,
+    # and an OK would say it was (RFC 3501 6.3.6 lets a server check the name).
+    typ, data = c.subscribe("Ghost")
+    assert typ == "NO" and data[0].startswith(b"[NONEXISTENT]"), data
+    # An unsubscribed name stays unsubscribed: OK (Thunderbird sends it after DELETE).
+    assert c.unsubscribe("Ghost")[0] == "OK"
+    assert c.create("Real")[0] == "OK"
+    assert c.unsubscribe("Real")[0] == "OK"
+    assert b"Real" not in b" ".join(x for x in c.lsub()[1] if x)
+    assert c.subscribe("Real")[0] == "OK"
+    assert c.subscribe("Real")[0] == "OK"
+    assert b"Real" in b" ".join(x for x in c.lsub()[1] if x)
+    c.logout()

@@ -329,7 +329,12 @@ class FolderSet(MailboxSetInterface[FolderData]):
         return DELIMITER
 
     async def set_subscribed(self, name: str, subscribed: bool) -> None:
-        await self.backend.run(folders.subscribe, self.mailbox.id, name, subscribed)
+        found = await self.backend.run(folders.subscribe, self.mailbox.id, name, subscribed)
+        # A subscription is kept on its folder: one to a name with no folder cannot be
+        # kept, and an OK would say it was. A name with no folder is not subscribed: an
+        # UNSUBSCRIBE of it is what the client wanted (Thunderbird sends one after DELETE).
+        if subscribed and not found:
+            raise MailboxNotFound(name)
 
     async def _tree(self, subscribed_only: bool) -> ListTree:
         names = await self.backend.run(folders.names, self.mailbox.id, subscribed_only)

@@ -5,9 +5,11 @@ version that breaks one of these fails here, not on a client's connection."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 from argparse import Namespace
 
+import pytest
 from proxyprotocol.detect import ProxyProtocolDetect
 from proxyprotocol.reader import ProxyProtocolReader
 from proxyprotocol.result import is_ipv4, is_ipv6
@@ -18,14 +20,14 @@ from pymap.config import BackendCapability, IMAPConfig
 from pymap.imap import IMAPConnection, IMAPServer
 from pymap.imap.state import ConnectionState
 from pymap.parsing import Params
-from pymap.parsing.command.auth import CreateCommand
+from pymap.parsing.command.auth import CreateCommand, ListCommand
 from pymap.parsing.commands import Commands, InvalidCommand
 from pymap.parsing.exceptions import NotParseable
 from pymap.parsing.specials import ExtensionOptions, Mailbox
 from pymap.selected import SelectedMailbox
 from pysasl.creds.plain import PlainCredentials
 
-from receiver.imap import extensions
+from receiver.imap import extensions, mailboxnames
 from receiver.imap.extensions import CreateSpecialUse, ListSpecialUse, NamespaceCommand
 from receiver.imap.login import _Secret
 from tests.helpers import proxy_v2
@@ -191,3 +193,24 @@ def test_proxy_headers_are_read_from_a_stream_and_the_socket_info_subclassed():
     ]
     assert isinstance(inspect.getattr_static(SocketInfoLocal, "peername"), property)
     assert "self.peername" in inspect.getsource(SocketInfo.peername_str.fget)
+
+
+def test_folder_names_are_decoded_by_a_name_mailboxnames_can_replace():
+    import pkgutil
+
+    import pymap.parsing
+
+    # Every pymap parsing module that decodes a name looks the decoder up by this name
+    # at call time; mailboxnames.install replaces it in each of them.
+    users = set()
+    for info in pkgutil.walk_packages(pymap.parsing.__path__, "pymap.parsing."):
+        module = importlib.import_module(info.name)
+        if info.name != "pymap.parsing.modutf7" and hasattr(module, "modutf7_decode"):
+            users.add(info.name)
+    assert users == {"pymap.parsing.specials.mailbox", "pymap.parsing.command.auth"}
+    mailboxnames.install()
+    with pytest.raises(NotParseable):
+        Mailbox.parse(memoryview(b'"&x"\r\n'), Params())
+    with pytest.raises(NotParseable):
+        ListCommand.parse(memoryview(b' "" "&x"\r\n'), Params())
+    assert Mailbox.parse(memoryview(b'"&AMk-t&AOk-"\r\n'), Params())[0].value == "Été"

@@ -18,7 +18,7 @@ from pymap.backend.mailbox import MailboxDataInterface, MailboxSetInterface
 from pymap.backend.session import BaseSession
 from pymap.concurrent import Event
 from pymap.context import current_command
-from pymap.exceptions import MailboxError, MailboxNotFound
+from pymap.exceptions import MailboxError, MailboxNotFound, MailboxReadOnly
 from pymap.flags import FlagOp
 from pymap.interfaces.message import CachedMessage
 from pymap.listtree import ListTree
@@ -27,9 +27,9 @@ from pymap.message import BaseLoadedMessage, BaseMessage
 from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.response import ResponseCode
-from pymap.parsing.response.code import AppendUid
+from pymap.parsing.response.code import AppendUid, CopyUid
 from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
-from pymap.parsing.specials.flag import Flag, Seen
+from pymap.parsing.specials.flag import Flag, Seen, Wildcard
 from pymap.selected import SelectedMailbox, SelectedSet
 
 from receiver.imap import specialuse
@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # settings registers receiver.imap.extensions, which imports 
 log = logging.getLogger(__name__)
 
 DELIMITER = "/"
+QUARANTINE = Flag(folders.QUARANTINED.encode("ascii"))
 # How often an IDLE session looks for what other sessions (or daemons) changed.
 IDLE_POLL_SECONDS = 1.0
 
@@ -128,6 +129,16 @@ class Message(BaseMessage):
         return BaseLoadedMessage(self, requirement, MessageContent.parse(raw))
 
 
+class Snapshot(MailboxSnapshot):
+    """SELECT's FLAGS lists flags; PERMANENTFLAGS' \\* is no flag (RFC 3501 7.2.6)."""
+
+    __slots__: list[str] = []
+
+    @property
+    def flags(self) -> frozenset[Flag]:
+        return super().flags - {Wildcard}
+
+
 class FolderData(MailboxDataInterface[Message]):
     def __init__(
         self, backend: Backend, mailbox: MailboxInfo, info: FolderInfo, appender: Appender
@@ -150,6 +161,13 @@ class FolderData(MailboxDataInterface[Message]):
         return self.info.uidvalidity
 
     @property
+    def permanent_flags(self) -> frozenset[Flag]:
+        # APPEND keeps any keyword ($Label1, Thunderbird's tags, Junk): STORE must be
+        # able to set and clear them too. pymap drops from a STORE every flag that is
+        # not permanent, and clients make no keywords without \* (RFC 3501 7.1).
+        return super().permanent_flags | {Wildcard}
+
+    @property
     def selected_set(self) -> SelectedSet:
         # pymap uses this set only to hand an appended copy's \Recent to a session of
         # this daemon that has the folder selected; the database decides that instead
@@ -167,12 +185,16 @@ class FolderData(MailboxDataInterface[Message]):
     ) -> SelectedMailbox:
         if wait_on is not None:
             await wait_on.wait(timeout=IDLE_POLL_SECONDS)
-        # (UIDVALIDITY, modseq) of the session's last look: a folder deleted and made
-        # again (SQLite may give it the same id) is a new one, read whole.
+        # (UIDVALIDITY, modseq) of the session's last look. A folder deleted and made
+        # again (SQLite may give it the same id), or an INBOX renamed away, is a new
+        # one whose UIDs start again: they cannot be shown in this session, where UIDs
+        # only grow (RFC 3501 2.3.1.1), so it ends (BYE) as for a deleted folder.
         last = selected.mod_sequence
-        since = last[1] if last and last[0] == self.info.uidvalidity else None
+        if last and last[0] != self.info.uidvalidity:
+            selected.set_deleted()
+            return selected
         seen = selected.messages.max_uid
-        got = await self.backend.run(folders.changes, self.info.id, since)
+        got = await self.backend.run(folders.changes, self.info.id, last[1] if last else None)
         if got is None:
             selected.set_deleted()
             return selected
@@ -241,7 +263,10 @@ class FolderData(MailboxDataInterface[Message]):
         self, uid: int, cached_msg: CachedMessage, flag_set: frozenset[Flag], mode: FlagOp
     ) -> Message:
         msg = await self.get(uid, cached_msg)
-        flags = mode.apply(msg.permanent_flags, flag_set)
+        # The quarantine keyword mirrors the delivery (folders.set_flags): a STORE
+        # neither sets nor clears it, and the FETCH answering the STORE says so.
+        quarantine = msg.permanent_flags & {QUARANTINE}
+        flags = mode.apply(msg.permanent_flags, flag_set) - {QUARANTINE} | quarantine
         await self.backend.run(
             folders.set_flags,
             self.info.id,
@@ -267,7 +292,7 @@ class FolderData(MailboxDataInterface[Message]):
         messages = await self._messages()
         info = await self.backend.run(folders.get, self.mailbox.id, self.info.name) or self.info
         unseen = [i for i, m in enumerate(messages, 1) if Seen not in m.permanent_flags]
-        return MailboxSnapshot(
+        return Snapshot(
             self.mailbox_id,
             self.readonly,
             self.uid_validity,
@@ -281,6 +306,18 @@ class FolderData(MailboxDataInterface[Message]):
         )
 
 
+def _level_names(name: str) -> str:
+    """`name`, if every level of it has a name: "", "/Old" and "Old//2019" would be
+    folders LIST shows under a nameless parent."""
+    if not all(name.split(DELIMITER)):
+        raise MailboxError(
+            name,
+            b"A folder name and each level of it must not be empty.",
+            ResponseCode.of(b"CANNOT"),
+        )
+    return name
+
+
 class FolderSet(MailboxSetInterface[FolderData]):
     def __init__(self, backend: Backend, mailbox: MailboxInfo, appender: Appender):
         self.backend = backend
@@ -292,7 +329,12 @@ class FolderSet(MailboxSetInterface[FolderData]):
         return DELIMITER
 
     async def set_subscribed(self, name: str, subscribed: bool) -> None:
-        await self.backend.run(folders.subscribe, self.mailbox.id, name, subscribed)
+        found = await self.backend.run(folders.subscribe, self.mailbox.id, name, subscribed)
+        # A subscription is kept on its folder: one to a name with no folder cannot be
+        # kept, and an OK would say it was. A name with no folder is not subscribed: an
+        # UNSUBSCRIBE of it is what the client wanted (Thunderbird sends one after DELETE).
+        if subscribed and not found:
+            raise MailboxNotFound(name)
 
     async def _tree(self, subscribed_only: bool) -> ListTree:
         names = await self.backend.run(folders.names, self.mailbox.id, subscribed_only)
@@ -320,8 +362,13 @@ class FolderSet(MailboxSetInterface[FolderData]):
                 b"No such special use: %b" % " ".join(sorted(unknown)).encode(),
                 ResponseCode.of(b"USEATTR"),
             )
+        # "Projects/" declares that subfolders will follow; the folder made is "Projects"
+        # (RFC 3501 6.3.3).
         info = await self.backend.run(
-            folders.create, self.mailbox.id, name, specialuse.canonical(requested)
+            folders.create,
+            self.mailbox.id,
+            _level_names(name.removesuffix(DELIMITER)),
+            specialuse.canonical(requested),
         )
         if info is None:
             raise ValueError(name)
@@ -339,7 +386,9 @@ class FolderSet(MailboxSetInterface[FolderData]):
             )
 
     async def rename_mailbox(self, before: str, after: str) -> None:
-        result = await self.backend.run(folders.rename, self.mailbox.id, before, after, DELIMITER)
+        result = await self.backend.run(
+            folders.rename, self.mailbox.id, before, _level_names(after), DELIMITER
+        )
         if result == "missing":
             raise KeyError(before)
         if result == "exists":
@@ -386,6 +435,15 @@ class Session(BaseSession[Message]):
                 return appended, selected
         return appended, await folder.update_selected(selected)
 
+    async def move_messages(
+        self, selected: SelectedMailbox, sequence_set: SequenceSet, mailbox: str
+    ) -> tuple[CopyUid | None, SelectedMailbox]:
+        # pymap checks only the destination. MOVE expunges from the source, which a
+        # folder opened with EXAMINE does not allow (RFC 3501 6.3.2), as for EXPUNGE.
+        if selected.readonly:
+            raise MailboxReadOnly()
+        return await super().move_messages(selected, sequence_set, mailbox)
+
     @property
     def mailbox_set(self) -> FolderSet:
         return self._folders
@@ -404,7 +462,12 @@ class Session(BaseSession[Message]):
         only_special = getattr(current_command.get(None), "special_use_only", False)
         shown: list[tuple[str, str | None, Sequence[bytes]]] = []
         for name, sep, attrs in listed:
-            uses = specialuse.uses_of(name, given.get(name, frozenset()), DELIMITER)
+            # A \\Noselect level of the hierarchy is no folder: a client would save its
+            # sent mail into "Sent Items" of "Sent Items/2019" and be told NO.
+            if b"Noselect" in attrs:
+                uses: frozenset[str] = frozenset()
+            else:
+                uses = specialuse.uses_of(name, given.get(name, frozenset()), DELIMITER)
             if uses or not only_special:
                 # pymap writes the backslash in front of each attribute.
                 shown.append((name, sep, [*attrs, *(u[1:].encode() for u in sorted(uses))]))

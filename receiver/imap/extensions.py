@@ -19,6 +19,7 @@ from pymap.parsing.primitives import QuotedString
 from pymap.parsing.response import ResponseOk, UntaggedResponse
 from pymap.parsing.specials import ExtensionOptions, Mailbox
 
+from receiver.imap import mailboxnames
 from receiver.imap.backend import DELIMITER
 
 # Special uses are flags: a backslash and an atom.
@@ -120,7 +121,9 @@ class ListSpecialUse(ListCommand):
 
 
 def commands() -> Commands:
-    """pymap's commands with the ones above added or put in place of pymap's."""
+    """pymap's commands with the ones above added or put in place of pymap's, reading
+    folder names strictly (receiver.imap.mailboxnames)."""
+    mailboxnames.install()
     registry = Commands()
     for cmd in (NamespaceCommand, CreateSpecialUse, ListSpecialUse):
         registry.register(cmd)

@@ -161,12 +161,14 @@ def rename(mailbox_id: int, before: str, after: str, delimiter: str) -> str:
     return "renamed"
 
 
-def subscribe(mailbox_id: int, name: str, on: bool) -> None:
-    (
+def subscribe(mailbox_id: int, name: str, on: bool) -> bool:
+    """False if there is no such folder."""
+    matched = (
         Folder.update(subscribed=on)
         .where((Folder.mailbox == mailbox_id) & (Folder.name == canonical(name)))
         .execute()
     )
+    return matched > 0
 
 
 def claim_recent(folder_id: int, up_to: int) -> int:

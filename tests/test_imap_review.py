@@ -1,0 +1,190 @@
+"""The IMAP edge as real clients drive it, where it once went wrong: folder names in
+modified UTF-7, keywords (Thunderbird's tags, $Label1...) and hierarchy declarations."""
+
+from __future__ import annotations
+
+import imaplib
+import socket
+
+import pytest
+
+from tests.imap_support import implicit, starttls
+from tests.rawsmtp import message, query
+from tests.test_imap import appenduid, fetch_one
+
+
+def test_a_malformed_folder_name_is_bad_and_the_daemon_goes_on(rx, db_url):
+    # Sent before STARTTLS and login: pymap parses the name before it looks at the state.
+    with socket.create_connection(("127.0.0.1", rx.imap_ports["STARTTLS"]), timeout=10) as s:
+        f = s.makefile("rb")
+        assert f.readline().startswith(b"* OK")
+        s.sendall(b'a1 LIST "" "&x"\r\n')
+        assert f.readline().startswith(b"a1 BAD")
+    c = starttls(rx)
+    # An "&" no "-" closes, and a shift that is not UTF-16 in modified BASE64.
+    for name in ('"&Jjo"', '"Sent&AMk"', '"a&b-"', '"a&A*A-"'):
+        with pytest.raises(imaplib.IMAP4.error, match="CREATE command error: BAD"):
+            c.create(name)
+    # Well-formed names still make folders, named as the client meant them.
+    assert c.create('"&AMk-l&AOk-ments envoy&AOk-s"')[0] == "OK"
+    assert c.create('"Gesendete Objekte"')[0] == "OK"
+    assert c.create('"R&AOk-sum&AOk-s &- notes"')[0] == "OK"
+    names = {n for (n,) in query(db_url, "SELECT name FROM folder")}
+    assert {"Éléments envoyés", "Gesendete Objekte", "Résumés & notes"} <= names
+    listed = b"\n".join(c.list()[1])
+    assert b'"&AMk-l&AOk-ments envoy&AOk-s"' in listed and b'"R&AOk-sum&AOk-s &- notes"' in listed
+    c.logout()
+    # The daemon still serves everyone else.
+    other = implicit(rx)
+    assert other.noop()[0] == "OK"
+    other.logout()
+
+
+def test_keywords_are_permanent_flags_a_client_can_set_and_clear(rx, db_url):
+    c = implicit(rx)
+    _, uid = appenduid(
+        c.append(
+            "INBOX", r"(\Seen \Flagged $Label1 Junk)", '"14-Jul-2015 02:44:25 -0700"', message(1)
+        )
+    )
+    c.select("INBOX")
+    # \* : a client may make keywords of its own (Thunderbird's tags, Apple Mail's
+    # colours); FLAGS lists flags, never \* (RFC 3501 7.1, 7.2.6).
+    [permanent] = c.untagged_responses["PERMANENTFLAGS"]
+    assert set(permanent.strip(b"()").split()) == {
+        rb"\Answered",
+        rb"\Deleted",
+        rb"\Draft",
+        rb"\Flagged",
+        rb"\Seen",
+        rb"\*",
+    }
+    assert rb"\*" not in c.untagged_responses["FLAGS"][0]
+    assert fetch_one(c, uid, "(FLAGS INTERNALDATE)") == (
+        b'1 (FLAGS (\\Flagged \\Recent \\Seen $Label1 Junk) INTERNALDATE "14-Jul-2015 09:44:25 +0000"'
+        b" UID %d)" % uid
+    )
+
+    assert c.uid("STORE", str(uid), "+FLAGS", "($Label2 NonJunk)")[0] == "OK"
+    assert c.uid("STORE", str(uid), "-FLAGS", r"($Label1 Junk \Seen)")[0] == "OK"
+    assert c.uid("SEARCH", "KEYWORD", "$Label2")[1] == [str(uid).encode()]
+    assert c.uid("SEARCH", "KEYWORD", "$Label1")[1] == [b""]
+    # Except the quarantine keyword: it is the store's, not the client's.
+    typ, data = c.uid("STORE", str(uid), "+FLAGS", "($Quarantined)")
+    assert typ == "OK" and b"$Quarantined" not in data[0], data
+    c.logout()
+    # Kept in the store, for every later session.
+    [(flags,)] = query(db_url, "SELECT flags FROM folder_entry")
+    assert sorted(flags.split()) == ["$Label2", "NonJunk", "\\Flagged"]
+    c = starttls(rx)
+    c.select("INBOX")
+    assert c.uid("STORE", str(uid), "FLAGS.SILENT", r"(\Answered $Forwarded)") == ("OK", [None])
+    assert fetch_one(c, uid, "(FLAGS)") == b"1 (FLAGS (\\Answered $Forwarded) UID %d)" % uid
+    c.logout()
+
+
+def test_create_with_a_trailing_delimiter_makes_the_folder_without_it(rx, db_url):
+    c = starttls(rx)
+    # RFC 3501 6.3.3: the trailing delimiter declares that subfolders will follow; "in
+    # any case, the name created is without the trailing hierarchy delimiter".
+    assert c.create('"Projects/"')[0] == "OK"
+    assert c.create("Projects")[0] == "NO"
+    assert c.create('"Projects/2024"')[0] == "OK"
+    assert sorted(n for (n,) in query(db_url, "SELECT name FROM folder")) == [
+        "Projects",
+        "Projects/2024",
+    ]
+    # No level of a name is empty: "/Old" would be a folder under a nameless one.
+    for name in ('""', '"/"', '"/Old"', '"Old//2019"'):
+        typ, data = c.create(name)
+        assert typ == "NO" and data[0].startswith(b"[CANNOT]"), (name, data)
+    typ, data = c.rename("Projects", '"Old//Projects"')
+    assert typ == "NO" and data[0].startswith(b"[CANNOT]"), data
+    assert c.select("Projects")[0] == "OK"
+    assert sorted(c.list('""', '"Projects*"')[1]) == [
+        b'(\\HasChildren) "/" Projects',
+        b'(\\HasNoChildren) "/" Projects/2024',
+    ]
+    c.logout()
+
+
+def test_a_folder_that_does_not_exist_has_no_special_use(rx):
+    c = implicit(rx)
+    # Only "Sent Items/2019" exists: "Sent Items" is a \Noselect level of the hierarchy.
+    # Named \Sent, a client would save its sent mail there and be told NO [TRYCREATE].
+    assert c.create('"Sent Items/2019"')[0] == "OK"
+    assert c.list('""', '"Sent Items"')[1] == [b'(\\Noselect \\HasChildren) "/" "Sent Items"']
+    typ, data = c._simple_command("LIST", "(SPECIAL-USE)", '""', '"*"')
+    assert typ == "OK" and c._untagged_response(typ, data, "LIST")[1] == [None]
+    assert c.create('"Sent Items"')[0] == "OK"
+    assert c.list('""', '"Sent Items"')[1] == [b'(\\HasChildren \\Sent) "/" "Sent Items"']
+    c.logout()
+
+
+def test_a_folder_under_inbox_is_under_inbox_however_it_is_spelled(rx, db_url):
+    c = starttls(rx)
+    assert c.create('"inbox/Receipts"')[0] == "OK"
+    assert c.create('"INBOX/Receipts"')[0] == "NO"
+    appenduid(c.append('"Inbox/Receipts"', None, None, message(1)))
+    assert c.select('"iNbOx/Receipts"') == ("OK", [b"1"])
+    # One INBOX in LIST, with its folder below it; "Receipts" itself is case-sensitive.
+    assert c.list()[1] == [b'(\\HasChildren) "/" INBOX', b'(\\HasNoChildren) "/" INBOX/Receipts']
+    assert c.select('"INBOX/receipts"')[0] == "NO"
+    assert query(db_url, "SELECT name FROM folder WHERE name LIKE ?", ("%Receipts",)) == [
+        ("INBOX/Receipts",)
+    ]
+    c.logout()
+
+
+def test_move_out_of_a_folder_opened_with_examine_is_refused(rx):
+    c = implicit(rx)
+    _, uid = appenduid(c.append("INBOX", None, None, message(1)))
+    assert c.create("Kept")[0] == "OK"
+    assert c.select("INBOX", readonly=True)[0] == "OK"
+    # EXAMINE permits no permanent change to the folder (RFC 3501 6.3.2); MOVE
+    # expunges from it, as EXPUNGE would, which is refused as well.
+    typ, data = c.uid("MOVE", str(uid), "Kept")
+    assert typ == "NO" and data[0].startswith(b"[READ-ONLY]"), data
+    assert c.expunge()[0] == "NO"
+    assert c.uid("COPY", str(uid), "Kept")[0] == "OK"
+    assert c.select("INBOX")[1] == [b"1"]
+    assert c.uid("SEARCH", "ALL")[1] == [str(uid).encode()]
+    c.logout()
+
+
+def test_a_selected_folder_replaced_under_a_session_ends_the_session(rx):
+    watcher = starttls(rx)
+    other = implicit(rx)
+    first = appenduid(other.append("INBOX", None, None, message(1)))
+    assert watcher.select("INBOX") == ("OK", [b"1"])
+    # RENAME INBOX moves its messages away and leaves a new, empty INBOX (RFC 3501
+    # 6.3.5), with a new UIDVALIDITY: its UIDs start at 1 again.
+    assert other.rename("INBOX", '"Old Inbox"')[0] == "OK"
+    second = appenduid(other.append("INBOX", None, None, message(2)))
+    assert second[0] != first[0] and second[1] == first[1]
+    # UIDs only ever grow within a session (RFC 3501 2.3.1.1): the session that saw the
+    # old INBOX's UID 1 cannot be shown the new one's UID 1; it is told to start over.
+    with pytest.raises(imaplib.IMAP4.abort, match="no longer exists"):
+        watcher.noop()
+    again = starttls(rx)
+    assert again.select("INBOX") == ("OK", [b"1"])
+    assert again.untagged_responses["UIDVALIDITY"] == [str(second[0]).encode()]
+    again.logout()
+    other.logout()
+
+
+def test_subscribe_to_a_folder_that_does_not_exist_is_no(rx):
+    c = starttls(rx)
+    # Subscriptions are kept on folders: one to a name with no folder could not be kept,
+    # and an OK would say it was (RFC 3501 6.3.6 lets a server check the name).
+    typ, data = c.subscribe("Ghost")
+    assert typ == "NO" and data[0].startswith(b"[NONEXISTENT]"), data
+    # An unsubscribed name stays unsubscribed: OK (Thunderbird sends it after DELETE).
+    assert c.unsubscribe("Ghost")[0] == "OK"
+    assert c.create("Real")[0] == "OK"
+    assert c.unsubscribe("Real")[0] == "OK"
+    assert b"Real" not in b" ".join(x for x in c.lsub()[1] if x)
+    assert c.subscribe("Real")[0] == "OK"
+    assert c.subscribe("Real")[0] == "OK"
+    assert b"Real" in b" ".join(x for x in c.lsub()[1] if x)
+    c.logout()

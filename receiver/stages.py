@@ -177,12 +177,15 @@ class Watchdog:
             report = stage.report(self.stall_seconds, now)
             if report.state == DEAD and stage.restart is not None:
                 report = self._restart(stage, now)
+            reports.append(report)
+        # Published before the waiting work is failed: a sender told 451 who asks
+        # /healthz or opens a session right after must see the stage named stuck.
+        self._reports = reports
+        for stage, report in zip(self.stages, reports):
             if report.state == STUCK:
                 self._stuck(stage, report, now)
             else:
                 self._stuck_since.pop(stage.name, None)
-            reports.append(report)
-        self._reports = reports
 
     def _restart(self, stage: Stage, now: float) -> Report:
         log.error("stage %s is not running; restarting it", stage.name)

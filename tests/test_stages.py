@@ -157,6 +157,17 @@ def test_a_stuck_writer_fails_what_waits(writer, monkeypatch):
     assert _submit(writer, 9).result(10)[0].delivery_id
 
 
+def test_a_stage_is_named_stuck_before_its_waiting_work_is_failed():
+    # The failed senders' next look (/healthz, the greeting) must already see it.
+    seen: list[list[str]] = []
+    stage = Stage("writer", fail_waiting=lambda why: seen.append(dog.problems()))
+    stage.taken()
+    stage.last_progress -= 100
+    dog = Watchdog([stage], 60, 0, give_up=pytest.fail)
+    dog.check()
+    assert len(seen) == 1 and seen[0][0].startswith("writer: stuck")
+
+
 def test_fault_spec_grammar():
     spec = faults.parse_spec("writer=raise@2, verifier=stall:1.5")
     assert (spec["writer"].action, spec["writer"].at) == ("raise", 2)

@@ -15,6 +15,17 @@ from tests.helpers import ROOT, env_for
 NO_PSYCOPG2 = "import sys; sys.modules['psycopg2'] = None; from receiver.cli import main; main()"
 
 
+def _init_without_psycopg2(tmp_path, env: dict) -> subprocess.CompletedProcess:
+    """`init` in a Python where psycopg2 cannot be imported."""
+    return subprocess.run(
+        [sys.executable, "-c", NO_PSYCOPG2, "init", "--dir", str(tmp_path / "rx")]
+        + ["--domain", "push.example"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
 def _requirements() -> list[str]:
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
@@ -38,42 +49,14 @@ def test_psycopg2_is_only_in_the_postgresql_extra():
 
 
 def test_sqlite_works_without_psycopg2(tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            NO_PSYCOPG2,
-            "init",
-            "--dir",
-            str(tmp_path / "rx"),
-            "--domain",
-            "push.example",
-        ],
-        env=env_for(tmp_path / "none.toml"),
-        capture_output=True,
-        text=True,
-    )
+    r = _init_without_psycopg2(tmp_path, env_for(tmp_path / "none.toml"))
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "rx" / "receiver.db").exists()
 
 
 def test_postgresql_url_without_driver_is_one_line(tmp_path):
     env = env_for(tmp_path / "none.toml", THREADS_RECEIVER_DB="postgresql://u@127.0.0.1:1/x")
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            NO_PSYCOPG2,
-            "init",
-            "--dir",
-            str(tmp_path / "rx"),
-            "--domain",
-            "push.example",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    r = _init_without_psycopg2(tmp_path, env)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [
         "Error: a postgresql:// database needs the PostgreSQL driver: "

@@ -8,6 +8,7 @@ import re
 import select
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -266,3 +267,17 @@ def proxy_v2(src: str, sport: int, dport: int = 25) -> bytes:
     sig = b"\r\n\r\n\x00\r\nQUIT\n"
     addrs = socket.inet_aton(src) + socket.inet_aton("127.0.0.1") + struct.pack("!HH", sport, dport)
     return sig + bytes([0x21, 0x11]) + struct.pack("!H", len(addrs)) + addrs
+
+
+def tls_after_header(
+    sock: socket.socket, header: bytes, context: ssl.SSLContext, server_hostname: str | None = None
+) -> ssl.SSLSocket:
+    """What a balancer with TLS passthrough sends an implicit-TLS listener: its PROXY
+    header in clear, then the client's TLS. Corked, so that the header and the ClientHello
+    leave in one segment (the kernel sends corked data within 200 ms): the listener must
+    not take the ClientHello's first bytes along with the header."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    sock.sendall(header)
+    tls = context.wrap_socket(sock, server_hostname=server_hostname)
+    tls.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+    return tls

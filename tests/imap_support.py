@@ -5,10 +5,11 @@ from __future__ import annotations
 import imaplib
 import re
 import shutil
+import socket
 import ssl
 from pathlib import Path
 
-from tests.helpers import Receiver
+from tests.helpers import Receiver, tls_after_header
 
 TLS = Path(__file__).parent / "tls"
 # For 127.0.0.1 and localhost: mbsync checks the host name it connects to.
@@ -75,13 +76,33 @@ def implicit(r: Receiver, login: bool = True) -> imaplib.IMAP4_SSL:
 
 
 class Proxied(imaplib.IMAP4):
-    """imaplib behind a balancer on the STARTTLS port: the PROXY header goes first."""
+    """imaplib behind a balancer on the STARTTLS port: the PROXY header goes first.
+    `source`: the loopback address it connects from."""
 
-    def __init__(self, port: int, header: bytes):
+    def __init__(self, port: int, header: bytes, source: str = "127.0.0.1"):
         self.header = header
+        self.source = source
         super().__init__("127.0.0.1", port, timeout=30)
 
     def _create_socket(self, timeout):
-        sock = super()._create_socket(timeout)
+        sock = socket.create_connection(
+            (self.host, self.port), timeout, source_address=(self.source, 0)
+        )
         sock.sendall(self.header)
         return sock
+
+
+class ProxiedImplicit(imaplib.IMAP4_SSL):
+    """imaplib behind a balancer with TLS passthrough on the implicit-TLS port: the PROXY
+    header in clear, then TLS. `source`: the loopback address it connects from."""
+
+    def __init__(self, port: int, header: bytes, source: str = "127.0.0.1"):
+        self.header = header
+        self.source = source
+        super().__init__("127.0.0.1", port, ssl_context=client_context(), timeout=30)
+
+    def _create_socket(self, timeout):
+        sock = socket.create_connection(
+            (self.host, self.port), timeout, source_address=(self.source, 0)
+        )
+        return tls_after_header(sock, self.header, self.ssl_context, self.host)

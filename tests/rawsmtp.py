@@ -10,6 +10,8 @@ import time
 
 import psycopg2
 
+from tests.helpers import tls_after_header
+
 
 class Raw:
     def __init__(
@@ -19,10 +21,21 @@ class Raw:
         timeout: float = 10.0,
         greet: bool = True,
         tls: bool = False,
+        header: bytes = b"",
+        source: str = "",
     ):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        if tls:
+        """`header`: a balancer's PROXY header, sent in clear before anything else (and
+        before TLS); `source`: the local address to connect from (another loopback
+        address is another client)."""
+        self.sock = socket.create_connection(
+            (host, port), timeout=timeout, source_address=(source, 0) if source else None
+        )
+        if header and tls:
+            self.sock = tls_after_header(self.sock, header, client_tls())
+        elif tls:
             self.sock = client_tls().wrap_socket(self.sock)
+        else:
+            self.sock.sendall(header)
         self.buf = b""
         self.greeting = self.reply() if greet else None
 

@@ -11,7 +11,14 @@ import ssl
 
 from tests import mailfixtures as F
 from tests.helpers import merge_toml
-from tests.imap_support import Proxied, client_context, imap_receiver, implicit, start_imap
+from tests.imap_support import (
+    Proxied,
+    ProxiedImplicit,
+    client_context,
+    imap_receiver,
+    implicit,
+    start_imap,
+)
 from tests.rawsmtp import Raw, client_tls, deliveries, message, query, send, wait_until
 
 
@@ -205,7 +212,7 @@ listen = "127.0.0.1:1"
 timeout = 3
 max_errors = 2
 max_sessions_per_ip = 3
-proxy_trusted = ["127.0.0.0/8"]
+proxy_trusted = ["127.0.0.2/32"]
 """,
         )
         # A session open before the reload keeps going.
@@ -230,12 +237,21 @@ proxy_trusted = ["127.0.0.0/8"]
         )
         # Silent since they connected: logged out after the new imap.timeout.
         seen["imap.timeout"] = all(h.readline().startswith(b"* BYE Autologout") for h in held)
-        c = Proxied(old_port, b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 143\r\n")
+        # The balancer is 127.0.0.2; the clients above, on 127.0.0.1, are direct ones.
+        header = b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 143\r\n"
+        c = Proxied(old_port, header, source="127.0.0.2")
         c.starttls(client_context())
         c.login(r.username, r.password)
         assert c.append("INBOX", None, None, message(2))[0] == "OK"
         c.logout()
         seen["imap.proxy_trusted"] = deliveries(db_url)[-1]["peer"].startswith("[203.0.113.7]:")
+        c = ProxiedImplicit(r.imap_ports["implicit TLS"], header, source="127.0.0.2")
+        c.login(r.username, r.password)
+        assert c.append("INBOX", None, None, message(3))[0] == "OK"
+        c.logout()
+        seen["imap.proxy_trusted (implicit TLS)"] = deliveries(db_url)[-1]["peer"].startswith(
+            "[203.0.113.7]:"
+        )
         # The daemon's one TLS context, reloaded in place, serves IMAP too.
         old_tls = client_context()
         old_tls.maximum_version = ssl.TLSVersion.TLSv1_2

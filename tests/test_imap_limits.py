@@ -14,7 +14,14 @@ import urllib.request
 import pytest
 
 from tests.helpers import proxy_v2
-from tests.imap_support import Proxied, client_context, imap_receiver, implicit, start_imap
+from tests.imap_support import (
+    Proxied,
+    ProxiedImplicit,
+    client_context,
+    imap_receiver,
+    implicit,
+    start_imap,
+)
 from tests.rawsmtp import deliveries, message, stored_raws, wait_until
 from tests.test_metrics import metrics_url, sample
 
@@ -60,12 +67,12 @@ def test_proxy_headers_name_the_client_recorded_on_the_delivery(tmp_path, db_url
             assert c.append("INBOX", None, None, message(n))[0] == "OK"
             c.logout()
             assert deliveries(db_url)[-1]["peer"].startswith(peer), (header, peer)
-        # The implicit-TLS listener does its handshake first: no header is read there,
-        # also from a trusted network.
-        c = implicit(r)
-        assert c.append("INBOX", None, None, message("tls"))[0] == "OK"
-        c.logout()
-        assert deliveries(db_url)[-1]["peer"].startswith("[127.0.0.1]:")
+            # On the implicit-TLS listener the header comes before TLS.
+            c = ProxiedImplicit(r.imap_ports["implicit TLS"], header)
+            c.login(r.username, r.password)
+            assert c.append("INBOX", None, None, message(f"tls{n}"))[0] == "OK"
+            c.logout()
+            assert deliveries(db_url)[-1]["peer"].startswith(peer), (header, peer)
     finally:
         r.stop()
 
@@ -130,7 +137,8 @@ def test_a_trusted_proxy_must_send_a_valid_header(tmp_path, db_url):
             "THREADS_RECEIVER_IMAP_IMPLICIT_LISTEN": f"127.0.0.1:{r.imap_ports['implicit TLS']}",
         }
         status = r.cli("status", "--listen", f"127.0.0.1:{r.port}", "--json", **listen)
-        assert json.loads(status.stdout)["checks"]["imap"]["ok"]
+        checks = json.loads(status.stdout)["checks"]
+        assert checks["imap"]["ok"] and checks["imaps"]["ok"], checks
         log = r.log_path.read_text()
         assert log.count("trusted proxy 127.0.0.1 does not start with a valid PROXY header") == 3
         assert "trusted proxy 127.0.0.1 closed the connection before its PROXY header" in log

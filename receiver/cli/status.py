@@ -41,14 +41,15 @@ def smtp_banner(
     """Connect to the configured listener and read its greeting (SMTP's, or with
     `ready`="* OK" and `bye`=LOGOUT an IMAP listener's, `tls` for implicit TLS). From an
     address the listener trusts as a proxy, say so first as a balancer's health check
-    does (PROXY UNKNOWN): the listener would wait for a header and close without one."""
+    does (PROXY UNKNOWN, before TLS on an implicit-TLS listener): the listener would wait
+    for a header and close without one."""
     host, port = parse_hostport(listen)
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     try:
         with socket.create_connection((host, port), timeout=TIMEOUT) as raw:
             own = raw.getsockname()[0]
-            if not tls and in_networks(own, networks(proxy_trusted)):
+            if in_networks(own, networks(proxy_trusted)):
                 raw.sendall(b"PROXY UNKNOWN\r\n")
             s = _unverified().wrap_socket(raw) if tls else raw
             s.settimeout(TIMEOUT)

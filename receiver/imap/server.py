@@ -2,7 +2,8 @@
 built from the daemon's pipeline and held to the limits SMTP is held to: the AUTH failure
 limiter and the in-flight byte budget are the daemon's, shared with SMTP; a trusted
 proxy's PROXY header (imap.proxy_trusted, read with the proxyprotocol package that
-pymap itself depends on) names the client that is recorded and limited."""
+pymap itself depends on) names the client that is recorded and limited; on the
+implicit-TLS listener it comes in clear before the handshake (receiver/smtp/implicit_tls.py)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from receiver.imap.login import Login
 from receiver.imap.settings import Settings
 from receiver.pipeline import Pipeline
 from receiver.smtp import limits
+from receiver.smtp.implicit_tls import ExactReader, Front
 from receiver.smtp.limits import ByteBudget, FailureLimiter, SessionSlots
 
 log = logging.getLogger(__name__)
@@ -251,7 +253,9 @@ class ClientInfo(SocketInfoLocal):
         return self._client or super().peername
 
 
-async def proxy_header(reader: asyncio.StreamReader, sid: str, proxy: str) -> ProxyResult | None:
+async def proxy_header(
+    reader: asyncio.StreamReader | ExactReader, sid: str, proxy: str
+) -> ProxyResult | None:
     """A trusted proxy's PROXY header (v1 or v2), or None when the connection does not
     start with a valid one, which is logged: such a connection is closed unanswered."""
     try:
@@ -272,6 +276,12 @@ async def proxy_header(reader: asyncio.StreamReader, sid: str, proxy: str) -> Pr
     return None
 
 
+async def proxy_before_tls(reader: ExactReader, proxy: str) -> ProxyResult | None:
+    """The implicit-TLS listener's read of a trusted proxy's header, in clear before the
+    handshake (implicit_tls.Front), as the STARTTLS listener reads it."""
+    return await proxy_header(reader, uuid4().hex[:12], proxy)
+
+
 class Listener:
     """asyncio.start_server's callback: one pymap connection per client, with the
     settings in force when it connected (a reload changes them for the next ones)."""
@@ -287,17 +297,39 @@ class Listener:
         self.login.backend.settings = settings
 
     async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The STARTTLS listener's connection: a trusted proxy's header first."""
         settings = self.settings
         unique_id = uuid4().bytes
         proxied = None
         own = limits.client_ip(writer.get_extra_info("peername"))
-        # On the implicit-TLS listener asyncio has done the TLS handshake before a PROXY
-        # header could be read: trusted proxies are for `listen` only, as for SMTP.
-        if not settings.implicit_tls and limits.in_networks(own, settings.proxy_trusted):
+        if limits.in_networks(own, settings.proxy_trusted):
             proxied = await proxy_header(reader, unique_id.hex()[:12], own)
             if proxied is None:
                 writer.close()
                 return
+        await self._session(reader, writer, settings, unique_id, proxied)
+
+    def trusted(self) -> tuple:
+        return self.settings.proxy_trusted
+
+    def tls(self, proxied: ProxyResult | None) -> asyncio.BaseProtocol:
+        """The implicit-TLS listener's protocol once TLS is up (implicit_tls.Front), as
+        asyncio.start_server makes it, with the trusted proxy's header if there was one."""
+        settings = self.settings
+
+        def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+            return self._session(reader, writer, settings, uuid4().bytes, proxied)
+
+        return asyncio.StreamReaderProtocol(asyncio.StreamReader(), connected)
+
+    async def _session(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        settings: Settings,
+        unique_id: bytes,
+        proxied: ProxyResult | None,
+    ) -> None:
         sock_info = ClientInfo(writer, unique_id, proxied)
         ip = str(sock_info.peername_ip)
         if not self.slots.acquire(ip):
@@ -383,12 +415,15 @@ async def start(
         listener = Listener(Login(Backend(pipeline, settings), limiter), settings, slots, budget)
         host, port = parse_hostport(getattr(config.imap, key), f"imap.{key}")
         running.listeners[key] = listener
-        running.servers[key] = await asyncio.start_server(
-            listener,
-            host=host,
-            port=port,
-            reuse_address=True,
-            reuse_port=reuse_port,
-            ssl=tls if implicit else None,
-        )
+        if implicit:
+            # TLS is started by the front, after a trusted proxy's header (implicit_tls.py).
+            front = Front(tls, listener.trusted, proxy_before_tls, listener.tls)
+            server = await asyncio.get_running_loop().create_server(
+                front, host=host, port=port, reuse_address=True, reuse_port=reuse_port
+            )
+        else:
+            server = await asyncio.start_server(
+                listener, host=host, port=port, reuse_address=True, reuse_port=reuse_port
+            )
+        running.servers[key] = server
     return running

@@ -44,8 +44,12 @@ EXTENSIONS = ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
 def session_id(session) -> str:
     sid = getattr(session, "receiver_id", None)
     if sid is None:
-        sid = session.receiver_id = secrets.token_hex(6)
+        sid = session.receiver_id = new_session_id()
     return sid
+
+
+def new_session_id() -> str:
+    return secrets.token_hex(6)
 
 
 def outcome_line(o: Outcome) -> str:

@@ -21,13 +21,15 @@ keeps its command implementations (HELO, EHLO, MAIL, RCPT, STARTTLS, AUTH, ...):
   limit is passed while the rest is drained, bare CR/LF in headers recorded as defects;
 - any exception: logged with the session id, answered 451 4.3.0;
 - PROXY protocol v1/v2 from trusted networks only (UNKNOWN/LOCAL: the connection's own
-  addresses); implicit TLS on a second listener;
+  addresses); implicit TLS on a second listener, where the header comes in clear before
+  the handshake (receiver/smtp/implicit_tls.py reads it there and hands it in);
 - SIGTERM: sessions in DATA finish, the others get 421 4.3.2.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -35,14 +37,15 @@ from typing import TYPE_CHECKING
 from collections.abc import Callable
 
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.proxy_protocol import AF, V2_CMD, get_proxy
+from aiosmtpd.proxy_protocol import AF, V2_CMD, ProxyData, get_proxy
 from aiosmtpd.smtp import SMTP, TLSSetupException
 
 from receiver.config import Config
 from receiver.mail import read
 from receiver import metrics
 from receiver.smtp.datastream import DataStream
-from receiver.smtp.handler import session_id
+from receiver.smtp.handler import new_session_id, session_id
+from receiver.smtp.implicit_tls import ExactReader
 from receiver.smtp.limits import (
     PROXY_TIMEOUT,
     ByteBudget,
@@ -177,7 +180,15 @@ class Hardened(_MixinBase):
     shared: Shared
     implicit_tls: bool = False
 
-    def __init__(self, handler, *, shared: Shared, implicit_tls: bool = False, **kwargs):
+    def __init__(
+        self,
+        handler,
+        *,
+        shared: Shared,
+        implicit_tls: bool = False,
+        proxied: ProxyData | None = None,
+        **kwargs,
+    ):
         s = shared.settings
         self._declared = 0  # the transaction's SIZE= from MAIL
         self._reserved = 0  # in-flight budget taken for it at the first accepted RCPT
@@ -186,6 +197,8 @@ class Hardened(_MixinBase):
         self.shared = shared
         self.settings = s
         self.implicit_tls = implicit_tls
+        # On the implicit-TLS listener: the trusted proxy's header, read before the handshake.
+        self.proxied = proxied
         self.in_data = False
         self._commands = 0  # no-progress commands since the last message accepted
         self._errors = 0  # client errors since the last message accepted
@@ -335,33 +348,18 @@ class Hardened(_MixinBase):
         return TEMPFAIL
 
     async def _proxy_header(self, sid: str) -> bool:
-        """From a trusted proxy, read its PROXY header and take the client address in it."""
-        peer_ip = client_ip(self.session.peer)
-        # On the implicit-TLS listener a PROXY header would come before the TLS
-        # handshake, which asyncio has done already: not supported there.
-        if self.implicit_tls or not in_networks(peer_ip, self.settings.proxy_trusted):
-            return True
-        self._reset_timeout(PROXY_TIMEOUT)
-        try:
-            data = await get_proxy(self._reader)
-        except asyncio.IncompleteReadError:
-            log.warning(
-                "session %s: trusted proxy %s closed the connection before its PROXY header",
-                sid,
-                peer_ip,
-            )
-            self._close()
-            return False
-        if not data.valid:
-            log.warning(
-                "session %s: closing: the connection from trusted proxy %s does not "
-                "start with a valid PROXY header (%s)",
-                sid,
-                peer_ip,
-                data.error or "incomplete header",
-            )
-            self._close()
-            return False
+        """From a trusted proxy, take the client address in its PROXY header: read here on
+        the plain listener; on the implicit-TLS one, read before the handshake."""
+        data = self.proxied
+        if data is None:
+            peer_ip = client_ip(self.session.peer)
+            if self.implicit_tls or not in_networks(peer_ip, self.settings.proxy_trusted):
+                return True
+            self._reset_timeout(PROXY_TIMEOUT)
+            data = await read_proxy_header(self._reader, sid, peer_ip)
+            if data is None:
+                self._close()
+                return False
         self.session.proxy_data = data
         # PROXY v1 UNKNOWN and v2 LOCAL (a balancer's health check) or an address family
         # other than IPv4/IPv6: the specification says to use the connection's own
@@ -576,6 +574,45 @@ class Hardened(_MixinBase):
         finally:
             self.shared.budget.give_back(held)
             self.in_data = False
+
+
+async def read_proxy_header(reader, sid: str, peer_ip: str) -> ProxyData | None:
+    """A trusted proxy's PROXY header (v1 or v2), or None when the connection does not
+    start with a valid one, which is logged: the caller closes it unanswered."""
+    try:
+        data = await get_proxy(reader)
+    except asyncio.IncompleteReadError:
+        log.warning(
+            "session %s: trusted proxy %s closed the connection before its PROXY header",
+            sid,
+            peer_ip,
+        )
+        return None
+    if not data.valid:
+        log.warning(
+            "session %s: closing: the connection from trusted proxy %s does not "
+            "start with a valid PROXY header (%s)",
+            sid,
+            peer_ip,
+            data.error or "incomplete header",
+        )
+        return None
+    return data
+
+
+async def proxy_before_tls(reader: ExactReader, peer_ip: str) -> ProxyData | None:
+    """The implicit-TLS listener's read of a trusted proxy's header, in clear before the
+    handshake, with the plain listener's timeout, refusals and log lines."""
+    sid = new_session_id()
+    try:
+        async with asyncio.timeout(PROXY_TIMEOUT):
+            return await read_proxy_header(reader, sid, peer_ip)
+    except TimeoutError:
+        # As Hardened._timeout_cb says on the plain listener (no TLS yet: in clear).
+        with contextlib.suppress(OSError):
+            reader.sock.send(TIMED_OUT.encode() + b"\r\n")
+        log.info("session %s: timed out", sid)
+        return None
 
 
 def _unread(reader: asyncio.StreamReader, data: bytes) -> None:

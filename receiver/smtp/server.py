@@ -14,13 +14,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from aiosmtpd.proxy_protocol import ProxyData
+
 from receiver import config as configmod
 from receiver import malloc, metrics, service
 from receiver.exits import EX_SOFTWARE
 from receiver.imap import server as imap
 from receiver.config import Config, parse_hostport
 from receiver.smtp.handler import ReceiverHandler
-from receiver.smtp.protocol import ReceiverLMTP, ReceiverSMTP, Shared
+from receiver.smtp.implicit_tls import Front
+from receiver.smtp.protocol import ReceiverLMTP, ReceiverSMTP, Shared, proxy_before_tls
 from receiver.stages import Stage, Watchdog, exit_for_restart, heartbeat, watch
 from receiver.store.db import check_schema, open_database
 from receiver.wiring import Stack, build
@@ -93,12 +96,13 @@ class Daemon:
     imap_ports: dict[str, int] = field(default_factory=dict)
 
     def factory(self, implicit_tls: bool = False):
-        def make():
+        def make(proxied: ProxyData | None = None):
             base = ReceiverLMTP if self.lmtp else ReceiverSMTP
             return base(
                 self.handler,
                 shared=self.shared,
                 implicit_tls=implicit_tls,
+                proxied=proxied,
                 enable_SMTPUTF8=True,
                 decode_data=False,
                 hostname=self.hostname,
@@ -217,11 +221,18 @@ async def start(
     daemon.host, daemon.port = server.sockets[0].getsockname()[:2]
     if config.tls.implicit_listen:
         thost, tport = parse_hostport(config.tls.implicit_listen, "tls.implicit_listen")
-        tserver = await loop.create_server(
+        assert daemon.tls is not None  # config validation: implicit TLS needs a certificate
+        # TLS is started by the front, after a trusted proxy's header (implicit_tls.py).
+        front = Front(
+            daemon.tls,
+            lambda: shared.settings.proxy_trusted,
+            proxy_before_tls,
             daemon.factory(implicit_tls=True),
+        )
+        tserver = await loop.create_server(
+            front,
             host=thost,
             port=tport,
-            ssl=daemon.tls,
             reuse_address=True,
             backlog=config.smtp.backlog,
             # every worker listens there too

@@ -2,7 +2,8 @@
 
 receiver/smtp/protocol.py replaces aiosmtpd's session loop and DATA reader (see
 docs/architecture.md for why), and receiver/verify/dkimcheck.py runs dkimpy's steps of a
-verification one by one. setup.cfg pins both to the minor version this file was last green
+verification one by one; receiver/smtp/implicit_tls.py takes each connection of an
+implicit-TLS listener from asyncio before it reads a byte. setup.cfg pins both to the minor version this file was last green
 with. Before raising a pin, run this file against the new version: each failure names the
 missing or changed piece and the module of ours that relies on it.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 from importlib.metadata import version
 
 import aiosmtpd.lmtp
@@ -21,15 +23,21 @@ import dkim.canonicalization
 import dkim.crypto
 import dkim.util
 import pytest
+from aiosmtpd.proxy_protocol import get_proxy
 from aiosmtpd.smtp import SMTP, Envelope
+from proxyprotocol.detect import ProxyProtocolDetect
+from proxyprotocol.reader import ProxyProtocolReader
 
 from receiver import config as configmod
+from receiver.smtp.implicit_tls import ExactReader
 from receiver.smtp.protocol import Hardened, ReceiverLMTP, ReceiverSMTP, Shared
 from tests import mailfixtures
+from tests.helpers import proxy_v2
 
 AIOSMTPD = f"aiosmtpd {version('aiosmtpd')}"
 DKIMPY = f"dkimpy {version('dkimpy')}"
 PROTOCOL = "receiver/smtp/protocol.py"
+IMPLICIT = "receiver/smtp/implicit_tls.py"
 AUTH = "receiver/smtp/auth.py"
 DKIMCHECK = "receiver/verify/dkimcheck.py"
 ARCCHECK = "receiver/verify/arccheck.py"
@@ -224,6 +232,73 @@ def test_asyncio_streamreader_buffer_takes_unread_bytes():
     assert asyncio.run(unread_then_read()) == b"NOOP\r\n", (
         f"asyncio: StreamReader._buffer no longer holds the unread bytes; {PROTOCOL} _unread"
     )
+
+
+def test_asyncio_hands_an_accepted_socket_over_before_reading_it():
+    """implicit_tls.Front takes each connection in its first protocol's connection_made:
+    asyncio's transport has read nothing yet, and once it is closed a duplicate of its
+    socket still holds the connection."""
+
+    async def hand_over() -> tuple[bytes, bytes]:
+        loop = asyncio.get_running_loop()
+        handed: asyncio.Future = loop.create_future()
+        closed: asyncio.Future = loop.create_future()
+
+        class First(asyncio.Protocol):
+            def connection_made(self, transport):
+                handed.set_result(transport.get_extra_info("socket").dup())
+                transport.close()
+
+            def connection_lost(self, exc):
+                closed.set_result(None)
+
+        server = await loop.create_server(First, "127.0.0.1", 0)
+        with socket.create_connection(server.sockets[0].getsockname()[:2], timeout=10) as client:
+            # In the kernel before asyncio accepts the connection.
+            client.sendall(b"ClientHello")
+            sock = await handed
+            await closed
+            with sock:
+                got = await ExactReader(sock).readexactly(len(b"ClientHello"))
+                await loop.sock_sendall(sock, b"ServerHello")
+            server.close()
+            return got, client.recv(100)
+
+    assert asyncio.run(hand_over()) == (b"ClientHello", b"ServerHello"), (
+        f"asyncio: an accepted connection is read before connection_made; {IMPLICIT}"
+    )
+    # The implicit-TLS IMAP listener makes asyncio.start_server's protocol itself.
+    got = list(inspect.signature(asyncio.StreamReaderProtocol).parameters)[:2]
+    assert got == ["stream_reader", "client_connected_cb"], f"asyncio: {got}; {IMPLICIT}"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 465\r\n", proxy_v2("203.0.113.7", 40000, 465)],
+    ids=["v1", "v2"],
+)
+@pytest.mark.parametrize(
+    "parse",
+    [get_proxy, ProxyProtocolReader(ProxyProtocolDetect()).read],
+    ids=["aiosmtpd", "proxyprotocol"],
+)
+def test_proxy_parsers_call_only_what_exactreader_has(parse, header):
+    """Both edges' PROXY parsers, over implicit_tls.ExactReader: the header is read and
+    the TLS bytes behind it stay in the socket."""
+
+    async def read() -> tuple[object, bytes]:
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            ours.setblocking(False)
+            theirs.sendall(header + b"\x16\x03\x01ClientHello")
+            result = await parse(ExactReader(ours))
+            return result, ours.recv(100)
+
+    result, rest = asyncio.run(read())
+    assert rest == b"\x16\x03\x01ClientHello", f"a PROXY parser read past its header; {IMPLICIT}"
+    assert getattr(result, "valid", True) and "203.0.113.7" in str(
+        getattr(result, "src_addr", None) or getattr(result, "peername", None)
+    ), result
 
 
 KEY_NAME = "s1._domainkey.author.example"

@@ -283,8 +283,9 @@ async def proxy_before_tls(reader: ExactReader, proxy: str) -> ProxyResult | Non
 
 
 class Listener:
-    """asyncio.start_server's callback: one pymap connection per client, with the
-    settings in force when it connected (a reload changes them for the next ones)."""
+    """One pymap connection per client, with the settings in force when it connected (a
+    reload changes them for the next ones): asyncio.start_server's callback on the
+    STARTTLS listener, `protocol` behind implicit_tls.Front on the implicit-TLS one."""
 
     def __init__(self, login: Login, settings: Settings, slots: SessionSlots, budget: ByteBudget):
         self.login = login
@@ -312,7 +313,7 @@ class Listener:
     def trusted(self) -> tuple:
         return self.settings.proxy_trusted
 
-    def tls(self, proxied: ProxyResult | None) -> asyncio.BaseProtocol:
+    def protocol(self, proxied: ProxyResult | None) -> asyncio.BaseProtocol:
         """The implicit-TLS listener's protocol once TLS is up (implicit_tls.Front), as
         asyncio.start_server makes it, with the trusted proxy's header if there was one."""
         settings = self.settings
@@ -417,7 +418,7 @@ async def start(
         running.listeners[key] = listener
         if implicit:
             # TLS is started by the front, after a trusted proxy's header (implicit_tls.py).
-            front = Front(tls, listener.trusted, proxy_before_tls, listener.tls)
+            front = Front(tls, listener.trusted, proxy_before_tls, listener.protocol)
             server = await asyncio.get_running_loop().create_server(
                 front, host=host, port=port, reuse_address=True, reuse_port=reuse_port
             )

@@ -42,7 +42,6 @@ class Settings(IMAPConfig):
         self.hostname = hostname
         self.max_literal = max_literal
         self.timeout = config.imap.timeout
-        self.implicit_tls = implicit_tls
         self.proxy_trusted = networks(config.imap.proxy_trusted)
         self._commands = extensions.commands()
 

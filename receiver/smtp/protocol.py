@@ -353,6 +353,8 @@ class Hardened(_MixinBase):
         data = self.proxied
         if data is None:
             peer_ip = client_ip(self.session.peer)
+            # On the implicit-TLS listener no header means the peer is no proxy (the
+            # front has read one from every trusted peer).
             if self.implicit_tls or not in_networks(peer_ip, self.settings.proxy_trusted):
                 return True
             self._reset_timeout(PROXY_TIMEOUT)

@@ -23,12 +23,20 @@ from pymap.parsing import Params
 from pymap.parsing.command.auth import CreateCommand, ListCommand
 from pymap.parsing.commands import Commands, InvalidCommand
 from pymap.parsing.exceptions import NotParseable
-from pymap.parsing.specials import ExtensionOptions, Mailbox
+from pymap.parsing.primitives import Number
+from pymap.parsing.response import ResponseOk
+from pymap.parsing.response.specials import StatusResponse
+from pymap.parsing.specials import ExtensionOptions, Mailbox, StatusAttribute
 from pymap.selected import SelectedMailbox
 from pysasl.creds.plain import PlainCredentials
 
 from receiver.imap import extensions, mailboxnames
-from receiver.imap.extensions import CreateSpecialUse, ListSpecialUse, NamespaceCommand
+from receiver.imap.extensions import (
+    APPENDLIMIT,
+    CreateSpecialUse,
+    ListSpecialUse,
+    NamespaceCommand,
+)
 from receiver.imap.login import _Secret
 from tests.helpers import proxy_v2
 
@@ -214,3 +222,22 @@ def test_folder_names_are_decoded_by_a_name_mailboxnames_can_replace():
     with pytest.raises(NotParseable):
         ListCommand.parse(memoryview(b' "" "&x"\r\n'), Params())
     assert Mailbox.parse(memoryview(b'"&AMk-t&AOk-"\r\n'), Params())[0].value == "Été"
+
+
+def test_status_answers_one_untagged_status_kept_where_appendlimit_is_added():
+    # receiver.imap.extensions.ExtendedState.do_status adds APPENDLIMIT to the STATUS
+    # line pymap's do_status built: pymap skips attributes it does not know, and keeps a
+    # response's untagged lines in _untagged.
+    do_status = inspect.getsource(ConnectionState.do_status)
+    assert "resp.add_untagged(StatusResponse(cmd.mailbox, data))" in do_status
+    resp = ResponseOk(b"a1", b"STATUS completed.")
+    resp.add_untagged(StatusResponse("INBOX", {}))
+    [status] = resp._untagged
+    status.data = {APPENDLIMIT: Number(10)}
+    assert bytes(resp).startswith(b"* STATUS INBOX (APPENDLIMIT 10)\r\n")
+    cmd, _ = extensions.commands().parse(
+        memoryview(b"a STATUS INBOX (UIDNEXT appendlimit)\r\n"), Params()
+    )
+    assert list(cmd.status_list) == [StatusAttribute(b"UIDNEXT"), APPENDLIMIT]
+    assert Params(max_append_len=5).max_append_len == 5
+    assert isinstance(inspect.getattr_static(IMAPConfig, "parsing_params"), property)

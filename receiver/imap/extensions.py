@@ -1,5 +1,6 @@
 """IMAP commands pymap 0.36 does not parse or answer: NAMESPACE (RFC 2342), CREATE with
-a special use and LIST (SPECIAL-USE) / RETURN (SPECIAL-USE) (RFC 6154).
+a special use and LIST (SPECIAL-USE) / RETURN (SPECIAL-USE) (RFC 6154), STATUS (APPENDLIMIT)
+(RFC 7889).
 
 The parsers are registered in place of pymap's (`Settings.commands`); the backend reads
 what they parsed from pymap's `current_command`, the context pymap hands a backend.
@@ -12,12 +13,14 @@ import re
 from pymap.imap.state import ConnectionState
 from pymap.parsing import EndLine, Params, Space
 from pymap.parsing.command import CommandAuth
-from pymap.parsing.command.auth import CreateCommand, ListCommand
+from pymap.parsing.command.auth import CreateCommand, ListCommand, StatusCommand
 from pymap.parsing.commands import Commands
 from pymap.parsing.exceptions import NotParseable
-from pymap.parsing.primitives import QuotedString
-from pymap.parsing.response import ResponseOk, UntaggedResponse
-from pymap.parsing.specials import ExtensionOptions, Mailbox
+from pymap.parsing.primitives import List, Nil, Number, QuotedString
+from pymap.parsing.response import CommandResponse, ResponseOk, UntaggedResponse
+from pymap.parsing.response.specials import StatusResponse
+from pymap.parsing.specials import ExtensionOptions, Mailbox, StatusAttribute
+from pymap.selected import SelectedMailbox
 
 from receiver.imap import mailboxnames
 from receiver.imap.backend import DELIMITER
@@ -38,6 +41,38 @@ class NamespaceCommand(CommandAuth):
         return cls(params.tag), buf
 
 
+class StatusItem(StatusAttribute):
+    """A STATUS attribute: pymap's, or RFC 7889's APPENDLIMIT."""
+
+    valid_statuses = StatusAttribute.valid_statuses | {b"APPENDLIMIT"}
+
+
+APPENDLIMIT = StatusItem(b"APPENDLIMIT")
+
+
+class StatusAppendLimit(StatusCommand):
+    """STATUS name (... APPENDLIMIT ...): RFC 7889 4 makes it part of the APPENDLIMIT
+    capability, which pymap advertises but its STATUS parser answers BAD."""
+
+    @classmethod
+    def parse(cls, buf: memoryview, params: Params) -> tuple[StatusAppendLimit, memoryview]:
+        _, buf = Space.parse(buf, params)
+        mailbox, buf = Mailbox.parse(buf, params)
+        _, buf = Space.parse(buf, params)
+        items, after = List.parse(buf, params.copy(expected=[StatusItem]))
+        if not items.value:
+            raise NotParseable(buf)
+        _, buf = EndLine.parse(after, params)
+        return cls(params.tag, mailbox, items.get_as(StatusItem)), buf
+
+
+def _status_of(resp: CommandResponse) -> StatusResponse:
+    """The untagged STATUS of pymap's answer to a STATUS command (pymap keeps a response's
+    untagged lines in `_untagged`: tests/test_contracts_imap.py)."""
+    [status] = [u for u in resp._untagged if isinstance(u, StatusResponse)]
+    return status
+
+
 class ExtendedState(ConnectionState):
     """pymap's connection state with a handler for each command it lacks (pymap calls
     `do_<command>`)."""
@@ -47,6 +82,17 @@ class ExtendedState(ConnectionState):
         personal = b'(("" %b))' % bytes(QuotedString(DELIMITER.encode("ascii")))
         resp.add_untagged(UntaggedResponse(b"NAMESPACE " + personal + b" NIL NIL"))
         return resp, None
+
+    async def do_status(self, cmd: StatusCommand) -> tuple[CommandResponse, SelectedMailbox | None]:
+        """pymap's STATUS, with APPENDLIMIT where it was asked for: the limit APPEND
+        applies (the parser's TOOBIG), the number the capability advertises."""
+        resp, updates = await super().do_status(cmd)
+        if APPENDLIMIT in cmd.status_list:
+            status = _status_of(resp)
+            limit = self.config.parsing_params.max_append_len
+            found = {**status.data, APPENDLIMIT: Nil() if limit is None else Number(limit)}
+            status.data = {item: found[item] for item in cmd.status_list if item in found}
+        return resp, updates
 
 
 class CreateSpecialUse(CreateCommand):
@@ -125,6 +171,6 @@ def commands() -> Commands:
     folder names strictly (receiver.imap.mailboxnames)."""
     mailboxnames.install()
     registry = Commands()
-    for cmd in (NamespaceCommand, CreateSpecialUse, ListSpecialUse):
+    for cmd in (NamespaceCommand, CreateSpecialUse, ListSpecialUse, StatusAppendLimit):
         registry.register(cmd)
     return registry

@@ -241,3 +241,21 @@ def test_status_answers_one_untagged_status_kept_where_appendlimit_is_added():
     assert list(cmd.status_list) == [StatusAttribute(b"UIDNEXT"), APPENDLIMIT]
     assert Params(max_append_len=5).max_append_len == 5
     assert isinstance(inspect.getattr_static(IMAPConfig, "parsing_params"), property)
+
+
+def test_sequence_sets_are_bounded_by_the_exists_the_strict_state_checks():
+    # receiver.imap.strict answers BAD past selected.messages.exists: the bound pymap
+    # itself reads a sequence set against, and the handlers it dispatches by name.
+    from pymap.parsing.command.select import CopyCommand
+    from pymap.parsing.specials import SequenceSet
+    from pymap.selected import SynchronizedMessages
+
+    assert "seq_set.flatten(self.exists)" in inspect.getsource(SynchronizedMessages.get_all)
+    assert "seq_set.flatten(self.exists)" in inspect.getsource(SynchronizedMessages.get_uids)
+    for cmd in (b"FETCH 1 FLAGS", b"STORE 1 FLAGS (x)", b"COPY 1 x", b"MOVE 1 x"):
+        parsed, _ = Commands().parse(memoryview(b"a " + cmd + b"\r\n"), Params())
+        assert isinstance(parsed.sequence_set, SequenceSet) and not parsed.sequence_set.uid
+        assert hasattr(ConnectionState, ConnectionState._get_func_name(parsed))
+    uid_copy, _ = Commands().parse(memoryview(b"a UID COPY 1:* x\r\n"), Params())
+    # UID FETCH ... are the same classes' subclasses, told apart by the set's `uid`.
+    assert isinstance(uid_copy, CopyCommand) and uid_copy.sequence_set.uid

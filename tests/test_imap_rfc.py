@@ -1,12 +1,16 @@
 """The IMAP edge held to the RFCs where review found pymap lenient or silent, answered as
-Dovecot answers: STATUS (APPENDLIMIT) (RFC 7889)."""
+Dovecot answers: STATUS (APPENDLIMIT) (RFC 7889), sequence numbers past EXISTS (RFC 3501
+9)."""
 
 from __future__ import annotations
 
+import imaplib
+
 import pytest
 
-from tests.imap_support import imap_receiver, implicit, start_imap
-from tests.rawsmtp import stored_raws
+from tests.imap_support import imap_receiver, implicit, start_imap, starttls
+from tests.rawsmtp import message, query, stored_raws
+from tests.test_imap import appenduid
 from tests.test_imap_limits import _raw_message
 
 LIMIT = 4000
@@ -36,4 +40,44 @@ def test_status_answers_the_append_limit_that_append_applies(small_limit, db_url
     assert [len(raw) for raw in stored_raws(db_url).values()] == [LIMIT]
     # A folder that does not exist has no status, APPENDLIMIT or not.
     assert c.status("Nowhere", "(APPENDLIMIT)")[0] == "NO"
+    c.logout()
+
+
+def bad(c: imaplib.IMAP4, *args: str) -> str:
+    """The text of the BAD a command is answered (imaplib raises it)."""
+    with pytest.raises(imaplib.IMAP4.error, match=" BAD ") as refused:
+        c._simple_command(*args)
+    return str(refused.value)
+
+
+def test_sequence_numbers_past_exists_are_bad_uids_are_not(rx, db_url):
+    c = starttls(rx)
+    assert c.create("Kept")[0] == "OK"
+    assert c.select("INBOX") == ("OK", [b"0"])
+    # An empty folder has no sequence numbers at all, not even "*" (RFC 3501 9).
+    assert "FETCH: Invalid messageset" in bad(c, "FETCH", "1", "(FLAGS)")
+    assert "Invalid messageset" in bad(c, "FETCH", "*", "(FLAGS)")
+    uids = [appenduid(c.append("INBOX", None, None, message(n)))[1] for n in (1, 2)]
+    assert c.noop()[0] == "OK" and c.untagged_responses["EXISTS"][-1] == b"2"
+    for args in (
+        ("FETCH", "3", "(FLAGS)"),
+        ("FETCH", "1,3", "(FLAGS)"),
+        ("FETCH", "2:4", "(FLAGS)"),
+        ("FETCH", "5:*", "(FLAGS)"),
+        ("STORE", "3", "+FLAGS", r"(\Deleted)"),
+        ("COPY", "3", "Kept"),
+        ("MOVE", "2:3", "Kept"),
+    ):
+        assert f"{args[0]}: Invalid messageset" in bad(c, *args), args
+    # Nothing was done by a command refused BAD; within EXISTS all is as before.
+    assert query(db_url, "SELECT COUNT(*) FROM folder_entry")[0][0] == 2
+    typ, data = c.fetch("1:*", "(UID)")
+    assert typ == "OK" and data[-2:] == [b"1 (UID %d)" % uids[0], b"2 (UID %d)" % uids[1]], data
+    assert c.fetch("2", "(FLAGS)")[0] == "OK"
+    # UID sets stay lenient (RFC 3501 6.4.8): a UID no message has is no error.
+    missing = str(uids[-1] + 10)
+    assert c.uid("FETCH", missing, "(FLAGS)") == ("OK", [None])
+    assert c.uid("STORE", missing, "+FLAGS", r"(\Seen)")[0] == "OK"
+    assert c.uid("COPY", f"{uids[0]}:{missing}", "Kept")[0] == "OK"
+    assert c.select("Kept") == ("OK", [b"2"])
     c.logout()

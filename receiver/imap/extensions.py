@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 
-from pymap.imap.state import ConnectionState
 from pymap.parsing import EndLine, Params, Space
 from pymap.parsing.command import CommandAuth
 from pymap.parsing.command.auth import CreateCommand, ListCommand, StatusCommand
@@ -23,6 +22,7 @@ from pymap.parsing.specials import ExtensionOptions, Mailbox, StatusAttribute
 from pymap.selected import SelectedMailbox
 
 from receiver.imap import mailboxnames
+from receiver.imap.strict import StrictState
 from receiver.imap.backend import DELIMITER
 
 # Special uses are flags: a backslash and an atom.
@@ -73,9 +73,9 @@ def _status_of(resp: CommandResponse) -> StatusResponse:
     return status
 
 
-class ExtendedState(ConnectionState):
-    """pymap's connection state with a handler for each command it lacks (pymap calls
-    `do_<command>`)."""
+class ExtendedState(StrictState):
+    """pymap's connection state (with receiver.imap.strict's checks) with a handler for
+    each command it lacks (pymap calls `do_<command>`)."""
 
     async def do_namespace(self, cmd: NamespaceCommand) -> tuple[ResponseOk, None]:
         resp = ResponseOk(cmd.tag, b"NAMESPACE completed.")

@@ -259,3 +259,13 @@ def test_sequence_sets_are_bounded_by_the_exists_the_strict_state_checks():
     uid_copy, _ = Commands().parse(memoryview(b"a UID COPY 1:* x\r\n"), Params())
     # UID FETCH ... are the same classes' subclasses, told apart by the set's `uid`.
     assert isinstance(uid_copy, CopyCommand) and uid_copy.sequence_set.uid
+
+
+def test_system_flags_are_the_five_and_recent_and_parsed_as_sent():
+    # receiver.imap.strict refuses a system flag outside get_system_flags() - {Recent}.
+    from pymap.parsing.specials.flag import get_system_flags
+
+    names = {bytes(f) for f in get_system_flags()}
+    assert names == {b"\\Seen", b"\\Recent", b"\\Deleted", b"\\Flagged", b"\\Answered", b"\\Draft"}
+    store, _ = Commands().parse(memoryview(b"a STORE 1 +FLAGS (\\junk $x)\r\n"), Params())
+    assert {(bytes(f), f.is_system) for f in store.flag_set} == {(b"\\Junk", True), (b"$x", False)}

@@ -1,6 +1,6 @@
 """The IMAP edge held to the RFCs where review found pymap lenient or silent, answered as
 Dovecot answers: STATUS (APPENDLIMIT) (RFC 7889), sequence numbers past EXISTS (RFC 3501
-9)."""
+9), system flags a client may not set (RFC 3501 2.3.2)."""
 
 from __future__ import annotations
 
@@ -80,4 +80,36 @@ def test_sequence_numbers_past_exists_are_bad_uids_are_not(rx, db_url):
     assert c.uid("STORE", missing, "+FLAGS", r"(\Seen)")[0] == "OK"
     assert c.uid("COPY", f"{uids[0]}:{missing}", "Kept")[0] == "OK"
     assert c.select("Kept") == ("OK", [b"2"])
+    c.logout()
+
+
+def test_a_system_flag_a_client_may_not_set_is_bad(rx, db_url):
+    c = implicit(rx)
+    # Not one of RFC 3501's five, or \Recent, which only the server gives: BAD, and
+    # nothing stored; the literal was read, and the session goes on.
+    for flags in (r"(\Junk)", r"(\Seen \Recent)", r"(\NonExistent $Label1)"):
+        with pytest.raises(imaplib.IMAP4.error, match="APPEND: Invalid system flag"):
+            c.append("INBOX", flags, None, message(1))
+    tag = c._new_tag()
+    c.send(tag + b" APPEND INBOX (\\Junk) {%d+}\r\n" % len(message(1)) + message(1) + b"\r\n")
+    assert c.readline() == tag + b" BAD APPEND: Invalid system flag \\Junk\r\n"
+    # MULTIAPPEND: one message's flag refuses the whole command, as one refusal would.
+    first, second = message(2), message(3)
+    tag = c._new_tag()
+    c.send(
+        tag
+        + b" APPEND INBOX {%d+}\r\n%s (\\Forwarded) {%d+}\r\n%s\r\n"
+        % (len(first), first, len(second), second)
+    )
+    assert c.readline() == tag + b" BAD APPEND: Invalid system flag \\Forwarded\r\n"
+    assert stored_raws(db_url) == {}
+    # The five, in any case, and keywords are taken.
+    _, uid = appenduid(c.append("INBOX", r"(\sEEN \Draft $Label1)", None, message(4)))
+    c.select("INBOX")
+    for flags in (r"(\Junk)", r"(\Recent)"):
+        with pytest.raises(imaplib.IMAP4.error, match="STORE: Invalid system flag"):
+            c.uid("STORE", str(uid), "+FLAGS", flags)
+    assert c.uid("STORE", str(uid), "FLAGS", r"(\Answered Junk)")[0] == "OK"
+    [(flags,)] = query(db_url, "SELECT flags FROM folder_entry")
+    assert sorted(flags.split()) == ["Junk", "\\Answered"]
     c.logout()

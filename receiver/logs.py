@@ -65,11 +65,14 @@ def event(text: str, level: int = logging.INFO, **fields) -> None:
     log.log(level, text, extra={"fields": fields})
 
 
-def _peer(session) -> str | None:
-    peer = getattr(session, "peer", None)
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
-    return str(peer) if peer else None
+def peer_text(address) -> str | None:
+    """A client's address (a socket's peername) as logs and deliveries show it, the same
+    on every edge: "ip:port", and "[ip]:port" for IPv6, whose colons would run into the
+    port's ("2001:db8::7:4000" is an address of its own)."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address) if address else None
 
 
 def session_line(session, started: float | None, error: BaseException | None = None) -> None:
@@ -78,7 +81,7 @@ def session_line(session, started: float | None, error: BaseException | None = N
         "session closed",
         event="session",
         session=getattr(session, "receiver_id", None),
-        peer=_peer(session),
+        peer=peer_text(getattr(session, "peer", None)),
         helo=getattr(session, "host_name", None),
         tls=bool(tls),
         auth=bool(getattr(session, "authenticated", False)),

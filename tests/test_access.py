@@ -129,6 +129,8 @@ def test_auth_failures_are_rate_limited(tls_receiver):
     "header, peer",
     [
         (b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 25\r\n", "203.0.113.7:40000"),
+        # IPv6 in brackets, as on the IMAP edge: "2001:db8::7:4000" would be one address.
+        (b"PROXY TCP6 2001:db8::7 ::1 4000 25\r\n", "[2001:db8::7]:4000"),
         (proxy_v2("203.0.113.7", 40000), "203.0.113.7:40000"),
         # A balancer's health check, v1 UNKNOWN and v2 LOCAL: accepted, and the connection's
         # own address is the client's (what the PROXY protocol specification says).
@@ -145,11 +147,25 @@ def test_proxy_protocol_from_a_trusted_proxy(receiver, header, peer):
     assert c.reply()[0] == 220
     assert transaction(c, address, message(1))[0] == 250
     c.close()
-    assert deliveries(receiver.db_url)[0]["peer"].startswith(peer)
+    assert re.fullmatch(re.escape(peer) + r"\d*", deliveries(receiver.db_url)[0]["peer"])
     # Without a valid header a trusted proxy's connection is dropped.
     c = Raw(port, greet=False)
     c.send(b"EHLO not-a-proxy-header\r\n")
     assert c.closed()
+
+
+def test_an_ipv6_client_is_allowed_by_its_own_address(receiver):
+    address = receiver.add_mailbox("alice@corp.example")
+    receiver.cli("mailbox", "allow", "alice@corp.example", "2001:db8::7")
+    port = receiver.start(THREADS_RECEIVER_SMTP_PROXY_TRUSTED="127.0.0.0/8")
+    # From port 4000: recorded "2001:db8::7:4000", the allow-list read it back as the
+    # address 2001:db8::7:4000, another one, and refused the mailbox's own sender.
+    c = Raw(port, greet=False)
+    c.send(b"PROXY TCP6 2001:db8::7 ::1 4000 25\r\n")
+    assert c.reply()[0] == 220
+    assert transaction(c, address, message(1))[0] == 250
+    c.close()
+    assert deliveries(receiver.db_url)[0]["peer"] == "[2001:db8::7]:4000"
 
 
 def test_proxy_header_from_elsewhere_is_not_believed(receiver):

@@ -54,25 +54,26 @@ def test_proxy_headers_name_the_client_recorded_on_the_delivery(tmp_path, db_url
     start_imap(r)
     try:
         cases = [
-            (v1("203.0.113.7"), "[203.0.113.7]:40000"),
-            (proxy_v2("203.0.113.8", 40001, 143), "[203.0.113.8]:40001"),
-            (v1("2001:db8::7", 40002), "[2001:db8::7]:40002"),
+            # As SMTP records a peer: "ip:port", brackets only round an IPv6 address.
+            (v1("203.0.113.7"), "203.0.113.7:40000"),
+            (proxy_v2("203.0.113.8", 40001, 143), "203.0.113.8:40001"),
+            (v1("2001:db8::7", 4002), "[2001:db8::7]:4002"),
             # A balancer's health check, v1 UNKNOWN and v2 LOCAL: the connection's own
             # address is the client's (the PROXY specification; SMTP does the same).
-            (b"PROXY UNKNOWN\r\n", "[127.0.0.1]:"),
-            (V2_LOCAL, "[127.0.0.1]:"),
+            (b"PROXY UNKNOWN\r\n", "127.0.0.1:"),
+            (V2_LOCAL, "127.0.0.1:"),
         ]
         for n, (header, peer) in enumerate(cases):
             c = proxied_login(r, header)
             assert c.append("INBOX", None, None, message(n))[0] == "OK"
             c.logout()
-            assert deliveries(db_url)[-1]["peer"].startswith(peer), (header, peer)
+            assert re.fullmatch(re.escape(peer) + r"\d*", deliveries(db_url)[-1]["peer"]), peer
             # On the implicit-TLS listener the header comes before TLS.
             c = ProxiedImplicit(r.imap_ports["implicit TLS"], header)
             c.login(r.username, r.password)
             assert c.append("INBOX", None, None, message(f"tls{n}"))[0] == "OK"
             c.logout()
-            assert deliveries(db_url)[-1]["peer"].startswith(peer), (header, peer)
+            assert re.fullmatch(re.escape(peer) + r"\d*", deliveries(db_url)[-1]["peer"]), peer
     finally:
         r.stop()
 
@@ -166,7 +167,7 @@ def test_a_proxy_header_from_elsewhere_is_not_believed(tmp_path, db_url):
             assert _tagged(tf, b"a3").startswith(b"a3 OK")
             t.close()
         [d] = deliveries(db_url)
-        assert d["peer"].startswith("[127.0.0.1]:")
+        assert d["peer"].startswith("127.0.0.1:")
     finally:
         r.stop()
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pymap.context import socket_info
 
+from receiver.logs import peer_text
+
 
 def session_id() -> str:
     """The connection's id in logs and on its deliveries (12 hex digits, as SMTP's)."""
@@ -15,7 +17,8 @@ def client_ip() -> str:
 
 
 def peer() -> str | None:
-    return socket_info.get().peername_str
+    """As SMTP records it (not proxy-protocol's "[ip]:port" for IPv4 as well)."""
+    return peer_text(socket_info.get().peername)
 
 
 def cipher():

@@ -129,7 +129,7 @@ class ReceiverHandler:
         if (
             allow
             and not allowlist.has_domains(allow)
-            and not allowlist.network_allows(allow, _peer(session))
+            and not allowlist.network_allows(allow, logs.peer_text(session.peer))
         ):
             # Networks only: the answer is known now. Signing domains wait for DATA.
             log.info("session %s: RCPT %r refused by its allow-list", sid, address)
@@ -157,7 +157,7 @@ class ReceiverHandler:
             source="lmtp" if self.lmtp else "smtp",
             session_id=sid,
             mail_from=envelope.mail_from,
-            peer=_peer(session),
+            peer=logs.peer_text(session.peer),
             helo=session.host_name,
             tls=_tls(session),
             auth_user=session.auth_data.email if session.authenticated else None,
@@ -169,13 +169,6 @@ class ReceiverHandler:
         if self.lmtp:
             return "\r\n".join(outcome_line(o) for o in outcomes)
         return combined_reply(outcomes)
-
-
-def _peer(session) -> str | None:
-    peer = session.peer
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
-    return str(peer) if peer else None
 
 
 def _tls(session) -> dict | None:

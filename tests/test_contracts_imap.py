@@ -21,6 +21,7 @@ from pymap.imap import IMAPConnection, IMAPServer
 from pymap.imap.state import ConnectionState
 from pymap.parsing import Params
 from pymap.parsing.command.auth import CreateCommand, ListCommand
+from pymap.parsing.command.nonauth import AuthenticateCommand
 from pymap.parsing.commands import Commands, InvalidCommand
 from pymap.parsing.exceptions import NotParseable
 from pymap.parsing.primitives import Number
@@ -168,9 +169,15 @@ def test_the_connection_reads_a_command_as_receiver_imap_server_connection_does(
     assert "ResponseContinuation(expected.message)" in interrupt
     assert "read_continuation(expected.literal_length)" in interrupt
     assert "self.reader.readexactly(literal_length)" in inspect.getsource(IMAPConnection.readline)
-    # The budget a command's literals hold is given back in do_cleanup, after its reply.
+    # The budget a command's literals hold is given back when State.do_command returns,
+    # before pymap writes the reply it returned. Every command that can carry a literal
+    # is run through do_command: AUTHENTICATE (the one pymap runs apart) names an atom.
     run_state = inspect.getsource(IMAPConnection._run_state)
-    assert run_state.index("write_response(response)") < run_state.index("state.do_cleanup()")
+    answered = run_state.index("response = await self._exec(state.do_command(cmd))")
+    assert answered < run_state.index("await self.write_response(response)")
+    assert "state.do_command(cmd)" in inspect.getsource(IMAPConnection.idle)
+    assert "Atom.parse" in inspect.getsource(AuthenticateCommand.parse)
+    assert "String.parse" not in inspect.getsource(AuthenticateCommand.parse)
 
 
 def test_an_invalid_command_carries_the_code_of_a_refused_literal():

@@ -4,14 +4,26 @@ budget counted for every literal before it is read."""
 
 from __future__ import annotations
 
+import asyncio
 import imaplib
 import json
 import re
 import socket
+import ssl
 import threading
 import urllib.request
 
 import pytest
+from pymap.parsing import Params
+from pymap.parsing.command import Command
+from pymap.parsing.command.any import NoOpCommand
+from pymap.parsing.commands import InvalidCommand
+from pymap.parsing.exceptions import NotParseable
+
+from receiver import config
+from receiver.imap.server import OVER_BUDGET, BoundedReader, State
+from receiver.imap.settings import Settings
+from receiver.smtp.limits import ByteBudget
 
 from tests.helpers import proxy_v2
 from tests.imap_support import (
@@ -22,7 +34,7 @@ from tests.imap_support import (
     implicit,
     start_imap,
 )
-from tests.rawsmtp import deliveries, message, stored_raws, wait_until
+from tests.rawsmtp import deliveries, message, stored_raws
 from tests.test_metrics import metrics_url, sample
 
 
@@ -242,9 +254,8 @@ def test_a_literal_that_does_not_fit_the_budget_is_a_clean_no(small_budget, db_u
         + b" APPEND INBOX {%d+}\r\n%s {%d+}\r\n%s\r\n" % (len(first), first, len(small), small)
     )
     assert c.readline().startswith(tag_c + b" NO [UNAVAILABLE]")
-    # The command's bytes are given back right after its reply is written (pymap's
-    # do_cleanup), so the metric may lag the NO by a moment.
-    assert wait_until(lambda: _budget(r) == (250_000, 260_000)), _budget(r)
+    # The command's bytes left the budget before its reply was written.
+    assert _budget(r) == (250_000, 260_000)
     # A finishes; B's retry then fits.
     a.send(big[1000:] + b"\r\n")
     assert a.readline().startswith(tag_a + b" OK [APPENDUID")
@@ -252,7 +263,7 @@ def test_a_literal_that_does_not_fit_the_budget_is_a_clean_no(small_budget, db_u
     assert sorted(len(raw) for raw in stored_raws(db_url).values()) == [100_000, 250_000]
     for conn in (a, b, c):
         conn.logout()
-    assert wait_until(lambda: _budget(r) == (0, 260_000)), _budget(r)
+    assert _budget(r) == (0, 260_000)
 
 
 def test_many_concurrent_appends_stay_within_the_budget(small_budget, db_url):
@@ -296,3 +307,24 @@ def _imaplib_append(c: imaplib.IMAP4, raw: bytes) -> tuple[str, bytes]:
     """imaplib's APPEND, with a synchronising literal (imaplib returns a NO, raises a BAD)."""
     typ, data = c.append("INBOX", None, None, raw)
     return typ, data[0]
+
+
+def test_a_commands_literals_leave_the_budget_before_its_reply():
+    # pymap writes the reply that do_command returns (tests/test_contracts_imap.py): a
+    # client that reads NO [UNAVAILABLE] (or OK) and tries again at once must find the
+    # bytes its command held free, not still held until pymap's do_cleanup.
+    async def answer(cmd: Command) -> tuple[bytes, int]:
+        budget = ByteBudget(BUDGET)
+        settings = Settings(
+            config.load(None, {}), "mx.example", ssl.create_default_context(), implicit_tls=False
+        )
+        reader = BoundedReader(asyncio.StreamReader(), None, settings, budget)
+        assert reader.reserve(BUDGET // 2)
+        reply = await State(None, settings, reader).do_command(cmd)
+        return bytes(reply), budget.used
+
+    refused = InvalidCommand(Params(tag=b"a1"), NotParseable(memoryview(b""), OVER_BUDGET))
+    reply, held = asyncio.run(answer(refused))
+    assert reply.startswith(b"a1 NO [UNAVAILABLE]") and held == 0
+    reply, held = asyncio.run(answer(NoOpCommand(b"a2")))
+    assert reply.startswith(b"a2 OK") and held == 0

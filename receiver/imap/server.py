@@ -66,6 +66,15 @@ class State(ExtendedState):
         return ResponseOk(b"*", self.config.greeting, self.capability)
 
     async def do_command(self, cmd: Command) -> CommandResponse:
+        try:
+            return await self._answer(cmd)
+        finally:
+            # The command is done with its literals, stored or refused: they leave the
+            # budget before pymap writes the reply, so that a client that reads it and
+            # tries again at once finds them free (pymap's do_cleanup comes after).
+            self.reader.release()
+
+    async def _answer(self, cmd: Command) -> CommandResponse:
         refused = cmd.parse_exc if isinstance(cmd, InvalidCommand) else None
         code = refused.code if refused is not None else None
         # pymap answers an APPEND literal over the size limit BAD; RFC 7889 says NO [TOOBIG].
@@ -75,11 +84,6 @@ class State(ExtendedState):
             return ResponseNo(cmd.tag, b"Too much mail in flight, try again later.", code)
         return await super().do_command(cmd)
 
-    async def do_cleanup(self) -> None:
-        # The command is answered: its literals leave the budget.
-        self.reader.release()
-        await super().do_cleanup()
-
 
 class BoundedReader:
     """The client's stream, as pymap reads it, within limits.
@@ -87,11 +91,11 @@ class BoundedReader:
     pymap reads a LITERAL+ whole whatever its size, and a line until the stream's buffer
     limit: past the literal limit or the line limit the client is told BYE and nothing
     more is read. Every literal's bytes are taken from the daemon's in-flight budget
-    before they are read and stay taken until its command is answered (`release`).
-    A synchronising literal that does not fit is refused before the continuation
+    before they are read and stay taken until its command is done (`release`, before the
+    reply is written). A synchronising literal that does not fit is refused before the continuation
     (`reserve`, Connection.read_command): the client never sends it. A LITERAL+ comes
-    whether or not it fits (RFC 7888); one that does not is read and dropped, never
-    held, and its command answered NO [UNAVAILABLE] like the synchronising one."""
+    whether or not it fits (RFC 7888); one that does not is read and dropped, never held,
+    and its command answered NO [UNAVAILABLE] like the synchronising one."""
 
     def __init__(
         self,

@@ -15,7 +15,7 @@ from receiver.parse import parse_message
 from receiver.store.db import open_database
 from tests.helpers import LOCK_TIMEOUT, require_programs
 from tests.imap_support import CERT, imap_receiver, start_imap
-from tests.rawsmtp import query, stored_raws
+from tests.rawsmtp import message, query, stored_raws
 from tests.threading_support import fedora_archive_threads, fedora_messages, partition
 
 MBSYNC = shutil.which("mbsync")
@@ -96,3 +96,20 @@ def test_mbsync_pushes_a_maildir_as_sent_threaded_and_a_rerun_appends_nothing(
     number = {(rec.message_id, rec.content_hash): i for i, rec in enumerate(records)}
     ours = {frozenset(number[k] for k in g) for g in partition(open_database(db_url, LOCK_TIMEOUT))}
     assert ours == {frozenset(t) for t in fedora_archive_threads()}
+
+
+def test_mbsync_told_no_to_a_folder_name_in_raw_utf8_creates_nothing(tmp_path, rx, db_url):
+    # isync 1.4 (Debian 12) sends a Maildir folder's name as it is on disk, in UTF-8,
+    # not in modified UTF-7: it must fail at once, not make a folder it cannot open.
+    require_programs({"mbsync": "isync"})
+    for folder, n in (("INBOX", 1), ("Archiv/2010/Jänner", 2)):
+        (tmp_path / "mail" / folder).parent.mkdir(parents=True, exist_ok=True)
+        mailbox.Maildir(tmp_path / "mail" / folder).add(message(n))
+    config = tmp_path / "mbsyncrc"
+    config.write_text(mbsync_config(tmp_path, rx))
+    run = run_mbsync(config)
+    assert run.returncode != 0
+    assert "Mailbox name is not valid mUTF-7" in run.stderr.decode(), run.stderr
+    names = {n for (n,) in query(db_url, "SELECT name FROM folder")}
+    assert all(name.isascii() for name in names), names
+    assert query(db_url, "SELECT COUNT(*) FROM folder_entry")[0][0] <= 1

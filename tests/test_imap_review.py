@@ -188,3 +188,49 @@ def test_subscribe_to_a_folder_that_does_not_exist_is_no(rx):
     assert c.subscribe("Real")[0] == "OK"
     assert b"Real" in b" ".join(x for x in c.lsub()[1] if x)
     c.logout()
+
+
+def test_a_folder_name_with_8_bit_bytes_is_no_and_nothing_is_made(rx, db_url):
+    # isync 1.4 sends a folder name raw, in UTF-8. Read a byte at a time as Latin-1, the
+    # name became the folder "Archiv/2010/JÃ¤nner", which the client then never found.
+    c = implicit(rx)
+    assert c.create("Archiv")[0] == "OK"
+    appenduid(c.append("INBOX", None, None, message(1)))
+    assert c.select("INBOX")[0] == "OK"
+    raw = '"Archiv/2010/Jänner"'.encode()
+    refused = [
+        ("CREATE", raw),
+        ("CREATE", b"{%d}\r\n%b" % (len(raw) - 2, raw[1:-1])),  # the name as a literal
+        ("EXAMINE", raw),
+        ("STATUS", raw, b"(MESSAGES)"),
+        ("SUBSCRIBE", raw),
+        ("UNSUBSCRIBE", raw),
+        ("DELETE", raw),
+        ("RENAME", b"Archiv", raw),
+        ("RENAME", raw, b"Archiv2"),
+        ("LIST", b'""', raw),
+        ("LIST", raw, b'"*"'),
+        ("LSUB", b'""', raw),
+        ("COPY", b"1", raw),
+        ("MOVE", b"1", raw),
+        ("UID", b"COPY", b"1", raw),
+        ("SELECT", raw),
+    ]
+    for command, *args in refused:
+        tag = c._command(command, *args)
+        typ, data = c._command_complete(command, tag)
+        assert (typ, data) == ("NO", [b"Mailbox name is not valid mUTF-7"]), (command, args)
+    # APPEND: refused before the client sends its message.
+    assert c.append(raw, None, None, message(2)) == ("NO", [b"Mailbox name is not valid mUTF-7"])
+    # LITERAL+: the message comes unasked; it is read past, not taken for a command.
+    c.send(b"p1 APPEND %b {9+}\r\np2 NOOP\r\n\r\n" % raw)
+    assert c.readline() == b"p1 NO Mailbox name is not valid mUTF-7\r\n"
+    assert c.noop()[0] == "OK"
+    assert sorted(n for (n,) in query(db_url, "SELECT name FROM folder")) == ["Archiv", "INBOX"]
+    assert query(db_url, "SELECT COUNT(*) FROM folder_entry")[0][0] == 1
+    # The same name in modified UTF-7 is the folder the client meant.
+    assert c.create('"Archiv/2010/J&AOQ-nner"')[0] == "OK"
+    assert query(db_url, "SELECT name FROM folder WHERE name LIKE ?", ("Archiv/%",)) == [
+        ("Archiv/2010/Jänner",)
+    ]
+    c.logout()

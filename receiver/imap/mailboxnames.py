@@ -5,6 +5,12 @@ pymap 0.36's decoder never returns on a name with an "&" that no "-" closes (`"&
 one such line, sent before login, held the daemon's event loop for good. A name that
 is not well-formed modified UTF-7 is a parsing error here (BAD), as RFC 3501 wants.
 
+A name with 8-bit bytes is no modified UTF-7 either (its characters are US-ASCII), but
+pymap's decoder read each such byte as a Latin-1 character: raw UTF-8 "Jänner", as
+isync 1.4 sends it, became the folder "JÃ¤nner", which the client then could
+never open. Such a name is refused with NO, Dovecot's answer (it too does not take
+UTF8=ACCEPT), so that the client fails at once and nothing is created.
+
 pymap spells "inbox" as INBOX (it is case-insensitive, RFC 3501 5.1) but not "inbox/x",
 which became a second, \\Noselect "inbox" in LIST beside INBOX.
 """
@@ -26,8 +32,17 @@ _SHIFTED = re.compile(rb"[A-Za-z0-9+,]*")
 _lenient = modutf7.modutf7_decode
 
 
+class EightBitName(NotParseable):
+    """A folder name with a byte above US-ASCII: answered NO (`REFUSAL`), not BAD."""
+
+
+REFUSAL = b"Mailbox name is not valid mUTF-7"
+
+
 def decode(data: bytes) -> str:
     """The folder name `data` spells; NotParseable if it is not modified UTF-7."""
+    if not data.isascii():
+        raise EightBitName(memoryview(data))
     for shifted in data.split(b"&")[1:]:
         end = shifted.find(b"-")
         if end < 0 or not _SHIFTED.fullmatch(shifted, 0, end):

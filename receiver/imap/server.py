@@ -33,7 +33,7 @@ from pymap.parsing.state import ExpectContinuation, ParsingInterrupt, ParsingSta
 
 from receiver import metrics
 from receiver.config import Config, parse_hostport
-from receiver.imap import connection
+from receiver.imap import connection, mailboxnames
 from receiver.imap.backend import Backend
 from receiver.imap.extensions import ExtendedState
 from receiver.imap.login import Login
@@ -82,6 +82,8 @@ class State(ExtendedState):
             return ResponseNo(cmd.tag, b"Message larger than the limit (APPENDLIMIT).", code)
         if code is not None and bytes(code) == b"[%s]" % OVER_BUDGET:
             return ResponseNo(cmd.tag, b"Too much mail in flight, try again later.", code)
+        if isinstance(refused, mailboxnames.EightBitName):
+            return ResponseNo(cmd.tag, mailboxnames.REFUSAL)
         return await super().do_command(cmd)
 
 

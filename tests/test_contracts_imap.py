@@ -27,11 +27,11 @@ from pymap.parsing.exceptions import NotParseable
 from pymap.parsing.primitives import Number
 from pymap.parsing.response import ResponseOk
 from pymap.parsing.response.specials import StatusResponse
-from pymap.parsing.specials import ExtensionOptions, Mailbox, StatusAttribute
+from pymap.parsing.specials import ExtensionOptions, FetchAttribute, Mailbox, StatusAttribute
 from pymap.selected import SelectedMailbox
 from pysasl.creds.plain import PlainCredentials
 
-from receiver.imap import extensions, mailboxnames
+from receiver.imap import extensions, fetchreplies, mailboxnames
 from receiver.imap.extensions import (
     APPENDLIMIT,
     CreateSpecialUse,
@@ -276,3 +276,28 @@ def test_system_flags_are_the_five_and_recent_and_parsed_as_sent():
     assert names == {b"\\Seen", b"\\Recent", b"\\Deleted", b"\\Flagged", b"\\Answered", b"\\Draft"}
     store, _ = Commands().parse(memoryview(b"a STORE 1 +FLAGS (\\junk $x)\r\n"), Params())
     assert {(bytes(f), f.is_system) for f in store.flag_set} == {(b"\\Junk", True), (b"$x", False)}
+
+
+def test_fetch_items_are_named_by_for_response_and_fetched_by_value():
+    # receiver.imap.extensions.ExtendedState.do_fetch puts fetchreplies.BinaryPeek in
+    # place of a BINARY.PEEK attribute in the command: pymap builds its answer from
+    # cmd.attributes, picks the value (a peek, \Seen not set) by the attribute's name and
+    # writes it under the attribute's for_response.
+    from pymap import fetch
+
+    do_fetch = inspect.getsource(ConnectionState.do_fetch)
+    assert "MessageAttributes(msg, self.selected, cmd.attributes)" in do_fetch
+    assert "any(attr.set_seen for attr in cmd.attributes)" in do_fetch
+    assert "attr_name = attr.value" in inspect.getsource(fetch.MessageAttributes._get)
+    for written in (fetch.DynamicFetchValue, fetch.DynamicLoadedFetchValue):
+        assert "self.attribute.for_response" in inspect.getsource(written.__bytes__)
+    attr, _ = FetchAttribute.parse(memoryview(b"BINARY.PEEK[1]<2.3>"), Params())
+    [peek] = fetchreplies.as_answered([attr])
+    assert isinstance(peek, fetchreplies.BinaryPeek) and peek == attr
+    assert (peek.value, peek.set_seen, peek.requirement) == (
+        b"BINARY.PEEK",
+        False,
+        attr.requirement,
+    )
+    assert bytes(peek.for_response) == b"BINARY[1]<2>"
+    assert bytes(attr.for_response) == b"BINARY.PEEK[1]<2>"  # pymap's own, the bug

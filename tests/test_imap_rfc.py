@@ -1,6 +1,6 @@
 """The IMAP edge held to the RFCs where review found pymap lenient or silent, answered as
 Dovecot answers: STATUS (APPENDLIMIT) (RFC 7889), sequence numbers past EXISTS (RFC 3501
-9), system flags a client may not set (RFC 3501 2.3.2)."""
+9), system flags a client may not set (RFC 3501 2.3.2), FETCH BINARY.PEEK (RFC 3516)."""
 
 from __future__ import annotations
 
@@ -112,4 +112,19 @@ def test_a_system_flag_a_client_may_not_set_is_bad(rx, db_url):
     assert c.uid("STORE", str(uid), "FLAGS", r"(\Answered Junk)")[0] == "OK"
     [(flags,)] = query(db_url, "SELECT flags FROM folder_entry")
     assert sorted(flags.split()) == ["Junk", "\\Answered"]
+    c.logout()
+
+
+def test_binary_peek_is_answered_as_binary_and_leaves_the_message_unseen(rx):
+    c = implicit(rx)
+    _, uid = appenduid(c.append("INBOX", None, None, message(1)))
+    assert c.select("INBOX")[0] == "OK"
+    # RFC 3516 4.2: the response item is BINARY[1], never BINARY.PEEK[1] (as BODY.PEEK[]
+    # is answered as BODY[]); a client looks its answer up under that name.
+    typ, data = c.fetch("1", "(BINARY.PEEK[1] BINARY.SIZE[1])")
+    assert typ == "OK" and data == [(b"1 (BINARY[1] ~{7}", b"hello\r\n"), b" BINARY.SIZE[1] 7)"]
+    typ, data = c.uid("FETCH", str(uid), "(BINARY.PEEK[1]<1.3>)")
+    assert typ == "OK" and data == [(b"1 (BINARY[1]<1> ~{3}", b"ell"), b" UID %d)" % uid]
+    # Still a peek: \Seen is not set.
+    assert c.fetch("1", "(FLAGS)")[1] == [b"1 (FLAGS (\\Recent))"]
     c.logout()

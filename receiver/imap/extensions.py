@@ -13,6 +13,7 @@ import re
 from pymap.parsing import EndLine, Params, Space
 from pymap.parsing.command import CommandAuth
 from pymap.parsing.command.auth import CreateCommand, ListCommand, StatusCommand
+from pymap.parsing.command.select import FetchCommand
 from pymap.parsing.commands import Commands
 from pymap.parsing.exceptions import NotParseable
 from pymap.parsing.primitives import List, Nil, Number, QuotedString
@@ -21,7 +22,7 @@ from pymap.parsing.response.specials import StatusResponse
 from pymap.parsing.specials import ExtensionOptions, Mailbox, StatusAttribute
 from pymap.selected import SelectedMailbox
 
-from receiver.imap import mailboxnames
+from receiver.imap import fetchreplies, mailboxnames
 from receiver.imap.strict import StrictState
 from receiver.imap.backend import DELIMITER
 
@@ -75,13 +76,20 @@ def _status_of(resp: CommandResponse) -> StatusResponse:
 
 class ExtendedState(StrictState):
     """pymap's connection state (with receiver.imap.strict's checks) with a handler for
-    each command it lacks (pymap calls `do_<command>`)."""
+    each command it lacks (pymap calls `do_<command>`), and FETCH's items answered as
+    the RFCs name them."""
 
     async def do_namespace(self, cmd: NamespaceCommand) -> tuple[ResponseOk, None]:
         resp = ResponseOk(cmd.tag, b"NAMESPACE completed.")
         personal = b'(("" %b))' % bytes(QuotedString(DELIMITER.encode("ascii")))
         resp.add_untagged(UntaggedResponse(b"NAMESPACE " + personal + b" NIL NIL"))
         return resp, None
+
+    async def do_fetch(self, cmd: FetchCommand) -> tuple[CommandResponse, SelectedMailbox | None]:
+        """pymap's FETCH (UID FETCH too), its items named as receiver.imap.fetchreplies
+        writes them (pymap answers under each attribute's `for_response`)."""
+        cmd.attributes = fetchreplies.as_answered(cmd.attributes)
+        return await super().do_fetch(cmd)
 
     async def do_status(self, cmd: StatusCommand) -> tuple[CommandResponse, SelectedMailbox | None]:
         """pymap's STATUS, with APPENDLIMIT where it was asked for: the limit APPEND

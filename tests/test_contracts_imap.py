@@ -301,3 +301,42 @@ def test_fetch_items_are_named_by_for_response_and_fetched_by_value():
     )
     assert bytes(peek.for_response) == b"BINARY[1]<2>"
     assert bytes(attr.for_response) == b"BINARY.PEEK[1]<2>"  # pymap's own, the bug
+
+
+def test_envelopes_come_from_one_classmethod_and_their_addresses_from_one_method():
+    # receiver.imap.fetchreplies.LoadedMessage makes every envelope an Envelope through
+    # pymap's _get_envelope_structure, which both FETCH ENVELOPE and a message/rfc822
+    # part's BODYSTRUCTURE call; Envelope writes the addresses through _addresses, which
+    # EnvelopeStructure calls for its six address fields (Sender and Reply-To with From
+    # to fall back on).
+    from pymap.message import BaseLoadedMessage
+    from pymap.parsing.primitives import Nil
+    from pymap.parsing.response.fetch import EnvelopeStructure
+
+    getter = inspect.getsource(BaseLoadedMessage.get_envelope_structure)
+    assert "self._get_envelope_structure(self.content)" in getter
+    nested = inspect.getsource(BaseLoadedMessage._get_body_structure)
+    assert "cls._get_envelope_structure(sub_msg)" in nested
+    assert list(inspect.signature(BaseLoadedMessage._get_envelope_structure).parameters) == ["msg"]
+    fields = ["date", "subject", "from_", "sender", "reply_to", "to", "cc", "bcc"]
+    assert list(inspect.signature(EnvelopeStructure).parameters) == [
+        *fields,
+        "in_reply_to",
+        "message_id",
+    ]
+    calls = []
+
+    class Marked(EnvelopeStructure):
+        def _addresses(self, headers, fallback=None):
+            calls.append((headers, fallback))
+            return Nil()
+
+    bytes(Marked(None, None, ["f"], ["s"], ["r"], ["t"], ["c"], ["b"], None, None))
+    assert calls == [
+        (["f"], None),
+        (["s"], ["f"]),
+        (["r"], ["f"]),
+        (["t"], None),
+        (["c"], None),
+        (["b"], None),
+    ]

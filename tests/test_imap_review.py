@@ -1,5 +1,6 @@
 """The IMAP edge as real clients drive it, where it once went wrong: folder names in
-modified UTF-7, keywords (Thunderbird's tags, $Label1...) and hierarchy declarations."""
+modified UTF-7 (and in raw UTF-8), keywords (Thunderbird's tags, $Label1...), hierarchy
+declarations, and ENVELOPE addresses from raw 8-bit headers."""
 
 from __future__ import annotations
 
@@ -233,4 +234,38 @@ def test_a_folder_name_with_8_bit_bytes_is_no_and_nothing_is_made(rx, db_url):
     assert query(db_url, "SELECT name FROM folder WHERE name LIKE ?", ("Archiv/%",)) == [
         ("Archiv/2010/Jänner",)
     ]
+    c.logout()
+
+
+def wire(data: list) -> bytes:
+    """imaplib's answer as the server wrote it (a literal follows its "{n}" and CRLF)."""
+    return b"".join(b"%b\r\n%b" % part if isinstance(part, tuple) else part for part in data)
+
+
+def test_envelope_addresses_with_8_bit_bytes_are_the_header_s_own_bytes(rx):
+    # Raw 8-bit headers, as many mailers send them: a name in UTF-8, one in Latin-1.
+    inner = b"From: J\xc3\xbcrgen <j@b.example>\r\nSubject: inner\r\n\r\nhi\r\n"
+    raw = (
+        b"From: J\xc3\xbcrgen <j@b.example>\r\n"
+        b'To: "Zo\xeb" <z@c.example>, plain@c.example\r\n'
+        b"Subject: Gr\xc3\xbc\xc3\x9fe\r\n"
+        b"Message-ID: <m8@example.org>\r\n"
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"--b--\r\n"
+    )
+    c = implicit(rx)
+    appenduid(c.append("INBOX", None, None, raw))
+    assert c.select("INBOX")[0] == "OK"
+    # As Dovecot writes them: a literal of the bytes the header has, never "J??rgen".
+    jurgen = b'(({7}\r\nJ\xc3\xbcrgen NIL "j" "b.example"))'
+    typ, data = c.fetch("1", "(ENVELOPE)")
+    assert typ == "OK" and wire(data) == (
+        b"1 (ENVELOPE (NIL {7}\r\nGr\xc3\xbc\xc3\x9fe "
+        + b" ".join([jurgen] * 3)
+        + b' (({3}\r\nZo\xeb NIL "z" "c.example") ("" NIL "plain" "c.example"))'
+        b' NIL NIL NIL "<m8@example.org>"))'
+    )
+    # The envelope of a message/rfc822 part too.
+    typ, data = c.fetch("1", "(BODYSTRUCTURE)")
+    assert typ == "OK" and b'(NIL "inner" ' + b" ".join([jurgen] * 3) in wire(data)
     c.logout()

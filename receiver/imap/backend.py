@@ -23,7 +23,7 @@ from pymap.flags import FlagOp
 from pymap.interfaces.message import CachedMessage
 from pymap.listtree import ListTree
 from pymap.mailbox import MailboxSnapshot
-from pymap.message import BaseLoadedMessage, BaseMessage
+from pymap.message import BaseMessage
 from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.response import ResponseCode
@@ -33,6 +33,7 @@ from pymap.parsing.specials.flag import Flag, Seen, Wildcard
 from pymap.selected import SelectedMailbox, SelectedSet
 
 from receiver.imap import specialuse
+from receiver.imap.fetchreplies import LoadedMessage
 from receiver.imap.append import Appender, unavailable
 from receiver.pipeline import Pipeline
 from receiver.store import folders
@@ -119,14 +120,14 @@ class Message(BaseMessage):
             expunged=self.expunged,
         )
 
-    async def load_content(self, requirement: FetchRequirement) -> BaseLoadedMessage:
+    async def load_content(self, requirement: FetchRequirement) -> LoadedMessage:
         if requirement == FetchRequirement.NONE or requirement == FetchRequirement.METADATA:
-            return BaseLoadedMessage(self, requirement, None)
+            return LoadedMessage(self, requirement, None)
         data, codec = await self._backend.run(folders.raw_of, self.delivery_id)
         raw = await asyncio.get_running_loop().run_in_executor(
             self._backend.pipeline.executor, decompress, data, codec
         )
-        return BaseLoadedMessage(self, requirement, MessageContent.parse(raw))
+        return LoadedMessage(self, requirement, MessageContent.parse(raw))
 
 
 class Snapshot(MailboxSnapshot):

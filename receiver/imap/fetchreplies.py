@@ -3,12 +3,24 @@
 - BINARY.PEEK[1] is answered as BINARY[1]: RFC 3516 4.2's response item has no ".PEEK"
   (pymap drops it from BODY.PEEK only, and echoed "BINARY.PEEK[1]", which a client
   matching its answers to BINARY[1] does not find).
+- An ENVELOPE address is written with the header's own bytes: pymap reads a header's
+  8-bit bytes as surrogate escapes and wrote each of a name's as "?" (From: Jürgen, in
+  raw UTF-8, became "J??rgen", while the Subject beside it came out right). A name,
+  mailbox or domain with 8-bit bytes is now a literal of the bytes the header has, as
+  Dovecot writes it; this goes for the envelope of a message/rfc822 part in
+  BODYSTRUCTURE too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from email.headerregistry import AddressHeader
+from typing import SupportsBytes
 
+from pymap.message import BaseLoadedMessage
+from pymap.mime import MessageContent
+from pymap.parsing.primitives import List, LiteralString, Nil, String
+from pymap.parsing.response.fetch import EnvelopeStructure
 from pymap.parsing.specials import FetchAttribute
 
 
@@ -26,3 +38,59 @@ def as_answered(attrs: Sequence[FetchAttribute]) -> list[FetchAttribute]:
     return [
         BinaryPeek(a.value, a.section, a.partial) if a.value == b"BINARY.PEEK" else a for a in attrs
     ]
+
+
+def header_string(text: str) -> Nil | String:
+    """`text`, read from a header (8-bit bytes as surrogate escapes), as the bytes the
+    header has: 8-bit ones as a literal (RFC 3501's quoted strings are 7-bit)."""
+    raw = text.encode("utf-8", "surrogateescape")
+    return String.build(raw) if raw.isascii() else LiteralString(raw)
+
+
+class Envelope(EnvelopeStructure):
+    """pymap's ENVELOPE with each address written by `header_string`."""
+
+    def _addresses(
+        self,
+        headers: Sequence[AddressHeader] | None,
+        fallback: Sequence[AddressHeader] | None = None,
+    ) -> SupportsBytes:
+        # Sender and Reply-To are From's when the message has none (RFC 3501 7.4.2).
+        headers = headers or fallback
+        if not headers:
+            return Nil()
+        return List(
+            [
+                List(
+                    [
+                        header_string(a.display_name),
+                        Nil(),
+                        header_string(a.username),
+                        header_string(a.domain),
+                    ]
+                )
+                for h in headers
+                for a in h.addresses
+            ]
+        )
+
+
+class LoadedMessage(BaseLoadedMessage):
+    """pymap's loaded message, its envelopes (ENVELOPE, and a message/rfc822 part's in
+    BODYSTRUCTURE) an `Envelope`."""
+
+    @classmethod
+    def _get_envelope_structure(cls, msg: MessageContent) -> EnvelopeStructure:
+        parsed = msg.header.parsed
+        return Envelope(
+            parsed.date,
+            parsed.subject,
+            parsed.from_,
+            parsed.sender,
+            parsed.reply_to,
+            parsed.to,
+            parsed.cc,
+            parsed.bcc,
+            parsed.in_reply_to,
+            parsed.message_id,
+        )

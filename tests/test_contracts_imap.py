@@ -26,7 +26,7 @@ from pymap.parsing.commands import Commands, InvalidCommand
 from pymap.parsing.exceptions import NotParseable
 from pymap.parsing.primitives import Number
 from pymap.parsing.response import ResponseOk
-from pymap.parsing.response.specials import StatusResponse
+from pymap.parsing.response.specials import ListResponse, StatusResponse
 from pymap.parsing.specials import ExtensionOptions, FetchAttribute, Mailbox, StatusAttribute
 from pymap.selected import SelectedMailbox
 from pysasl.creds.plain import PlainCredentials
@@ -210,25 +210,41 @@ def test_proxy_headers_are_read_from_a_stream_and_the_socket_info_subclassed():
     assert "self.peername" in inspect.getsource(SocketInfo.peername_str.fget)
 
 
-def test_folder_names_are_decoded_by_a_name_mailboxnames_can_replace():
+def _pymap_parsing_modules_with(name: str) -> set[str]:
+    """The pymap parsing modules (modutf7 itself aside) that have a global `name`."""
     import pkgutil
 
     import pymap.parsing
 
+    return {
+        info.name
+        for info in pkgutil.walk_packages(pymap.parsing.__path__, "pymap.parsing.")
+        if info.name != "pymap.parsing.modutf7"
+        and hasattr(importlib.import_module(info.name), name)
+    }
+
+
+def test_folder_names_are_read_and_written_by_names_mailboxnames_can_replace():
     # Every pymap parsing module that decodes a name looks the decoder up by this name
     # at call time; mailboxnames.install replaces it in each of them.
-    users = set()
-    for info in pkgutil.walk_packages(pymap.parsing.__path__, "pymap.parsing."):
-        module = importlib.import_module(info.name)
-        if info.name != "pymap.parsing.modutf7" and hasattr(module, "modutf7_decode"):
-            users.add(info.name)
-    assert users == {"pymap.parsing.specials.mailbox", "pymap.parsing.command.auth"}
+    assert _pymap_parsing_modules_with("modutf7_decode") == {
+        "pymap.parsing.specials.mailbox",
+        "pymap.parsing.command.auth",
+    }
     mailboxnames.install()
     with pytest.raises(NotParseable):
         Mailbox.parse(memoryview(b'"&x"\r\n'), Params())
     with pytest.raises(NotParseable):
         ListCommand.parse(memoryview(b' "" "&x"\r\n'), Params())
     assert Mailbox.parse(memoryview(b'"&AMk-t&AOk-"\r\n'), Params())[0].value == "Été"
+    # And a name is written by Mailbox, which looks its encoder up the same way (LIST,
+    # LSUB and STATUS write names as Mailbox objects; the other module encodes only the
+    # "/" delimiter).
+    assert _pymap_parsing_modules_with("modutf7_encode") == {
+        "pymap.parsing.specials.mailbox",
+        "pymap.parsing.response.specials",
+    }
+    assert bytes(ListResponse("Café&Bar", "/", [])) == b'* LIST () "/" Caf&AOk-&-Bar\r\n'
 
 
 def test_status_answers_one_untagged_status_kept_where_appendlimit_is_added():

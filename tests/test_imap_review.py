@@ -269,3 +269,14 @@ def test_envelope_addresses_with_8_bit_bytes_are_the_header_s_own_bytes(rx):
     typ, data = c.fetch("1", "(BODYSTRUCTURE)")
     assert typ == "OK" and b'(NIL "inner" ' + b" ".join([jurgen] * 3) in wire(data)
     c.logout()
+
+
+def test_a_folder_with_an_ampersand_after_accents_is_listed_by_a_name_that_opens_it(rx):
+    c = starttls(rx)
+    # "Café&Bar": pymap wrote the "&" right after "é" bare, "Caf&AOk-&Bar", which is no
+    # modified UTF-7: a client that sent the listed name back was told BAD.
+    assert c.create('"Caf&AOk-&-Bar"')[0] == "OK"
+    assert c.list('""', '"Caf*"')[1] == [b'(\\HasNoChildren) "/" Caf&AOk-&-Bar']
+    assert c.status("Caf&AOk-&-Bar", "(MESSAGES)")[1] == [b"Caf&AOk-&-Bar (MESSAGES 0)"]
+    assert c.select("Caf&AOk-&-Bar")[0] == "OK"
+    c.logout()

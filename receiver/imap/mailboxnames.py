@@ -11,6 +11,10 @@ isync 1.4 sends it, became the folder "JÃ¤nner", which the client then could
 never open. Such a name is refused with NO, Dovecot's answer (it too does not take
 UTF8=ACCEPT), so that the client fails at once and nothing is created.
 
+pymap's encoder writes an "&" that comes right after non-ASCII characters bare: the
+folder "é&x" was listed as "&AOk-&x", a name that is no modified UTF-7, so a client
+that sent it back was told BAD; `encode` has it write "&AOk-&-x".
+
 pymap spells "inbox" as INBOX (it is case-insensitive, RFC 3501 5.1) but not "inbox/x",
 which became a second, \\Noselect "inbox" in LIST beside INBOX.
 """
@@ -30,6 +34,7 @@ from receiver.store.folders import INBOX
 # Between "&" and "-": modified BASE64 (RFC 3501 5.1.3), "," in place of "/".
 _SHIFTED = re.compile(rb"[A-Za-z0-9+,]*")
 _lenient = modutf7.modutf7_decode
+_encode_between_ampersands = modutf7.modutf7_encode
 
 
 class EightBitName(NotParseable):
@@ -55,8 +60,16 @@ def decode(data: bytes) -> str:
     return INBOX + sep + rest if sep and first.upper() == INBOX else name
 
 
+def encode(data: str) -> bytes:
+    """The folder name `data` in modified UTF-7: pymap's encoding of each part between
+    two "&"s, which it gets right, the "&"s written "&-"."""
+    return b"&-".join(_encode_between_ampersands(part) for part in data.split("&"))
+
+
 def install() -> None:
     """Put `decode` in place of pymap's decoder where pymap parses a command's folder
-    name (every command's mailbox argument, and LIST/LSUB's pattern)."""
+    name (every command's mailbox argument, and LIST/LSUB's pattern), and `encode` in
+    place of its encoder where it writes one (LIST, LSUB, STATUS)."""
     mailbox.modutf7_decode = decode
+    mailbox.modutf7_encode = encode
     auth.modutf7_decode = decode

@@ -38,13 +38,13 @@ class Budget:
 
 def parse_within(raw: bytes, budget: Budget) -> ParsedMessage:
     """Parse in this process, skipping mail-parser for a message over the static budget."""
-    view = read(raw).for_parser
+    mail = read(raw)  # as received: the content hash reads the lines the view leaves out
     reason = (
         f"larger than {budget.max_bytes} bytes"
         if len(raw) > budget.max_bytes
-        else view.over_budget(budget.max_depth, budget.max_parts)
+        else mail.for_parser.over_budget(budget.max_depth, budget.max_parts)
     )
-    return parse_message(view, unparsed=f"parse budget: {reason}" if reason else None)
+    return parse_message(mail, unparsed=f"parse budget: {reason}" if reason else None)
 
 
 def _serve(conn, budget: Budget) -> None:

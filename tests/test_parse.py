@@ -109,3 +109,17 @@ def test_parse_never_raises(raw):
     rec = parse_message(raw)
     assert rec.message_id and len(rec.content_hash) == 64
 
+
+@pytest.mark.parametrize(
+    ("subject", "read"),
+    [
+        (b"Gr\xfc\xdfe", "Grüße"),  # Latin-1
+        ("Grüße".encode(), "Grüße"),  # UTF-8 (RFC 6532)
+        (b"=?iso-8859-1?q?Gr=FC=DFe?=", "Grüße"),
+        (b"\x93quoted\x94 =?utf-8?q?caf=C3=A9?=", "\u201cquoted\u201d café"),  # cp1252
+        (b"\x81\x8d", "\x81\x8d"),  # bytes cp1252 leaves undefined: Latin-1
+    ],
+)
+def test_8bit_subject_text_is_never_dropped(subject, read):
+    rec = parse_message(b"Subject: " + subject + b"\r\nFrom: a@example.org\r\n\r\nbody\r\n")
+    assert rec.subject == read

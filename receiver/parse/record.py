@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import email.policy
 import email.utils
 import hashlib
 import logging
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 import mailparser
 
-from receiver.mail import RawMail, read
+from receiver.mail import RawMail, read, unfold
 from receiver.parse.ids import clean_references, extract_ids, normalize_id
 from receiver.parse.slim import confirmed, slim
 
@@ -190,6 +191,20 @@ def _parse(message: RawMail):
     return mail, omitted
 
 
+def _subject(view: RawMail, parsed: str) -> str | None:
+    """mail-parser reads 8-bit header text as UTF-8 and drops every byte that is not: a
+    Subject that is not UTF-8 is taken as the reader decodes it (cp1252), its encoded
+    words decoded by the email package. Any other keeps mail-parser's reading, so the
+    subjects (and subject threading) of such mail stay as they were."""
+    raw = next((f.value for f in view.fields if f.name.lower() == "subject"), None)
+    if raw is not None:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return str(email.policy.default.header_factory("subject", unfold(raw))) or None
+    return parsed or None
+
+
 class BudgetExceeded(Exception):
     """The message is over the parse budget: only its raw headers are read."""
 
@@ -217,7 +232,7 @@ def parse_message(message: RawMail | bytes, unparsed: str | None = None) -> Pars
         if unparsed is not None:
             raise BudgetExceeded(unparsed)
         mail, omitted = _parse(view)
-        rec.subject = mail.subject or None
+        rec.subject = _subject(view, mail.subject)
         rec.date = _utc(mail.date) if isinstance(mail.date, dt.datetime) else None
         frm = _addresses(mail.from_)
         if frm:

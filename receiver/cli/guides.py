@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from receiver.cli.context import AppContext, CliError, emit_json, pass_app
+from receiver.cli.context import EMAIL, AppContext, CliError, emit_json, pass_app
 from receiver.cli.mailbox import address_text, json_option, mailbox
 from receiver.imap.endpoint import endpoint
 from receiver.instructions import PROVIDERS, guide
@@ -12,7 +12,7 @@ from receiver.store import mailboxes
 
 
 @mailbox.command("instructions", short_help="Print the copy-rule guide for a mailbox.")
-@click.argument("email")
+@click.argument("email", type=EMAIL)
 @click.option(
     "--provider",
     type=click.Choice(PROVIDERS),

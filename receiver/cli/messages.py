@@ -7,6 +7,7 @@ import sys
 import click
 
 from receiver.cli.context import (
+    EMAIL,
     NONE,
     AppContext,
     CliError,
@@ -25,7 +26,9 @@ def messages() -> None:
 
 
 @messages.command("list")
-@click.option("--mailbox", "mailbox_email", metavar="EMAIL", help="Only this mailbox's messages.")
+@click.option(
+    "--mailbox", "mailbox_email", metavar="EMAIL", type=EMAIL, help="Only this mailbox's messages."
+)
 @click.option(
     "--limit",
     default=50,

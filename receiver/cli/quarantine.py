@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from receiver.cli.context import (
+    EMAIL,
     NONE,
     AppContext,
     emit_json,
@@ -24,7 +25,9 @@ def quarantine() -> None:
 
 
 @quarantine.command("list")
-@click.option("--mailbox", "mailbox_email", metavar="EMAIL", help="Only this mailbox's copies.")
+@click.option(
+    "--mailbox", "mailbox_email", metavar="EMAIL", type=EMAIL, help="Only this mailbox's copies."
+)
 @click.option(
     "--limit",
     default=100,

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from receiver.bulk_import import Importer, ImportRefused, ImportSummary
-from receiver.cli.context import AppContext, CliError, emit_json, pass_app
+from receiver.cli.context import EMAIL, AppContext, CliError, emit_json, pass_app
 from receiver.exits import (
     EX_CANTCREAT,
     EX_DATAERR,
@@ -27,7 +27,9 @@ from receiver.store import exports, mailboxes, thread_queries
 
 @click.command("import", short_help="Import mbox, Maildir, .eml files or stdin into a mailbox.")
 @click.argument("path")
-@click.option("--mailbox", "email", required=True, metavar="EMAIL", help="Mailbox to import into.")
+@click.option(
+    "--mailbox", "email", required=True, metavar="EMAIL", type=EMAIL, help="Mailbox to import into."
+)
 @click.option(
     "--progress/--no-progress",
     default=None,
@@ -122,7 +124,9 @@ def _exit_status(stdin: bool, d: dict) -> int:
 
 @click.command("export", short_help="Write a mailbox's copies to an mbox file or a Maildir.")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--mailbox", "email", required=True, metavar="EMAIL", help="Mailbox to export.")
+@click.option(
+    "--mailbox", "email", required=True, metavar="EMAIL", type=EMAIL, help="Mailbox to export."
+)
 @click.option(
     "--format", "fmt", type=click.Choice(["mbox", "maildir"]), default="mbox", show_default=True
 )

@@ -92,14 +92,10 @@ def _target(email: str) -> tuple[mailboxes.MailboxInfo, str | None]:
 
 
 class Importer:
-    def __init__(
-        self, config: Config, email: str, concurrency: int = CONCURRENCY, check_mail: bool = True
-    ):
+    def __init__(self, config: Config, email: str, concurrency: int = CONCURRENCY):
         self.config = config
         self.email = email
         self.concurrency = concurrency
-        # Files are checked for being mail at all; a message piped in by an MTA is not.
-        self.check_mail = check_mail
 
     async def run(
         self,
@@ -171,7 +167,7 @@ class Importer:
                 for item, sha in zip(chunk, shas):
                     summary.seen += 1
                     position = item.progress
-                    if self.check_mail and not is_message(item.raw):
+                    if not is_message(item.raw):
                         summary.counts["failed"] += 1
                         summary.reasons["failed: not a message"] += 1
                         summary.not_messages.append(item.where)

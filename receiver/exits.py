@@ -8,6 +8,7 @@ from a verdict.
 EX_OK = 0
 EX_ERROR = 1
 EX_USAGE = 64  # a mistyped command, option or value
+EX_DATAERR = 65  # `import -`: what was piped in is not a message
 EX_UNAVAILABLE = 69  # a port in use; `import -`: the message was rejected
 EX_SOFTWARE = 70  # a bug: "unexpected ..."
 EX_CANTCREAT = 73  # an output file or folder that cannot be written

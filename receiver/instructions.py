@@ -43,9 +43,9 @@ TITLES = {
 }
 
 # Every IMAP guide starts from the account the receiver issues for the mailbox.
-_ACCOUNT = """The account: server {imap_host}, port {imap_port}, SSL/TLS from the start (or port 143
-with STARTTLS), normal password. User name {email} (or {address}); the password is
-the one the receiver issues, never the mailbox's own:
+_ACCOUNT = """The account: server {imap_host}, port {imap_port}, SSL/TLS from the start{starttls},
+normal password. User name {email} (or {address}); the password is the one the
+receiver issues, never the mailbox's own:
 
     threads-receiver mailbox credentials {email}
 """
@@ -322,10 +322,19 @@ Check the first copy
    means the rule forwards instead of redirecting."""
 
 
-def guide(provider: str, email: str, address: str, imap_host: str, imap_port: int = 993) -> str:
-    """One provider's steps, then what is refused and how to check the first copy."""
+def guide(
+    provider: str,
+    email: str,
+    address: str,
+    imap_host: str,
+    imap_port: int = 993,
+    starttls_port: int | None = 143,
+) -> str:
+    """One provider's steps, then what is refused and how to check the first copy.
+    `starttls_port`: imap.listen's port, None when the receiver has no such listener."""
+    starttls = f" (or port {starttls_port} with STARTTLS)" if starttls_port else ""
     body = GUIDES[provider].format(
-        email=email, address=address, imap_host=imap_host, imap_port=imap_port
+        email=email, address=address, imap_host=imap_host, imap_port=imap_port, starttls=starttls
     )
     common = COMMON.format(email=email, address=address)
     return f"{TITLES[provider]}\n\n{body}\n\n{common}\n"

@@ -8,10 +8,12 @@ carry `delivery` and `message` ids, the ones `threads-receiver messages show` ta
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 log = logging.getLogger("receiver.events")
 
@@ -59,6 +61,20 @@ def setup(level: int, fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    verbose = level <= logging.DEBUG
+    # aiosmtpd logs every command at INFO; our handler logs one line per delivery.
+    logging.getLogger("mail.log").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # mail-parser warns about every MIME part it has no slot for; the bytes are kept anyway.
+    logging.getLogger("mailparser").setLevel(logging.DEBUG if verbose else logging.ERROR)
+
+
+def for_child() -> Callable[[], None]:
+    """This process's set-up, for a child process to make as its first step (picklable):
+    a forkserver child starts with none, and logging's last resort writes what the
+    libraries log there as bare lines, in no format."""
+    root = logging.getLogger()
+    json_lines = any(isinstance(h.formatter, JsonFormatter) for h in root.handlers)
+    return functools.partial(setup, root.level, "json" if json_lines else "text")
 
 
 def event(text: str, level: int = logging.INFO, **fields) -> None:

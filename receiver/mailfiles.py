@@ -46,8 +46,9 @@ def is_message(raw: bytes) -> bool:
     block (as receiver.mail reads it) of text. A malformed line further down the header
     is a defect of a message, not a sign of something else: it is kept.
 
-    `import` asks this of files a person pointed it at (an empty file, a database, random
-    bytes are not mail); SMTP keeps whatever a sender committed and never asks.
+    `import` asks this of the files a person pointed it at and of what is piped to it (an
+    empty file, a database, random bytes are not mail); SMTP keeps whatever a sender
+    committed and never asks.
     """
     mail = read_mail(raw)
     return bool(mail.fields) and mail.fields[0].start == 0 and not _BINARY.search(mail.header)
@@ -186,6 +187,6 @@ class MaildirWriter:
 
 
 def iter_stdin(data: bytes) -> Iterable[MailItem]:
-    """One message piped in (Postfix `pipe`, procmail): maybe with its `From ` line."""
-    raw = wire_form(strip_from_line(data))
-    return [MailItem(raw, 1, "stdin")] if raw.strip() else []
+    """One message piped in (Postfix `pipe`, procmail): maybe with its `From ` line.
+    Whatever came is the item, nothing included: the importer tells mail from the rest."""
+    return [MailItem(wire_form(strip_from_line(data)), 1, "stdin")]

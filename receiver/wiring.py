@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from peewee import Database
 
+from receiver import logs
 from receiver.config import Config
 from receiver.parse.worker import Budget, ParseWorkers
 from receiver.pipeline import Pipeline
@@ -73,7 +74,7 @@ async def build(config: Config, db: Database, executor: ThreadPoolExecutor) -> S
     verifier = Verifier(config)
     # Starting the worker processes blocks for a moment: off the loop.
     parser = await loop.run_in_executor(
-        None, lambda: ParseWorkers(parse_budget(config), config.parse.workers)
+        None, lambda: ParseWorkers(parse_budget(config), config.parse.workers, logs.for_child())
     )
     pipeline = Pipeline(config, writer, verifier, executor, parser=parser.parse)
     return Stack(writer, verifier, parser, pipeline)

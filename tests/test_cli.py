@@ -59,8 +59,9 @@ def test_duplicate_and_unknown_mailbox_errors_are_one_line(receiver):
     assert r.stderr.decode().strip().splitlines() == [
         "Error: no mailbox nobody@corp.example: see `threads-receiver mailbox list`"
     ]
+    # A bad value is a usage error (README "Exit statuses"), in the console script too.
     r = receiver.cli_process("mailbox", "add", "not an address", check=False)
-    assert r.returncode == 1 and b"not an email address" in r.stderr
+    assert r.returncode == 64 and b"not an email address" in r.stderr
 
 
 def test_rotate_keeps_old_address_for_grace_then_refuses(receiver):

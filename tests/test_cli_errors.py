@@ -51,6 +51,41 @@ def test_usage_errors_exit_64_everywhere_and_verify_keeps_its_verdicts(receiver,
         assert r.returncode == 3 and "cannot read" in one_line_error(r)
 
 
+def test_a_bad_email_or_entry_is_a_usage_error_in_every_command(receiver, tmp_path):
+    receiver.add_mailbox("alice@corp.example")
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(message())
+    for bad in ("not an email", "", "@corp.example"):
+        for args in (
+            ["mailbox", "add", bad],
+            ["mailbox", "show", bad],
+            ["mailbox", "disable", bad],
+            ["mailbox", "rotate", bad],
+            ["mailbox", "remove", bad],
+            ["mailbox", "set", bad, "--altered", "accept"],
+            ["mailbox", "allow", bad],
+            ["mailbox", "credentials", bad],
+            ["mailbox", "instructions", bad],
+            ["messages", "list", "--mailbox", bad],
+            ["threads", "list", "--mailbox", bad],
+            ["quarantine", "list", "--mailbox", bad],
+            ["import", str(eml), "--mailbox", bad],
+            ["export", str(tmp_path / "out.mbox"), "--mailbox", bad],
+            ["verify", str(eml), "--mailbox", bad],
+        ):
+            r = receiver.cli(*args, check=False)
+            assert r.returncode == EX_USAGE, (args, r.returncode, r.stderr)
+            assert "not an email address" in one_line_error(r), args
+    for args in (
+        ["mailbox", "allow", "alice@corp.example", "not an entry"],
+        ["mailbox", "allow", "alice@corp.example", "10.0.0.0/8", "--clear"],
+        ["mailbox", "credentials", "alice@corp.example", "carol@corp.example"],
+    ):
+        r = receiver.cli(*args, check=False)
+        assert r.returncode == EX_USAGE, (args, r.returncode, r.stderr)
+    assert receiver.cli_json("mailbox", "list")[0]["email"] == "alice@corp.example"
+
+
 def test_serve_on_a_port_in_use_or_out_of_range(receiver):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

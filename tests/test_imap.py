@@ -229,6 +229,14 @@ def test_quarantined_copies_show_as_quarantined(rx):
     c.select("INBOX")
     assert b"$Quarantined" in fetch_one(c, uid, "(FLAGS)")
     c.logout()
+    # `quarantine show` is the delivery as `messages show` has it, folders and all.
+    [held] = rx.cli_json("quarantine", "list")
+    shown = rx.cli_json("quarantine", "show", str(held["delivery_id"]))
+    [delivery] = rx.cli_json("messages", "show", str(held["message"]))["deliveries"]
+    assert shown["folders"] == [{"name": "INBOX", "uid": uid, "expunged": False}]
+    assert {k: v for k, v in shown.items() if k != "message"} == delivery
+    text = rx.cli("quarantine", "show", str(held["delivery_id"])).stdout.decode()
+    assert " via imap " in text and "folders   INBOX" in text
 
 
 def test_folders(rx):
@@ -485,7 +493,7 @@ def test_credentials_csv_for_a_bulk_copy_tool(receiver):
         "c@corp.example",
     ]
     bad = receiver.cli("mailbox", "credentials", "--all", check=False)
-    assert bad.returncode == 1 and b"--csv" in bad.stderr
+    assert bad.returncode == 64 and b"--csv" in bad.stderr  # a usage error
 
 
 def test_connections_and_silence_are_limited(tmp_path, db_url):

@@ -151,3 +151,22 @@ def test_import_follows_the_policy(tmp_path, db_url):
     assert out == b""
     out = rx.cli("export", "-", "--mailbox", "alice@corp.example", "--include-quarantined").stdout
     assert out.count(b"\nMessage-ID: ") == 3
+
+
+def test_an_8bit_subject_that_is_not_utf8_is_read_as_latin1(receiver, tmp_path):
+    receiver.add_mailbox("alice@corp.example")
+    head = b"From: Bob <bob@example.org>\nTo: alice@corp.example\nDate: Fri, 1 Jan 2010 09:20:34 +0000\n"
+    (tmp_path / "mail").mkdir()
+    (tmp_path / "mail" / "latin1.eml").write_bytes(
+        head + b"Subject: Gr\xfc\xdfe\nMessage-ID: <l1@example.org>\n\nhi\n"
+    )
+    # Its reply without In-Reply-To, in UTF-8: joined on the subject as before.
+    (tmp_path / "mail" / "utf8.eml").write_bytes(
+        head + "Subject: Re: Grüße\nMessage-ID: <u1@example.org>\n\nho\n".encode()
+    )
+    assert imported(receiver, str(tmp_path / "mail"))["stored"] == 2
+    listed = {m["message_id"]: m for m in receiver.cli_json("messages", "list")}
+    assert listed["l1@example.org"]["subject"] == "Grüße"
+    assert listed["u1@example.org"]["thread_id"] == listed["l1@example.org"]["thread_id"]
+    assert [t["subject"] for t in receiver.cli_json("threads", "list")] == ["grüße"]
+    assert stored(receiver)["l1@example.org"].count(b"Gr\xfc\xdfe") == 1  # raw bytes kept

@@ -93,3 +93,20 @@ def test_import_refuses_what_is_not_mail_and_stores_the_rest(receiver, tmp_path)
     (tmp_path / "real.mbox").write_bytes(MBOX)
     receiver.cli("import", str(tmp_path / "real.mbox"), "--mailbox", "alice@corp.example")
     assert len(receiver.cli_json("messages", "list")) == 3  # a1 is in it too
+
+
+def test_stdin_that_is_not_mail_is_refused_as_a_file_is(receiver, tmp_path):
+    receiver.add_mailbox("alice@corp.example")
+    for piped in (b"", b"\n", b"garbage\n", b"SQLite format 3\x00\x10\x00"):
+        r = receiver.cli("import", "-", "--mailbox", "alice@corp.example", input=piped, check=False)
+        assert r.returncode == 65, piped
+        assert r.stderr.decode().splitlines() == [
+            "Error: not a message: stdin (empty, binary, or without a header field first)"
+        ]
+        r = receiver.cli(
+            "import", "-", "--mailbox", "alice@corp.example", "--json", input=piped, check=False
+        )
+        data = json.loads(r.stdout)
+        assert r.returncode == 65 and data["not_messages"] == ["stdin"]
+        assert (data["messages"], data["stored"], data["failed"]) == (1, 0, 1)
+    assert receiver.cli_json("messages", "list") == []

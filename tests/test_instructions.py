@@ -27,3 +27,20 @@ def test_instructions_use_the_mailbox_address(receiver):
     assert f"{'alice@corp.example'}    {address}" in data["guides"]["postfix"]
     r = receiver.cli("mailbox", "instructions", "nobody@corp.example", check=False)
     assert r.returncode == 1 and b"no mailbox" in r.stderr
+
+
+def test_the_imap_guides_name_the_configured_ports(tls_receiver):
+    def account_line(**env: str) -> str:
+        out = tls_receiver.cli(
+            "mailbox", "instructions", "alice@corp.example", "--provider", "mbsync", **env
+        ).stdout.decode()
+        return next(line for line in out.splitlines() if line.startswith("The account:"))
+
+    line = account_line(
+        THREADS_RECEIVER_IMAP_LISTEN="127.0.0.1:1143",
+        THREADS_RECEIVER_IMAP_IMPLICIT_LISTEN="127.0.0.1:1993",
+    )
+    assert "port 1993, SSL/TLS from the start (or port 1143 with STARTTLS)," in line
+    # No STARTTLS listener: none is offered.
+    line = account_line(THREADS_RECEIVER_IMAP_IMPLICIT_LISTEN="127.0.0.1:1993")
+    assert "port 1993, SSL/TLS from the start," in line and "STARTTLS" not in line

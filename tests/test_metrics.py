@@ -121,3 +121,25 @@ def test_json_log_lines_link_to_messages(receiver):
     assert delivery[0]["session"] == session[0]["session"] and session[0]["messages"] == 1
     show = receiver.cli_json("messages", "show", str(delivery[0]["message"]))
     assert show["deliveries"][0]["id"] == delivery[0]["delivery"]
+
+
+SIGNED = (
+    b"From: Bob <bob@example.org>\r\nTo: alice@corp.example\r\nSubject: signed\r\n"
+    b"Message-ID: <met2@example.org>\r\nContent-Type: multipart/signed; "
+    b'protocol="application/pgp-signature"; boundary="b"\r\n\r\n'
+    b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\n"
+    b"Content-Type: application/pgp-signature\r\n\r\n-----BEGIN PGP SIGNATURE-----\r\n"
+    b"abc\r\n-----END PGP SIGNATURE-----\r\n--b--\r\n"
+)
+
+
+def test_every_log_line_is_json_the_parse_workers_included(receiver):
+    # mail-parser warns "Email content 'pgp-signature' not handled" in a parse worker:
+    # a worker without the daemon's logging wrote it as a bare line.
+    address = receiver.add_mailbox("alice@corp.example")
+    port = receiver.start(THREADS_RECEIVER_LOG_FORMAT="json")
+    with smtplib.SMTP("127.0.0.1", port) as s:
+        s.sendmail("bob@example.org", [address], SIGNED)
+    _, err = receiver.stop()
+    events = [json.loads(line) for line in err.splitlines()]
+    assert [e["status"] for e in events if e.get("event") == "delivery"] == ["stored"]

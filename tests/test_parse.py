@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 
 from receiver.parse import parse_message, record
 from receiver.mail import read
-from receiver.mail.fields import read_fields
-from receiver.parse.record import AUTHOR_HEADERS, content_hash
+from receiver.parse.record import content_hash
 
 BASE = (
     b'From: Bob <Bob@Example.org>\r\nTo: a@x.example, "C" <c@y.example>\r\nSubject: hi\r\n'
@@ -45,15 +44,26 @@ def test_line_endings_do_not_change_the_content_hash():
     assert content_hash(BASE.replace(b"\r\n", b"\n")) == content_hash(BASE)
 
 
+def test_lines_that_are_no_field_change_the_content_hash():
+    # Text that is not mail is all header block: its lines are what tells it apart.
+    assert content_hash(b"just a body line\r\n") != content_hash(b"garbage\n")
+    assert content_hash(b"garbage\r\n") == content_hash(b"garbage\n")
+    assert content_hash(b"Note: one\n") != content_hash(b"Note: two\n")
+    junk = BASE.replace(b"Subject: hi\r\n", b"Subject: hi\r\nnot a field\r\n")
+    assert content_hash(junk) != content_hash(BASE)
+    # An mbox envelope line ahead of the fields is transport, as a Received field is.
+    assert content_hash(b"From bob@example.org Tue Jan  1 10:00:00 2019\r\n" + BASE) == (
+        content_hash(BASE)
+    )
+
+
 def whole_body_hash(raw: bytes) -> str:
     """The content hash as it was: the body folded and stripped in whole copies (40 MB
     for a 20 MB attachment). The reference the sliced hash must agree with."""
-    view = read(raw).for_parser  # the header block and body as the record reads them
-    block, body = view.header, view.body()
-    h = hashlib.sha256()
-    for name, value, _, _ in read_fields(block, len(block)).fields:
-        if name.lower() in AUTHOR_HEADERS:
-            h.update(name.lower().encode() + b":" + b" ".join(value.split()) + b"\n")
+    mail = read(raw)
+    view = mail.for_parser  # the body as the record reads it
+    body = view.body()
+    h = hashlib.sha256(record.header_digest(mail))
     h.update(b"\n")
     h.update(body.replace(b"\r\n", b"\n").rstrip(b"\n"))
     return h.hexdigest()
@@ -98,3 +108,18 @@ def test_missing_message_id_gets_a_stable_synthetic_one():
 def test_parse_never_raises(raw):
     rec = parse_message(raw)
     assert rec.message_id and len(rec.content_hash) == 64
+
+
+@pytest.mark.parametrize(
+    ("subject", "read"),
+    [
+        (b"Gr\xfc\xdfe", "Grüße"),  # Latin-1
+        ("Grüße".encode(), "Grüße"),  # UTF-8 (RFC 6532)
+        (b"=?iso-8859-1?q?Gr=FC=DFe?=", "Grüße"),
+        (b"\x93quoted\x94 =?utf-8?q?caf=C3=A9?=", "\u201cquoted\u201d café"),  # cp1252
+        (b"\x81\x8d", "\x81\x8d"),  # bytes cp1252 leaves undefined: Latin-1
+    ],
+)
+def test_8bit_subject_text_is_never_dropped(subject, read):
+    rec = parse_message(b"Subject: " + subject + b"\r\nFrom: a@example.org\r\n\r\nbody\r\n")
+    assert rec.subject == read

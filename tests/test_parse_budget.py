@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from receiver import logs
 from receiver.mail import mime as budget
 from receiver.mail.mime import nested_kind, over_budget
 from receiver.parse.worker import ParseWorkers
@@ -232,7 +233,8 @@ def test_a_hung_parse_is_killed_and_the_copy_stored_flagged(receiver):
 
 
 def test_worker_pool_survives_a_dying_worker():
-    pool = ParseWorkers(dataclasses.replace(DEFAULT_BUDGET, timeout=5, max_memory=0), workers=1)
+    budget = dataclasses.replace(DEFAULT_BUDGET, timeout=5, max_memory=0)
+    pool = ParseWorkers(budget, workers=1, log_setup=logs.for_child())
     try:
         w = pool._idle.get()
         w.proc.kill()

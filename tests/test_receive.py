@@ -222,6 +222,15 @@ def test_same_message_id_different_content_kept_apart(running):
     assert running.cli_json("stats")["totals"]["messages"] == 2
 
 
+def test_different_texts_without_a_header_are_kept_apart(running):
+    # Neither has an author field or a body: only their lines tell them apart.
+    texts = [b"just a body line\r\n", b"garbage\r\n", b"Note: one\r\n", b"Note: two\r\n"]
+    for text in texts:
+        assert send_raw(running.port, [running.address], text)[0] == 250
+    assert running.cli_json("stats")["totals"]["messages"] == 4
+    assert sorted(stored_raws(running)) == sorted(texts)
+
+
 class _Lock:
     """Makes the database refuse writes from the daemon until released."""
 

@@ -79,10 +79,6 @@ class _Group(click.Group):
 def cli(ctx: click.Context, config_path: str | None, verbose: bool, log_format: str) -> None:
     """threads-receiver: a self-hosted SMTP push receiver for copied mail."""
     logs.setup(logging.DEBUG if verbose else logging.INFO, log_format)
-    # aiosmtpd logs every command at INFO; our handler logs one line per delivery.
-    logging.getLogger("mail.log").setLevel(logging.DEBUG if verbose else logging.WARNING)
-    # mail-parser warns about every MIME part it has no slot for; the bytes are kept anyway.
-    logging.getLogger("mailparser").setLevel(logging.DEBUG if verbose else logging.ERROR)
     ctx.obj = AppContext(config_path)
     ctx.call_on_close(ctx.obj.close)
 

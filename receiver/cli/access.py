@@ -11,7 +11,7 @@ import json
 import click
 
 from receiver import allowlist
-from receiver.cli.context import AppContext, CliError, emit_json, iso, pass_app
+from receiver.cli.context import EMAIL, AppContext, emit_json, iso, pass_app
 from receiver.cli.mailbox import json_option, mailbox
 from receiver.imap.endpoint import credentials_csv, endpoint
 from receiver.store import credentials, mailboxes
@@ -19,7 +19,7 @@ from receiver.store.models import Mailbox
 
 
 @mailbox.command("credentials", short_help="Issue or revoke SMTP AUTH and IMAP credentials.")
-@click.argument("emails", nargs=-1)
+@click.argument("emails", nargs=-1, type=EMAIL)
 @click.option("--revoke", is_flag=True, help="Revoke the mailbox's credentials.")
 @click.option("--all", "every", is_flag=True, help="Every mailbox (with --csv).")
 @click.option(
@@ -53,7 +53,7 @@ def credentials_(
     app.db()
     if as_csv or every or len(emails) != 1:
         if not as_csv or revoke or as_json or bool(every) == bool(emails):
-            raise CliError("use `credentials EMAIL`, or --csv with --all or with EMAILs")
+            raise click.UsageError("use `credentials EMAIL`, or --csv with --all or with EMAILs")
         _credentials_csv(app, list(emails), every, reissue)
         return
     email = emails[0]
@@ -97,7 +97,7 @@ def _credentials_csv(app: AppContext, emails: list[str], every: bool, reissue: b
 
 
 @mailbox.command("allow", short_help="Limit who may push to a mailbox.")
-@click.argument("email")
+@click.argument("email", type=EMAIL)
 @click.argument("entries", nargs=-1)
 @click.option("--clear", is_flag=True, help="Remove the allow-list: anyone may push again.")
 @json_option
@@ -110,7 +110,7 @@ def allow(
     app.db()
     mb = mailboxes.get(email)
     if clear and entries:
-        raise CliError("give entries or --clear, not both")
+        raise click.UsageError("give entries or --clear, not both")
     if clear:
         mb.allow_from = None
         mb.save()
@@ -118,7 +118,7 @@ def allow(
         try:
             allowlist.split_entries(entries)
         except ValueError as e:
-            raise CliError(str(e)) from None
+            raise click.BadParameter(str(e), param_hint="ENTRIES") from None
         mb.allow_from = json.dumps([e.strip() for e in entries])
         mb.save()
     current = json.loads(mb.allow_from) if mb.allow_from else None

@@ -15,6 +15,7 @@ from peewee import Database
 from receiver import config as configmod
 from receiver.exits import EX_CANTCREAT, EX_ERROR
 from receiver.store.db import check_schema, create_schema, open_database, schema_version
+from receiver.store.mailboxes import MailboxError, normalize_email
 
 
 class CliError(Exception):
@@ -119,6 +120,23 @@ def hostport(ctx: click.Context, param: click.Parameter, value: str | None) -> s
                 f"expected HOST:PORT, the port from 0 to 65535, got {value!r}"
             ) from None
     return value
+
+
+class _Email(click.ParamType):
+    """A mailbox's EMAIL: one that is no address is a usage error (64), before anything
+    runs, as any other bad value; a well-formed one that names no mailbox is not (1)."""
+
+    name = "email"
+
+    def convert(self, value, param, ctx):
+        try:
+            normalize_email(value)
+        except MailboxError as e:
+            self.fail(str(e), param, ctx)
+        return value
+
+
+EMAIL = _Email()
 
 
 def say_if_cut(shown: int, limit: int, total: Callable[[], int]) -> None:

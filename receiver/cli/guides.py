@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import click
 
-from receiver.cli.context import AppContext, CliError, emit_json, pass_app
+from receiver.cli.context import EMAIL, AppContext, CliError, emit_json, pass_app
 from receiver.cli.mailbox import address_text, json_option, mailbox
-from receiver.imap.endpoint import endpoint
+from receiver.imap.endpoint import endpoint, starttls_port
 from receiver.instructions import PROVIDERS, guide
 from receiver.store import mailboxes
 
 
 @mailbox.command("instructions", short_help="Print the copy-rule guide for a mailbox.")
-@click.argument("email")
+@click.argument("email", type=EMAIL)
 @click.option(
     "--provider",
     type=click.Choice(PROVIDERS),
@@ -41,7 +41,8 @@ def instructions(app: AppContext, email: str, provider: str | None, as_json: boo
         )
     chosen = [provider] if provider else list(PROVIDERS)
     host, port = endpoint(app.config)
-    texts = {p: guide(p, mb.email, address, host, port) for p in chosen}
+    starttls = starttls_port(app.config)
+    texts = {p: guide(p, mb.email, address, host, port, starttls) for p in chosen}
     if as_json:
         emit_json({"email": mb.email, "address": address, "guides": texts})
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from receiver.cli.context import AppContext, emit_json, iso, pass_app
+from receiver.cli.context import EMAIL, AppContext, emit_json, iso, pass_app
 from receiver.store import mailboxes
 from receiver.store.confirmations import confirmations
 from receiver.store.models import Mailbox, utcnow
@@ -94,7 +94,7 @@ def mailbox() -> None:
 
 
 @mailbox.command("add")
-@click.argument("email")
+@click.argument("email", type=EMAIL)
 @json_option
 @pass_app
 def add(app: AppContext, email: str, as_json: bool) -> None:
@@ -133,7 +133,7 @@ def list_(app: AppContext, as_json: bool) -> None:
 
 
 @mailbox.command("show")
-@click.argument("email")
+@click.argument("email", type=EMAIL)
 @json_option
 @pass_app
 def show(app: AppContext, email: str, as_json: bool) -> None:
@@ -156,7 +156,7 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
 
 def _set_state(state: str):
     @json_option
-    @click.argument("email")
+    @click.argument("email", type=EMAIL)
     @pass_app
     def command(app: AppContext, email: str, as_json: bool) -> None:
         app.db()
@@ -174,7 +174,7 @@ mailbox.command("enable", help="Accept copies for a mailbox again.")(_set_state(
 
 
 @mailbox.command("rotate", short_help="Give a mailbox a new receiver address.")
-@click.argument("email")
+@click.argument("email", type=EMAIL)
 @click.option(
     "--grace-days",
     type=float,
@@ -201,7 +201,7 @@ def rotate(app: AppContext, email: str, grace_days: float | None, as_json: bool)
 
 
 @mailbox.command("remove", short_help="Delete a mailbox.")
-@click.argument("email")
+@click.argument("email", type=EMAIL)
 @click.option("--purge", is_flag=True, help="Also delete every delivery of the mailbox.")
 @json_option
 @pass_app

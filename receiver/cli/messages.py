@@ -7,6 +7,7 @@ import sys
 import click
 
 from receiver.cli.context import (
+    EMAIL,
     NONE,
     AppContext,
     CliError,
@@ -25,7 +26,9 @@ def messages() -> None:
 
 
 @messages.command("list")
-@click.option("--mailbox", "mailbox_email", metavar="EMAIL", help="Only this mailbox's messages.")
+@click.option(
+    "--mailbox", "mailbox_email", metavar="EMAIL", type=EMAIL, help="Only this mailbox's messages."
+)
 @click.option(
     "--limit",
     default=50,
@@ -100,23 +103,28 @@ def show(app: AppContext, message: str, as_json: bool) -> None:
     if data["defects"] or data["parse_error"]:
         click.echo(f"defects     {', '.join(data['defects'])} {data['parse_error'] or ''}")
     for d in data["deliveries"]:
-        click.echo(
-            f"delivery    {d['id']} to {d['mailbox']} at {d['received_at']} via {d['source']}"
-            f" from {d['peer']} [{d['status']}]"
-        )
-        click.echo(f"  verdict   {d['verdict']}: {'; '.join(d['reasons'])}")
-        path = d["verify_detail"].get("path")
-        if path:
-            click.echo(
-                f"  path      {path['kind']} ({', '.join(path['how'])})"
-                + (f", unwrapped from {d['wrapper_sha256']}" if d["wrapper_sha256"] else "")
-            )
-        if d["folders"]:
-            click.echo(f"  folders   {folder_labels(d['folders'])}")
-        if d["auth_results"]:
-            click.echo(f"  auth      {d['auth_results']}")
+        print_delivery(d)
     click.echo("")
     click.echo(data["text_body"] or "(no text body)")
+
+
+def print_delivery(d: dict) -> None:
+    """One delivery's lines, in `messages show` and in `quarantine show`."""
+    click.echo(
+        f"delivery    {d['id']} to {d['mailbox']} at {d['received_at']} via {d['source']}"
+        f" from {d['peer']} [{d['status']}]"
+    )
+    click.echo(f"  verdict   {d['verdict']}: {'; '.join(d['reasons'])}")
+    path = d["verify_detail"].get("path")
+    if path:
+        click.echo(
+            f"  path      {path['kind']} ({', '.join(path['how'])})"
+            + (f", unwrapped from {d['wrapper_sha256']}" if d["wrapper_sha256"] else "")
+        )
+    if d["folders"]:
+        click.echo(f"  folders   {folder_labels(d['folders'])}")
+    if d["auth_results"]:
+        click.echo(f"  auth      {d['auth_results']}")
 
 
 def folder_labels(folders: list[dict]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from receiver.cli.context import (
+    EMAIL,
     NONE,
     AppContext,
     emit_json,
@@ -13,6 +14,7 @@ from receiver.cli.context import (
     say_if_cut,
 )
 from receiver.cli.mailbox import json_option
+from receiver.cli.messages import print_delivery
 from receiver.store import mailboxes
 from receiver.store import quarantine as store
 from receiver.wiring import subject_rule
@@ -24,7 +26,9 @@ def quarantine() -> None:
 
 
 @quarantine.command("list")
-@click.option("--mailbox", "mailbox_email", metavar="EMAIL", help="Only this mailbox's copies.")
+@click.option(
+    "--mailbox", "mailbox_email", metavar="EMAIL", type=EMAIL, help="Only this mailbox's copies."
+)
 @click.option(
     "--limit",
     default=100,
@@ -65,16 +69,11 @@ def show(app: AppContext, delivery_id: int, as_json: bool) -> None:
         emit_json(d)
         return
     m = d["message"]
-    click.echo(f"delivery  {d['id']} to {d['mailbox']} at {d['received_at']} from {d['peer']}")
-    click.echo(f"message   {m['id']} <{m['message_id']}>")
-    click.echo(f"subject   {one_line(m['subject']) or NONE}")
-    click.echo(f"from      {m['from'] or NONE}")
-    click.echo(f"verdict   {d['verdict']}")
-    for r in d["reasons"]:
-        click.echo(f"reason    {r}")
-    if d["auth_results"]:
-        click.echo(f"auth      {d['auth_results']}")
-    click.echo(f"next      threads-receiver quarantine release {d['id']}   (or delete {d['id']})")
+    click.echo(f"message     {m['id']}  <{m['message_id']}>")
+    click.echo(f"subject     {one_line(m['subject']) or NONE}")
+    click.echo(f"from        {m['from'] or NONE}")
+    print_delivery(d)
+    click.echo(f"next        threads-receiver quarantine release {d['id']}   (or delete {d['id']})")
 
 
 def _each(app: AppContext, delivery_ids: tuple[int, ...], action, as_json: bool, line) -> None:

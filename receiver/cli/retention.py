@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from receiver.cli.context import AppContext, emit_json, iso, pass_app
+from receiver.cli.context import EMAIL, AppContext, emit_json, iso, pass_app
 from receiver.cli.mailbox import json_option, mailbox, mailbox_json, print_mailbox
 from receiver.store import mailboxes
 from receiver.store.models import database, utcnow
@@ -14,7 +14,7 @@ from receiver.store.retention import prune as prune_store
 
 
 @mailbox.command("set")
-@click.argument("email")
+@click.argument("email", type=EMAIL)
 @click.option(
     "--keep-days",
     type=click.IntRange(min=1),

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from receiver.cli.context import (
+    EMAIL,
     AppContext,
     CliError,
     emit_json,
@@ -32,6 +33,7 @@ def threads() -> None:
     "--mailbox",
     "mailbox_email",
     metavar="EMAIL",
+    type=EMAIL,
     help="Only threads holding a message this mailbox received.",
 )
 @click.option(

@@ -10,9 +10,10 @@ from pathlib import Path
 import click
 
 from receiver.bulk_import import Importer, ImportRefused, ImportSummary
-from receiver.cli.context import AppContext, CliError, emit_json, pass_app
+from receiver.cli.context import EMAIL, AppContext, CliError, emit_json, pass_app
 from receiver.exits import (
     EX_CANTCREAT,
+    EX_DATAERR,
     EX_ERROR,
     EX_OK,
     EX_TEMPFAIL,
@@ -26,7 +27,9 @@ from receiver.store import exports, mailboxes, thread_queries
 
 @click.command("import", short_help="Import mbox, Maildir, .eml files or stdin into a mailbox.")
 @click.argument("path")
-@click.option("--mailbox", "email", required=True, metavar="EMAIL", help="Mailbox to import into.")
+@click.option(
+    "--mailbox", "email", required=True, metavar="EMAIL", type=EMAIL, help="Mailbox to import into."
+)
 @click.option(
     "--progress/--no-progress",
     default=None,
@@ -40,7 +43,7 @@ def import_(app: AppContext, path: str, email: str, progress: bool | None, as_js
     Every message goes through the same checks, policy, threading and storage as one pushed
     by SMTP. Running it again stores nothing twice, so an interrupted import is resumed by
     running the same command. With `-` the exit status follows sysexits (75: try again
-    later), as a Postfix pipe or procmail expects.
+    later; 65: not a message), as a Postfix pipe or procmail expects.
     """
     app.db()
     if path == "-":
@@ -52,7 +55,7 @@ def import_(app: AppContext, path: str, email: str, progress: bool | None, as_js
             raise CliError(str(e)) from None
         items, total, name = source, source.total, str(source.path)
     show = sys.stderr.isatty() if progress is None else progress
-    importer = Importer(app.config, email, check_mail=path != "-")
+    importer = Importer(app.config, email)
     try:
         if show:
             summary = _with_progress(importer, items, name, total)
@@ -63,9 +66,15 @@ def import_(app: AppContext, path: str, email: str, progress: bool | None, as_js
     data = summary.as_dict()
     if as_json:
         emit_json(data)
+    elif path == "-" and data["not_messages"]:
+        raise CliError(NOT_MAIL_ON_STDIN, EX_DATAERR)
     elif path != "-" or data["failed"] or data["tempfailed"]:
         _print_summary(data)
     sys.exit(_exit_status(path == "-", data))
+
+
+# The one line for stdin, as for a file: an MTA's bounce or a person's terminal shows it.
+NOT_MAIL_ON_STDIN = "not a message: stdin (empty, binary, or without a header field first)"
 
 
 def _with_progress(importer: Importer, items, name: str, total: int) -> ImportSummary:
@@ -107,13 +116,17 @@ def _exit_status(stdin: bool, d: dict) -> int:
     failed = d["failed"] + d["tempfailed"]
     # sysexits for `import -` run as a Postfix pipe or procmail delivery.
     if stdin:
+        if d["not_messages"]:
+            return EX_DATAERR  # no retry makes it mail: the MTA bounces it
         return EX_TEMPFAIL if failed else EX_UNAVAILABLE if d[REJECTED] else EX_OK
     return EX_ERROR if failed else EX_OK
 
 
 @click.command("export", short_help="Write a mailbox's copies to an mbox file or a Maildir.")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--mailbox", "email", required=True, metavar="EMAIL", help="Mailbox to export.")
+@click.option(
+    "--mailbox", "email", required=True, metavar="EMAIL", type=EMAIL, help="Mailbox to export."
+)
 @click.option(
     "--format", "fmt", type=click.Choice(["mbox", "maildir"]), default="mbox", show_default=True
 )

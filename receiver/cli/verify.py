@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from receiver.cli.context import AppContext, emit_json, pass_app
+from receiver.cli.context import EMAIL, AppContext, emit_json, pass_app
 from receiver.cli.mailbox import json_option
 
 # Verdict → exit status; anything else (unverifiable) is 1. receiver.verify is imported
@@ -84,6 +84,7 @@ async def _verify(app: AppContext, raw: bytes, subscriber: str | None):
     "--mailbox",
     "subscriber",
     metavar="EMAIL",
+    type=EMAIL,
     help="The subscriber the copy is for (tells an inline forward by them).",
 )
 @json_option

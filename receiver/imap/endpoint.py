@@ -21,6 +21,12 @@ def endpoint(config: Config) -> tuple[str, int]:
     return host, port
 
 
+def starttls_port(config: Config) -> int | None:
+    """The port of imap.listen (IMAP with STARTTLS), None when there is no such listener."""
+    listen = config.imap.listen
+    return parse_hostport(listen, "imap.listen")[1] if listen else None
+
+
 def credentials_csv(rows: list[tuple[str, str, str]], host: str, port: int) -> str:
     """The CSV a bulk-copy tool imports: one line per (email, username, password)."""
     out = io.StringIO()

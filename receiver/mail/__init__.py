@@ -5,7 +5,7 @@ what it needs from one) instead of splitting headers or walking MIME itself.
 The bottom floor: it imports nothing else from receiver.
 """
 
-from receiver.mail.fields import Field, unfold
+from receiver.mail.fields import Field, decode_text, unfold
 from receiver.mail.message import RawMail, read
 
-__all__ = ["Field", "RawMail", "read", "unfold"]
+__all__ = ["Field", "RawMail", "decode_text", "read", "unfold"]

@@ -62,9 +62,21 @@ def read_fields(raw: bytes, end: int, start: int = 0) -> Block:
     return block
 
 
+def decode_text(value: bytes) -> str:
+    """Raw header text as a str, nothing dropped: UTF-8 when it is (RFC 6532), else the
+    8-bit text of older mailers, read as cp1252 (Latin-1 with printable characters where
+    it has controls), and as Latin-1 when a byte is one cp1252 leaves undefined."""
+    for encoding in ("utf-8", "cp1252"):
+        try:
+            return value.decode(encoding)
+        except UnicodeDecodeError:
+            pass
+    return value.decode("latin-1")
+
+
 def unfold(value: bytes) -> str:
     """One-line text of a raw value (undecoded encoded-words kept)."""
-    text = value.decode("utf-8", errors="replace")
+    text = decode_text(value)
     return re.sub(r"\r?\n[ \t]+", " ", text).strip()
 
 

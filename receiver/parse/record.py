@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import email.policy
 import email.utils
 import hashlib
 import logging
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 import mailparser
 
-from receiver.mail import RawMail, read
+from receiver.mail import RawMail, read, unfold
 from receiver.parse.ids import clean_references, extract_ids, normalize_id
 from receiver.parse.slim import confirmed, slim
 
@@ -72,7 +73,7 @@ class ParsedMessage:
 def content_hash(raw: bytes) -> str:
     """sha256 over the author's headers and the body, line endings folded to LF, so that
     two copies of one message that differ only in trace headers hash alike."""
-    return _content_hash(read(raw).for_parser)
+    return _content_hash(read(raw))
 
 
 # Body octets folded and hashed at a time: the whole body folded at once took two copies
@@ -80,16 +81,36 @@ def content_hash(raw: bytes) -> str:
 _HASH_SLICE = 1 << 20
 
 
+def header_digest(mail: RawMail) -> bytes:
+    """What the content hash takes from the header block of `mail` (as received).
+
+    The author fields tell one message from another, but not two texts that are no mail
+    (all header block, with no field or none of the author's): a block without an author
+    field is taken with all its fields, and the lines that are no field (which the
+    parser's view leaves out) as they are, but for an mbox envelope line ahead of the
+    fields. Mail with author fields and no such lines hashes as it always did, so stored
+    messages still recognise their copies."""
+    view = mail.for_parser
+    out = []
+    authored = [f for f in view.fields if f.name.lower() in AUTHOR_HEADERS]
+    for f in authored or view.fields:
+        out.append(f.name.lower().encode() + b":" + b" ".join(f.value.split()) + b"\n")
+    for start, stop in mail.junk:
+        if start == 0 and mail.fields and mail.raw.startswith(b"From "):
+            continue  # the envelope line: transport, as a Received field is
+        # A leading blank keeps a line from reading as a field line above.
+        out.append(b" " + mail.raw[start:stop].removesuffix(b"\n").removesuffix(b"\r") + b"\n")
+    return b"".join(out)
+
+
 def _content_hash(mail: RawMail) -> str:
-    h = hashlib.sha256()
-    for f in mail.fields:
-        if f.name.lower() in AUTHOR_HEADERS:
-            h.update(f.name.lower().encode() + b":" + b" ".join(f.value.split()) + b"\n")
+    h = hashlib.sha256(header_digest(mail))
     h.update(b"\n")
     # The body is hashed with CRLF folded to LF and trailing line breaks left out. CR
     # and LF pairs never overlap, so the trailing breaks can be taken off the raw body
     # from its end, a pair at a time, before folding.
-    body = memoryview(mail.raw)[mail.body_start :]
+    view = mail.for_parser
+    body = memoryview(view.raw)[view.body_start :]
     end = len(body)
     while end and body[end - 1] == 0x0A:
         end -= 2 if end >= 2 and body[end - 2] == 0x0D else 1
@@ -170,6 +191,20 @@ def _parse(message: RawMail):
     return mail, omitted
 
 
+def _subject(view: RawMail, parsed: str) -> str | None:
+    """mail-parser reads 8-bit header text as UTF-8 and drops every byte that is not: a
+    Subject that is not UTF-8 is taken as the reader decodes it (cp1252), its encoded
+    words decoded by the email package. Any other keeps mail-parser's reading, so the
+    subjects (and subject threading) of such mail stay as they were."""
+    raw = next((f.value for f in view.fields if f.name.lower() == "subject"), None)
+    if raw is not None:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return str(email.policy.default.header_factory("subject", unfold(raw))) or None
+    return parsed or None
+
+
 class BudgetExceeded(Exception):
     """The message is over the parse budget: only its raw headers are read."""
 
@@ -181,8 +216,9 @@ def parse_message(message: RawMail | bytes, unparsed: str | None = None) -> Pars
     With `unparsed` (the reason), mail-parser is skipped and only the header fields are
     read, as for a message mail-parser fails on.
     """
-    view = (message if isinstance(message, RawMail) else read(message)).for_parser
-    chash = _content_hash(view)
+    mail = message if isinstance(message, RawMail) else read(message)
+    view = mail.for_parser
+    chash = _content_hash(mail)
     raw_msgid = view.get_first("Message-ID")
     msgid = normalize_id(raw_msgid) if raw_msgid else None
     synthetic = msgid is None
@@ -196,7 +232,7 @@ def parse_message(message: RawMail | bytes, unparsed: str | None = None) -> Pars
         if unparsed is not None:
             raise BudgetExceeded(unparsed)
         mail, omitted = _parse(view)
-        rec.subject = mail.subject or None
+        rec.subject = _subject(view, mail.subject)
         rec.date = _utc(mail.date) if isinstance(mail.date, dt.datetime) else None
         frm = _addresses(mail.from_)
         if frm:

@@ -15,6 +15,7 @@ import multiprocessing
 import queue
 import resource
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from receiver import faults, malloc
@@ -38,17 +39,18 @@ class Budget:
 
 def parse_within(raw: bytes, budget: Budget) -> ParsedMessage:
     """Parse in this process, skipping mail-parser for a message over the static budget."""
-    view = read(raw).for_parser
+    mail = read(raw)  # as received: the content hash reads the lines the view leaves out
     reason = (
         f"larger than {budget.max_bytes} bytes"
         if len(raw) > budget.max_bytes
-        else view.over_budget(budget.max_depth, budget.max_parts)
+        else mail.for_parser.over_budget(budget.max_depth, budget.max_parts)
     )
-    return parse_message(view, unparsed=f"parse budget: {reason}" if reason else None)
+    return parse_message(mail, unparsed=f"parse budget: {reason}" if reason else None)
 
 
-def _serve(conn, budget: Budget) -> None:
+def _serve(conn, budget: Budget, log_setup: Callable[[], None]) -> None:
     """A worker's life: bytes in, a ParsedMessage out, until the pipe closes."""
+    log_setup()  # what mail-parser logs here is written as the daemon's own lines are
     if budget.max_memory:
         resource.setrlimit(resource.RLIMIT_AS, (budget.max_memory, budget.max_memory))
     malloc.unmap_large_blocks()
@@ -64,10 +66,10 @@ def _serve(conn, budget: Budget) -> None:
 
 
 class _Worker:
-    def __init__(self, ctx, budget: Budget):
+    def __init__(self, ctx, budget: Budget, log_setup: Callable[[], None]):
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(
-            target=_serve, args=(child, budget), daemon=True, name="parse-worker"
+            target=_serve, args=(child, budget, log_setup), daemon=True, name="parse-worker"
         )
         self.proc.start()
         child.close()
@@ -89,8 +91,10 @@ class ParseWorkers:
 
     ATTEMPTS = 2
 
-    def __init__(self, budget: Budget, workers: int):
+    def __init__(self, budget: Budget, workers: int, log_setup: Callable[[], None]):
+        """`log_setup` (picklable) sets up logging in each worker, receiver.logs.for_child."""
         self.budget = budget
+        self.log_setup = log_setup
         # forkserver: children start from a clean, single-threaded process, not a copy of
         # this one with its writer thread and event loop.
         self._ctx = multiprocessing.get_context("forkserver")
@@ -105,7 +109,7 @@ class ParseWorkers:
         self.stage = Stage("parse", alive=self._idle_alive, restart=self.replace_dead)
 
     def _add(self) -> None:
-        w = _Worker(self._ctx, self.budget)
+        w = _Worker(self._ctx, self.budget, self.log_setup)
         with self._lock:
             self._all.add(w)
         self._idle.put(w)

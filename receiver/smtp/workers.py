@@ -23,6 +23,7 @@ import queue
 import signal
 import socket
 import time
+from collections.abc import Callable
 
 from receiver import logs, service
 from receiver.config import Config, parse_hostport
@@ -55,27 +56,11 @@ def reuseport_socket(host: str, port: int, backlog: int | None) -> socket.socket
     return sock
 
 
-# Loggers the CLI quietens; a worker copies their levels from the supervisor.
-QUIETENED = ("mail.log", "mailparser")
-
-
-def _log_settings() -> dict:
-    root = logging.getLogger()
-    json_lines = any(isinstance(h.formatter, logs.JsonFormatter) for h in root.handlers)
-    return {
-        "level": root.level,
-        "format": "json" if json_lines else "text",
-        "levels": {name: logging.getLogger(name).level for name in QUIETENED},
-    }
-
-
 def _worker_main(
-    config: Config, host: str, port: int, lmtp: bool | None, ready, log_settings: dict
+    config: Config, host: str, port: int, lmtp: bool | None, ready, log_setup: Callable[[], None]
 ) -> None:
     service.hold_hangups()
-    logs.setup(log_settings["level"], log_settings["format"])
-    for name, level in log_settings["levels"].items():
-        logging.getLogger(name).setLevel(level)
+    log_setup()
     asyncio.run(_serve_worker(config, host, port, lmtp, ready))
 
 
@@ -105,7 +90,7 @@ class Supervisor:
             target=_worker_main,
             name="threads-receiver-worker",
             daemon=False,
-            args=(*self.args, self.ready, _log_settings()),
+            args=(*self.args, self.ready, logs.for_child()),
         )
         p.start()
         return p

@@ -16,7 +16,7 @@ from peewee import Database
 from receiver.parse.record import ParsedMessage
 from receiver.store import folders, thread_state
 from receiver.store.models import Delivery, Mailbox, Message
-from receiver.store.queries import NotFound, delivery_json, message_summary
+from receiver.store.queries import NotFound, deliveries_json, message_summary
 from receiver.store.retention import delete_deliveries
 from receiver.threads.links import links_of
 from receiver.threads.subject import SubjectRule
@@ -80,7 +80,7 @@ def list_quarantined(mailbox_email: str | None = None, limit: int = 100) -> list
 def show(delivery_id: int) -> dict:
     d = _quarantined(delivery_id)
     m = Message.get_by_id(d.message_id)
-    data = delivery_json(d, d.mailbox.email)
+    [data] = deliveries_json([d])
     data["message"] = message_summary(m, [d.mailbox.email])
     return data
 

@@ -77,7 +77,14 @@ def list_messages(mailbox_email: str | None = None, limit: int = 50) -> list[dic
     return [message_summary(m, boxes[m.id]) for m in rows]
 
 
-def delivery_json(d: Delivery, email: str) -> dict:
+def deliveries_json(deliveries: list[Delivery]) -> list[dict]:
+    """Deliveries as `messages show` and `quarantine show` print them, with their IMAP
+    folders (each selected with its Mailbox.email)."""
+    folders = _folders_of([d.id for d in deliveries])
+    return [{**_delivery_json(d, d.mailbox.email), "folders": folders[d.id]} for d in deliveries]
+
+
+def _delivery_json(d: Delivery, email: str) -> dict:
     return {
         "id": d.id,
         "mailbox": email,
@@ -156,7 +163,6 @@ def message_detail(message_pk: int) -> dict:
         .where(Delivery.message == m)
         .order_by(Delivery.id)
     )
-    folders = _folders_of([d.id for d in deliveries])
     data = message_summary(m, _mailboxes_of([m.id])[m.id])
     data.update(
         {
@@ -174,9 +180,7 @@ def message_detail(message_pk: int) -> dict:
             "attachments": json.loads(m.attachments),
             "defects": json.loads(m.defects),
             "parse_error": m.parse_error,
-            "deliveries": [
-                {**delivery_json(d, d.mailbox.email), "folders": folders[d.id]} for d in deliveries
-            ],
+            "deliveries": deliveries_json(deliveries),
         }
     )
     return data

@@ -18,7 +18,7 @@ from pymap.backend.mailbox import MailboxDataInterface, MailboxSetInterface
 from pymap.backend.session import BaseSession
 from pymap.concurrent import Event
 from pymap.context import current_command
-from pymap.exceptions import MailboxError, MailboxNotFound, MailboxReadOnly
+from pymap.exceptions import MailboxError, MailboxNotFound, MailboxReadOnly, ResponseError
 from pymap.flags import FlagOp
 from pymap.interfaces.message import CachedMessage
 from pymap.listtree import ListTree
@@ -26,18 +26,19 @@ from pymap.mailbox import MailboxSnapshot
 from pymap.message import BaseLoadedMessage, BaseMessage
 from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
-from pymap.parsing.response import ResponseCode
+from pymap.parsing.response import ResponseBye, ResponseCode
 from pymap.parsing.response.code import AppendUid, CopyUid
 from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
 from pymap.parsing.specials.flag import Flag, Seen, Wildcard
 from pymap.selected import SelectedMailbox, SelectedSet
 
-from receiver.imap import specialuse
+from receiver.imap import connection, specialuse
 from receiver.imap.append import Appender, unavailable
 from receiver.pipeline import Pipeline
-from receiver.store import folders
+from receiver.store import credentials, folders
 from receiver.store.db import run_read
 from receiver.store.deliveries import decompress
+from receiver.store.credentials import Grant
 from receiver.store.folders import EntryInfo, FolderInfo
 from receiver.store.mailboxes import MailboxInfo
 
@@ -395,12 +396,39 @@ class FolderSet(MailboxSetInterface[FolderData]):
             raise ValueError(after)
 
 
+class LoggedOut(ResponseError):
+    """The session's login no longer holds (the admin disabled or removed the mailbox,
+    or revoked its credential): the client is told BYE and the connection is closed,
+    as Dovecot does to a user it kicks. A NO would be retried by a copy tool forever."""
+
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why
+
+    def get_response(self, tag: bytes) -> ResponseBye:
+        return ResponseBye(
+            b"%b: logged out by the receiver's admin." % self.why.capitalize().encode()
+        )
+
+
 class Session(BaseSession[Message]):
-    def __init__(self, owner: str, backend: Backend, mailbox: MailboxInfo):
+    def __init__(self, owner: str, backend: Backend, granted: Grant):
         super().__init__(owner)
         self.backend = backend
-        appender = Appender(backend.pipeline, mailbox, owner)
-        self._folders = FolderSet(backend, mailbox, appender)
+        self.granted = granted
+        appender = Appender(backend.pipeline, granted, owner)
+        self._folders = FolderSet(backend, granted.mailbox, appender)
+
+    async def check_login(self) -> None:
+        """Raise LoggedOut if the login no longer holds: the CLI that disables, revokes or
+        removes runs in another process, so it is the database that says (one indexed
+        lookup a command)."""
+        why = await self.backend.run(
+            credentials.standing, self.granted.credential_id, self.granted.issued_at
+        )
+        if why is not None:
+            log.info("imap %s: %s, session ended", connection.session_id(), why)
+            raise LoggedOut(why)
 
     @property
     def config(self) -> Settings:

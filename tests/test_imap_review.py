@@ -120,6 +120,28 @@ def test_a_folder_that_does_not_exist_has_no_special_use(rx):
     c.logout()
 
 
+def test_a_use_read_from_a_name_goes_to_the_first_folder_of_that_use_only(rx):
+    c = implicit(rx)
+    for name in ("Trash", "trash", '"Deleted Items"', "Sent"):
+        assert c.create(name)[0] == "OK", name
+    typ, data = c._simple_command("LIST", "(SPECIAL-USE)", '""', '"*"')
+    assert typ == "OK"
+    assert sorted(c._untagged_response(typ, data, "LIST")[1]) == [
+        b'(\\HasNoChildren \\Sent) "/" Sent',
+        b'(\\HasNoChildren \\Trash) "/" Trash',
+    ]
+    # Listed alone, "trash" still has no use: it is Trash's.
+    assert c.list('""', "trash")[1] == [b'(\\HasNoChildren) "/" trash']
+    # Once Trash is gone, the folder made next with that name's use has it.
+    assert c.delete("Trash")[0] == "OK"
+    assert c.list('""', "trash")[1] == [b'(\\HasNoChildren \\Trash) "/" trash']
+    # A use given at CREATE is the folder's alone, whatever names say.
+    typ, data = c._simple_command("CREATE", "Outbox", r"(USE (\Sent))")
+    assert typ == "OK", data
+    assert c.list('""', "Sent")[1] == [b'(\\HasNoChildren) "/" Sent']
+    c.logout()
+
+
 def test_a_folder_under_inbox_is_under_inbox_however_it_is_spelled(rx, db_url):
     c = starttls(rx)
     assert c.create('"inbox/Receipts"')[0] == "OK"

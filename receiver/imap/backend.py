@@ -486,16 +486,16 @@ class Session(BaseSession[Message]):
         """pymap's LIST, with each folder's special use (RFC 6154) among its attributes;
         LIST (SPECIAL-USE) (receiver.imap.extensions.ListSpecialUse) lists only those."""
         listed, updates = await super().list_mailboxes(ref_name, filter_, subscribed, selected)
-        given = await self.backend.run(folders.special_uses, self._folders.mailbox.id)
+        # Over every folder, not only those listed: a use goes to one folder only. A
+        # \\Noselect level of the hierarchy is no folder and has none: a client would save
+        # its sent mail into "Sent Items" of "Sent Items/2019" and be told NO.
+        assigned = specialuse.assign(
+            await self.backend.run(folders.special_uses, self._folders.mailbox.id), DELIMITER
+        )
         only_special = getattr(current_command.get(None), "special_use_only", False)
         shown: list[tuple[str, str | None, Sequence[bytes]]] = []
         for name, sep, attrs in listed:
-            # A \\Noselect level of the hierarchy is no folder: a client would save its
-            # sent mail into "Sent Items" of "Sent Items/2019" and be told NO.
-            if b"Noselect" in attrs:
-                uses: frozenset[str] = frozenset()
-            else:
-                uses = specialuse.uses_of(name, given.get(name, frozenset()), DELIMITER)
+            uses = assigned.get(name, frozenset())
             if uses or not only_special:
                 # pymap writes the backslash in front of each attribute.
                 shown.append((name, sep, [*attrs, *(u[1:].encode() for u in sorted(uses))]))

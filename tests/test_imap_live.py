@@ -78,6 +78,18 @@ def test_an_admin_change_ends_the_mailbox_sessions_at_their_next_command(
     other.logout()
 
 
+def test_an_allow_list_set_meanwhile_applies_from_the_session_next_command(rx, db_url):
+    c = implicit(rx)
+    assert c.append("INBOX", None, None, message(1))[0] == "OK"
+    rx.cli("mailbox", "allow", EMAIL, "10.0.0.0/8")
+    typ, data = c.append("INBOX", None, None, message(2))
+    assert typ == "NO" and b"allow-list" in data[0], data
+    rx.cli("mailbox", "allow", EMAIL, "--clear")
+    assert c.append("INBOX", None, None, message(3))[0] == "OK"
+    assert rows(db_url, EMAIL) == 2
+    c.logout()
+
+
 @contextlib.contextmanager
 def uncommitted(db_url: str, sql: str, args: tuple):
     """`sql` run in a transaction that commits when the block ends: until then the

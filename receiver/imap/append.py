@@ -61,8 +61,9 @@ def internal_date(when: dt.datetime | None) -> dt.datetime:
 
 
 class Appender:
-    """Appends for one logged-in session: the mailbox and who logged in are fixed; each
-    copy is stored only while that login holds (Placement.login)."""
+    """Appends for one logged-in session: who logged in is fixed; `mailbox` is read
+    again before each command (Session.check_login), and each copy is stored only
+    while the login holds (Placement.login)."""
 
     def __init__(self, pipeline: Pipeline, granted: Grant, login: str):
         self.pipeline = pipeline

@@ -416,19 +416,22 @@ class Session(BaseSession[Message]):
         super().__init__(owner)
         self.backend = backend
         self.granted = granted
-        appender = Appender(backend.pipeline, granted, owner)
-        self._folders = FolderSet(backend, granted.mailbox, appender)
+        self._appender = Appender(backend.pipeline, granted, owner)
+        self._folders = FolderSet(backend, granted.mailbox, self._appender)
 
     async def check_login(self) -> None:
-        """Raise LoggedOut if the login no longer holds: the CLI that disables, revokes or
-        removes runs in another process, so it is the database that says (one indexed
-        lookup a command)."""
-        why = await self.backend.run(
+        """Raise LoggedOut if the login no longer holds, else take the mailbox as it is
+        now (a `mailbox allow` or policy change applies from the next command): the CLI
+        runs in another process, so it is the database that says (one indexed lookup a
+        command)."""
+        now = await self.backend.run(
             credentials.standing, self.granted.credential_id, self.granted.issued_at
         )
-        if why is not None:
-            log.info("imap %s: %s, session ended", connection.session_id(), why)
-            raise LoggedOut(why)
+        if now.ended is not None:
+            log.info("imap %s: %s, session ended", connection.session_id(), now.ended)
+            raise LoggedOut(now.ended)
+        assert now.mailbox is not None
+        self._appender.mailbox = now.mailbox
 
     @property
     def config(self) -> Settings:

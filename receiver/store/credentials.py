@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 
 from receiver.store.db import is_postgres
-from receiver.store.mailboxes import MailboxInfo, _info, get
+from receiver.store.mailboxes import MailboxInfo, _info, _info_of, get
 from receiver.store.models import Credential, Mailbox, database, utcnow
 
 # scrypt cost: 16 MiB and 50-250 ms per check (2 cores); failures are rate-limited too.
@@ -120,16 +120,34 @@ def grant(username: str, password: str) -> Grant | None:
     return Grant(_info(row.mailbox), row.id, row.created_at)
 
 
-def standing(credential_id: int, issued_at: dt.datetime, lock: bool = False) -> str | None:
-    """Why a login by that issue of that credential no longer holds ("mailbox disabled",
-    "credentials revoked", ...), or None while it does. One primary-key lookup: the CLI
+@dataclass(frozen=True)
+class Standing:
+    """A login as the database has it now: why it ended, or else its mailbox as it is
+    now (policy and allow-list included, which the CLI may have changed since)."""
+
+    ended: str | None
+    mailbox: MailboxInfo | None = None
+
+
+def standing(credential_id: int, issued_at: dt.datetime, lock: bool = False) -> Standing:
+    """Whether a login by that issue of that credential still holds, and why not
+    ("mailbox disabled", "credentials revoked", ...). One primary-key lookup: the CLI
     changes these rows in another process, so a session asks the database each time.
 
     `lock` (inside a write transaction) keeps both rows as read until it commits: on
     PostgreSQL a `disable` or `--revoke` then waits for it, or it sees theirs; a SQLite
     write transaction holds the whole database anyway."""
     q = (
-        Credential.select(Credential.created_at, Credential.revoked_at, Mailbox.state)
+        Credential.select(
+            Credential.created_at,
+            Credential.revoked_at,
+            Mailbox.id,
+            Mailbox.email,
+            Mailbox.state,
+            Mailbox.policy_altered,
+            Mailbox.policy_unverifiable,
+            Mailbox.allow_from,
+        )
         .join(Mailbox)
         .where(Credential.id == credential_id)
     )
@@ -138,12 +156,13 @@ def standing(credential_id: int, issued_at: dt.datetime, lock: bool = False) -> 
     row = q.tuples().first()
     # A credential goes only with its mailbox (`mailbox remove`).
     if row is None:
-        return "mailbox removed"
-    created_at, revoked_at, state = row
-    if state != "active":
-        return "mailbox disabled"
+        return Standing("mailbox removed")
+    created_at, revoked_at, *columns = row
+    mailbox = _info_of(*columns)
+    if mailbox.state != "active":
+        return Standing("mailbox disabled")
     if revoked_at is not None:
-        return "credentials revoked"
+        return Standing("credentials revoked")
     if created_at != issued_at:
-        return "credentials reissued"
-    return None
+        return Standing("credentials reissued")
+    return Standing(None, mailbox)

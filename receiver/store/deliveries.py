@@ -168,7 +168,7 @@ def store_deliveries(requests: list[DeliveryRequest], rule: SubjectRule) -> list
     committed before this transaction is never overtaken by an APPEND already on its way.
     """
     for login in dict.fromkeys(r.placement.login for r in requests if r.placement):
-        why = login and credentials.standing(*login, lock=True)
+        why = login and credentials.standing(*login, lock=True).ended
         if why:
             raise credentials.LoginEnded(why)
     results = _store(requests, rule)

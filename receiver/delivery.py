@@ -66,6 +66,9 @@ class Placement:
     folder_id: int
     flags: frozenset[str] = frozenset()
     internal_date: dt.datetime = field(default_factory=_now)
+    # The session's login, (credential id, issued at): the copy is stored only if, in
+    # that same transaction, the login still holds (receiver.store.credentials.standing).
+    login: tuple[int, dt.datetime] | None = None
 
 
 @dataclass

@@ -108,6 +108,11 @@ class Pipeline:
             run_read, self.writer.db, credentials.authenticate, login, password
         )
 
+    async def grant(self, login: str, password: str) -> credentials.Grant | None:
+        """The login IMAP credentials make (the mailbox and the credential's issue), or
+        None: a session asks the store whether it still holds (credentials.standing)."""
+        return await self._off_loop(run_read, self.writer.db, credentials.grant, login, password)
+
     def _policy(self, mb: MailboxInfo) -> policies.Policy:
         return policies.Policy(
             altered=policies.Action(mb.policy_altered or self.config.policy.altered),

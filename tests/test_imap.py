@@ -223,11 +223,21 @@ def test_a_storage_fault_is_no_unavailable_stores_nothing_and_the_retry_stores(
         r.stop()
 
 
-def test_quarantined_copies_show_as_quarantined(rx):
+def test_quarantined_copies_show_as_quarantined_and_only_an_admin_changes_that(rx, db_url):
     c = implicit(rx)
-    _, uid = appenduid(c.append("INBOX", None, None, F.inline_forward()))
+    _, held = appenduid(c.append("INBOX", None, None, F.inline_forward()))
+    _, kept = appenduid(c.append("INBOX", None, None, message(1)))
     c.select("INBOX")
-    assert b"$Quarantined" in fetch_one(c, uid, "(FLAGS)")
+    assert b"$Quarantined" in fetch_one(c, held, "(FLAGS)")
+    # Not among the flags a client may change: \* covers new keywords, not this one.
+    assert b"$Quarantined" not in c.untagged_responses["PERMANENTFLAGS"][0]
+    for uid, mode in ((held, "-FLAGS"), (held, "FLAGS"), (kept, "+FLAGS")):
+        typ, data = c.uid("STORE", str(uid), mode, r"(\Seen $Quarantined)")
+        assert typ == "NO" and b"quarantine release" in data[0], (mode, data)
+    assert b"$Quarantined" in fetch_one(c, held, "(FLAGS)")
+    assert b"$Quarantined" not in fetch_one(c, kept, "(FLAGS)")
+    # Refused whole: the \Seen of the same STORE is not set either.
+    assert query(db_url, "SELECT flags FROM folder_entry") == [("",), ("",)]
     c.logout()
     # `quarantine show` is the delivery as `messages show` has it, folders and all.
     [held] = rx.cli_json("quarantine", "list")

@@ -21,7 +21,7 @@ from receiver.imap import connection
 from receiver.mail import RawMail, read
 from receiver.pipeline import UNAVAILABLE, Outcome, Pipeline
 from receiver.store.folders import FolderInfo
-from receiver.store.mailboxes import MailboxInfo
+from receiver.store.credentials import Grant
 from receiver.store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -61,11 +61,14 @@ def internal_date(when: dt.datetime | None) -> dt.datetime:
 
 
 class Appender:
-    """Appends for one logged-in session: the mailbox and who logged in are fixed."""
+    """Appends for one logged-in session: who logged in is fixed; `mailbox` is read
+    again before each command (Session.check_login), and each copy is stored only
+    while the login holds (Placement.login)."""
 
-    def __init__(self, pipeline: Pipeline, mailbox: MailboxInfo, login: str):
+    def __init__(self, pipeline: Pipeline, granted: Grant, login: str):
         self.pipeline = pipeline
-        self.mailbox = mailbox
+        self.mailbox = granted.mailbox
+        self.granted = (granted.credential_id, granted.issued_at)
         self.login = login
         # Made at login, in the connection's task, under TLS: none of these changes after.
         self.session_id = connection.session_id()
@@ -88,6 +91,7 @@ class Appender:
             folder.id,
             frozenset(f.value.decode("ascii", "replace") for f in msg.flag_set),
             internal_date(msg.when),
+            login=self.granted,
         )
 
     def _check(self, folder: FolderInfo, outcomes: list[Outcome]) -> None:

@@ -18,7 +18,7 @@ from pymap.backend.mailbox import MailboxDataInterface, MailboxSetInterface
 from pymap.backend.session import BaseSession
 from pymap.concurrent import Event
 from pymap.context import current_command
-from pymap.exceptions import MailboxError, MailboxNotFound, MailboxReadOnly
+from pymap.exceptions import MailboxError, MailboxNotFound, MailboxReadOnly, ResponseError
 from pymap.flags import FlagOp
 from pymap.interfaces.message import CachedMessage
 from pymap.listtree import ListTree
@@ -26,19 +26,20 @@ from pymap.mailbox import MailboxSnapshot
 from pymap.message import BaseMessage
 from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
-from pymap.parsing.response import ResponseCode
+from pymap.parsing.response import ResponseBye, ResponseCode
 from pymap.parsing.response.code import AppendUid, CopyUid
 from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
 from pymap.parsing.specials.flag import Flag, Seen, Wildcard
 from pymap.selected import SelectedMailbox, SelectedSet
 
-from receiver.imap import specialuse
+from receiver.imap import connection, specialuse
 from receiver.imap.fetchreplies import LoadedMessage
 from receiver.imap.append import Appender, unavailable
 from receiver.pipeline import Pipeline
-from receiver.store import folders
+from receiver.store import credentials, folders
 from receiver.store.db import run_read
 from receiver.store.deliveries import decompress
+from receiver.store.credentials import Grant
 from receiver.store.folders import EntryInfo, FolderInfo
 from receiver.store.mailboxes import MailboxInfo
 
@@ -396,12 +397,42 @@ class FolderSet(MailboxSetInterface[FolderData]):
             raise ValueError(after)
 
 
+class LoggedOut(ResponseError):
+    """The session's login no longer holds (the admin disabled or removed the mailbox,
+    or revoked its credential): the client is told BYE and the connection is closed,
+    as Dovecot does to a user it kicks. A NO would be retried by a copy tool forever."""
+
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why
+
+    def get_response(self, tag: bytes) -> ResponseBye:
+        return ResponseBye(
+            b"%b: logged out by the receiver's admin." % self.why.capitalize().encode()
+        )
+
+
 class Session(BaseSession[Message]):
-    def __init__(self, owner: str, backend: Backend, mailbox: MailboxInfo):
+    def __init__(self, owner: str, backend: Backend, granted: Grant):
         super().__init__(owner)
         self.backend = backend
-        appender = Appender(backend.pipeline, mailbox, owner)
-        self._folders = FolderSet(backend, mailbox, appender)
+        self.granted = granted
+        self._appender = Appender(backend.pipeline, granted, owner)
+        self._folders = FolderSet(backend, granted.mailbox, self._appender)
+
+    async def check_login(self) -> None:
+        """Raise LoggedOut if the login no longer holds, else take the mailbox as it is
+        now (a `mailbox allow` or policy change applies from the next command): the CLI
+        runs in another process, so it is the database that says (one indexed lookup a
+        command)."""
+        now = await self.backend.run(
+            credentials.standing, self.granted.credential_id, self.granted.issued_at
+        )
+        if now.ended is not None:
+            log.info("imap %s: %s, session ended", connection.session_id(), now.ended)
+            raise LoggedOut(now.ended)
+        assert now.mailbox is not None
+        self._appender.mailbox = now.mailbox
 
     @property
     def config(self) -> Settings:
@@ -459,16 +490,16 @@ class Session(BaseSession[Message]):
         """pymap's LIST, with each folder's special use (RFC 6154) among its attributes;
         LIST (SPECIAL-USE) (receiver.imap.extensions.ListSpecialUse) lists only those."""
         listed, updates = await super().list_mailboxes(ref_name, filter_, subscribed, selected)
-        given = await self.backend.run(folders.special_uses, self._folders.mailbox.id)
+        # Over every folder, not only those listed: a use goes to one folder only. A
+        # \\Noselect level of the hierarchy is no folder and has none: a client would save
+        # its sent mail into "Sent Items" of "Sent Items/2019" and be told NO.
+        assigned = specialuse.assign(
+            await self.backend.run(folders.special_uses, self._folders.mailbox.id), DELIMITER
+        )
         only_special = getattr(current_command.get(None), "special_use_only", False)
         shown: list[tuple[str, str | None, Sequence[bytes]]] = []
         for name, sep, attrs in listed:
-            # A \\Noselect level of the hierarchy is no folder: a client would save its
-            # sent mail into "Sent Items" of "Sent Items/2019" and be told NO.
-            if b"Noselect" in attrs:
-                uses: frozenset[str] = frozenset()
-            else:
-                uses = specialuse.uses_of(name, given.get(name, frozenset()), DELIMITER)
+            uses = assigned.get(name, frozenset())
             if uses or not only_special:
                 # pymap writes the backslash in front of each attribute.
                 shown.append((name, sep, [*attrs, *(u[1:].encode() for u in sorted(uses))]))

@@ -22,7 +22,7 @@ from receiver import metrics
 from receiver.imap.backend import Backend, Session
 from receiver.imap.connection import client_ip, session_id
 from receiver.smtp.limits import FailureLimiter
-from receiver.store.mailboxes import MailboxInfo
+from receiver.store.credentials import Grant
 
 log = logging.getLogger(__name__)
 
@@ -63,24 +63,24 @@ class Login(LoginInterface):
             raise InvalidAuth("Too many failed logins from your address, try again later.")
         taken = _Secret()
         credentials.verify(taken)
-        mailbox = await self._check(credentials.authcid, taken.secret or "")
-        if mailbox is None:
+        granted = await self._check(credentials.authcid, taken.secret or "")
+        if granted is None:
             self.limiter.fail(ip)
             metrics.imap_login("failed")
             log.info("imap %s: login failed from %s", session_id(), ip)
             raise InvalidAuth()
         metrics.imap_login("ok")
-        log.info("imap %s: logged in for %s from %s", session_id(), mailbox.email, ip)
-        return Identity(credentials.authcid, mailbox, self.backend)
+        log.info("imap %s: logged in for %s from %s", session_id(), granted.mailbox.email, ip)
+        return Identity(credentials.authcid, granted, self.backend)
 
-    async def _check(self, username: str, password: str) -> MailboxInfo | None:
+    async def _check(self, username: str, password: str) -> Grant | None:
         pipeline = self.backend.pipeline
         if "@" in username:
             # A receiver address names its mailbox; the credential is the mailbox's.
             found = await pipeline.resolve_rcpt(username)
             if found.status == "ok" and found.mailbox is not None:
                 username = found.mailbox.email
-        return await pipeline.authenticate(username, password)
+        return await pipeline.grant(username, password)
 
     async def authorize(self, authenticated: IdentityInterface, authzid: str) -> IdentityInterface:
         if authzid and authzid != authenticated.name:
@@ -89,9 +89,9 @@ class Login(LoginInterface):
 
 
 class Identity(IdentityInterface):
-    def __init__(self, name: str, mailbox: MailboxInfo, backend: Backend):
+    def __init__(self, name: str, granted: Grant, backend: Backend):
         self._name = name
-        self.mailbox = mailbox
+        self.granted = granted
         self.backend = backend
 
     @property
@@ -104,7 +104,7 @@ class Identity(IdentityInterface):
 
     @asynccontextmanager
     async def new_session(self) -> AsyncIterator[Session]:
-        yield Session(self._name, self.backend, self.mailbox)
+        yield Session(self._name, self.backend, self.granted)
 
     async def new_token(self, *, expiration: datetime | None = None) -> str | None:
         return None

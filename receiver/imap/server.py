@@ -22,6 +22,7 @@ from proxyprotocol.reader import ProxyProtocolReader
 from proxyprotocol.result import ProxyResult, is_ipv4, is_ipv6
 from proxyprotocol.sock import SocketInfoLocal
 from pymap.context import connection_exit
+from pymap.exceptions import MailboxError
 from pymap.imap import IMAPConnection
 from pymap.imap.state import ConnectionState
 from pymap.parsing import Params
@@ -34,7 +35,7 @@ from pymap.parsing.state import ExpectContinuation, ParsingInterrupt, ParsingSta
 from receiver import metrics
 from receiver.config import Config, parse_hostport
 from receiver.imap import connection, mailboxnames
-from receiver.imap.backend import Backend
+from receiver.imap.backend import Backend, Session
 from receiver.imap.extensions import ExtendedState
 from receiver.imap.login import Login
 from receiver.imap.settings import Settings
@@ -67,12 +68,28 @@ class State(ExtendedState):
 
     async def do_command(self, cmd: Command) -> CommandResponse:
         try:
-            return await self._answer(cmd)
+            # A session whose mailbox was disabled or removed, or whose credential was
+            # revoked, since the last command is told BYE before it can do anything.
+            await self._check_login()
+            try:
+                return await self._answer(cmd)
+            except MailboxError as exc:
+                # An APPEND that met the change in its own commit was refused NO
+                # [UNAVAILABLE] (receiver.store.deliveries): it is told BYE too, not to
+                # try again.
+                if bytes(exc.code or b"") == b"[UNAVAILABLE]":
+                    await self._check_login()
+                raise
         finally:
             # The command is done with its literals, stored or refused: they leave the
             # budget before pymap writes the reply, so that a client that reads it and
             # tries again at once finds them free (pymap's do_cleanup comes after).
             self.reader.release()
+
+    async def _check_login(self) -> None:
+        # Every logged-in session here is the backend's (receiver.imap.login.Identity).
+        if isinstance(self._session, Session):
+            await self._session.check_login()
 
     async def _answer(self, cmd: Command) -> CommandResponse:
         refused = cmd.parse_exc if isinstance(cmd, InvalidCommand) else None

@@ -5,6 +5,11 @@ folder without one is recognised by the name mail clients, Exchange and Gmail gi
 as a copied mailbox arrives with those names: "Sent Items", "[Gmail]/Sent Mail" ...
 Only at the top, under INBOX (servers that keep folders below it) or under Gmail's
 own parent: "Projects/Sent" is a folder of that project, not the sent mail.
+
+A use read from a name goes to one folder only, and only if no folder was given it:
+RFC 6154 allows several, but a client picks one of them as it likes, and "trash" made
+next to "Trash" would be a second place for deleted mail. The folder made first keeps
+it, so a new folder never takes a use from one a client already uses.
 """
 
 from __future__ import annotations
@@ -45,12 +50,20 @@ def by_name(name: str, delimiter: str) -> str | None:
     return KNOWN_NAMES.get(last.lower())
 
 
-def uses_of(name: str, given: frozenset[str], delimiter: str) -> frozenset[str]:
-    """The uses LIST shows for a folder: those given at CREATE, else its name's."""
-    if given:
-        return given
-    use = by_name(name, delimiter)
-    return frozenset({use}) if use else frozenset()
+def assign(folders: list[tuple[str, frozenset[str]]], delimiter: str) -> dict[str, frozenset[str]]:
+    """The uses LIST shows, by folder name, of every folder as (name, uses given at
+    CREATE) in the order they were made: those given, else its name's if no other
+    folder has that use (folders with none are left out)."""
+    taken = {use for _, given in folders for use in given}
+    uses = {}
+    for name, given in folders:
+        use = None if given else by_name(name, delimiter)
+        if use is not None and use not in taken:
+            taken.add(use)
+            given = frozenset({use})
+        if given:
+            uses[name] = given
+    return uses
 
 
 def unknown(requested: frozenset[str]) -> frozenset[str]:

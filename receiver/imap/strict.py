@@ -9,6 +9,10 @@
 - A system flag (a backslash flag) an APPEND or STORE sets that is none of RFC 3501's
   settable five: pymap would keep "\\Junk" as a flag no client knows, and \\Recent is
   the server's to give (RFC 3501 2.3.2).
+
+And one that Dovecot has no cause to refuse: a STORE that names `$Quarantined`, the
+keyword that mirrors the delivery's quarantine (receiver.store.folders). pymap would
+answer OK and keep the flag as it was; NO says the admin's CLI changes it.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from collections.abc import Iterable
 from pymap.imap.state import ConnectionState
 from pymap.parsing.command.auth import AppendCommand
 from pymap.parsing.command.select import CopyCommand, FetchCommand, MoveCommand, StoreCommand
-from pymap.parsing.response import CommandResponse, ResponseBad
+from pymap.parsing.response import CommandResponse, ResponseBad, ResponseNo
 from pymap.parsing.specials import Flag, SequenceSet
 from pymap.parsing.specials.flag import Recent, get_system_flags
 from pymap.parsing.specials.sequenceset import MaxValue
 from pymap.selected import SelectedMailbox
+
+from receiver.imap.backend import QUARANTINE
 
 Answer = tuple[CommandResponse, SelectedMailbox | None]
 # \Seen \Answered \Flagged \Deleted \Draft: the system flags a client sets.
@@ -52,6 +58,16 @@ def _bad_flag(cmd: AppendCommand | StoreCommand, flags: Iterable[Flag]) -> Answe
     return ResponseBad(cmd.tag, cmd.command + b": Invalid system flag " + bytes(flag)), None
 
 
+def _server_flag(cmd: StoreCommand) -> Answer | None:
+    if QUARANTINE not in cmd.flag_set:
+        return None
+    return ResponseNo(
+        cmd.tag,
+        cmd.command + b": " + bytes(QUARANTINE) + b" is the receiver's: an admin releases"
+        b" or deletes a quarantined copy (threads-receiver quarantine release|delete).",
+    ), None
+
+
 class StrictState(ConnectionState):
     """pymap's handlers of the commands that take a sequence set or flags, after the
     checks."""
@@ -67,7 +83,7 @@ class StrictState(ConnectionState):
         return self._invalid_messageset(cmd) or await super().do_fetch(cmd)
 
     async def do_store(self, cmd: StoreCommand) -> Answer:
-        refused = _bad_flag(cmd, cmd.flag_set) or self._invalid_messageset(cmd)
+        refused = _bad_flag(cmd, cmd.flag_set) or self._invalid_messageset(cmd) or _server_flag(cmd)
         return refused or await super().do_store(cmd)
 
     async def do_append(self, cmd: AppendCommand) -> Answer:

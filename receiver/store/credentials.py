@@ -7,11 +7,14 @@ a copy of the database does not give anyone a way in.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 
-from receiver.store.mailboxes import MailboxInfo, _info, get
+from receiver.store.db import is_postgres
+from receiver.store.mailboxes import MailboxInfo, _info, _info_of, get
 from receiver.store.models import Credential, Mailbox, database, utcnow
 
 # scrypt cost: 16 MiB and 50-250 ms per check (2 cores); failures are rate-limited too.
@@ -80,8 +83,28 @@ def status(mb: Mailbox) -> dict | None:
     return {"username": cred.username, "created_at": cred.created_at, "revoked_at": cred.revoked_at}
 
 
+@dataclass(frozen=True)
+class Grant:
+    """A login: the mailbox it opened, and which issue of which credential opened it.
+    A session holds on to it and asks `standing` whether it still holds."""
+
+    mailbox: MailboxInfo
+    credential_id: int
+    issued_at: dt.datetime
+
+
+class LoginEnded(Exception):
+    """A session's login no longer holds (the message says why); nothing was stored."""
+
+
 def authenticate(username: str, password: str) -> MailboxInfo | None:
     """The mailbox these credentials open, or None (unknown, wrong, revoked, disabled)."""
+    granted = grant(username, password)
+    return granted.mailbox if granted is not None else None
+
+
+def grant(username: str, password: str) -> Grant | None:
+    """The login these credentials make, or None (unknown, wrong, revoked, disabled)."""
     row = (
         Credential.select(Credential, Mailbox)
         .join(Mailbox)
@@ -94,4 +117,52 @@ def authenticate(username: str, password: str) -> MailboxInfo | None:
     ok = check_password(password, row.secret_hash)
     if not ok or row.revoked_at is not None or row.mailbox.state != "active":
         return None
-    return _info(row.mailbox)
+    return Grant(_info(row.mailbox), row.id, row.created_at)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A login as the database has it now: why it ended, or else its mailbox as it is
+    now (policy and allow-list included, which the CLI may have changed since)."""
+
+    ended: str | None
+    mailbox: MailboxInfo | None = None
+
+
+def standing(credential_id: int, issued_at: dt.datetime, lock: bool = False) -> Standing:
+    """Whether a login by that issue of that credential still holds, and why not
+    ("mailbox disabled", "credentials revoked", ...). One primary-key lookup: the CLI
+    changes these rows in another process, so a session asks the database each time.
+
+    `lock` (inside a write transaction) keeps both rows as read until it commits: on
+    PostgreSQL a `disable` or `--revoke` then waits for it, or it sees theirs; a SQLite
+    write transaction holds the whole database anyway."""
+    q = (
+        Credential.select(
+            Credential.created_at,
+            Credential.revoked_at,
+            Mailbox.id,
+            Mailbox.email,
+            Mailbox.state,
+            Mailbox.policy_altered,
+            Mailbox.policy_unverifiable,
+            Mailbox.allow_from,
+        )
+        .join(Mailbox)
+        .where(Credential.id == credential_id)
+    )
+    if lock and is_postgres(database.obj):
+        q = q.for_update("FOR SHARE")
+    row = q.tuples().first()
+    # A credential goes only with its mailbox (`mailbox remove`).
+    if row is None:
+        return Standing("mailbox removed")
+    created_at, revoked_at, *columns = row
+    mailbox = _info_of(*columns)
+    if mailbox.state != "active":
+        return Standing("mailbox disabled")
+    if revoked_at is not None:
+        return Standing("credentials revoked")
+    if created_at != issued_at:
+        return Standing("credentials reissued")
+    return Standing(None, mailbox)

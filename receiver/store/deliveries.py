@@ -24,7 +24,7 @@ from receiver.parse.record import ParsedMessage
 from receiver.stages import Stage
 from receiver.store.db import write_transaction
 from receiver.store.models import Blob, Delivery, Message
-from receiver.store import folders, sql, thread_state
+from receiver.store import credentials, folders, sql, thread_state
 from receiver.threads.links import ThreadLinks, links_of
 from receiver.threads.subject import SubjectRule
 
@@ -163,7 +163,14 @@ def store_deliveries(requests: list[DeliveryRequest], rule: SubjectRule) -> list
     one, in order; plain SQL because peewee's query building per row was most of a
     delivery's cost (bench/RESULTS.md). A request's placement (IMAP APPEND) becomes its
     folder entry in the same transaction, a duplicate's too: its result carries the UID.
+    A placement's login that no longer holds (disabled, revoked, removed) fails the
+    whole call with LoginEnded, before anything is written: a `mailbox disable`
+    committed before this transaction is never overtaken by an APPEND already on its way.
     """
+    for login in dict.fromkeys(r.placement.login for r in requests if r.placement):
+        why = login and credentials.standing(*login, lock=True).ended
+        if why:
+            raise credentials.LoginEnded(why)
     results = _store(requests, rule)
     placed = [(i, r.placement) for i, r in enumerate(requests) if r.placement is not None]
     if placed:

@@ -120,12 +120,14 @@ def names(mailbox_id: int, subscribed_only: bool = False) -> list[str]:
     return [f.name for f in q]
 
 
-def special_uses(mailbox_id: int) -> dict[str, frozenset[str]]:
-    """The uses given at CREATE, by folder name (folders without one are left out)."""
-    q = Folder.select(Folder.name, Folder.special_use).where(
-        (Folder.mailbox == mailbox_id) & Folder.special_use.is_null(False)
+def special_uses(mailbox_id: int) -> list[tuple[str, frozenset[str]]]:
+    """Every folder's name and the uses given at CREATE, in the order they were made."""
+    q = (
+        Folder.select(Folder.name, Folder.special_use)
+        .where(Folder.mailbox == mailbox_id)
+        .order_by(Folder.id)
     )
-    return {name: frozenset(use.split()) for name, use in q.tuples()}
+    return [(name, frozenset((use or "").split())) for name, use in q.tuples()]
 
 
 def delete(mailbox_id: int, name: str) -> str:

@@ -239,11 +239,12 @@ def test_quarantined_copies_show_as_quarantined_and_only_an_admin_changes_that(r
     # Refused whole: the \Seen of the same STORE is not set either.
     assert query(db_url, "SELECT flags FROM folder_entry") == [("",), ("",)]
     c.logout()
+    held_uid = held
     # `quarantine show` is the delivery as `messages show` has it, folders and all.
     [held] = rx.cli_json("quarantine", "list")
     shown = rx.cli_json("quarantine", "show", str(held["delivery_id"]))
     [delivery] = rx.cli_json("messages", "show", str(held["message"]))["deliveries"]
-    assert shown["folders"] == [{"name": "INBOX", "uid": uid, "expunged": False}]
+    assert shown["folders"] == [{"name": "INBOX", "uid": held_uid, "expunged": False}]
     assert {k: v for k, v in shown.items() if k != "message"} == delivery
     text = rx.cli("quarantine", "show", str(held["delivery_id"])).stdout.decode()
     assert " via imap " in text and "folders   INBOX" in text

@@ -24,9 +24,9 @@ from email.headerregistry import BaseHeader
 # with blanks between, which it would drop (RFC 2047 6.2): a run is kept as one word.
 _WORD = r"=\?[^?\s]*\?[^?\s]*\?[^?]*\?="
 _ENCODED_WORDS = re.compile(rf"{_WORD}(?:[ \t]+{_WORD})*")
-# The charset of an RFC 2231 value: name*=charset'language'%xx... (name*0*= when the
+# The charset of an RFC 2231 value: ; name*=charset'language'%xx... (name*0*= when the
 # value is in pieces; the first holds the charset).
-_PARAMETER_CHARSET = re.compile(r"""(\*(?:0\*)?=[ \t]*"?)[^'";\s]*'""")
+_PARAMETER_CHARSET = re.compile(r"""(;\s*[^\s;=*]+\*(?:0\*)?=[ \t]*"?)[^'";\s]*'""")
 
 
 def _as_itself(words: re.Match[str]) -> str:

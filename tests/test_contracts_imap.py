@@ -356,3 +356,20 @@ def test_envelopes_come_from_one_classmethod_and_their_addresses_from_one_method
         (["c"], None),
         (["b"], None),
     ]
+
+
+def test_every_field_is_parsed_by_one_class_wide_registry():
+    # receiver.imap.backend sets pymap's ParsedHeaders._registry to
+    # receiver.imap.headerparse.HeaderRegistry: pymap calls it as registry(name, value)
+    # for every field of every message it parses.
+    from pymap.mime import MessageContent
+    from pymap.mime.parsed import ParsedHeaders
+
+    from receiver.imap import backend, headerparse
+
+    assert "cls._registry(hdr_tuple[0], hdr_tuple[1])" in inspect.getsource(ParsedHeaders._parse)
+    assert isinstance(ParsedHeaders.__dict__["_registry"], headerparse.HeaderRegistry)
+    assert backend.ParsedHeaders is ParsedHeaders
+    parsed = MessageContent.parse(b"From: =?utf-7?Q?+2AA-?= <a@b.example>\r\n\r\n").header.parsed
+    [address] = parsed.from_[0].addresses
+    assert (address.display_name, address.addr_spec) == ("=?utf-7?Q?+2AA-?=", "a@b.example")

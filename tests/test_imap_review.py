@@ -1,6 +1,6 @@
 """The IMAP edge as real clients drive it, where it once went wrong: folder names in
 modified UTF-7 (and in raw UTF-8), keywords (Thunderbird's tags, $Label1...), hierarchy
-declarations, and ENVELOPE addresses from raw 8-bit headers."""
+declarations, ENVELOPE addresses from raw 8-bit headers, and fields that do not decode."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import socket
 import pytest
 
 from tests.imap_support import implicit, starttls
-from tests.rawsmtp import message, query
+from tests.rawsmtp import message, query, send
 from tests.test_imap import appenduid, fetch_one
 
 
@@ -301,3 +301,59 @@ def test_a_folder_with_an_ampersand_after_accents_is_listed_by_a_name_that_opens
     assert c.status("Caf&AOk-&-Bar", "(MESSAGES)")[1] == [b"Caf&AOk-&-Bar (MESSAGES 0)"]
     assert c.select("Caf&AOk-&-Bar")[0] == "OK"
     c.logout()
+
+
+def test_fields_that_decode_to_lone_surrogates_are_answered_undecoded(rx):
+    # =?utf-7?Q?+2AA-?= decodes to U+D800, a lone surrogate, which the email package
+    # cannot take; anyone can send it (SMTP stores the bytes as they come).
+    bad = b"=?utf-7?Q?+2AA-?="
+    raw = (
+        b"Date: Tue, 01 Jan 2019 10:00:00 +0000\r\n"
+        b"From: " + bad + b" <a@b.example>\r\n"
+        b"Sender: " + bad + b" <s@b.example>\r\n"
+        b"Reply-To: " + bad + b" <r@b.example>\r\n"
+        b"To: " + bad + b" <t@b.example>\r\n"
+        b"Cc: =?utf-8?q?Zo=C3=AB?= " + bad + b" <c@b.example>, J\xfcrgen <j@b.example>\r\n"
+        b"Bcc: " + bad + b" <x@b.example>\r\n"
+        b"Subject: " + bad + b"\r\n"
+        b"In-Reply-To: " + bad + b"\r\n"
+        b"Message-ID: <ls@example.org>\r\n"
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain; name*=utf-7''%2B2AA-\r\n\r\nhi\r\n"
+        b'--b\r\nContent-Type: text/plain; name="' + bad + b'"\r\n\r\nho\r\n--b--\r\n'
+    )
+    assert send(rx.port, rx.address, raw)[0] == 250
+    c = implicit(rx)
+    # The copy a mail client puts in INBOX is the delivery stored over SMTP.
+    appenduid(c.append("INBOX", None, None, raw))
+    assert c.select("INBOX") == ("OK", [b"1"])
+    # Each field as Dovecot writes it: the encoded-words undecoded, a run of them kept
+    # whole (its blanks too), an 8-bit name as its bytes.
+    typ, data = c.fetch("1", "(ENVELOPE)")
+    assert typ == "OK" and wire(data) == (
+        b'1 (ENVELOPE ("01-Jan-2019 10:00:00 +0000" "=?utf-7?Q?+2AA-?="'
+        b' (("=?utf-7?Q?+2AA-?=" NIL "a" "b.example"))'
+        b' (("=?utf-7?Q?+2AA-?=" NIL "s" "b.example"))'
+        b' (("=?utf-7?Q?+2AA-?=" NIL "r" "b.example"))'
+        b' (("=?utf-7?Q?+2AA-?=" NIL "t" "b.example"))'
+        b' (("=?utf-8?q?Zo=C3=AB?= =?utf-7?Q?+2AA-?=" NIL "c" "b.example")'
+        b' ({6}\r\nJ\xfcrgen NIL "j" "b.example"))'
+        b' (("=?utf-7?Q?+2AA-?=" NIL "x" "b.example"))'
+        b' "=?utf-7?Q?+2AA-?=" "<ls@example.org>"))'
+    )
+    # An RFC 2231 value is its octets; an encoded-word in a quoted one is undecoded.
+    typ, data = c.fetch("1", "(BODYSTRUCTURE)")
+    assert typ == "OK" and wire(data) == (
+        b'1 (BODYSTRUCTURE (("text" "plain" ("name" "+2AA-") NIL NIL "7BIT" 54 2 NIL NIL NIL'
+        b' NIL)("text" "plain" ("name" "=?utf-7?Q?+2AA-?=") NIL NIL "7BIT" 58 2 NIL NIL NIL'
+        b' NIL) "mixed" ("boundary" "b") NIL NIL NIL))'
+    )
+    # The session goes on, and so does the message's content.
+    assert c.fetch("1", "(BODY.PEEK[1])")[1] == [(b"1 (BODY[1] {4}", b"hi\r\n"), b")"]
+    assert c.noop()[0] == "OK"
+    c.logout()
+    assert "Traceback" not in rx.log_path.read_text(errors="replace")
+    # The parse stage and the CLI took the message as it is.
+    shown = rx.cli_json("messages", "show", "1")
+    assert shown["subject"] == "=?utf-7?Q?+2AA-?=" and shown["from_name"] == "=?utf-7?Q?+2AA-?="
+    assert shown["parse_error"] is None

@@ -25,6 +25,7 @@ from pymap.listtree import ListTree
 from pymap.mailbox import MailboxSnapshot
 from pymap.message import BaseMessage
 from pymap.mime import MessageContent
+from pymap.mime.parsed import ParsedHeaders
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.response import ResponseBye, ResponseCode
 from pymap.parsing.response.code import AppendUid, CopyUid
@@ -32,7 +33,7 @@ from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
 from pymap.parsing.specials.flag import Flag, Seen, Wildcard
 from pymap.selected import SelectedMailbox, SelectedSet
 
-from receiver.imap import connection, specialuse
+from receiver.imap import connection, headerparse, specialuse
 from receiver.imap.fetchreplies import LoadedMessage
 from receiver.imap.append import Appender, unavailable
 from receiver.pipeline import Pipeline
@@ -50,6 +51,9 @@ log = logging.getLogger(__name__)
 
 DELIMITER = "/"
 QUARANTINE = Flag(folders.QUARANTINED.encode("ascii"))
+# pymap parses every message's fields, for every session, with this one class-wide
+# registry: one that reads a field it cannot decode undecoded, rather than fail.
+ParsedHeaders._registry = headerparse.HeaderRegistry()
 # How often an IDLE session looks for what other sessions (or daemons) changed.
 IDLE_POLL_SECONDS = 1.0
 

@@ -373,3 +373,24 @@ def test_every_field_is_parsed_by_one_class_wide_registry():
     parsed = MessageContent.parse(b"From: =?utf-7?Q?+2AA-?= <a@b.example>\r\n\r\n").header.parsed
     [address] = parsed.from_[0].addresses
     assert (address.display_name, address.addr_spec) == ("=?utf-7?Q?+2AA-?=", "a@b.example")
+
+
+def test_body_structures_are_built_by_one_classmethod_and_written_from_their_attributes():
+    # receiver.imap.fetchreplies.LoadedMessage sets the size (and lines) of the structure
+    # pymap's _get_body_structure built: BODYSTRUCTURE and a multipart's parts come from
+    # that classmethod, and each structure writes the size and lines it holds.
+    from pymap.message import BaseLoadedMessage
+    from pymap.parsing.response.fetch import ContentBodyStructure, TextBodyStructure
+
+    assert "self._get_body_structure(self.content)" in inspect.getsource(
+        BaseLoadedMessage.get_body_structure
+    )
+    built = inspect.getsource(BaseLoadedMessage._get_body_structure)
+    assert "cls._get_body_structure(part)" in built
+    assert "cls._get_body_structure(sub_msg)" in built
+    text = TextBodyStructure("plain", None, None, None, None, None, None, None, None, 1, 2)
+    text.size, text.lines = 30, 40
+    assert bytes(text) == b'("text" "plain" NIL NIL NIL "7BIT" 30 40)'
+    basic = ContentBodyStructure("a", "b", None, None, None, None, None, None, None, None, 1)
+    basic.size = 50
+    assert bytes(basic.extended) == b'("a" "b" NIL NIL NIL "7BIT" 50 NIL NIL NIL NIL)'

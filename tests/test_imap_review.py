@@ -344,8 +344,8 @@ def test_fields_that_decode_to_lone_surrogates_are_answered_undecoded(rx):
     # An RFC 2231 value is its octets; an encoded-word in a quoted one is undecoded.
     typ, data = c.fetch("1", "(BODYSTRUCTURE)")
     assert typ == "OK" and wire(data) == (
-        b'1 (BODYSTRUCTURE (("text" "plain" ("name" "+2AA-") NIL NIL "7BIT" 54 2 NIL NIL NIL'
-        b' NIL)("text" "plain" ("name" "=?utf-7?Q?+2AA-?=") NIL NIL "7BIT" 58 2 NIL NIL NIL'
+        b'1 (BODYSTRUCTURE (("text" "plain" ("name" "+2AA-") NIL NIL "7BIT" 4 1 NIL NIL NIL'
+        b' NIL)("text" "plain" ("name" "=?utf-7?Q?+2AA-?=") NIL NIL "7BIT" 4 1 NIL NIL NIL'
         b' NIL) "mixed" ("boundary" "b") NIL NIL NIL))'
     )
     # The session goes on, and so does the message's content.

@@ -9,6 +9,10 @@
   mailbox or domain with 8-bit bytes is now a literal of the bytes the header has, as
   Dovecot writes it; this goes for the envelope of a message/rfc822 part in
   BODYSTRUCTURE too.
+- A BODYSTRUCTURE part's size (body-fld-octets) and, for a text or message/rfc822 part,
+  lines (body-fld-lines) are its body's (RFC 3501 7.4.2), as BODY[n] answers it: pymap
+  counted the part's own MIME header in, and clients showed an attachment that much
+  larger.
 """
 
 from __future__ import annotations
@@ -20,7 +24,13 @@ from typing import SupportsBytes
 from pymap.message import BaseLoadedMessage
 from pymap.mime import MessageContent
 from pymap.parsing.primitives import List, LiteralString, Nil, String
-from pymap.parsing.response.fetch import EnvelopeStructure
+from pymap.parsing.response.fetch import (
+    BodyStructure,
+    ContentBodyStructure,
+    EnvelopeStructure,
+    MessageBodyStructure,
+    TextBodyStructure,
+)
 from pymap.parsing.specials import FetchAttribute
 
 
@@ -77,7 +87,20 @@ class Envelope(EnvelopeStructure):
 
 class LoadedMessage(BaseLoadedMessage):
     """pymap's loaded message, its envelopes (ENVELOPE, and a message/rfc822 part's in
-    BODYSTRUCTURE) an `Envelope`."""
+    BODYSTRUCTURE) an `Envelope`, each part's size its body's."""
+
+    @classmethod
+    def _get_body_structure(cls, msg: MessageContent) -> BodyStructure:
+        # pymap builds each part's structure here (a multipart's parts through this
+        # method again) with the size of the whole part, header and all.
+        struct = super()._get_body_structure(msg)
+        if isinstance(struct, ContentBodyStructure):
+            struct.size = len(msg.body)
+        if isinstance(struct, TextBodyStructure | MessageBodyStructure):
+            # A line is one that ends (RFC 5322 2.1), as Dovecot counts them: pymap's
+            # own count takes the nothing after a message's last CRLF for one more.
+            struct.lines = bytes(msg.body).count(b"\n")
+        return struct
 
     @classmethod
     def _get_envelope_structure(cls, msg: MessageContent) -> EnvelopeStructure:

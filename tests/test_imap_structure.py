@@ -1,0 +1,80 @@
+"""BODYSTRUCTURE and ENVELOPE held to RFC 3501 7.4.2, where pymap 0.36 writes them
+otherwise: mail clients show attachments (their names and sizes) and fetch parts by
+BODYSTRUCTURE, migration tools compare ENVELOPEs."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.imap_support import implicit
+from tests.test_imap import appenduid
+
+# A text part, an attachment and a forwarded message: each part's body is the bytes
+# between its header's blank line and the next boundary line (BODY[n]).
+PARTS = (
+    b"From: Ann <ann@a.example>\r\n"
+    b"Subject: parts\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b1"\r\n'
+    b"\r\n"
+    b"--b1\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 7bit\r\n"
+    b"\r\n"
+    b"hi\r\n"
+    b"--b1\r\n"
+    b"Content-Type: application/octet-stream\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"JVBERi0xLjQK\r\n"
+    b"--b1\r\n"
+    b"Content-Type: message/rfc822\r\n"
+    b"\r\n"
+    b"From: Cy <cy@c.example>\r\n"
+    b"Subject: inner\r\n"
+    b"\r\n"
+    b"inner body\r\n"
+    b"--b1--\r\n"
+)
+CY = b'(("Cy" NIL "cy" "c.example"))'
+
+
+@pytest.fixture
+def inbox(rx):
+    """A client, logged in, with INBOX selected; `inbox.put(raw)` appends a message and
+    answers its UID."""
+    c = implicit(rx)
+    assert c.select("INBOX")[0] == "OK"
+    yield c
+    c.logout()
+
+
+def fetched(c, raw: bytes, item: str) -> bytes:
+    """The answer to FETCH `item` of `raw`, appended to the selected folder."""
+    _, uid = appenduid(c.append("INBOX", None, None, raw))
+    typ, data = c.uid("FETCH", str(uid), f"({item})")
+    # data[-1]: an untagged FLAGS (\Recent) comes before it, for a message just added.
+    assert typ == "OK", data
+    return data[-1]
+
+
+def test_a_parts_size_and_lines_are_its_bodys(inbox):
+    # body-fld-octets, body-fld-lines: the body's, not the part's MIME header's too (for
+    # the text part pymap said 80 octets, 3 lines).
+    assert fetched(inbox, PARTS, "BODY") == (
+        b"1 (BODY ("
+        b'("text" "plain" ("charset" "utf-8") NIL NIL "7bit" 4 1)'
+        b'("application" "octet-stream" NIL NIL NIL "base64" 14)'
+        b'("message" "rfc822" NIL NIL NIL "7BIT" 55 (NIL "inner" %s %s %s NIL NIL NIL NIL NIL)'
+        b' ("text" "plain" NIL NIL NIL "7BIT" 12 1) 4)'
+        b' "mixed") UID 1)' % (CY, CY, CY)
+    )
+    # The sizes are those of what BODY[n] answers.
+    for part, size in ((1, 4), (2, 14), (3, 55), ("3.1", 12)):
+        typ, data = inbox.fetch("1", f"(BODY.PEEK[{part}])")
+        assert typ == "OK" and len(data[0][1]) == size, (part, data)
+    # A message of one part: its body is what follows the message's header.
+    one = b"Subject: one\r\n\r\nline 1\r\nline 2\r\n"
+    assert fetched(inbox, one, "BODYSTRUCTURE") == (
+        b'2 (BODYSTRUCTURE ("text" "plain" NIL NIL NIL "7BIT" 16 2 NIL NIL NIL NIL) UID 2)'
+    )

@@ -394,3 +394,22 @@ def test_body_structures_are_built_by_one_classmethod_and_written_from_their_att
     basic = ContentBodyStructure("a", "b", None, None, None, None, None, None, None, None, 1)
     basic.size = 50
     assert bytes(basic.extended) == b'("a" "b" NIL NIL NIL "7BIT" 50 NIL NIL NIL NIL)'
+
+
+def test_an_envelope_is_a_list_led_by_its_date_and_a_header_keeps_each_fields_bytes():
+    # receiver.imap.fetchreplies.Envelope leaves pymap's date None and puts the Date
+    # field's text first in place of the NIL pymap writes for it; it reads that text from
+    # MessageHeader.folded: each field's name, lowercased, and its lines as they are.
+    from pymap.mime import MessageContent
+    from pymap.parsing.primitives import List, Nil
+    from pymap.parsing.response.fetch import EnvelopeStructure
+
+    value = EnvelopeStructure(None, "s", None, None, None, None, None, None, None, "<m>")._value
+    assert isinstance(value, List) and isinstance(value.value[0], Nil)
+    assert bytes(value) == b'(NIL "s" NIL NIL NIL NIL NIL NIL NIL "<m>")'
+    raw = b"Subject: s\r\nDATE : Wed,\r\n 2 Jan 2019\r\n\r\nb\r\n"
+    folded = MessageContent.parse(raw).header.folded
+    assert [(name, bytes(lines)) for name, lines in folded] == [
+        (b"subject", b"Subject: s\r\n"),
+        (b"date", b"DATE : Wed,\r\n 2 Jan 2019\r\n"),
+    ]

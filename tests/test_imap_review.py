@@ -331,7 +331,7 @@ def test_fields_that_decode_to_lone_surrogates_are_answered_undecoded(rx):
     # whole (its blanks too), an 8-bit name as its bytes.
     typ, data = c.fetch("1", "(ENVELOPE)")
     assert typ == "OK" and wire(data) == (
-        b'1 (ENVELOPE ("01-Jan-2019 10:00:00 +0000" "=?utf-7?Q?+2AA-?="'
+        b'1 (ENVELOPE ("Tue, 01 Jan 2019 10:00:00 +0000" "=?utf-7?Q?+2AA-?="'
         b' (("=?utf-7?Q?+2AA-?=" NIL "a" "b.example"))'
         b' (("=?utf-7?Q?+2AA-?=" NIL "s" "b.example"))'
         b' (("=?utf-7?Q?+2AA-?=" NIL "r" "b.example"))'

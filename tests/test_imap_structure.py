@@ -53,9 +53,11 @@ def fetched(c, raw: bytes, item: str) -> bytes:
     """The answer to FETCH `item` of `raw`, appended to the selected folder."""
     _, uid = appenduid(c.append("INBOX", None, None, raw))
     typ, data = c.uid("FETCH", str(uid), f"({item})")
-    # data[-1]: an untagged FLAGS (\Recent) comes before it, for a message just added.
     assert typ == "OK", data
-    return data[-1]
+    # imaplib gives a literal as (the line up to it, its bytes), the rest of the line
+    # after it; an untagged FLAGS (\Recent) comes first, for a message just added.
+    lines = [b"".join(item) if isinstance(item, tuple) else item for item in data]
+    return b"".join(line for line in lines if not line.endswith(b" (FLAGS (\\Recent))"))
 
 
 def test_a_parts_size_and_lines_are_its_bodys(inbox):
@@ -78,3 +80,27 @@ def test_a_parts_size_and_lines_are_its_bodys(inbox):
     assert fetched(inbox, one, "BODYSTRUCTURE") == (
         b'2 (BODYSTRUCTURE ("text" "plain" NIL NIL NIL "7BIT" 16 2 NIL NIL NIL NIL) UID 2)'
     )
+
+
+@pytest.mark.parametrize(
+    ("date", "env_date"),
+    [
+        # env-date is the Date field's own text (RFC 3501 7.4.2), unfolded, as Dovecot
+        # answers: pymap wrote "02-Jan-2019 11:00:00 -0500", INTERNALDATE's form.
+        (
+            b"Date: Wed, 2 Jan 2019 11:00:00 -0500 (EST)\r\n",
+            b'"Wed, 2 Jan 2019 11:00:00 -0500 (EST)"',
+        ),
+        (b"Date: Wed,\r\n 2 Jan 2019 11:00:00 +0000\r\n", b'"Wed, 2 Jan 2019 11:00:00 +0000"'),
+        # A date no parser reads is still the field's text (pymap failed the FETCH).
+        (b"Date: garbage\r\n", b'"garbage"'),
+        # 8-bit: a literal (imaplib leaves out the CRLF after its length).
+        (b"Date: Mi, 2 J\xc3\xa4n 2019\r\n", b"{15}Mi, 2 J\xc3\xa4n 2019"),
+        (b"", b"NIL"),
+    ],
+)
+def test_the_envelope_date_is_the_date_fields_text(inbox, date, env_date):
+    raw = date + b"From: Ann <ann@a.example>\r\nSubject: s\r\nMessage-ID: <m@a>\r\n\r\nb\r\n"
+    ann = b'(("Ann" NIL "ann" "a.example"))'
+    envelope = b'(%s "s" %s %s %s NIL NIL NIL NIL "<m@a>")' % (env_date, ann, ann, ann)
+    assert fetched(inbox, raw, "ENVELOPE") == b"1 (ENVELOPE %s UID 1)" % envelope

@@ -9,6 +9,9 @@
   mailbox or domain with 8-bit bytes is now a literal of the bytes the header has, as
   Dovecot writes it; this goes for the envelope of a message/rfc822 part in
   BODYSTRUCTURE too.
+- ENVELOPE's date is the Date field's own text (RFC 3501 7.4.2's env-date), unfolded, as
+  Dovecot writes it: pymap wrote the date it parsed in INTERNALDATE's form, and failed
+  the FETCH on a Date it could not parse.
 - A BODYSTRUCTURE part's size (body-fld-octets) and, for a text or message/rfc822 part,
   lines (body-fld-lines) are its body's (RFC 3501 7.4.2), as BODY[n] answers it: pymap
   counted the part's own MIME header in, and clients showed an attachment that much
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from email.headerregistry import AddressHeader
-from typing import SupportsBytes
+from typing import SupportsBytes, cast
 
 from pymap.message import BaseLoadedMessage
 from pymap.mime import MessageContent
@@ -57,8 +60,27 @@ def header_string(text: str) -> Nil | String:
     return String.build(raw) if raw.isascii() else LiteralString(raw)
 
 
+def date_field(msg: MessageContent) -> str | None:
+    """The text of `msg`'s (first) Date field, unfolded and without the blanks after the
+    colon, as read from a header; None if it has none."""
+    for name, raw in msg.header.folded:
+        if name == b"date":
+            value = b"".join(bytes(raw).splitlines()).partition(b":")[2]
+            return value.lstrip(b" \t").decode("ascii", "surrogateescape")
+    return None
+
+
 class Envelope(EnvelopeStructure):
-    """pymap's ENVELOPE with each address written by `header_string`."""
+    """pymap's ENVELOPE with `date_text` for its date and each address written by
+    `header_string`; pymap's own date (a parsed Date field) is left None."""
+
+    date_text: str | None = None
+
+    @property
+    def _value(self) -> List:
+        _, *fields = cast(List, super()._value).value
+        date = Nil() if self.date_text is None else header_string(self.date_text)
+        return List([date, *fields])
 
     def _addresses(
         self,
@@ -105,8 +127,8 @@ class LoadedMessage(BaseLoadedMessage):
     @classmethod
     def _get_envelope_structure(cls, msg: MessageContent) -> EnvelopeStructure:
         parsed = msg.header.parsed
-        return Envelope(
-            parsed.date,
+        envelope = Envelope(
+            None,
             parsed.subject,
             parsed.from_,
             parsed.sender,
@@ -117,3 +139,5 @@ class LoadedMessage(BaseLoadedMessage):
             parsed.in_reply_to,
             parsed.message_id,
         )
+        envelope.date_text = date_field(msg)
+        return envelope

@@ -413,3 +413,32 @@ def test_an_envelope_is_a_list_led_by_its_date_and_a_header_keeps_each_fields_by
         (b"subject", b"Subject: s\r\n"),
         (b"date", b"DATE : Wed,\r\n 2 Jan 2019\r\n"),
     ]
+
+
+def test_every_body_structure_has_its_params_third_and_its_disposition_third_from_last():
+    # receiver.imap.fetchreplies.BodyFields writes pymap's structure (its _value, and
+    # extended) with body-fld-param in place of the third field and body-fld-dsp of the
+    # third from the end of the extended ones: pymap's Lists, in RFC 3501's order.
+    from pymap.parsing.primitives import List
+    from pymap.parsing.response.fetch import (
+        ContentBodyStructure,
+        EnvelopeStructure,
+        MessageBodyStructure,
+        MultipartBodyStructure,
+        TextBodyStructure,
+    )
+
+    p, d = {"p": "1"}, "the-dsp"
+    fields = (p, d, "lang", "loc", "id", "desc", "enc", "md5")
+    text = TextBodyStructure("plain", *fields, 1, 2)
+    basic = ContentBodyStructure("a", "b", *fields, 3)
+    message = MessageBodyStructure(*fields, 4, 5, EnvelopeStructure.empty(), text)
+    multipart = MultipartBodyStructure("mixed", p, d, "lang", "loc", [text])
+    for struct in (text, basic, message, multipart):
+        extended = struct.extended
+        assert isinstance(extended, List) and bytes(extended.value[2]) == b'("p" "1")'
+        assert bytes(extended.value[-3]) == b'"the-dsp"'
+        assert [bytes(f) for f in extended.value[-2:]] == [b'"lang"', b'"loc"']
+    for struct in (text, basic, message):
+        assert isinstance(struct._value, List) and bytes(struct._value.value[2]) == b'("p" "1")'
+    assert [bytes(f) for f in multipart._value.value] == [bytes(text), b'"mixed"']

@@ -9,16 +9,19 @@ import pytest
 from tests.imap_support import implicit
 from tests.test_imap import appenduid
 
-# A text part, an attachment and a forwarded message: each part's body is the bytes
-# between its header's blank line and the next boundary line (BODY[n]).
-PARTS = (
+# The header of a multipart/mixed message, up to its first part.
+MIXED = (
     b"From: Ann <ann@a.example>\r\n"
     b"Subject: parts\r\n"
     b"MIME-Version: 1.0\r\n"
     b'Content-Type: multipart/mixed; boundary="b1"\r\n'
     b"\r\n"
     b"--b1\r\n"
-    b"Content-Type: text/plain; charset=utf-8\r\n"
+)
+# A text part, an attachment and a forwarded message: each part's body is the bytes
+# between its header's blank line and the next boundary line (BODY[n]).
+PARTS = (
+    MIXED + b"Content-Type: text/plain; charset=utf-8\r\n"
     b"Content-Transfer-Encoding: 7bit\r\n"
     b"\r\n"
     b"hi\r\n"
@@ -104,3 +107,55 @@ def test_the_envelope_date_is_the_date_fields_text(inbox, date, env_date):
     ann = b'(("Ann" NIL "ann" "a.example"))'
     envelope = b'(%s "s" %s %s %s NIL NIL NIL NIL "<m@a>")' % (env_date, ann, ann, ann)
     assert fetched(inbox, raw, "ENVELOPE") == b"1 (ENVELOPE %s UID 1)" % envelope
+
+
+# A text part, a PDF attached (named in RFC 2231's form in Content-Type, and in a plain
+# filename) and a forwarded message.
+ATTACHED = (
+    MIXED + b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"\r\n"
+    b"hi\r\n"
+    b"--b1\r\n"
+    b"Content-Type: application/pdf; name*=utf-8''r%C3%A9sum%C3%A9.pdf\r\n"
+    b'Content-Disposition: attachment; filename="a.pdf"\r\n'
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"JVBERi0xLjQK\r\n"
+    b"--b1\r\n"
+    b"Content-Type: message/rfc822\r\n"
+    b"Content-Disposition: inline\r\n"
+    b"\r\n"
+    b"From: Cy <cy@c.example>\r\n"
+    b"Subject: inner\r\n"
+    b"Date: Wed, 2 Jan 2019 11:00:00 -0500 (EST)\r\n"
+    b"\r\n"
+    b"inner body\r\n"
+    b"--b1--\r\n"
+)
+
+
+def test_a_disposition_and_parameters_are_lists_of_strings(inbox):
+    # body-fld-dsp is ("attachment" ("filename" "a.pdf")), where pymap wrote the field
+    # as one string; an RFC 2231 value is given 7-bit in its own form, as Dovecot gives
+    # it, where pymap wrote ("name" {12}<CRLF>résumé.pdf), 8-bit text of no charset.
+    pdf_fields = (
+        b'"application" "pdf" ("name*" "utf-8\'\'r%C3%A9sum%C3%A9.pdf") NIL NIL "base64" 14'
+    )
+    inner_envelope = (
+        b'("Wed, 2 Jan 2019 11:00:00 -0500 (EST)" "inner" %s %s %s NIL NIL NIL NIL NIL)'
+        % (CY, CY, CY)
+    )
+    assert fetched(inbox, ATTACHED, "BODYSTRUCTURE") == (
+        b"1 (BODYSTRUCTURE ("
+        b'("text" "plain" ("charset" "utf-8") NIL NIL "7BIT" 4 1 NIL NIL NIL NIL)'
+        b'(%s NIL ("attachment" ("filename" "a.pdf")) NIL NIL)'
+        b'("message" "rfc822" NIL NIL NIL "7BIT" 99 %s'
+        b' ("text" "plain" NIL NIL NIL "7BIT" 12 1 NIL NIL NIL NIL) 5 NIL ("inline" NIL) NIL NIL)'
+        b' "mixed" ("boundary" "b1") NIL NIL NIL) UID 1)' % (pdf_fields, inner_envelope)
+    )
+    typ, data = inbox.fetch("1", "(BODY)")
+    assert typ == "OK" and data == [
+        b'1 (BODY (("text" "plain" ("charset" "utf-8") NIL NIL "7BIT" 4 1)(%s)'
+        b'("message" "rfc822" NIL NIL NIL "7BIT" 99 %s ("text" "plain" NIL NIL NIL "7BIT" 12 1) 5)'
+        b' "mixed"))' % (pdf_fields, inner_envelope)
+    ], data

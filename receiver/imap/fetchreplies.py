@@ -16,12 +16,19 @@
   lines (body-fld-lines) are its body's (RFC 3501 7.4.2), as BODY[n] answers it: pymap
   counted the part's own MIME header in, and clients showed an attachment that much
   larger.
+- A BODYSTRUCTURE part's Content-Disposition is body-fld-dsp, ("attachment" ("filename"
+  "a.pdf")), where pymap wrote the field as one string that no client reads as an
+  attachment. Its parameters, and Content-Type's (body-fld-param), are 7-bit: a value
+  that is not ASCII once decoded is in RFC 2231's form ("name*" "utf-8''r%C3%A9sum%C3%A9
+  .pdf", as Dovecot writes an RFC 2231 value), where pymap wrote 8-bit text that says no
+  charset.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from email.headerregistry import AddressHeader
+from collections.abc import Mapping, Sequence
+from email.headerregistry import AddressHeader, ContentDispositionHeader
+from email.utils import encode_rfc2231
 from typing import SupportsBytes, cast
 
 from pymap.message import BaseLoadedMessage
@@ -32,6 +39,7 @@ from pymap.parsing.response.fetch import (
     ContentBodyStructure,
     EnvelopeStructure,
     MessageBodyStructure,
+    MultipartBodyStructure,
     TextBodyStructure,
 )
 from pymap.parsing.specials import FetchAttribute
@@ -58,6 +66,59 @@ def header_string(text: str) -> Nil | String:
     header has: 8-bit ones as a literal (RFC 3501's quoted strings are 7-bit)."""
     raw = text.encode("utf-8", "surrogateescape")
     return String.build(raw) if raw.isascii() else LiteralString(raw)
+
+
+def body_params(params: Mapping[str, str] | None) -> List | Nil:
+    """body-fld-param: `params`, as the email package decodes them, each name and value
+    a string; a value that is not ASCII (RFC 2231's, an encoded-word's, a header's raw
+    UTF-8) in RFC 2231's form, name* and UTF-8, which says its charset."""
+    if not params:
+        return Nil()
+    strings: list[Nil | String] = []
+    for name, value in params.items():
+        if value.isascii():
+            strings += [String.build(name), String.build(value)]
+        else:
+            strings += [String.build(name + "*"), String.build(encode_rfc2231(value, "utf-8"))]
+    return List(strings)
+
+
+def body_disposition(field: ContentDispositionHeader | None) -> List | Nil:
+    """body-fld-dsp: a Content-Disposition field's type and parameters."""
+    if field is None:
+        return Nil()
+    return List([String.build(field.content_disposition or ""), body_params(field.params)])
+
+
+class BodyFields(BodyStructure):
+    """pymap's body structure `built`, with `params` for its body-fld-param and
+    `disposition` for its body-fld-dsp: the third of its fields and the third from the
+    end of its extended ones, in every kind of part (RFC 3501 7.4.2)."""
+
+    def __init__(self, built: BodyStructure, params: List | Nil, disposition: List | Nil):
+        super().__init__(
+            built.maintype,
+            built.subtype,
+            built.content_type_params,
+            built.content_disposition,
+            built.content_language,
+            built.content_location,
+        )
+        self.built, self.params, self.disposition = built, params, disposition
+
+    @property
+    def _value(self) -> List:
+        fields = list(self.built._value.value)
+        # A multipart's non-extended fields are its parts and subtype alone.
+        if not isinstance(self.built, MultipartBodyStructure):
+            fields[2] = self.params
+        return List(fields)
+
+    @property
+    def extended(self) -> List:
+        fields = list(self.built.extended.value)
+        fields[2], fields[-3] = self.params, self.disposition
+        return List(fields)
 
 
 def date_field(msg: MessageContent) -> str | None:
@@ -109,7 +170,8 @@ class Envelope(EnvelopeStructure):
 
 class LoadedMessage(BaseLoadedMessage):
     """pymap's loaded message, its envelopes (ENVELOPE, and a message/rfc822 part's in
-    BODYSTRUCTURE) an `Envelope`, each part's size its body's."""
+    BODYSTRUCTURE) an `Envelope`, each part's size its body's and its parameters and
+    disposition `BodyFields`'."""
 
     @classmethod
     def _get_body_structure(cls, msg: MessageContent) -> BodyStructure:
@@ -122,7 +184,8 @@ class LoadedMessage(BaseLoadedMessage):
             # A line is one that ends (RFC 5322 2.1), as Dovecot counts them: pymap's
             # own count takes the nothing after a message's last CRLF for one more.
             struct.lines = bytes(msg.body).count(b"\n")
-        return struct
+        disposition = body_disposition(msg.header.parsed.content_disposition)
+        return BodyFields(struct, body_params(cls._get_params(msg)), disposition)
 
     @classmethod
     def _get_envelope_structure(cls, msg: MessageContent) -> EnvelopeStructure:

@@ -102,16 +102,20 @@ class Pipeline:
             run_read, self.writer.db, mailboxes.resolve_rcpt, address, self.config.domains
         )
 
-    async def authenticate(self, login: str, password: str) -> MailboxInfo | None:
-        """The mailbox SMTP AUTH credentials open, or None."""
-        return await self._off_loop(
-            run_read, self.writer.db, credentials.authenticate, login, password
-        )
-
     async def grant(self, login: str, password: str) -> credentials.Grant | None:
-        """The login IMAP credentials make (the mailbox and the credential's issue), or
-        None: a session asks the store whether it still holds (credentials.standing)."""
+        """The login SMTP AUTH or IMAP credentials make (the mailbox and the credential's
+        issue), or None: a session asks the store whether it still holds (`standing`)."""
         return await self._off_loop(run_read, self.writer.db, credentials.grant, login, password)
+
+    async def standing(self, granted: credentials.Grant) -> credentials.Standing:
+        """Whether an SMTP session's login still holds, as the database has it now."""
+        return await self._off_loop(
+            run_read,
+            self.writer.db,
+            credentials.standing,
+            granted.credential_id,
+            granted.issued_at,
+        )
 
     def _policy(self, mb: MailboxInfo) -> policies.Policy:
         return policies.Policy(

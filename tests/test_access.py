@@ -109,6 +109,56 @@ def test_auth_credentials_lifecycle(tls_receiver):
     c.close()
 
 
+def _issue(receiver, email: str) -> tuple[str, str]:
+    out = receiver.cli("mailbox", "credentials", email).stdout.decode()
+    return re.search(r"username: (\S+)", out).group(1), re.search(r"password: (\S+)", out).group(1)
+
+
+def _authenticated(port: int, user: str, password: str) -> Raw:
+    c, _ = _after_starttls(port)
+    assert c.cmd("AUTH PLAIN " + plain(user, password))[0] == 235
+    return c
+
+
+@pytest.mark.parametrize(
+    "change, why",
+    [
+        (("credentials", "--revoke"), "Credentials revoked"),
+        (("credentials",), "Credentials reissued"),
+        (("disable",), "Mailbox disabled"),
+    ],
+)
+def test_an_admins_change_ends_an_authenticated_session(tls_receiver, change, why):
+    other = tls_receiver.add_mailbox("carol@corp.example")
+    user, password = _issue(tls_receiver, "alice@corp.example")
+    other_user, other_password = _issue(tls_receiver, "carol@corp.example")
+    port = tls_receiver.start()
+    c = _authenticated(port, user, password)
+    bystander = _authenticated(port, other_user, other_password)
+
+    tls_receiver.cli("mailbox", change[0], "alice@corp.example", *change[1:])
+    # A whole transaction pipelined: the MAIL is answered 421, the rest never.
+    c.send(
+        f"MAIL FROM:<tool@example.org>\r\nRCPT TO:<{tls_receiver.address}>\r\n".encode()
+        + b"DATA\r\n"
+        + message(1)
+        + b".\r\n"
+    )
+    assert c.reply() == (421, f"421 4.7.0 {why}: logged out by the receiver's admin")
+    assert c.closed() and c.buf == b""
+    c.close()
+    assert deliveries(tls_receiver.db_url) == []
+
+    c, _ = _after_starttls(port)
+    assert c.cmd("AUTH PLAIN " + plain(user, password))[0] == 535
+    c.close()
+
+    assert transaction(bystander, other, message(2), helo=False)[0] == 250
+    bystander.close()
+    [row] = deliveries(tls_receiver.db_url)
+    assert row["auth_user"] == "carol@corp.example"
+
+
 def test_auth_failures_are_rate_limited(tls_receiver):
     out = tls_receiver.cli("mailbox", "credentials", "alice@corp.example").stdout.decode()
     user = re.search(r"username: (\S+)", out).group(1)

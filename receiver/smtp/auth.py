@@ -16,7 +16,7 @@ import logging
 from aiosmtpd.smtp import MISSING
 
 from receiver.smtp.limits import FailureLimiter, client_ip
-from receiver.store.mailboxes import MailboxInfo
+from receiver.store.credentials import Grant
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ async def _credentials(server, args: list[str]) -> tuple[bytes, bytes] | str | N
 async def authenticate(
     server, session, args: list[str], check, limiter: FailureLimiter, sid: str
 ) -> str | None:
-    """The AUTH exchange; `check(login, password)` is awaited and returns a mailbox."""
+    """The AUTH exchange; `check(login, password)` is awaited and returns the login (a
+    Grant, kept as the session's auth_data: each MAIL asks whether it still holds)."""
     ip = client_ip(session.peer)
     if limiter.blocked(ip):
         log.warning("session %s: AUTH from %s blocked after repeated failures", sid, ip)
@@ -73,14 +74,14 @@ async def authenticate(
     try:
         login, password = got[0].decode("utf-8"), got[1].decode("utf-8")
     except UnicodeDecodeError:
-        mailbox: MailboxInfo | None = None
+        granted: Grant | None = None
     else:
-        mailbox = await check(login, password)
-    if mailbox is None:
+        granted = await check(login, password)
+    if granted is None:
         limiter.fail(ip)
         log.info("session %s: AUTH failed from %s", sid, ip)
         return INVALID
     session.authenticated = True
-    session.auth_data = mailbox
-    log.info("session %s: authenticated for %s", sid, mailbox.email)
+    session.auth_data = granted
+    log.info("session %s: authenticated for %s", sid, granted.mailbox.email)
     return SUCCESS

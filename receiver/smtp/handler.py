@@ -36,6 +36,12 @@ TEMPFAIL_DATA = "451 4.3.0 Temporary failure storing the message, try again late
 TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 NOT_OWN_MAILBOX = "550 5.7.1 These credentials may deliver to their own mailbox only"
 NOT_ALLOWED = "550 5.7.1 This sender is not on the receiver address's allow-list"
+# An authenticated session whose mailbox was disabled or removed, or whose credential
+# was revoked or reissued, by the CLI since its AUTH. 421 closes the connection
+# (protocol.Hardened.push): a submission client queues and retries, and its next AUTH
+# gets the 535 a person reads. A 530 would leave the session open to AUTH again in;
+# 535 answers AUTH only (RFC 4954).
+LOGGED_OUT = "421 4.7.0 {why}: logged out by the receiver's admin"
 # Advertised on top of aiosmtpd's: the session reads pipelined commands in order
 # (protocol.py), and every reply carries an enhanced status code (replies.py).
 EXTENSIONS = ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
@@ -104,10 +110,23 @@ class ReceiverHandler:
             server,
             session,
             args,
-            self.pipeline.authenticate,
+            self.pipeline.grant,
             self.failed_logins,
             session_id(session),
         )
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        """What aiosmtpd does for MAIL, once an authenticated session's login is known
+        to hold: the CLI that revokes or disables runs in another process, so it is the
+        database that says (one primary-key lookup a transaction)."""
+        if session.authenticated:
+            standing = await self.pipeline.standing(session.auth_data)
+            if standing.ended:
+                log.info("session %s: %s, session ended", session_id(session), standing.ended)
+                return LOGGED_OUT.format(why=standing.ended.capitalize())
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         sid = session_id(session)
@@ -122,7 +141,7 @@ class ReceiverHandler:
         if res.status != "ok":
             log.info("session %s: RCPT %r refused (%s)", sid, address, res.status)
             return RCPT_REPLIES[res.status]
-        if session.authenticated and res.mailbox.id != session.auth_data.id:
+        if session.authenticated and res.mailbox.id != session.auth_data.mailbox.id:
             log.info("session %s: RCPT %r is not the authenticated mailbox", sid, address)
             return NOT_OWN_MAILBOX
         allow = res.mailbox.allow_from
@@ -160,7 +179,7 @@ class ReceiverHandler:
             peer=logs.peer_text(session.peer),
             helo=session.host_name,
             tls=_tls(session),
-            auth_user=session.auth_data.email if session.authenticated else None,
+            auth_user=session.auth_data.mailbox.email if session.authenticated else None,
             smtp_defects=list(mail.defects),
         )
         rcpts = list(zip(envelope.rcpt_tos, envelope.mailboxes))

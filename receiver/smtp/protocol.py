@@ -258,6 +258,9 @@ class Hardened(_MixinBase):
         if is_client_error(text):
             self._errors += 1
         await super().push(text)
+        if text.startswith("421"):
+            # RFC 5321 4.2.2: 421 is the server closing the channel, whoever said it.
+            self._close()
 
     def _close(self) -> None:
         if self.transport is not None:
@@ -319,8 +322,8 @@ class Hardened(_MixinBase):
                     self._command = None
                 if command in NO_PROGRESS or self._errors > errors:
                     self._commands += 1
-                if self.transport is None:
-                    break
+                if self.transport is None or self.transport.is_closing():
+                    break  # commands pipelined after a 421 are not answered
                 if self._errors >= self.settings.max_errors:
                     log.warning("session %s: too many errors", sid)
                     await self.push(TOO_MANY_ERRORS)

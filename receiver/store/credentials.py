@@ -97,12 +97,6 @@ class LoginEnded(Exception):
     """A session's login no longer holds (the message says why); nothing was stored."""
 
 
-def authenticate(username: str, password: str) -> MailboxInfo | None:
-    """The mailbox these credentials open, or None (unknown, wrong, revoked, disabled)."""
-    granted = grant(username, password)
-    return granted.mailbox if granted is not None else None
-
-
 def grant(username: str, password: str) -> Grant | None:
     """The login these credentials make, or None (unknown, wrong, revoked, disabled)."""
     row = (

@@ -53,6 +53,10 @@ class Envelope:
     helo: str | None = None
     tls: dict | None = None
     auth_user: str | None = None
+    # The session's login (SMTP AUTH, IMAP), (credential id, issued at): the copy is
+    # stored only if, in that same transaction, the login still holds
+    # (receiver.store.credentials.standing).
+    login: tuple[int, dt.datetime] | None = None
     smtp_defects: list[str] = field(default_factory=list)
     # When the end of data (or the file) was read: the delivery's received_at.
     received_at: dt.datetime = field(default_factory=_now)
@@ -66,9 +70,6 @@ class Placement:
     folder_id: int
     flags: frozenset[str] = frozenset()
     internal_date: dt.datetime = field(default_factory=_now)
-    # The session's login, (credential id, issued at): the copy is stored only if, in
-    # that same transaction, the login still holds (receiver.store.credentials.standing).
-    login: tuple[int, dt.datetime] | None = None
 
 
 @dataclass

@@ -109,13 +109,7 @@ class Pipeline:
 
     async def standing(self, granted: credentials.Grant) -> credentials.Standing:
         """Whether an SMTP session's login still holds, as the database has it now."""
-        return await self._off_loop(
-            run_read,
-            self.writer.db,
-            credentials.standing,
-            granted.credential_id,
-            granted.issued_at,
-        )
+        return await self._off_loop(run_read, self.writer.db, credentials.standing, *granted.issue)
 
     def _policy(self, mb: MailboxInfo) -> policies.Policy:
         return policies.Policy(

@@ -159,6 +159,23 @@ def test_an_admins_change_ends_an_authenticated_session(tls_receiver, change, wh
     assert row["auth_user"] == "carol@corp.example"
 
 
+def test_a_revoke_during_a_transaction_stores_nothing(tls_receiver):
+    """MAIL found the login holding; the revoke is committed before the end of data:
+    the store's own check in the commit refuses the copy, and the client is told 421."""
+    user, password = _issue(tls_receiver, "alice@corp.example")
+    port = tls_receiver.start()
+    c = _authenticated(port, user, password)
+    assert c.cmd("MAIL FROM:<tool@example.org>")[0] == 250
+    assert c.cmd(f"RCPT TO:<{tls_receiver.address}>")[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    tls_receiver.cli("mailbox", "credentials", "alice@corp.example", "--revoke")
+    c.send(message(1) + b".\r\n")
+    assert c.reply() == (421, "421 4.7.0 Credentials revoked: logged out by the receiver's admin")
+    assert c.closed()
+    c.close()
+    assert deliveries(tls_receiver.db_url) == []
+
+
 def test_auth_failures_are_rate_limited(tls_receiver):
     out = tls_receiver.cli("mailbox", "credentials", "alice@corp.example").stdout.decode()
     user = re.search(r"username: (\S+)", out).group(1)

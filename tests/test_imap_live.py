@@ -14,7 +14,7 @@ import urllib.request
 import psycopg2
 import pytest
 
-from receiver.delivery import Placement
+from receiver.delivery import Envelope, Placement
 from receiver.parse import parse_message
 from receiver.store import credentials, folders
 from receiver.store.models import Credential, Delivery, FolderEntry, Mailbox
@@ -152,8 +152,11 @@ def test_an_append_on_its_way_is_not_stored_once_the_change_is_committed(db_url,
         cred = Credential.get()
         folder = folders.create(1, "INBOX")
         assert folder is not None
-        placement = Placement(folder.id, login=(cred.id, cred.created_at))
-        req = dataclasses.replace(request_for(parse_message(message(1))), placement=placement)
+        req = dataclasses.replace(
+            request_for(parse_message(message(1))),
+            envelope=Envelope(login=(cred.id, cred.created_at)),
+            placement=Placement(folder.id),
+        )
         if change == "disable":
             Mailbox.update(state="disabled").execute()
         elif change == "revoke":
@@ -174,7 +177,26 @@ def test_an_append_whose_login_holds_is_stored(db_url):
         cred = Credential.get()
         folder = folders.create(1, "INBOX")
         assert folder is not None
-        placement = Placement(folder.id, login=(cred.id, cred.created_at))
-        req = dataclasses.replace(request_for(parse_message(message(1))), placement=placement)
+        req = dataclasses.replace(
+            request_for(parse_message(message(1))),
+            envelope=Envelope(login=(cred.id, cred.created_at)),
+            placement=Placement(folder.id),
+        )
         with db.atomic():
             assert store_delivery(req, DEFAULT_RULE).uid == 1
+
+
+def test_a_copy_without_a_placement_is_checked_too(db_url):
+    """SMTP DATA's copy: the login is the envelope's, there is no folder."""
+    db = fresh_store(db_url)
+    with db.connection_context():
+        credentials.issue("threads@corp.example")
+        cred = Credential.get()
+        req = dataclasses.replace(
+            request_for(parse_message(message(1))),
+            envelope=Envelope(login=(cred.id, cred.created_at)),
+        )
+        credentials.revoke("threads@corp.example")
+        with pytest.raises(credentials.LoginEnded), db.atomic():
+            store_delivery(req, DEFAULT_RULE)
+        assert Delivery.select().count() == 0

@@ -63,12 +63,12 @@ def internal_date(when: dt.datetime | None) -> dt.datetime:
 class Appender:
     """Appends for one logged-in session: who logged in is fixed; `mailbox` is read
     again before each command (Session.check_login), and each copy is stored only
-    while the login holds (Placement.login)."""
+    while the login holds (Envelope.login)."""
 
     def __init__(self, pipeline: Pipeline, granted: Grant, login: str):
         self.pipeline = pipeline
         self.mailbox = granted.mailbox
-        self.granted = (granted.credential_id, granted.issued_at)
+        self.granted = granted.issue
         self.login = login
         # Made at login, in the connection's task, under TLS: none of these changes after.
         self.session_id = connection.session_id()
@@ -82,6 +82,7 @@ class Appender:
             peer=self.peer,
             tls=self.tls,
             auth_user=self.login,
+            login=self.granted,
             smtp_defects=list(mail.defects),
             received_at=utcnow(),
         )
@@ -91,7 +92,6 @@ class Appender:
             folder.id,
             frozenset(f.value.decode("ascii", "replace") for f in msg.flag_set),
             internal_date(msg.when),
-            login=self.granted,
         )
 
     def _check(self, folder: FolderInfo, outcomes: list[Outcome]) -> None:

@@ -120,13 +120,20 @@ class ReceiverHandler:
         to hold: the CLI that revokes or disables runs in another process, so it is the
         database that says (one primary-key lookup a transaction)."""
         if session.authenticated:
-            standing = await self.pipeline.standing(session.auth_data)
-            if standing.ended:
-                log.info("session %s: %s, session ended", session_id(session), standing.ended)
-                return LOGGED_OUT.format(why=standing.ended.capitalize())
+            ended = await self._logged_out(session)
+            if ended:
+                return ended
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
+
+    async def _logged_out(self, session) -> str | None:
+        """The 421 for an authenticated session whose login no longer holds, or None."""
+        standing = await self.pipeline.standing(session.auth_data)
+        if standing.ended is None:
+            return None
+        log.info("session %s: %s, session ended", session_id(session), standing.ended)
+        return LOGGED_OUT.format(why=standing.ended.capitalize())
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         sid = session_id(session)
@@ -180,11 +187,18 @@ class ReceiverHandler:
             helo=session.host_name,
             tls=_tls(session),
             auth_user=session.auth_data.mailbox.email if session.authenticated else None,
+            login=session.auth_data.issue if session.authenticated else None,
             smtp_defects=list(mail.defects),
         )
         rcpts = list(zip(envelope.rcpt_tos, envelope.mailboxes))
         outcomes = await self.pipeline.deliver(mail, env, rcpts, per_recipient=self.lmtp)
         logs.delivery_lines(session, env, outcomes)
+        if session.authenticated and any(o.status == TEMPFAILED for o in outcomes):
+            # The store refuses a copy whose login ended since MAIL (LoginEnded, in the
+            # commit itself): that is a 421 too, not a 451 to try again with.
+            ended = await self._logged_out(session)
+            if ended:
+                return ended
         if self.lmtp:
             return "\r\n".join(outcome_line(o) for o in outcomes)
         return combined_reply(outcomes)

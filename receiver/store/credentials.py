@@ -92,6 +92,11 @@ class Grant:
     credential_id: int
     issued_at: dt.datetime
 
+    @property
+    def issue(self) -> tuple[int, dt.datetime]:
+        """(credential id, issued at): what `standing` and Envelope.login take."""
+        return self.credential_id, self.issued_at
+
 
 class LoginEnded(Exception):
     """A session's login no longer holds (the message says why); nothing was stored."""

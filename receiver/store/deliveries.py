@@ -163,11 +163,12 @@ def store_deliveries(requests: list[DeliveryRequest], rule: SubjectRule) -> list
     one, in order; plain SQL because peewee's query building per row was most of a
     delivery's cost (bench/RESULTS.md). A request's placement (IMAP APPEND) becomes its
     folder entry in the same transaction, a duplicate's too: its result carries the UID.
-    A placement's login that no longer holds (disabled, revoked, removed) fails the
-    whole call with LoginEnded, before anything is written: a `mailbox disable`
-    committed before this transaction is never overtaken by an APPEND already on its way.
+    A session's login (SMTP AUTH, IMAP) that no longer holds (disabled, revoked,
+    removed) fails the whole call with LoginEnded, before anything is written: a
+    `mailbox disable` committed before this transaction is never overtaken by a DATA or
+    APPEND already on its way.
     """
-    for login in dict.fromkeys(r.placement.login for r in requests if r.placement):
+    for login in dict.fromkeys(r.envelope.login for r in requests):
         why = login and credentials.standing(*login, lock=True).ended
         if why:
             raise credentials.LoginEnded(why)

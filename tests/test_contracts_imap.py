@@ -442,3 +442,22 @@ def test_every_body_structure_has_its_params_third_and_its_disposition_third_fro
     for struct in (text, basic, message):
         assert isinstance(struct._value, List) and bytes(struct._value.value[2]) == b'("p" "1")'
     assert [bytes(f) for f in multipart._value.value] == [bytes(text), b'"mixed"']
+
+
+def test_parsed_content_is_rebuilt_from_its_json_lines_by_the_constructors():
+    # receiver.imap.mimeparts reads each body's lines from MessageContent.json, as (start,
+    # end of text, next line's start), a part's ending at the line before its delimiter
+    # line, and rebuilds the contents with MessageBody's and MessageContent's constructors,
+    # whose bytes run from their first line's start to their last line's third offset.
+    from pymap.mime import MessageBody, MessageContent
+
+    raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nX: 1\r\n\r\nhi\r\n--b--\r\n"
+    content = MessageContent.parse(raw)
+    [part_json] = content.json["body"]["nested"]
+    hi = raw.index(b"hi")
+    assert [tuple(line) for line in part_json["body"]["lines"]] == [(hi, hi + 2, hi + 4)]
+    [part] = content.body.nested
+    body = MessageBody(raw, [(hi, hi + 2, hi + 2)], part.body.content_type, [])
+    rebuilt = MessageContent(raw, part.header, body)
+    assert (bytes(rebuilt.body), len(rebuilt.body)) == (b"hi", 2)
+    assert bytes(rebuilt) == b"X: 1\r\n\r\nhi"

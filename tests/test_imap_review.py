@@ -344,12 +344,12 @@ def test_fields_that_decode_to_lone_surrogates_are_answered_undecoded(rx):
     # An RFC 2231 value is its octets; an encoded-word in a quoted one is undecoded.
     typ, data = c.fetch("1", "(BODYSTRUCTURE)")
     assert typ == "OK" and wire(data) == (
-        b'1 (BODYSTRUCTURE (("text" "plain" ("name" "+2AA-") NIL NIL "7BIT" 4 1 NIL NIL NIL'
-        b' NIL)("text" "plain" ("name" "=?utf-7?Q?+2AA-?=") NIL NIL "7BIT" 4 1 NIL NIL NIL'
+        b'1 (BODYSTRUCTURE (("text" "plain" ("name" "+2AA-") NIL NIL "7BIT" 2 0 NIL NIL NIL'
+        b' NIL)("text" "plain" ("name" "=?utf-7?Q?+2AA-?=") NIL NIL "7BIT" 2 0 NIL NIL NIL'
         b' NIL) "mixed" ("boundary" "b") NIL NIL NIL))'
     )
     # The session goes on, and so does the message's content.
-    assert c.fetch("1", "(BODY.PEEK[1])")[1] == [(b"1 (BODY[1] {4}", b"hi\r\n"), b")"]
+    assert c.fetch("1", "(BODY.PEEK[1])")[1] == [(b"1 (BODY[1] {2}", b"hi"), b")"]
     assert c.noop()[0] == "OK"
     c.logout()
     assert "Traceback" not in rx.log_path.read_text(errors="replace")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.dovecot_support import Dovecot
+from tests.helpers import require_programs
 from tests.imap_support import implicit
 from tests.test_imap import appenduid
 
@@ -68,14 +70,14 @@ def test_a_parts_size_and_lines_are_its_bodys(inbox):
     # the text part pymap said 80 octets, 3 lines).
     assert fetched(inbox, PARTS, "BODY") == (
         b"1 (BODY ("
-        b'("text" "plain" ("charset" "utf-8") NIL NIL "7bit" 4 1)'
-        b'("application" "octet-stream" NIL NIL NIL "base64" 14)'
-        b'("message" "rfc822" NIL NIL NIL "7BIT" 55 (NIL "inner" %s %s %s NIL NIL NIL NIL NIL)'
-        b' ("text" "plain" NIL NIL NIL "7BIT" 12 1) 4)'
+        b'("text" "plain" ("charset" "utf-8") NIL NIL "7bit" 2 0)'
+        b'("application" "octet-stream" NIL NIL NIL "base64" 12)'
+        b'("message" "rfc822" NIL NIL NIL "7BIT" 53 (NIL "inner" %s %s %s NIL NIL NIL NIL NIL)'
+        b' ("text" "plain" NIL NIL NIL "7BIT" 10 0) 3)'
         b' "mixed") UID 1)' % (CY, CY, CY)
     )
     # The sizes are those of what BODY[n] answers.
-    for part, size in ((1, 4), (2, 14), (3, 55), ("3.1", 12)):
+    for part, size in ((1, 2), (2, 12), (3, 53), ("3.1", 10)):
         typ, data = inbox.fetch("1", f"(BODY.PEEK[{part}])")
         assert typ == "OK" and len(data[0][1]) == size, (part, data)
     # A message of one part: its body is what follows the message's header.
@@ -139,7 +141,7 @@ def test_a_disposition_and_parameters_are_lists_of_strings(inbox):
     # as one string; an RFC 2231 value is given 7-bit in its own form, as Dovecot gives
     # it, where pymap wrote ("name" {12}<CRLF>résumé.pdf), 8-bit text of no charset.
     pdf_fields = (
-        b'"application" "pdf" ("name*" "utf-8\'\'r%C3%A9sum%C3%A9.pdf") NIL NIL "base64" 14'
+        b'"application" "pdf" ("name*" "utf-8\'\'r%C3%A9sum%C3%A9.pdf") NIL NIL "base64" 12'
     )
     inner_envelope = (
         b'("Wed, 2 Jan 2019 11:00:00 -0500 (EST)" "inner" %s %s %s NIL NIL NIL NIL NIL)'
@@ -147,15 +149,133 @@ def test_a_disposition_and_parameters_are_lists_of_strings(inbox):
     )
     assert fetched(inbox, ATTACHED, "BODYSTRUCTURE") == (
         b"1 (BODYSTRUCTURE ("
-        b'("text" "plain" ("charset" "utf-8") NIL NIL "7BIT" 4 1 NIL NIL NIL NIL)'
+        b'("text" "plain" ("charset" "utf-8") NIL NIL "7BIT" 2 0 NIL NIL NIL NIL)'
         b'(%s NIL ("attachment" ("filename" "a.pdf")) NIL NIL)'
-        b'("message" "rfc822" NIL NIL NIL "7BIT" 99 %s'
-        b' ("text" "plain" NIL NIL NIL "7BIT" 12 1 NIL NIL NIL NIL) 5 NIL ("inline" NIL) NIL NIL)'
+        b'("message" "rfc822" NIL NIL NIL "7BIT" 97 %s'
+        b' ("text" "plain" NIL NIL NIL "7BIT" 10 0 NIL NIL NIL NIL) 4 NIL ("inline" NIL) NIL NIL)'
         b' "mixed" ("boundary" "b1") NIL NIL NIL) UID 1)' % (pdf_fields, inner_envelope)
     )
     typ, data = inbox.fetch("1", "(BODY)")
     assert typ == "OK" and data == [
-        b'1 (BODY (("text" "plain" ("charset" "utf-8") NIL NIL "7BIT" 4 1)(%s)'
-        b'("message" "rfc822" NIL NIL NIL "7BIT" 99 %s ("text" "plain" NIL NIL NIL "7BIT" 12 1) 5)'
+        b'1 (BODY (("text" "plain" ("charset" "utf-8") NIL NIL "7BIT" 2 0)(%s)'
+        b'("message" "rfc822" NIL NIL NIL "7BIT" 97 %s ("text" "plain" NIL NIL NIL "7BIT" 10 0) 4)'
         b' "mixed"))' % (pdf_fields, inner_envelope)
     ], data
+
+
+# A preamble, a text part, a nested multipart (with an epilogue of its own), a forwarded
+# message, an 8bit attachment ending in a blank line, a base64 one and an epilogue.
+NESTED = (
+    MIXED.replace(b"\r\n--b1\r\n", b"\r\npreamble\r\n--b1\r\n")
+    + b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"\r\n"
+    b"hi\r\n"
+    b"--b1\r\n"
+    b'Content-Type: multipart/alternative; boundary="b2"\r\n'
+    b"\r\n"
+    b"--b2\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"\r\n"
+    b"alt one\r\n"
+    b"--b2\r\n"
+    b"Content-Type: text/html\r\n"
+    b"\r\n"
+    b"<p>two</p>\r\n"
+    b"--b2--\r\n"
+    b"inner epilogue\r\n"
+    b"--b1\r\n"
+    b"Content-Type: message/rfc822\r\n"
+    b"\r\n"
+    b"From: Cy <cy@c.example>\r\n"
+    b"Subject: inner\r\n"
+    b"\r\n"
+    b"inner body\r\n"
+    b"--b1\r\n"
+    b"Content-Type: application/octet-stream\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n"
+    b"\r\n"
+    b"\xc3\xa9\xff8bit\r\n\r\n"
+    b"--b1\r\n"
+    b"Content-Type: application/octet-stream\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"AP8=\r\n"
+    b"--b1--\r\n"
+    b"epilogue\r\n"
+)
+
+
+# Each section of NESTED and its bytes, as Dovecot answers them. RFC 2046 5.1.1: the CRLF
+# before a delimiter line is the delimiter's, so a part is the bytes up to it (pymap said
+# "hi\r\n", and an attachment fetched by part had two bytes more than the file).
+SECTIONS = {
+    "BODY[1]": b"hi",
+    "BODY[2]": (
+        b"--b2\r\nContent-Type: text/plain\r\n\r\nalt one\r\n--b2\r\n"
+        b"Content-Type: text/html\r\n\r\n<p>two</p>\r\n--b2--\r\ninner epilogue"
+    ),
+    "BODY[2.1]": b"alt one",
+    "BODY[2.2]": b"<p>two</p>",
+    "BODY[3]": b"From: Cy <cy@c.example>\r\nSubject: inner\r\n\r\ninner body",
+    "BODY[3.TEXT]": b"inner body",
+    "BODY[3.1]": b"inner body",
+    "BODY[4]": b"\xc3\xa9\xff8bit\r\n",
+    "BODY[5]": b"AP8=",
+    "BINARY[4]": b"\xc3\xa9\xff8bit\r\n",
+    "BINARY[5]": b"\x00\xff",
+    # The sections beside a part are as they were: its MIME header, a message's header.
+    "BODY[2.MIME]": b'Content-Type: multipart/alternative; boundary="b2"\r\n\r\n',
+    "BODY[3.HEADER]": b"From: Cy <cy@c.example>\r\nSubject: inner\r\n\r\n",
+    # The message as a whole is the bytes it was received as.
+    "BODY[]": NESTED,
+    "BODY[TEXT]": NESTED.partition(b"\r\n\r\n")[2],
+}
+BINARY_SIZES = b"BINARY.SIZE[1] 2 BINARY.SIZE[4] 9 BINARY.SIZE[5] 2"
+
+
+def peeked(c, section: str) -> bytes:
+    """The bytes of `section` of message 1 in the selected folder, \\Seen left as it is."""
+    typ, data = c.fetch("1", f"({section.replace('[', '.PEEK[', 1)})")
+    # data[-2]: the literal, (the line up to it, its bytes); data[-1] the line after it.
+    assert typ == "OK", (section, data)
+    return data[-2][1]
+
+
+def test_a_part_ends_before_the_crlf_of_the_next_boundary(inbox):
+    _, uid = appenduid(inbox.append("INBOX", None, None, NESTED))
+    for section, expected in SECTIONS.items():
+        assert peeked(inbox, section) == expected, section
+    typ, data = inbox.uid("FETCH", str(uid), "(BINARY.SIZE[1] BINARY.SIZE[4] BINARY.SIZE[5])")
+    assert typ == "OK" and data[-1] == b"1 (%s UID 1)" % BINARY_SIZES, data
+    # Sizes and lines are those of the parts, as Dovecot counts them.
+    text = b'("text" "plain" NIL NIL NIL "7BIT" %d 0 NIL NIL NIL NIL)'
+    octets = b'("application" "octet-stream" NIL NIL NIL "%s" %d NIL NIL NIL NIL)'
+    typ, data = inbox.uid("FETCH", str(uid), "(BODYSTRUCTURE)")
+    assert typ == "OK" and data[-1] == (
+        b"1 (BODYSTRUCTURE ("
+        b'("text" "plain" ("charset" "utf-8") NIL NIL "7BIT" 2 0 NIL NIL NIL NIL)'
+        b'(("text" "plain" NIL NIL NIL "7BIT" 7 0 NIL NIL NIL NIL)'
+        b'("text" "html" NIL NIL NIL "7BIT" 10 0 NIL NIL NIL NIL)'
+        b' "alternative" ("boundary" "b2") NIL NIL NIL)'
+        b'("message" "rfc822" NIL NIL NIL "7BIT" 53 (NIL "inner" %s %s %s NIL NIL NIL NIL NIL)'
+        b" %s 3 NIL NIL NIL NIL)%s%s"
+        b' "mixed" ("boundary" "b1") NIL NIL NIL) UID 1)'
+        % (CY, CY, CY, text % 10, octets % (b"8bit", 9), octets % (b"base64", 4))
+    ), data
+
+
+def test_the_sections_are_dovecots():
+    # The bytes test_a_part_ends_before_the_crlf_of_the_next_boundary asks of the receiver
+    # are those Debian's Dovecot answers for the same message.
+    require_programs({"dovecot": "dovecot-imapd"})
+    dovecot = Dovecot({"INBOX": [NESTED]})
+    try:
+        dovecot.start()
+        c = dovecot.client()
+        assert c.select("INBOX")[0] == "OK"
+        assert {section: peeked(c, section) for section in SECTIONS} == SECTIONS
+        typ, data = c.fetch("1", "(BINARY.SIZE[1] BINARY.SIZE[4] BINARY.SIZE[5])")
+        assert typ == "OK" and data == [b"1 (%s)" % BINARY_SIZES], data
+        c.logout()
+    finally:
+        dovecot.stop()

@@ -24,7 +24,6 @@ from pymap.interfaces.message import CachedMessage
 from pymap.listtree import ListTree
 from pymap.mailbox import MailboxSnapshot
 from pymap.message import BaseMessage
-from pymap.mime import MessageContent
 from pymap.mime.parsed import ParsedHeaders
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.response import ResponseBye, ResponseCode
@@ -33,7 +32,7 @@ from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
 from pymap.parsing.specials.flag import Flag, Seen, Wildcard
 from pymap.selected import SelectedMailbox, SelectedSet
 
-from receiver.imap import connection, headerparse, specialuse
+from receiver.imap import connection, headerparse, mimeparts, specialuse
 from receiver.imap.fetchreplies import LoadedMessage
 from receiver.imap.append import Appender, unavailable
 from receiver.pipeline import Pipeline
@@ -132,7 +131,7 @@ class Message(BaseMessage):
         raw = await asyncio.get_running_loop().run_in_executor(
             self._backend.pipeline.executor, decompress, data, codec
         )
-        return LoadedMessage(self, requirement, MessageContent.parse(raw))
+        return LoadedMessage(self, requirement, mimeparts.parse(raw))
 
 
 class Snapshot(MailboxSnapshot):

@@ -14,7 +14,7 @@ import urllib.request
 import psycopg2
 import pytest
 
-from receiver.delivery import Envelope, Placement
+from receiver.delivery import DeliveryRequest, Envelope, Placement
 from receiver.parse import parse_message
 from receiver.store import credentials, folders
 from receiver.store.models import Credential, Delivery, FolderEntry, Mailbox
@@ -141,6 +141,19 @@ def test_an_append_that_meets_the_change_in_its_own_commit_is_told_bye(tmp_path,
         print("--- daemon log ---\n" + r.stop()[1][-4000:])
 
 
+def appended_with_login(email: str) -> DeliveryRequest:
+    """A copy APPENDed into INBOX by a session logged in with `email`'s new credential."""
+    credentials.issue(email)
+    cred = Credential.get()
+    folder = folders.create(1, "INBOX")
+    assert folder is not None
+    return dataclasses.replace(
+        request_for(parse_message(message(1))),
+        envelope=Envelope(login=(cred.id, cred.created_at)),
+        placement=Placement(folder.id),
+    )
+
+
 @pytest.mark.parametrize("change", ["disable", "revoke", "reissue", "remove"])
 def test_an_append_on_its_way_is_not_stored_once_the_change_is_committed(db_url, change):
     """The check the writer makes in the APPEND's own transaction: the session checked
@@ -148,15 +161,7 @@ def test_an_append_on_its_way_is_not_stored_once_the_change_is_committed(db_url,
     db = fresh_store(db_url)
     with db.connection_context():
         mailbox = Mailbox.get_by_id(1)
-        credentials.issue(mailbox.email)
-        cred = Credential.get()
-        folder = folders.create(1, "INBOX")
-        assert folder is not None
-        req = dataclasses.replace(
-            request_for(parse_message(message(1))),
-            envelope=Envelope(login=(cred.id, cred.created_at)),
-            placement=Placement(folder.id),
-        )
+        req = appended_with_login(mailbox.email)
         if change == "disable":
             Mailbox.update(state="disabled").execute()
         elif change == "revoke":
@@ -173,15 +178,7 @@ def test_an_append_on_its_way_is_not_stored_once_the_change_is_committed(db_url,
 def test_an_append_whose_login_holds_is_stored(db_url):
     db = fresh_store(db_url)
     with db.connection_context():
-        credentials.issue("threads@corp.example")
-        cred = Credential.get()
-        folder = folders.create(1, "INBOX")
-        assert folder is not None
-        req = dataclasses.replace(
-            request_for(parse_message(message(1))),
-            envelope=Envelope(login=(cred.id, cred.created_at)),
-            placement=Placement(folder.id),
-        )
+        req = appended_with_login("threads@corp.example")
         with db.atomic():
             assert store_delivery(req, DEFAULT_RULE).uid == 1
 

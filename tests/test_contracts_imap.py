@@ -461,3 +461,23 @@ def test_parsed_content_is_rebuilt_from_its_json_lines_by_the_constructors():
     rebuilt = MessageContent(raw, part.header, body)
     assert (bytes(rebuilt.body), len(rebuilt.body)) == (b"hi", 2)
     assert bytes(rebuilt) == b"X: 1\r\n\r\nhi"
+
+
+def test_a_header_is_parsed_from_its_lines_but_the_last():
+    # receiver.imap.mimeparts parses the header of a part of no blank line (pymap reads
+    # its lines as a body) with MessageHeader._parse(data, view, lines), adding an empty
+    # line for the blank one: its fields are read from all lines but the last, its bytes
+    # are its lines'. An empty content is built of MessageHeader.empty() and
+    # MessageBody.empty(), of no octets and the default type.
+    from pymap.mime import MessageBody, MessageContent, MessageHeader
+
+    raw = b"--b\r\nX: 1\r\nContent-Type: application/pdf\r\n--b"
+    start, end = 5, raw.index(b"\r\n--b", 5)
+    lines = [(start, start + 4, start + 6), (start + 6, end, end)]
+    header = MessageHeader._parse(raw, memoryview(raw), [*lines, (end, end, end)])
+    assert bytes(header) == b"X: 1\r\nContent-Type: application/pdf"
+    assert [key for key, _ in header.folded] == [b"x", b"content-type"]
+    assert header.parsed.content_type.content_type == "application/pdf"
+    empty = MessageContent(b"", MessageHeader.empty(), MessageBody.empty())
+    assert (bytes(empty), bytes(empty.header), bytes(empty.body)) == (b"", b"", b"")
+    assert empty.body.content_type.content_type == "text/plain"

@@ -233,19 +233,24 @@ SECTIONS = {
 BINARY_SIZES = b"BINARY.SIZE[1] 2 BINARY.SIZE[4] 9 BINARY.SIZE[5] 2"
 
 
-def peeked(c, section: str) -> bytes:
-    """The bytes of `section` of message 1 in the selected folder, \\Seen left as it is."""
-    typ, data = c.fetch("1", f"({section.replace('[', '.PEEK[', 1)})")
+def peeked(c, section: str, n: int = 1) -> bytes:
+    """The bytes of `section` of message `n` in the selected folder, \\Seen left as it is."""
+    typ, data = c.fetch(str(n), f"({section.replace('[', '.PEEK[', 1)})")
     # data[-2]: the literal, (the line up to it, its bytes); data[-1] the line after it.
     assert typ == "OK", (section, data)
     return data[-2][1]
+
+
+def size_items(sizes: bytes) -> str:
+    """The FETCH items `sizes` (as "BINARY.SIZE[1] 0 ...") answers."""
+    return " ".join(sizes.decode().split()[::2])
 
 
 def test_a_part_ends_before_the_crlf_of_the_next_boundary(inbox):
     _, uid = appenduid(inbox.append("INBOX", None, None, NESTED))
     for section, expected in SECTIONS.items():
         assert peeked(inbox, section) == expected, section
-    typ, data = inbox.uid("FETCH", str(uid), "(BINARY.SIZE[1] BINARY.SIZE[4] BINARY.SIZE[5])")
+    typ, data = inbox.uid("FETCH", str(uid), f"({size_items(BINARY_SIZES)})")
     assert typ == "OK" and data[-1] == b"1 (%s UID 1)" % BINARY_SIZES, data
     # Sizes and lines are those of the parts, as Dovecot counts them.
     text = b'("text" "plain" NIL NIL NIL "7BIT" %d 0 NIL NIL NIL NIL)'
@@ -264,18 +269,154 @@ def test_a_part_ends_before_the_crlf_of_the_next_boundary(inbox):
     ), data
 
 
-def test_the_sections_are_dovecots():
-    # The bytes test_a_part_ends_before_the_crlf_of_the_next_boundary asks of the receiver
-    # are those Debian's Dovecot answers for the same message.
+# Parts and messages with nothing in them: a header and its blank line then the next
+# delimiter line, a header of no blank line, no header either, message/rfc822 parts whose
+# message has a header only (with and without its blank line) or nothing at all, and a
+# header of no blank line naming a type.
+EMPTY = (
+    MIXED + b"Content-Type: text/plain\r\n"
+    b"\r\n"
+    b"--b1\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"--b1\r\n"
+    b"--b1\r\n"
+    b"Content-Type: message/rfc822\r\n"
+    b"\r\n"
+    b"From: Cy <cy@c.example>\r\n"
+    b"Subject: inner\r\n"
+    b"\r\n"
+    b"--b1\r\n"
+    b"Content-Type: message/rfc822\r\n"
+    b"\r\n"
+    b"Subject: nobl\r\n"
+    b"--b1\r\n"
+    b"Content-Type: message/rfc822\r\n"
+    b"\r\n"
+    b"--b1\r\n"
+    b"Content-Type: application/pdf\r\n"
+    b"--b1\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"\r\n"
+    b"hi\r\n"
+    b"--b1--\r\n"
+)
+# Each section of EMPTY and its bytes, as Dovecot answers them. pymap gave each empty
+# header or body the whole message but its last octet. The CRLF before a delimiter line
+# is the delimiter's, a header's blank line's too; but Dovecot's message/rfc822 part
+# whose message has no body keeps it (BODY[4], BODY[5]), where its message's header
+# does not.
+EMPTY_SECTIONS = {
+    "BODY[1]": b"",
+    "BODY[1.MIME]": b"Content-Type: text/plain\r\n",
+    "BINARY[1]": b"",
+    "BODY[2]": b"",
+    "BODY[2.MIME]": b"Content-Type: text/plain",
+    "BODY[3]": b"",
+    "BODY[3.MIME]": b"",
+    "BODY[4]": b"From: Cy <cy@c.example>\r\nSubject: inner\r\n\r\n",
+    "BODY[4.HEADER]": b"From: Cy <cy@c.example>\r\nSubject: inner\r\n",
+    "BODY[4.TEXT]": b"",
+    "BODY[4.1]": b"",
+    "BODY[5]": b"Subject: nobl\r\n",
+    "BODY[5.HEADER]": b"Subject: nobl",
+    "BODY[5.TEXT]": b"",
+    "BODY[6]": b"",
+    "BODY[6.MIME]": b"Content-Type: message/rfc822\r\n",
+    "BODY[6.HEADER]": b"",
+    "BODY[6.TEXT]": b"",
+    "BODY[7]": b"",
+    "BODY[7.MIME]": b"Content-Type: application/pdf",
+    "BODY[8]": b"hi",
+    "BODY[]": EMPTY,
+    "BODY[TEXT]": EMPTY.partition(b"\r\n\r\n")[2],
+}
+EMPTY_BINARY_SIZES = b"BINARY.SIZE[1] 0 BINARY.SIZE[2] 0 BINARY.SIZE[3] 0 BINARY.SIZE[7] 0"
+EMPTY_TEXT = b'("text" "plain" NIL NIL NIL "7BIT" 0 0 NIL NIL NIL NIL)'
+NOTHING = b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
+# Its BODYSTRUCTURE: Dovecot's, but for the defaults pymap leaves out (a text part's
+# charset) and the case of "7BIT".
+EMPTY_STRUCTURE = b"".join(
+    (
+        b"(",
+        EMPTY_TEXT * 3,
+        b'("message" "rfc822" NIL NIL NIL "7BIT" 43 (NIL "inner" %s %s %s NIL NIL NIL NIL NIL)'
+        b" %s 3 NIL NIL NIL NIL)" % (CY, CY, CY, EMPTY_TEXT),
+        b'("message" "rfc822" NIL NIL NIL "7BIT" 15 (NIL "nobl" NIL NIL NIL NIL NIL NIL NIL NIL)'
+        b" %s 1 NIL NIL NIL NIL)" % EMPTY_TEXT,
+        b'("message" "rfc822" NIL NIL NIL "7BIT" 0 %s %s 0 NIL NIL NIL NIL)'
+        % (NOTHING, EMPTY_TEXT),
+        b'("application" "pdf" NIL NIL NIL "7BIT" 0 NIL NIL NIL NIL)',
+        b'("text" "plain" NIL NIL NIL "7BIT" 2 0 NIL NIL NIL NIL)',
+        b' "mixed" ("boundary" "b1") NIL NIL NIL)',
+    )
+)
+# A message of a header only, with and without its blank line, and with no CRLF at all:
+# pymap's BODY[] of the first lost its last octet ("Subject: x\r"), the last was all
+# body, no header.
+HEADER_ONLY = (b"Subject: x\r\n", b"Subject: y\r\n\r\n", b"Subject: z")
+HEADER_ONLY_SECTIONS = ("BODY[]", "BODY[HEADER]", "BODY[TEXT]")
+
+
+def test_an_empty_part_header_or_body_is_empty(inbox):
+    _, uid = appenduid(inbox.append("INBOX", None, None, EMPTY))
+    for section, expected in EMPTY_SECTIONS.items():
+        assert peeked(inbox, section) == expected, section
+    typ, data = inbox.uid("FETCH", str(uid), f"({size_items(EMPTY_BINARY_SIZES)})")
+    assert typ == "OK" and data[-1] == b"1 (%s UID 1)" % EMPTY_BINARY_SIZES, data
+    typ, data = inbox.uid("FETCH", str(uid), "(BODYSTRUCTURE)")
+    assert typ == "OK" and data[-1] == b"1 (BODYSTRUCTURE %s UID 1)" % EMPTY_STRUCTURE, data
+
+
+def test_a_message_of_a_header_only_is_its_bytes(inbox):
+    for raw in HEADER_ONLY:
+        inbox.append("INBOX", None, None, raw)
+    for n, raw in enumerate(HEADER_ONLY, 1):
+        sections = [peeked(inbox, s, n) for s in HEADER_ONLY_SECTIONS]
+        assert sections == [raw, raw, b""], raw
+        typ, data = inbox.fetch(str(n), "(BODYSTRUCTURE)")
+        assert typ == "OK" and data == [
+            b'%d (BODYSTRUCTURE ("text" "plain" NIL NIL NIL "7BIT" 0 0 NIL NIL NIL NIL))' % n
+        ], data
+
+
+@pytest.fixture
+def dovecot():
+    """Debian's Dovecot, started on loopback by `dovecot.start(folders)`."""
     require_programs({"dovecot": "dovecot-imapd"})
-    dovecot = Dovecot({"INBOX": [NESTED]})
-    try:
-        dovecot.start()
-        c = dovecot.client()
+    started: list[Dovecot] = []
+
+    def start(folders):
+        started.append(Dovecot(folders))
+        started[-1].start()
+        c = started[-1].client()
         assert c.select("INBOX")[0] == "OK"
-        assert {section: peeked(c, section) for section in SECTIONS} == SECTIONS
-        typ, data = c.fetch("1", "(BINARY.SIZE[1] BINARY.SIZE[4] BINARY.SIZE[5])")
-        assert typ == "OK" and data == [b"1 (%s)" % BINARY_SIZES], data
-        c.logout()
-    finally:
-        dovecot.stop()
+        return c
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("raw", "sections", "sizes"),
+    [(NESTED, SECTIONS, BINARY_SIZES), (EMPTY, EMPTY_SECTIONS, EMPTY_BINARY_SIZES)],
+)
+def test_the_sections_are_dovecots(dovecot, raw, sections, sizes):
+    # The bytes test_a_part_ends_before_the_crlf_of_the_next_boundary and
+    # test_an_empty_part_header_or_body_is_empty ask of the receiver are those Debian's
+    # Dovecot answers for the same messages.
+    c = dovecot({"INBOX": [raw]})
+    assert {section: peeked(c, section) for section in sections} == sections
+    typ, data = c.fetch("1", f"({size_items(sizes)})")
+    assert typ == "OK" and data == [b"1 (%s)" % sizes], data
+    c.logout()
+
+
+def test_the_empty_parts_structure_and_header_only_messages_are_dovecots(dovecot):
+    c = dovecot({"INBOX": [EMPTY, *HEADER_ONLY]})
+    typ, data = c.fetch("1", "(BODYSTRUCTURE)")
+    defaults = data[0].replace(b' ("charset" "us-ascii")', b" NIL").replace(b'"7bit"', b'"7BIT"')
+    assert typ == "OK" and defaults == b"1 (BODYSTRUCTURE %s)" % EMPTY_STRUCTURE, data
+    for n, raw in enumerate(HEADER_ONLY, 2):
+        assert [peeked(c, s, n) for s in HEADER_ONLY_SECTIONS] == [raw, raw, b""], raw
+    c.logout()

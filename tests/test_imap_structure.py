@@ -241,17 +241,19 @@ def peeked(c, section: str, n: int = 1) -> bytes:
     return data[-2][1]
 
 
-def size_items(sizes: bytes) -> str:
-    """The FETCH items `sizes` (as "BINARY.SIZE[1] 0 ...") answers."""
-    return " ".join(sizes.decode().split()[::2])
+def assert_answers(c, sections: dict[str, bytes], sizes: bytes) -> None:
+    """Message 1 in the selected folder answers each of `sections` with its bytes, and
+    its BINARY.SIZEs with `sizes` (as "BINARY.SIZE[1] 0 ...")."""
+    for section, expected in sections.items():
+        assert peeked(c, section) == expected, section
+    items = " ".join(sizes.decode().split()[::2])
+    typ, data = c.fetch("1", f"({items})")
+    assert typ == "OK" and data[-1] == b"1 (%s)" % sizes, data
 
 
 def test_a_part_ends_before_the_crlf_of_the_next_boundary(inbox):
     _, uid = appenduid(inbox.append("INBOX", None, None, NESTED))
-    for section, expected in SECTIONS.items():
-        assert peeked(inbox, section) == expected, section
-    typ, data = inbox.uid("FETCH", str(uid), f"({size_items(BINARY_SIZES)})")
-    assert typ == "OK" and data[-1] == b"1 (%s UID 1)" % BINARY_SIZES, data
+    assert_answers(inbox, SECTIONS, BINARY_SIZES)
     # Sizes and lines are those of the parts, as Dovecot counts them.
     text = b'("text" "plain" NIL NIL NIL "7BIT" %d 0 NIL NIL NIL NIL)'
     octets = b'("application" "octet-stream" NIL NIL NIL "%s" %d NIL NIL NIL NIL)'
@@ -359,10 +361,7 @@ HEADER_ONLY_SECTIONS = ("BODY[]", "BODY[HEADER]", "BODY[TEXT]")
 
 def test_an_empty_part_header_or_body_is_empty(inbox):
     _, uid = appenduid(inbox.append("INBOX", None, None, EMPTY))
-    for section, expected in EMPTY_SECTIONS.items():
-        assert peeked(inbox, section) == expected, section
-    typ, data = inbox.uid("FETCH", str(uid), f"({size_items(EMPTY_BINARY_SIZES)})")
-    assert typ == "OK" and data[-1] == b"1 (%s UID 1)" % EMPTY_BINARY_SIZES, data
+    assert_answers(inbox, EMPTY_SECTIONS, EMPTY_BINARY_SIZES)
     typ, data = inbox.uid("FETCH", str(uid), "(BODYSTRUCTURE)")
     assert typ == "OK" and data[-1] == b"1 (BODYSTRUCTURE %s UID 1)" % EMPTY_STRUCTURE, data
 
@@ -406,9 +405,7 @@ def test_the_sections_are_dovecots(dovecot, raw, sections, sizes):
     # test_an_empty_part_header_or_body_is_empty ask of the receiver are those Debian's
     # Dovecot answers for the same messages.
     c = dovecot({"INBOX": [raw]})
-    assert {section: peeked(c, section) for section in sections} == sections
-    typ, data = c.fetch("1", f"({size_items(sizes)})")
-    assert typ == "OK" and data == [b"1 (%s)" % sizes], data
+    assert_answers(c, sections, sizes)
     c.logout()
 
 

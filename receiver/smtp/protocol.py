@@ -281,12 +281,12 @@ class Hardened(_MixinBase):
             return
         if self.shared.stopping:
             await self.push(SHUTTING_DOWN)
-            return self._close()
+            return
         problems = self.shared.problems()
         if problems:
             log.warning("session %s: refused, %s", sid, "; ".join(problems))
             await self.push(f"{UNHEALTHY} ({'; '.join(problems)})")
-            return self._close()
+            return
         ip = client_ip(self.session.peer)
         # A front MTA (LMTP peer, smtp.trusted_networks) keeps cached connections open to
         # as many as its destination concurrency: only the total cap applies to it.
@@ -294,7 +294,7 @@ class Hardened(_MixinBase):
         if not self.shared.slots.acquire(ip, per_ip_cap=not front):
             log.warning("session %s: %s over the session cap", sid, ip)
             await self.push(TOO_MANY_SESSIONS)
-            return self._close()
+            return
         self._slot_ip = ip
         self.shared.sessions.add(self)
         self._count_pressure()
@@ -304,7 +304,7 @@ class Hardened(_MixinBase):
             while self.transport is not None:
                 if self.shared.stopping:
                     await self.push(SHUTTING_DOWN)
-                    return self._close()
+                    return
                 errors = self._errors
                 try:
                     command = await self._one_command(sid)
@@ -327,11 +327,11 @@ class Hardened(_MixinBase):
                 if self._errors >= self.settings.max_errors:
                     log.warning("session %s: too many errors", sid)
                     await self.push(TOO_MANY_ERRORS)
-                    return self._close()
+                    return
                 if self._commands >= self.settings.max_commands:
                     log.warning("session %s: too many commands without progress", sid)
                     await self.push(TOO_MANY_COMMANDS)
-                    return self._close()
+                    return
         except ConnectionResetError:
             log.info("session %s: connection reset", sid)
         finally:

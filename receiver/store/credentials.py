@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 
 from receiver.store.db import is_postgres
-from receiver.store.mailboxes import MailboxInfo, _info, _info_of, get
+from receiver.store.mailboxes import INFO_FIELDS, MailboxInfo, _info, _info_of, get
 from receiver.store.models import Credential, Mailbox, database, utcnow
 
 # scrypt cost: 16 MiB and 50-250 ms per check (2 cores); failures are rate-limited too.
@@ -137,16 +137,7 @@ def standing(credential_id: int, issued_at: dt.datetime, lock: bool = False) -> 
     PostgreSQL a `disable` or `--revoke` then waits for it, or it sees theirs; a SQLite
     write transaction holds the whole database anyway."""
     q = (
-        Credential.select(
-            Credential.created_at,
-            Credential.revoked_at,
-            Mailbox.id,
-            Mailbox.email,
-            Mailbox.state,
-            Mailbox.policy_altered,
-            Mailbox.policy_unverifiable,
-            Mailbox.allow_from,
-        )
+        Credential.select(Credential.created_at, Credential.revoked_at, *INFO_FIELDS)
         .join(Mailbox)
         .where(Credential.id == credential_id)
     )

@@ -428,9 +428,7 @@ class Session(BaseSession[Message]):
         now (a `mailbox allow` or policy change applies from the next command): the CLI
         runs in another process, so it is the database that says (one indexed lookup a
         command)."""
-        now = await self.backend.run(
-            credentials.standing, self.granted.credential_id, self.granted.issued_at
-        )
+        now = await self.backend.run(credentials.standing, *self.granted.issue)
         if now.ended is not None:
             log.info("imap %s: %s, session ended", connection.session_id(), now.ended)
             raise LoggedOut(now.ended)
